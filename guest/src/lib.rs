@@ -1,0 +1,27 @@
+//! incsync's connector: the incremental sync strategies as a sans-IO state
+//! machine ([`Sync`]), and (on `wasm32`) the wit-bindgen glue that drives it
+//! as a WebAssembly component.
+//!
+//! Nothing outside `glue` knows about WIT, and nothing here reads a clock,
+//! the network or the environment: responses come in through
+//! [`Sync::handle_response`], work goes out through [`Sync::poll_output`].
+
+pub mod config;
+pub mod cursor;
+mod error;
+mod http;
+mod machine;
+pub mod rows;
+mod state;
+mod strategy;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
+
+#[cfg(test)]
+mod sim;
+
+pub use error::SyncError;
+pub use http::{HttpError, Method, Request, Response};
+pub use machine::{Level, Output, Sync, Table, schema};
+pub use rows::{RowBatch, Value};

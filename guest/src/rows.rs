@@ -1,0 +1,215 @@
+//! Typed rows: API records (JSON objects) turned into the batches that cross
+//! the boundary to the warehouse.
+
+use crate::config::{Column, DataType, StreamConfig};
+use crate::cursor::{Cursor, TimestampFormat};
+use serde_json::{Map, Value as Json};
+
+/// One typed cell; mirrors the WIT `value`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// No value.
+    Null,
+    /// A boolean.
+    Boolean(bool),
+    /// An integer that fits in 64 bits.
+    Integer(i64),
+    /// Any other number.
+    Float(f64),
+    /// Text.
+    String(String),
+    /// Microseconds since the Unix epoch, UTC.
+    UtcDateTime(i64),
+    /// A nested object or array as compact JSON text.
+    Json(String),
+}
+
+/// Rows for one table, each with one value per column; mirrors the WIT `row-batch`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RowBatch {
+    /// Column names, declared columns first, then fields the records added.
+    pub columns: Vec<String>,
+    /// The rows.
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl RowBatch {
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+}
+
+/// A record's primary key, as the text of its key fields (joined by a unit
+/// separator for composite keys). Used to recognise a row already delivered.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowKey(String);
+
+impl RowKey {
+    /// Reads the key of `record`; `Err` names the missing field.
+    pub fn of(record: &Map<String, Json>, fields: &[String]) -> Result<RowKey, String> {
+        let mut key = String::new();
+        for (i, field) in fields.iter().enumerate() {
+            if i > 0 {
+                key.push('\u{1f}');
+            }
+            match record.get(field) {
+                None | Some(Json::Null) => {
+                    return Err(format!("has no primary-key field `{field}`"));
+                }
+                Some(Json::String(s)) => key.push_str(s),
+                Some(other) => key.push_str(&other.to_string()),
+            }
+        }
+        Ok(RowKey(key))
+    }
+}
+
+/// Turns records into typed row batches for one stream's table.
+#[derive(Debug, Clone)]
+pub struct RowBuilder {
+    columns: Vec<Column>,
+    format: TimestampFormat,
+}
+
+impl RowBuilder {
+    /// A builder for `stream`'s declared columns.
+    pub fn new(stream: &StreamConfig) -> Self {
+        RowBuilder {
+            columns: stream.columns.clone(),
+            format: stream.timestamp_format.clone(),
+        }
+    }
+
+    /// Builds one batch from `records`. Declared columns come first, in their
+    /// declared order; fields no column declares follow in order of first
+    /// appearance, so nothing the API sent is dropped.
+    pub fn batch<'a>(&self, records: impl Iterator<Item = &'a Map<String, Json>> + Clone) -> RowBatch {
+        let mut columns: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
+        let declared = columns.len();
+        for record in records.clone() {
+            for key in record.keys() {
+                if !columns.iter().any(|c| c == key) {
+                    columns.push(key.clone());
+                }
+            }
+        }
+        let rows = records
+            .map(|record| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, name)| {
+                        let declared_type = (i < declared).then(|| self.columns[i].data_type);
+                        match record.get(name) {
+                            None => Value::Null,
+                            Some(v) => self.value(v, declared_type),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        RowBatch { columns, rows }
+    }
+
+    /// Converts one JSON value, honouring the declared type where the value
+    /// fits it and keeping the value as it is where it does not.
+    fn value(&self, json: &Json, declared: Option<DataType>) -> Value {
+        match (json, declared) {
+            (Json::String(s), Some(DataType::UtcDateTime)) => match self.format.parse(s) {
+                Some(c) => Value::UtcDateTime(c.micros()),
+                None => Value::String(s.clone()),
+            },
+            (Json::Null, _) => Value::Null,
+            (Json::Bool(b), _) => Value::Boolean(*b),
+            (Json::Number(n), _) => match (n.as_i64(), declared) {
+                (Some(i), Some(DataType::Float)) => Value::Float(i as f64),
+                (Some(i), _) => Value::Integer(i),
+                (None, _) => match n.as_f64() {
+                    Some(f) if n.is_f64() => Value::Float(f),
+                    // A u64 beyond i64: keep every digit.
+                    _ => Value::String(n.to_string()),
+                },
+            },
+            (Json::String(s), _) => Value::String(s.clone()),
+            (other, _) => Value::Json(other.to_string()),
+        }
+    }
+}
+
+/// Reads the cursor of a record; `Err` says what is wrong with it.
+pub fn cursor_of(
+    record: &Map<String, Json>,
+    field: &str,
+    format: &TimestampFormat,
+) -> Result<Cursor, String> {
+    match record.get(field) {
+        None | Some(Json::Null) => Err(format!("has no cursor field `{field}`")),
+        Some(Json::String(s)) => format
+            .parse(s)
+            .ok_or_else(|| format!("has a cursor `{field}` = `{s}` that is not a timestamp")),
+        Some(other) => Err(format!(
+            "has a cursor `{field}` = {other} that is not a timestamp string"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use serde_json::json;
+
+    fn builder() -> RowBuilder {
+        let c = Config::parse(
+            r#"{"base_url": "http://x", "streams": [{"table": "user", "strategy": "timestamp", "path": "/p"}]}"#,
+        )
+        .unwrap();
+        RowBuilder::new(&c.streams[0])
+    }
+
+    #[test]
+    fn declared_columns_come_first_and_extra_fields_are_kept() {
+        let a = json!({"id": "1", "updatedAt": "2024-01-15T10:30:00Z", "score": 7, "tags": ["x"]});
+        let b = json!({"id": "2", "vip": true});
+        let records = [a.as_object().unwrap(), b.as_object().unwrap()];
+        let batch = builder().batch(records.iter().copied());
+        assert_eq!(&batch.columns[..8], ["id", "name", "email", "address", "company", "job", "updatedAt", "createdAt"]);
+        assert_eq!(&batch.columns[8..], ["score", "tags", "vip"]);
+        let row = &batch.rows[0];
+        assert_eq!(row[0], Value::String("1".into()));
+        assert_eq!(row[1], Value::Null);
+        assert_eq!(row[6], Value::UtcDateTime(1_705_314_600_000_000));
+        assert_eq!(row[8], Value::Integer(7));
+        assert_eq!(row[9], Value::Json("[\"x\"]".into()));
+        assert_eq!(row[10], Value::Null);
+        assert_eq!(batch.rows[1][10], Value::Boolean(true));
+    }
+
+    #[test]
+    fn values_that_do_not_fit_their_type_are_kept_as_they_are() {
+        let a = json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
+        let batch = builder().batch([a.as_object().unwrap()].into_iter());
+        let row = &batch.rows[0];
+        assert_eq!(row[0], Value::Integer(12));
+        assert_eq!(row[7], Value::String("not a date".into()));
+        assert_eq!(row[8], Value::String("18446744073709551615".into()));
+        assert_eq!(row[9], Value::Float(1.5));
+    }
+
+    #[test]
+    fn keys_and_cursors_report_what_is_missing() {
+        let r = json!({"id": "7", "updatedAt": "soon"});
+        let r = r.as_object().unwrap();
+        assert_eq!(RowKey::of(r, &["id".into()]).unwrap(), RowKey("7".into()));
+        assert!(RowKey::of(r, &["pk".into()]).unwrap_err().contains("`pk`"));
+        let f = TimestampFormat::default();
+        assert!(cursor_of(r, "updatedAt", &f).unwrap_err().contains("`soon`"));
+        assert!(cursor_of(r, "createdAt", &f).unwrap_err().contains("no cursor field"));
+    }
+}

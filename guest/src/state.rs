@@ -1,0 +1,95 @@
+//! The connector's saved state: one JSON object per stream, keyed by the
+//! stream's name, each naming the strategy that wrote it.
+//!
+//! ```json
+//! {"streams": {"user": {"strategy": "timestamp", "last_timestamp": "2024-01-15T10:30:00Z"}}}
+//! ```
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+/// The state of one stream, as its strategy reads and writes it.
+pub type StreamState = Map<String, Value>;
+
+/// The whole saved state.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SavedState {
+    streams: BTreeMap<String, StreamState>,
+}
+
+impl SavedState {
+    /// Reads the text of the last checkpoint.
+    pub fn parse(text: &str) -> Result<SavedState, String> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("the saved state is not valid JSON ({e})"))?;
+        let streams = value
+            .as_object()
+            .and_then(|o| o.get("streams"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| "the saved state has no `streams` object".to_owned())?;
+        let mut out = BTreeMap::new();
+        for (name, state) in streams {
+            let state = state
+                .as_object()
+                .ok_or_else(|| format!("the saved state of stream `{name}` is not an object"))?;
+            out.insert(name.clone(), state.clone());
+        }
+        Ok(SavedState { streams: out })
+    }
+
+    /// The saved state of stream `name` written by `strategy`: `Ok(None)` if
+    /// there is none (a first sync), `Err` if another strategy wrote it.
+    pub fn stream(&self, name: &str, strategy: &str) -> Result<Option<&StreamState>, String> {
+        let Some(state) = self.streams.get(name) else {
+            return Ok(None);
+        };
+        match state.get("strategy").and_then(Value::as_str) {
+            Some(s) if s == strategy => Ok(Some(state)),
+            Some(s) => Err(format!(
+                "stream `{name}` was saved by strategy `{s}`, but the config now says `{strategy}`"
+            )),
+            None => Err(format!("the saved state of stream `{name}` names no strategy")),
+        }
+    }
+
+    /// Replaces the state of stream `name`.
+    pub fn set(&mut self, name: &str, strategy: &str, mut state: StreamState) {
+        state.insert("strategy".to_owned(), Value::String(strategy.to_owned()));
+        self.streams.insert(name.to_owned(), state);
+    }
+
+    /// The text to checkpoint. Streams no longer in the config keep their state.
+    pub fn to_json(&self) -> String {
+        let streams: Map<String, Value> = self
+            .streams
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::Object(v.clone())))
+            .collect();
+        let mut top = Map::new();
+        top.insert("streams".to_owned(), Value::Object(streams));
+        Value::Object(top).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_keeps_unknown_streams() {
+        let text = r#"{"streams":{"gone":{"strategy":"timestamp","last_timestamp":"x"},"user":{"last_timestamp":"2024-01-15T10:30:00Z","strategy":"timestamp"}}}"#;
+        let s = SavedState::parse(text).unwrap();
+        assert!(s.stream("user", "timestamp").unwrap().is_some());
+        assert!(s.stream("new", "timestamp").unwrap().is_none());
+        assert_eq!(SavedState::parse(&s.to_json()).unwrap(), s);
+    }
+
+    #[test]
+    fn a_mismatched_or_corrupt_state_is_an_error() {
+        let s = SavedState::parse(r#"{"streams":{"user":{"strategy":"keyset"}}}"#).unwrap();
+        assert!(s.stream("user", "timestamp").unwrap_err().contains("`keyset`"));
+        assert!(SavedState::parse("{").is_err());
+        assert!(SavedState::parse("[]").is_err());
+        assert!(SavedState::parse(r#"{"streams":{"user":3}}"#).is_err());
+    }
+}

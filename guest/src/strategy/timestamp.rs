@@ -1,0 +1,346 @@
+//! Timestamp sync (seed 000): `since=<cursor>`, saving `last_timestamp`.
+//!
+//! The endpoint answers the records whose cursor is at or after `since`
+//! (inclusive, as real APIs filter), oldest first, at most `page_size` at a
+//! time. The seed example asks again with `since` = the last cursor it saw;
+//! against an inclusive filter that answer always holds that last record, so
+//! it never ends. Here:
+//!
+//! - Each answer is a prefix of the records at or after `since`, so every
+//!   record older than the page's last cursor has been seen. `since` moves to
+//!   that maximum, and the rows that share it are read again by the next
+//!   request (inclusive), so a tie cut by the page boundary is never lost.
+//! - A page that moves the cursor is checkpointed: resuming from the maximum
+//!   loses nothing, for the same reason.
+//! - A page that does not move the cursor ends the stream when it is shorter
+//!   than `page_size` (the answer was complete). A full page that does not
+//!   move it means more than `page_size` records share one cursor value: no
+//!   request can get past them, so the sync stops with an error instead of
+//!   looping.
+//! - Rows at the boundary already delivered in this sync are not upserted
+//!   again; across syncs the boundary rows are re-delivered (idempotently).
+
+use super::{Page, Strategy, Verdict, saved_cursor};
+use crate::config::{StreamConfig, TimestampConfig};
+use crate::cursor::{Cursor, TimestampFormat};
+use crate::rows::RowKey;
+use crate::state::StreamState;
+use serde_json::Value;
+use std::collections::HashSet;
+
+const STATE_KEY: &str = "last_timestamp";
+
+pub(crate) struct Timestamp {
+    param: String,
+    page_size: usize,
+    format: TimestampFormat,
+    cursor_field: String,
+    /// The greatest cursor seen; the next request starts here.
+    since: Cursor,
+    /// Keys of the rows at exactly `since` already delivered in this sync.
+    delivered_at_since: HashSet<RowKey>,
+    caught_up: bool,
+}
+
+impl Timestamp {
+    pub(crate) fn new(
+        stream: &StreamConfig,
+        config: &TimestampConfig,
+        saved: Option<&StreamState>,
+    ) -> Result<Self, String> {
+        let since = match saved {
+            Some(s) => saved_cursor(s, STATE_KEY, stream)?,
+            None => config.start,
+        };
+        Ok(Timestamp {
+            param: config.since_param.clone(),
+            page_size: config.page_size,
+            format: stream.timestamp_format.clone(),
+            cursor_field: stream.cursor_field.clone(),
+            since,
+            delivered_at_since: HashSet::new(),
+            caught_up: false,
+        })
+    }
+}
+
+impl Strategy for Timestamp {
+    fn next_request(&mut self) -> Option<Vec<(String, String)>> {
+        (!self.caught_up).then(|| vec![(self.param.clone(), self.format.format(self.since))])
+    }
+
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
+        let mut verdict = Verdict::default();
+        if let Some(i) = page.cursors.windows(2).position(|w| w[0] > w[1]) {
+            return Err(format!(
+                "records are not sorted by `{}`: record {} ({}) comes after record {} ({}); \
+                 a timestamp endpoint must answer oldest first",
+                self.cursor_field,
+                i + 1,
+                page.cursors[i + 1],
+                i,
+                page.cursors[i],
+            ));
+        }
+        let Some(&max) = page.cursors.last() else {
+            self.caught_up = true;
+            return Ok(verdict);
+        };
+        verdict.deliver = page
+            .cursors
+            .iter()
+            .zip(&page.keys)
+            .map(|(c, k)| *c != self.since || !self.delivered_at_since.contains(k))
+            .collect();
+        if max > self.since {
+            self.since = max;
+            self.delivered_at_since = page
+                .cursors
+                .iter()
+                .zip(&page.keys)
+                .filter(|(c, _)| **c == max)
+                .map(|(_, k)| k.clone())
+                .collect();
+            verdict.checkpoint = true;
+        } else if page.records.len() >= self.page_size {
+            return Err(format!(
+                "the endpoint answered a full page of {} records that all have `{}` at or before {}, \
+                 so no `{}` can page past them (page_size = {} or more records share one timestamp); \
+                 raise page_size if the endpoint allows more, or use a strategy that pages within a timestamp",
+                page.records.len(),
+                self.cursor_field,
+                self.format.format(self.since),
+                self.param,
+                self.page_size,
+            ));
+        } else {
+            self.delivered_at_since
+                .extend(page.keys.iter().zip(&page.cursors).filter(|(_, c)| **c == self.since).map(|(k, _)| k.clone()));
+            self.caught_up = true;
+        }
+        Ok(verdict)
+    }
+
+    fn state(&self) -> StreamState {
+        let mut s = StreamState::new();
+        s.insert(
+            STATE_KEY.to_owned(),
+            Value::String(self.format.format(self.since)),
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::SyncError;
+    use crate::sim::{Fault, SimApi, SimWarehouse, sync_once, timestamp_config, ts};
+    use proptest::prelude::*;
+
+    fn first_sync(updated: &[i64], cap: usize) -> (SimApi, SimWarehouse) {
+        let mut api = SimApi::new(updated, cap);
+        let mut wh = SimWarehouse::default();
+        sync_once(&timestamp_config(cap), &mut api, &mut wh, 1000).unwrap();
+        (api, wh)
+    }
+
+    /// The seed's loop: ask again from the last cursor seen until an answer is
+    /// empty. Returns the number of requests, or `None` if it had not ended
+    /// after `limit`.
+    fn seed_algorithm(api: &mut SimApi, limit: usize) -> Option<usize> {
+        let mut since = ts(0);
+        for n in 1..=limit {
+            let url = format!("http://sim/incremental/timestamp?since={since}");
+            let req = crate::Request { method: crate::Method::Get, url, headers: vec![] };
+            let body: serde_json::Value = serde_json::from_slice(&api.answer(&req).unwrap().body).unwrap();
+            let data = body["data"].as_array().unwrap();
+            let Some(last) = data.last() else { return Some(n) };
+            since = last["updatedAt"].as_str().unwrap().to_owned();
+        }
+        None
+    }
+
+    #[test]
+    fn the_seed_algorithm_never_ends_against_an_inclusive_since() {
+        let mut api = SimApi::new(&[10, 20, 30], 50);
+        assert_eq!(seed_algorithm(&mut api, 100), None);
+    }
+
+    #[test]
+    fn a_first_sync_terminates_with_every_row_and_the_maximum_cursor() {
+        let (api, wh) = first_sync(&[10, 20, 30], 50);
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.last_timestamp().unwrap(), ts(30));
+        // One page of everything, then one that only re-reads the boundary.
+        assert_eq!(api.requests, 2);
+        assert_eq!(wh.delivered, 3, "the boundary row is not delivered twice in one sync");
+    }
+
+    #[test]
+    fn an_empty_api_ends_after_one_request_and_saves_nothing() {
+        let (api, wh) = first_sync(&[], 50);
+        assert_eq!(api.requests, 1);
+        assert_eq!(wh.state, None);
+    }
+
+    #[test]
+    fn ties_cut_by_a_page_boundary_are_not_lost() {
+        // Page size 4; three records share t=20, straddling two pages.
+        let updated = [10, 10, 10, 20, 20, 20, 30, 40];
+        let (api, wh) = first_sync(&updated, 4);
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.last_timestamp().unwrap(), ts(40));
+    }
+
+    #[test]
+    fn a_full_page_of_one_timestamp_fails_instead_of_looping() {
+        let mut api = SimApi::new(&[10, 20, 20, 20, 20, 30], 3);
+        let mut wh = SimWarehouse::default();
+        let err = sync_once(&timestamp_config(3), &mut api, &mut wh, 100).unwrap_err();
+        let SyncError::BadResponse(msg) = err else { panic!("{err:?}") };
+        assert!(msg.contains("stream `user`") && msg.contains("since=") && msg.contains("page_size"), "{msg}");
+        // State stops at the last page it could fully account for.
+        assert_eq!(wh.last_timestamp().unwrap(), ts(20));
+        assert!(wh.rows.contains_key("1"));
+    }
+
+    #[test]
+    fn an_incremental_sync_gets_the_changes_plus_the_boundary() {
+        let (mut api, mut wh) = first_sync(&[10, 20, 30, 30], 3);
+        let delivered_first = wh.delivered;
+        api.update(1, 40);
+        api.update(2, 45);
+        api.insert(45);
+        api.insert(50);
+        sync_once(&timestamp_config(3), &mut api, &mut wh, 100).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.last_timestamp().unwrap(), ts(50));
+        // Two rows at the old boundary (t=30) plus the four changes.
+        assert_eq!(wh.delivered - delivered_first, 2 + 4);
+    }
+
+    #[test]
+    fn a_second_sync_with_no_changes_reads_only_the_boundary() {
+        let (mut api, mut wh) = first_sync(&[10, 20, 30], 50);
+        let before = (api.requests, wh.delivered);
+        sync_once(&timestamp_config(50), &mut api, &mut wh, 100).unwrap();
+        assert_eq!(api.requests - before.0, 1);
+        assert_eq!(wh.delivered - before.1, 1);
+        assert_eq!(wh.last_timestamp().unwrap(), ts(30));
+    }
+
+    #[test]
+    fn rows_written_during_the_sync_are_picked_up() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
+        api.before_answer = Some(Box::new(|api: &mut SimApi, n| {
+            if n == 2 {
+                api.update(1, 55); // moves behind the cursor: to the end
+                api.insert(35);
+            }
+        }));
+        let mut wh = SimWarehouse::default();
+        sync_once(&timestamp_config(2), &mut api, &mut wh, 100).unwrap();
+        wh.matches(&api).unwrap();
+    }
+
+    #[test]
+    fn bad_answers_fail_with_the_stream_and_request_and_keep_the_last_checkpoint() {
+        let cases: [(Fault, &str); 4] = [
+            (Fault::Status(503), "answered HTTP 503"),
+            (Fault::Body("<html>"), "not JSON"),
+            (Fault::Body(r#"{"items": []}"#), "no `data` field"),
+            (Fault::Body(r#"{"data": [{"id": "9", "updatedAt": "later"}]}"#), "`later`"),
+        ];
+        for (fault, expect) in cases {
+            let mut api = SimApi::new(&[10, 20, 30, 40], 2);
+            api.faults.insert(2, fault.clone());
+            let mut wh = SimWarehouse::default();
+            let err = sync_once(&timestamp_config(2), &mut api, &mut wh, 100).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("stream `user`: GET http://sim/incremental/timestamp?since="), "{msg}");
+            assert!(msg.contains(expect), "{fault:?}: {msg}");
+            assert_eq!(wh.last_timestamp().unwrap(), ts(20), "{fault:?}");
+            // The next sync resumes and completes.
+            sync_once(&timestamp_config(2), &mut api, &mut wh, 100).unwrap();
+            wh.matches(&api).unwrap();
+        }
+        let mut api = SimApi::new(&[10], 2);
+        api.faults.insert(1, Fault::NoAnswer);
+        let err = sync_once(&timestamp_config(2), &mut api, &mut SimWarehouse::default(), 10).unwrap_err();
+        assert!(matches!(err, SyncError::Http(ref m) if m.contains("timed out")), "{err}");
+    }
+
+    #[test]
+    fn unsorted_answers_are_refused() {
+        let mut api = SimApi::new(&[10], 2);
+        api.faults.insert(
+            1,
+            Fault::Body(
+                r#"{"data": [{"id": "1", "updatedAt": "2024-01-02T00:00:00Z"}, {"id": "2", "updatedAt": "2024-01-01T00:00:00Z"}]}"#,
+            ),
+        );
+        let mut wh = SimWarehouse::default();
+        let err = sync_once(&timestamp_config(2), &mut api, &mut wh, 10).unwrap_err();
+        assert!(err.to_string().contains("not sorted"), "{err}");
+        assert_eq!(wh.state, None);
+    }
+
+    #[test]
+    fn a_corrupt_saved_state_is_refused() {
+        let mut wh = SimWarehouse { state: Some(r#"{"streams":{"user":{"strategy":"timestamp","last_timestamp":"nope"}}}"#.into()), ..Default::default() };
+        let err = sync_once(&timestamp_config(2), &mut SimApi::new(&[], 2), &mut wh, 10).unwrap_err();
+        assert!(matches!(err, SyncError::InvalidState(ref m) if m.contains("`nope`")), "{err}");
+        assert!(err.to_string().contains("incsync reset"));
+    }
+
+    proptest! {
+        /// For any data, page size and writes during the sync: every record
+        /// ends in the warehouse at its latest version, the saved cursor is the
+        /// maximum, and the number of requests is bounded — or the sync stops
+        /// with the one error it may give (a tie group larger than a page).
+        #[test]
+        fn every_record_arrives_and_the_sync_ends(
+            updated in prop::collection::vec(0i64..40, 0..120),
+            cap in 1usize..12,
+            writes in prop::collection::vec((1usize..30, 0u64..130, 0i64..3), 0..10),
+        ) {
+            let mut api = SimApi::new(&updated, cap);
+            let schedule = writes.clone();
+            api.before_answer = Some(Box::new(move |api: &mut SimApi, n| {
+                for &(at, id, step) in &schedule {
+                    if at == n {
+                        // The source's clock: a write is stamped at or after
+                        // every earlier write.
+                        let t = api.max_updated() + step;
+                        if id as usize <= api.records.len() && id > 0 {
+                            api.update(id, t);
+                        } else {
+                            api.insert(t);
+                        }
+                    }
+                }
+            }));
+            let mut wh = SimWarehouse::default();
+            let bound = 2 * (updated.len() + writes.len()) + 3;
+            match sync_once(&timestamp_config(cap), &mut api, &mut wh, bound) {
+                Ok(()) => {
+                    // Writes after the sync's last request are the next sync's.
+                    api.before_answer = None;
+                    let mut again = SimWarehouse { state: wh.state.clone(), rows: wh.rows.clone(), ..Default::default() };
+                    sync_once(&timestamp_config(cap), &mut api, &mut again, bound).unwrap();
+                    prop_assert!(again.matches(&api).is_ok(), "{:?}", again.matches(&api));
+                    if !api.records.is_empty() {
+                        prop_assert_eq!(again.last_timestamp().unwrap(), ts(api.max_updated()));
+                    }
+                }
+                Err(SyncError::BadResponse(m)) => {
+                    prop_assert!(m.contains("share one timestamp"), "{}", m);
+                    let mut counts = std::collections::BTreeMap::new();
+                    for r in &api.records { *counts.entry(r.updated).or_insert(0usize) += 1; }
+                    prop_assert!(counts.values().any(|&c| c >= cap), "error without a tie group of a page");
+                }
+                Err(e) => prop_assert!(false, "unexpected error {}", e),
+            }
+        }
+    }
+}
