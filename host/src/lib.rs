@@ -1,0 +1,16 @@
+//! incsync's host: runs a connector component in a wasmtime sandbox, with real
+//! HTTP for its `http-fetch` import and a SQLite warehouse for its `upsert`
+//! and `checkpoint` imports.
+//!
+//! The layers, one job each: [`runtime`] (the component), [`http`] (the
+//! network and the sandbox's allow-list), [`destination`] (the warehouse),
+//! [`sync`] (one sync end to end), and the CLI in `main.rs`. [`sample_api`] is
+//! the seeds' API, for the demo, the tests and the benchmarks.
+
+pub mod config;
+pub mod demo;
+pub mod destination;
+pub mod http;
+pub mod runtime;
+pub mod sample_api;
+pub mod sync;

@@ -1,1 +1,186 @@
-fn main() {}
+//! The `incsync` command line.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use incsync::destination::Durability;
+use incsync::runtime::ComponentCache;
+use incsync::sample_api::{SampleApi, ServeOptions};
+use incsync::sync::{self, ComponentSource, SyncJob};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Incremental REST-to-warehouse sync, as a sandboxed WebAssembly plugin.
+#[derive(Parser)]
+#[command(name = "incsync", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log more (-v: debug, -vv: trace). INCSYNC_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+#[derive(clap::Args)]
+struct CacheArgs {
+    /// Where compiled components are cached [default: $INCSYNC_CACHE_DIR, $XDG_CACHE_HOME/incsync or ~/.cache/incsync]
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Compile the component every time.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+impl CacheArgs {
+    fn cache(&self) -> ComponentCache {
+        match (&self.cache_dir, self.no_cache) {
+            (_, true) => ComponentCache::Off,
+            (Some(d), _) => ComponentCache::Dir(d.clone()),
+            (None, false) => ComponentCache::default_location(),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Sync every stream of a config once, resuming from the warehouse's saved state.
+    Run {
+        /// The config file (JSON).
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// The SQLite warehouse file (created if missing).
+        #[arg(long, value_name = "FILE.db")]
+        warehouse: PathBuf,
+        /// Run this component instead of the bundled one.
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        /// Sync each checkpoint to disk so it survives a power loss, not only a crash.
+        #[arg(long)]
+        fsync: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print the warehouse's saved state as JSON.
+    State {
+        /// The SQLite warehouse file.
+        #[arg(long, value_name = "FILE.db")]
+        warehouse: PathBuf,
+    },
+    /// Forget the warehouse's saved state: the next run syncs everything again.
+    Reset {
+        /// The SQLite warehouse file.
+        #[arg(long, value_name = "FILE.db")]
+        warehouse: PathBuf,
+    },
+    /// Serve the sample API (the seeds' contract) on 127.0.0.1.
+    Serve {
+        /// The port.
+        #[arg(long, default_value_t = 5001)]
+        port: u16,
+        /// How many records to serve.
+        #[arg(long, default_value_t = 1000)]
+        records: u32,
+        /// The data's seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// The most records one answer holds (the `limit` cap).
+        #[arg(long, default_value_t = 50)]
+        max_page: usize,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Start the sample API, sync it twice (full, then incremental) and check the result.
+    Demo {
+        /// The warehouse file (replaced).
+        #[arg(long, default_value = "warehouse.db", value_name = "FILE.db")]
+        warehouse: PathBuf,
+        /// Records in the sample API.
+        #[arg(long, default_value_t = 1000)]
+        records: u32,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,connector=warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INCSYNC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match execute(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("incsync: error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config, warehouse, component, fsync, cache } => {
+            let text = std::fs::read_to_string(&config).with_context(|| format!("reading config {}", config.display()))?;
+            let job = SyncJob {
+                config: text,
+                warehouse,
+                component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
+                cache: cache.cache(),
+                durability: if fsync { Durability::Full } else { Durability::Normal },
+            };
+            match sync::run(&job) {
+                Ok(report) => {
+                    println!("{}", report.summary());
+                    Ok(())
+                }
+                Err(failure) => {
+                    let rows: u64 = failure.stats.rows.values().sum();
+                    Err(failure.error.context(format!(
+                        "sync failed after {} requests and {rows} rows (the warehouse keeps its last checkpoint)",
+                        failure.stats.requests
+                    )))
+                }
+            }
+        }
+        Command::State { warehouse } => {
+            match sync::saved_state(&warehouse)? {
+                Some(state) => {
+                    let value: serde_json::Value = serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                }
+                None => println!("null"),
+            }
+            Ok(())
+        }
+        Command::Reset { warehouse } => {
+            if sync::reset_state(&warehouse)? {
+                println!("state forgotten: the next run syncs everything again (rows already in the warehouse stay)");
+            } else {
+                println!("no saved state");
+            }
+            Ok(())
+        }
+        Command::Serve { port, records, seed, max_page, threads } => {
+            let api = SampleApi::start(&ServeOptions { port, records, seed, max_page, threads })?;
+            println!("sample API: {records} records (seed {seed}) at {}", api.url());
+            api.wait();
+            Ok(())
+        }
+        Command::Demo { warehouse, records, cache } => {
+            incsync::demo::run(&incsync::demo::DemoOptions { warehouse, records, cache: cache.cache() })
+        }
+    }
+}

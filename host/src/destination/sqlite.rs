@@ -1,0 +1,374 @@
+//! The SQLite warehouse: one file holding the synced tables and the saved
+//! state, in WAL mode, with each checkpoint committing its rows and the state
+//! in one transaction.
+
+use super::Destination;
+use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
+use anyhow::{Context, Result};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The table that holds the connector's state; one row.
+const STATE_TABLE: &str = "_incsync_state";
+
+/// How hard each commit presses the data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous=NORMAL` in WAL mode: a commit survives the process being
+    /// killed at any instant; a power loss may undo the last commits, never
+    /// half of one (rows and state stay together).
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: a commit also survives a power loss.
+    Full,
+}
+
+/// A SQLite file as a warehouse.
+pub struct SqliteWarehouse {
+    conn: Connection,
+    in_transaction: bool,
+    /// Known columns of each table, in order.
+    columns: HashMap<String, Vec<String>>,
+    /// Primary-key columns of each table.
+    keys: HashMap<String, Vec<String>>,
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn sql_type(t: DataType) -> &'static str {
+    match t {
+        DataType::String | DataType::UtcDatetime | DataType::Json => "TEXT",
+        DataType::Integer | DataType::Boolean => "INTEGER",
+        DataType::Float => "REAL",
+    }
+}
+
+fn value_type(v: &Value) -> &'static str {
+    match v {
+        Value::Integer(_) | Value::Boolean(_) => "INTEGER",
+        Value::Float(_) => "REAL",
+        _ => "TEXT",
+    }
+}
+
+/// Writes a UTC instant as `2024-01-15T10:30:00Z` (with microseconds when it has them).
+pub fn format_utc_micros(micros: i64) -> String {
+    match chrono::DateTime::from_timestamp_micros(micros) {
+        Some(t) if micros % 1_000_000 == 0 => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string(),
+        None => micros.to_string(),
+    }
+}
+
+struct Bind<'a>(&'a Value);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Boolean(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Value::String(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Value::UtcDatetime(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(*t))),
+        })
+    }
+}
+
+fn other(e: impl std::fmt::Display) -> DestinationError {
+    DestinationError::Other(e.to_string())
+}
+
+impl SqliteWarehouse {
+    /// Opens (or creates) the warehouse file at `path`.
+    pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
+        let conn = Connection::open(path).with_context(|| format!("opening warehouse {}", path.display()))?;
+        let synchronous = match durability {
+            Durability::Normal => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
+             CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+                 id INTEGER PRIMARY KEY CHECK (id = 1),
+                 state TEXT NOT NULL,
+                 saved_at TEXT NOT NULL);"
+        ))
+        .with_context(|| format!("preparing warehouse {}", path.display()))?;
+        Ok(SqliteWarehouse {
+            conn,
+            in_transaction: false,
+            columns: HashMap::new(),
+            keys: HashMap::new(),
+        })
+    }
+
+    /// Forgets the saved state, so the next sync starts from scratch. Rows
+    /// stay (they are upserted again). Returns whether there was a state.
+    pub fn reset_state(&mut self) -> Result<bool> {
+        Ok(self.conn.execute(&format!("DELETE FROM {STATE_TABLE}"), [])? > 0)
+    }
+
+    /// The connection, for reading the warehouse.
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn begin(&mut self) -> Result<(), DestinationError> {
+        if !self.in_transaction {
+            self.conn.execute_batch("BEGIN IMMEDIATE").map_err(other)?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn table_columns(&self, table: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+        let cols = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+        Ok(cols)
+    }
+
+    fn add_column(&mut self, table: &str, column: &str, sql_type: &str) -> Result<(), DestinationError> {
+        self.conn
+            .execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} {sql_type}", quote(table), quote(column)))
+            .map_err(other)?;
+        self.columns.get_mut(table).expect("known table").push(column.to_owned());
+        Ok(())
+    }
+
+    fn upsert_sql(table: &str, columns: &[String], keys: &[String]) -> String {
+        let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+        let slots: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
+        let updates: Vec<String> = columns
+            .iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| format!("{0} = excluded.{0}", quote(c)))
+            .collect();
+        let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        let action = if updates.is_empty() {
+            "NOTHING".to_owned()
+        } else {
+            format!("UPDATE SET {}", updates.join(", "))
+        };
+        format!(
+            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({conflict}) DO {action}",
+            quote(table),
+            names.join(", "),
+            slots.join(", ")
+        )
+    }
+}
+
+impl Destination for SqliteWarehouse {
+    fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
+        for t in tables {
+            anyhow::ensure!(!t.primary_key.is_empty(), "table `{}` has no primary key", t.name);
+            anyhow::ensure!(!t.name.starts_with("_incsync"), "table name `{}` is reserved", t.name);
+            let mut defs: Vec<String> = t.columns.iter().map(|c| format!("{} {}", quote(&c.name), sql_type(c.data_type))).collect();
+            for k in &t.primary_key {
+                if !t.columns.iter().any(|c| &c.name == k) {
+                    defs.push(format!("{} TEXT", quote(k)));
+                }
+            }
+            let pk = t.primary_key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            self.conn.execute_batch(&format!(
+                "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
+                quote(&t.name),
+                defs.join(", ")
+            ))?;
+            let existing = self.table_columns(&t.name)?;
+            self.columns.insert(t.name.clone(), existing);
+            self.keys.insert(t.name.clone(), t.primary_key.clone());
+            for c in &t.columns {
+                if !self.columns[&t.name].contains(&c.name) {
+                    self.add_column(&t.name, &c.name, sql_type(c.data_type)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        let Some(keys) = self.keys.get(table).cloned() else {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        };
+        let width = batch.columns.len();
+        for (i, c) in batch.columns.iter().enumerate() {
+            if batch.columns[..i].contains(c) {
+                return Err(DestinationError::InvalidBatch(format!("column `{c}` is named twice")));
+            }
+        }
+        let mut key_slots = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match batch.columns.iter().position(|c| c == k) {
+                Some(i) => key_slots.push(i),
+                None => return Err(DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))),
+            }
+        }
+        for (n, row) in batch.rows.iter().enumerate() {
+            if row.len() != width {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "row {n} has {} values for {width} columns",
+                    row.len()
+                )));
+            }
+            if let Some(&slot) = key_slots.iter().find(|&&s| matches!(row[s], Value::Null)) {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "row {n} has a null primary key `{}`",
+                    batch.columns[slot]
+                )));
+            }
+        }
+        if batch.rows.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for (i, c) in batch.columns.iter().enumerate() {
+            if !self.columns[table].contains(c) {
+                let ty = batch.rows.iter().map(|r| &r[i]).find(|v| !matches!(v, Value::Null)).map_or("TEXT", value_type);
+                self.add_column(table, c, ty)?;
+            }
+        }
+        let sql = Self::upsert_sql(table, &batch.columns, &keys);
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
+        let mut binds: Vec<Bind<'_>> = Vec::with_capacity(width);
+        for row in &batch.rows {
+            binds.clear();
+            binds.extend(row.iter().map(Bind));
+            stmt.execute(rusqlite::params_from_iter(binds.iter())).map_err(other)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+        self.begin()?;
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        self.conn
+            .prepare_cached(&format!(
+                "INSERT INTO {STATE_TABLE} (id, state, saved_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
+            ))
+            .and_then(|mut s| s.execute(params![state, now]))
+            .map_err(other)?;
+        self.conn.execute_batch("COMMIT").map_err(other)?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if self.in_transaction {
+            self.conn.execute_batch("ROLLBACK")?;
+            self.in_transaction = false;
+            // Columns added in the rolled-back transaction are gone again.
+            for (table, cols) in self.columns.iter_mut() {
+                let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+                *cols = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn saved_state(&self) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(&format!("SELECT state FROM {STATE_TABLE} WHERE id = 1"), [], |r| r.get(0))
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::Column;
+
+    fn user_table() -> Table {
+        Table {
+            name: "user".into(),
+            primary_key: vec!["id".into()],
+            columns: vec![
+                Column { name: "id".into(), data_type: DataType::String },
+                Column { name: "name".into(), data_type: DataType::String },
+                Column { name: "updatedAt".into(), data_type: DataType::UtcDatetime },
+            ],
+        }
+    }
+
+    fn batch(rows: &[(&str, &str)]) -> RowBatch {
+        RowBatch {
+            columns: vec!["id".into(), "name".into(), "updatedAt".into(), "extra".into()],
+            rows: rows
+                .iter()
+                .map(|(id, name)| {
+                    vec![Value::String((*id).into()), Value::String((*name).into()), Value::UtcDatetime(1_705_314_600_000_000), Value::Integer(7)]
+                })
+                .collect(),
+        }
+    }
+
+    fn count(w: &SqliteWarehouse) -> i64 {
+        w.connection().query_row("SELECT count(*) FROM user", [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn rows_commit_only_with_a_checkpoint_and_upserts_keep_one_row_per_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        w.upsert("user", batch(&[("1", "a"), ("2", "b")])).unwrap();
+        w.checkpoint(r#"{"n":1}"#).unwrap();
+        w.upsert("user", batch(&[("2", "b2"), ("3", "c")])).unwrap();
+        w.rollback().unwrap();
+        assert_eq!(count(&w), 2);
+        w.upsert("user", batch(&[("2", "b3"), ("2", "b4")])).unwrap();
+        w.checkpoint(r#"{"n":2}"#).unwrap();
+        drop(w);
+        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        assert_eq!(count(&w), 2);
+        let (name, at, extra): (String, String, i64) = w
+            .connection()
+            .query_row("SELECT name, updatedAt, extra FROM user WHERE id = '2'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap();
+        assert_eq!((name.as_str(), at.as_str(), extra), ("b4", "2024-01-15T10:30:00Z", 7));
+        assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":2}"#));
+    }
+
+    #[test]
+    fn bad_batches_are_refused_with_a_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        assert!(matches!(w.upsert("nope", batch(&[])), Err(DestinationError::UnknownTable(_))));
+        let mut b = batch(&[("1", "a")]);
+        b.rows[0].pop();
+        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("row 0")));
+        let mut b = batch(&[("1", "a")]);
+        b.rows[0][0] = Value::Null;
+        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key")));
+        let b = RowBatch { columns: vec!["name".into()], rows: vec![] };
+        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`")));
+    }
+
+    #[test]
+    fn reset_forgets_the_state_but_keeps_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Full).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        w.upsert("user", batch(&[("1", "a")])).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert!(w.reset_state().unwrap());
+        assert_eq!(w.saved_state().unwrap(), None);
+        assert_eq!(count(&w), 1);
+        assert!(!w.reset_state().unwrap());
+    }
+
+    #[test]
+    fn timestamps_are_written_as_utc_text() {
+        assert_eq!(format_utc_micros(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc_micros(1_500_000), "1970-01-01T00:00:01.500000Z");
+    }
+}

@@ -1,0 +1,239 @@
+//! Outbound HTTP for the `http-fetch` import: a keep-alive client behind the
+//! sandbox's allow-list.
+
+use crate::runtime::bindings::{HttpError, Method, Request, Response};
+use std::io::Read;
+use std::time::Duration;
+use url::Url;
+
+/// Sends the connector's requests.
+pub trait HttpBackend: Send {
+    /// Sends `request` and returns the answer of any status.
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError>;
+}
+
+/// A backend for calls that must not reach the network (`schema`).
+pub struct NoHttp;
+
+impl HttpBackend for NoHttp {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        Err(HttpError::Denied(format!("no requests during schema: {}", request.url)))
+    }
+}
+
+/// The origins (scheme, host, port) a connector may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowList {
+    origins: Vec<(String, String, u16)>,
+}
+
+impl AllowList {
+    /// Allows the origin of `base_url` and each of `extra` (URLs, or bare
+    /// `host` / `host:port`, which allow http and https on that host).
+    pub fn new(base_url: &str, extra: &[String]) -> Result<AllowList, String> {
+        let mut origins = Vec::new();
+        let base = Url::parse(base_url).map_err(|e| format!("base_url: `{base_url}` is not a URL: {e}"))?;
+        origins.push(origin(&base).ok_or_else(|| format!("base_url: `{base_url}` must be http or https with a host"))?);
+        for entry in extra {
+            if entry.contains("://") {
+                let url = Url::parse(entry).map_err(|e| format!("allowed_hosts: `{entry}` is not a URL: {e}"))?;
+                origins.push(origin(&url).ok_or_else(|| format!("allowed_hosts: `{entry}` must be http or https with a host"))?);
+            } else {
+                for scheme in ["http", "https"] {
+                    let url = Url::parse(&format!("{scheme}://{entry}"))
+                        .map_err(|e| format!("allowed_hosts: `{entry}` is not a host: {e}"))?;
+                    origins.push(origin(&url).ok_or_else(|| format!("allowed_hosts: `{entry}` is not a host"))?);
+                }
+            }
+        }
+        Ok(AllowList { origins })
+    }
+
+    /// Checks `url`; `Err` says why it is refused.
+    pub fn check(&self, url: &Url) -> Result<(), String> {
+        let Some(o) = origin(url) else {
+            return Err(format!("{url}: only http and https URLs with a host are allowed"));
+        };
+        if self.origins.contains(&o) {
+            Ok(())
+        } else {
+            Err(format!("{}://{}:{} is not an allowed host (add it to allowed_hosts)", o.0, o.1, o.2))
+        }
+    }
+}
+
+fn origin(url: &Url) -> Option<(String, String, u16)> {
+    match url.scheme() {
+        "http" | "https" => Some((
+            url.scheme().to_owned(),
+            url.host_str()?.to_ascii_lowercase(),
+            url.port_or_known_default()?,
+        )),
+        _ => None,
+    }
+}
+
+/// Settings of the HTTP client.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The longest one request may take, connection to last byte.
+    pub timeout: Duration,
+    /// The largest response body accepted, in bytes.
+    pub max_body: u64,
+    /// The most redirects followed (each checked against the allow-list).
+    pub max_redirects: u32,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            timeout: Duration::from_secs(30),
+            max_body: 64 << 20,
+            max_redirects: 5,
+        }
+    }
+}
+
+/// A keep-alive HTTP client (ureq) that sends only to allowed origins.
+pub struct Client {
+    agent: ureq::Agent,
+    allow: AllowList,
+    settings: HttpSettings,
+}
+
+impl Client {
+    /// A client that reaches only `allow`.
+    pub fn new(allow: AllowList, settings: HttpSettings) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(settings.timeout))
+            .user_agent(concat!("incsync/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Client { agent, allow, settings }
+    }
+
+    fn send_once(&self, method: Method, url: &Url, request: &Request) -> Result<Response, HttpError> {
+        let mut builder = ureq::http::Request::builder().method(method_name(method)).uri(url.as_str());
+        for (k, v) in &request.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let body = request.body.clone().unwrap_or_default();
+        let req = builder.body(body).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
+        let mut response = self.agent.run(req).map_err(|e| self.error(e))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect();
+        let limit = self.settings.max_body;
+        let mut body = Vec::new();
+        response
+            .body_mut()
+            .with_config()
+            .limit(limit.saturating_add(1))
+            .reader()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut body)
+            .map_err(|e| self.io_error(e))?;
+        if body.len() as u64 > limit {
+            return Err(HttpError::TooLarge(limit));
+        }
+        Ok(Response { status, headers, body })
+    }
+
+    fn error(&self, e: ureq::Error) -> HttpError {
+        match e {
+            ureq::Error::Timeout(_) => HttpError::Timeout,
+            ureq::Error::BodyExceedsLimit(_) => HttpError::TooLarge(self.settings.max_body),
+            ureq::Error::Io(io) => self.io_error(io),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => HttpError::Connection(e.to_string()),
+            ureq::Error::BadUri(m) => HttpError::InvalidRequest(m),
+            ureq::Error::Http(h) => HttpError::InvalidRequest(h.to_string()),
+            other => HttpError::Other(other.to_string()),
+        }
+    }
+
+    fn io_error(&self, e: std::io::Error) -> HttpError {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            TimedOut | WouldBlock => HttpError::Timeout,
+            _ => {
+                // ureq wraps its own errors (limits, timeouts) in io::Error.
+                match e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()) {
+                    Some(ureq::Error::BodyExceedsLimit(_)) => HttpError::TooLarge(self.settings.max_body),
+                    Some(ureq::Error::Timeout(_)) => HttpError::Timeout,
+                    _ => HttpError::Connection(e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+    }
+}
+
+impl HttpBackend for Client {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let mut url = Url::parse(&request.url)
+            .map_err(|e| HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url)))?;
+        let mut method = request.method;
+        for _ in 0..=self.settings.max_redirects {
+            if let Err(why) = self.allow.check(&url) {
+                tracing::warn!("sandbox: refused {} {url}: {why}", method_name(method));
+                return Err(HttpError::Denied(why));
+            }
+            let response = self.send_once(method, &url, &request)?;
+            let location = response
+                .headers
+                .iter()
+                .find(|(k, _)| k == "location")
+                .map(|(_, v)| v.clone());
+            match (response.status, location) {
+                (301 | 302 | 303 | 307 | 308, Some(location)) => {
+                    url = url
+                        .join(&location)
+                        .map_err(|e| HttpError::Other(format!("redirect to a bad location `{location}`: {e}")))?;
+                    if response.status == 303 {
+                        method = Method::Get;
+                    }
+                }
+                _ => return Ok(response),
+            }
+        }
+        Err(HttpError::Other(format!(
+            "more than {} redirects from {}",
+            self.settings.max_redirects, request.url
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_allow_list_holds_the_base_origin_and_the_extras() {
+        let allow = AllowList::new("http://127.0.0.1:5001/api", &["api.example.com".into(), "https://x.example:8443".into()]).unwrap();
+        let ok = |u: &str| allow.check(&Url::parse(u).unwrap()).is_ok();
+        assert!(ok("http://127.0.0.1:5001/other?x=1"));
+        assert!(!ok("http://127.0.0.1:5002/"));
+        assert!(!ok("https://127.0.0.1:5001/"));
+        assert!(!ok("http://169.254.169.254/latest/meta-data"));
+        assert!(ok("https://api.example.com/v1"));
+        assert!(ok("http://API.example.com/v1"));
+        assert!(!ok("http://api.example.com:8080/v1"));
+        assert!(ok("https://x.example:8443/"));
+        assert!(!ok("file:///etc/passwd"));
+    }
+}

@@ -1,0 +1,17 @@
+//! The `connector` world's bindings, generated once here; the rest of the host
+//! uses the short list re-exported below.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "connector",
+    });
+}
+
+pub use generated::Connector;
+pub use generated::ConnectorPre;
+pub use generated::incsync::connector::host::Host as HostImports;
+pub use generated::incsync::connector::types::{
+    Column, DataType, DestinationError, Error as ConnectorError, Host as TypesHost, HttpError,
+    LogLevel, Method, Request, Response, RowBatch, Table, Value,
+};

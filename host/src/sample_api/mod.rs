@@ -1,0 +1,180 @@
+//! The sample API (`incsync serve`): a fast server that speaks the seeds' API
+//! contract over deterministic data, as strictly as real APIs do.
+//!
+//! | endpoint | parameters | answer |
+//! |---|---|---|
+//! | `/incremental/timestamp` | `since` | `data`: records with `updatedAt >= since`, oldest first, at most the page cap |
+//! | `/pagination/keyset` | `updated_since` first, then only `scroll_param` | `data`, `scroll_param` (null on the last page) |
+//! | `/pagination/offset` | `updated_since`, `order_by`, `order_type`, `limit`, `offset` | `data`, `offset`, `limit`, `total` |
+//! | `/incremental/step` | `start_id`, `end_id` (both inclusive) | `data`: records with ids in the range |
+//!
+//! Unknown query parameters get a 400 with a JSON error; `limit` is capped
+//! (50 by default); timestamps must look like `2024-01-15T10:30:00Z`;
+//! `since` and `updated_since` are inclusive.
+
+pub mod dataset;
+mod endpoints;
+
+pub use dataset::Dataset;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// How to run the sample API.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// The loopback port; 0 picks a free one.
+    pub port: u16,
+    /// How many records to generate.
+    pub records: u32,
+    /// The data's seed.
+    pub seed: u64,
+    /// The most records one answer holds (`limit` and page caps).
+    pub max_page: usize,
+    /// Worker threads.
+    pub threads: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            port: 5001,
+            records: 1000,
+            seed: 42,
+            max_page: 50,
+            threads: 1,
+        }
+    }
+}
+
+/// What every request handler shares.
+pub(crate) struct Shared {
+    pub data: RwLock<Dataset>,
+    pub max_page: usize,
+    pub requests: AtomicU64,
+}
+
+/// A running sample API; stops when dropped.
+pub struct SampleApi {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SampleApi {
+    /// Generates the data and starts serving on `127.0.0.1:<port>`.
+    pub fn start(options: &ServeOptions) -> Result<SampleApi> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, options.port))
+            .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            data: RwLock::new(Dataset::generate(options.records, options.seed)),
+            max_page: options.max_page.max(1),
+            requests: AtomicU64::new(0),
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(options.threads.max(1))
+            .enable_all()
+            .build()?;
+        let serving = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("sample-api".into())
+            .spawn(move || runtime.block_on(serve(listener, serving, stopped)))?;
+        Ok(SampleApi {
+            addr,
+            shared,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reads or changes the data while serving.
+    pub fn with_data<R>(&self, f: impl FnOnce(&mut Dataset) -> R) -> R {
+        f(&mut self.shared.data.write().expect("dataset lock"))
+    }
+
+    /// The number of requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Ordering::Relaxed)
+    }
+
+    /// Serves until the process ends.
+    pub fn wait(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SampleApi {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("sample API cannot listen: {e}");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req| {
+                        let shared = shared.clone();
+                        async move { Ok::<_, std::convert::Infallible>(answer(&shared, &req)) }
+                    });
+                    let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        }
+    }
+}
+
+fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<Bytes>> {
+    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let (status, body) = if req.method() != hyper::Method::GET {
+        (405, endpoints::error_body("Only GET is supported"))
+    } else {
+        let data = shared.data.read().expect("dataset lock");
+        endpoints::route(&data, shared.max_page, req.uri().path(), req.uri().query().unwrap_or(""))
+    };
+    hyper::Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
