@@ -37,7 +37,15 @@ fn build_guest(root: &Path, out_dir: &Path, wasm: &Path) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(root)
-        .args(["build", "--release", "--locked", "--target", "wasm32-wasip2", "-p", "incsync-guest"])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "incsync-guest",
+        ])
         .arg("--target-dir")
         .arg(&target_dir)
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3")
@@ -59,7 +67,9 @@ fn build_guest(root: &Path, out_dir: &Path, wasm: &Path) {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().expect("run cargo to build the guest component");
+    let status = cmd
+        .status()
+        .expect("run cargo to build the guest component");
     assert!(
         status.success(),
         "building the guest component failed; is the target installed? run `rustup target add wasm32-wasip2`"

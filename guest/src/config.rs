@@ -434,12 +434,18 @@ mod tests {
             r#"{"base_url": "http://x",
                 "streams": [{"table": "t", "strategy": "sometimes", "path": "/p"}]}"#,
         );
-        assert!(e.contains("streams[0].strategy: unknown strategy `sometimes`"), "{e}");
+        assert!(
+            e.contains("streams[0].strategy: unknown strategy `sometimes`"),
+            "{e}"
+        );
         let e = error_of(
             r#"{"base_url": "http://x",
                 "streams": [{"table": "t", "strategy": "timestamp", "path": "/p", "page_size": "50"}]}"#,
         );
-        assert!(e.contains("streams[0].page_size must be a positive integer"), "{e}");
+        assert!(
+            e.contains("streams[0].page_size must be a positive integer"),
+            "{e}"
+        );
         let e = error_of(
             r#"{"base_url": "http://x",
                 "streams": [{"table": "t", "strategy": "timestamp", "path": "/p", "columns": {"a": "TEXTY"}}]}"#,

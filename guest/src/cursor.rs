@@ -32,7 +32,11 @@ impl Cursor {
     /// This instant moved back by `hours` (saturating at the earliest instant).
     pub fn minus_hours(self, hours: u32) -> Self {
         let back = chrono::Duration::hours(i64::from(hours));
-        Cursor(self.0.checked_sub_signed(back).unwrap_or(DateTime::<Utc>::MIN_UTC))
+        Cursor(
+            self.0
+                .checked_sub_signed(back)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        )
     }
 }
 

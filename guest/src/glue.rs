@@ -44,7 +44,9 @@ impl Guest for Component {
             match sync.poll_output() {
                 Output::Fetch(request) => {
                     let answer = host::http_fetch(&to_wit_request(request));
-                    sync.handle_response(answer.map(from_wit_response).map_err(from_wit_http_error));
+                    sync.handle_response(
+                        answer.map(from_wit_response).map_err(from_wit_http_error),
+                    );
                 }
                 Output::Upsert { table, batch } => {
                     host::upsert(&table, &to_wit_batch(batch))

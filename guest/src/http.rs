@@ -93,7 +93,10 @@ mod tests {
             url_with_query("http://h:1", "/a", &p),
             "http://h:1/a?since=2024-01-15T10%3A30%3A00Z"
         );
-        assert_eq!(url_with_query("http://h", "/a?k=1", &p[..0]), "http://h/a?k=1");
+        assert_eq!(
+            url_with_query("http://h", "/a?k=1", &p[..0]),
+            "http://h/a?k=1"
+        );
         assert_eq!(
             url_with_query("http://h", "/a?k=1", &p),
             "http://h/a?k=1&since=2024-01-15T10%3A30%3A00Z"

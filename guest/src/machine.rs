@@ -184,7 +184,7 @@ impl Sync {
         if self.in_flight.is_some() {
             return Output::Wait;
         }
-        while let Some(run) = self.streams.get_mut(self.current) {
+        if let Some(run) = self.streams.get_mut(self.current) {
             if let Some(params) = run.strategy.next_request() {
                 let url = url_with_query(&self.base_url, &run.config.path, &params);
                 self.in_flight = Some(url.clone());
@@ -251,10 +251,10 @@ impl Sync {
         }
     }
 
+    /// Ends the sync with `error`: nothing queued after the failed answer is
+    /// handed out, so no rows or checkpoints follow it.
     fn fail(&mut self, error: SyncError) {
         self.outputs.clear();
-        self.outputs
-            .push_back(Output::Log(Level::Error, error.to_string()));
         self.result = Some(Err(error));
     }
 
@@ -281,12 +281,15 @@ impl Sync {
         let mut records_value = &body;
         for key in &config.records_path {
             records_value = records_value.get(key).ok_or_else(|| {
-                format!("the answer has no `{}` field", config.records_path.join("."))
+                format!(
+                    "the answer has no `{}` field",
+                    config.records_path.join(".")
+                )
             })?;
         }
-        let list = records_value.as_array().ok_or_else(|| {
-            format!("`{}` is not an array", config.records_path.join("."))
-        })?;
+        let list = records_value
+            .as_array()
+            .ok_or_else(|| format!("`{}` is not an array", config.records_path.join(".")))?;
         let mut records = Vec::with_capacity(list.len());
         let mut cursors = Vec::with_capacity(list.len());
         let mut keys = Vec::with_capacity(list.len());
@@ -294,8 +297,8 @@ impl Sync {
             let record = item
                 .as_object()
                 .ok_or_else(|| format!("record {i} is not an object"))?;
-            let key = RowKey::of(record, &config.primary_key)
-                .map_err(|e| format!("record {i} {e}"))?;
+            let key =
+                RowKey::of(record, &config.primary_key).map_err(|e| format!("record {i} {e}"))?;
             let cursor = cursor_of(record, &config.cursor_field, &config.timestamp_format)
                 .map_err(|e| format!("record {i} {e}"))?;
             records.push(record);

@@ -89,7 +89,10 @@ impl RowBuilder {
     /// Builds one batch from `records`. Declared columns come first, in their
     /// declared order; fields no column declares follow in order of first
     /// appearance, so nothing the API sent is dropped.
-    pub fn batch<'a>(&self, records: impl Iterator<Item = &'a Map<String, Json>> + Clone) -> RowBatch {
+    pub fn batch<'a>(
+        &self,
+        records: impl Iterator<Item = &'a Map<String, Json>> + Clone,
+    ) -> RowBatch {
         let mut columns: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
         let declared = columns.len();
         for record in records.clone() {
@@ -179,7 +182,19 @@ mod tests {
         let b = json!({"id": "2", "vip": true});
         let records = [a.as_object().unwrap(), b.as_object().unwrap()];
         let batch = builder().batch(records.iter().copied());
-        assert_eq!(&batch.columns[..8], ["id", "name", "email", "address", "company", "job", "updatedAt", "createdAt"]);
+        assert_eq!(
+            &batch.columns[..8],
+            [
+                "id",
+                "name",
+                "email",
+                "address",
+                "company",
+                "job",
+                "updatedAt",
+                "createdAt"
+            ]
+        );
         assert_eq!(&batch.columns[8..], ["score", "tags", "vip"]);
         let row = &batch.rows[0];
         assert_eq!(row[0], Value::String("1".into()));
@@ -193,7 +208,8 @@ mod tests {
 
     #[test]
     fn values_that_do_not_fit_their_type_are_kept_as_they_are() {
-        let a = json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
+        let a =
+            json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
         let batch = builder().batch([a.as_object().unwrap()].into_iter());
         let row = &batch.rows[0];
         assert_eq!(row[0], Value::Integer(12));
@@ -209,7 +225,15 @@ mod tests {
         assert_eq!(RowKey::of(r, &["id".into()]).unwrap(), RowKey("7".into()));
         assert!(RowKey::of(r, &["pk".into()]).unwrap_err().contains("`pk`"));
         let f = TimestampFormat::default();
-        assert!(cursor_of(r, "updatedAt", &f).unwrap_err().contains("`soon`"));
-        assert!(cursor_of(r, "createdAt", &f).unwrap_err().contains("no cursor field"));
+        assert!(
+            cursor_of(r, "updatedAt", &f)
+                .unwrap_err()
+                .contains("`soon`")
+        );
+        assert!(
+            cursor_of(r, "createdAt", &f)
+                .unwrap_err()
+                .contains("no cursor field")
+        );
     }
 }

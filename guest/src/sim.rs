@@ -3,11 +3,11 @@
 //! whose data can change between requests, and whose warehouse commits rows
 //! only at checkpoints, as the real host does.
 
+use crate::SyncError;
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::http::{HttpError, Request, Response};
 use crate::machine::{Output, Sync};
 use crate::rows::Value;
-use crate::SyncError;
 use chrono::DateTime;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -120,9 +120,13 @@ impl SimApi {
             None => i64::MIN,
         };
         if query.keys().any(|k| k != "since") {
-            return Ok(respond(400, "{\"error\": \"unexpected query parameter\"}".into()));
+            return Ok(respond(
+                400,
+                "{\"error\": \"unexpected query parameter\"}".into(),
+            ));
         }
-        let mut hits: Vec<&SimRecord> = self.records.iter().filter(|r| r.updated >= since).collect();
+        let mut hits: Vec<&SimRecord> =
+            self.records.iter().filter(|r| r.updated >= since).collect();
         hits.sort_by_key(|r| (r.updated, r.id));
         hits.truncate(self.cap);
         let data: Vec<_> = hits
@@ -161,9 +165,15 @@ impl SimWarehouse {
         let col = |name: &str| batch.columns.iter().position(|c| c == name).unwrap();
         let (id, name, updated) = (col("id"), col("name"), col("updatedAt"));
         for row in &batch.rows {
-            let Value::String(id) = &row[id] else { panic!("id is text") };
-            let Value::String(name) = &row[name] else { panic!("name is text") };
-            let Value::UtcDateTime(u) = row[updated] else { panic!("updatedAt is a datetime") };
+            let Value::String(id) = &row[id] else {
+                panic!("id is text")
+            };
+            let Value::String(name) = &row[name] else {
+                panic!("name is text")
+            };
+            let Value::UtcDateTime(u) = row[updated] else {
+                panic!("updatedAt is a datetime")
+            };
             self.pending.push((id.clone(), (name.clone(), u)));
             self.delivered += 1;
         }
@@ -178,13 +188,18 @@ impl SimWarehouse {
     /// The saved `last_timestamp` of stream `user`.
     pub fn last_timestamp(&self) -> Option<String> {
         let state: serde_json::Value = serde_json::from_str(self.state.as_ref()?).unwrap();
-        state["streams"]["user"]["last_timestamp"].as_str().map(str::to_owned)
+        state["streams"]["user"]["last_timestamp"]
+            .as_str()
+            .map(str::to_owned)
     }
 
     /// Whether every record of `api` is here, at its current version.
     pub fn matches(&self, api: &SimApi) -> Result<(), String> {
         for r in &api.records {
-            let want = (format!("user {} v{}", r.id, r.version), r.updated * 1_000_000);
+            let want = (
+                format!("user {} v{}", r.id, r.version),
+                r.updated * 1_000_000,
+            );
             match self.rows.get(&r.id.to_string()) {
                 Some(got) if *got == want => {}
                 other => return Err(format!("record {} is {other:?}, want {want:?}", r.id)),

@@ -48,7 +48,9 @@ impl SavedState {
             Some(s) => Err(format!(
                 "stream `{name}` was saved by strategy `{s}`, but the config now says `{strategy}`"
             )),
-            None => Err(format!("the saved state of stream `{name}` names no strategy")),
+            None => Err(format!(
+                "the saved state of stream `{name}` names no strategy"
+            )),
         }
     }
 
@@ -87,7 +89,11 @@ mod tests {
     #[test]
     fn a_mismatched_or_corrupt_state_is_an_error() {
         let s = SavedState::parse(r#"{"streams":{"user":{"strategy":"keyset"}}}"#).unwrap();
-        assert!(s.stream("user", "timestamp").unwrap_err().contains("`keyset`"));
+        assert!(
+            s.stream("user", "timestamp")
+                .unwrap_err()
+                .contains("`keyset`")
+        );
         assert!(SavedState::parse("{").is_err());
         assert!(SavedState::parse("[]").is_err());
         assert!(SavedState::parse(r#"{"streams":{"user":3}}"#).is_err());

@@ -45,7 +45,10 @@ fn positive(m: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>> 
 
 fn only_keys(m: &Map<String, Value>, at: &str, known: &[&str]) -> Result<()> {
     match m.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => bail!("{at}: unknown key `{k}`; known keys are {}", known.join(", ")),
+        Some(k) => bail!(
+            "{at}: unknown key `{k}`; known keys are {}",
+            known.join(", ")
+        ),
         None => Ok(()),
     }
 }
@@ -53,7 +56,8 @@ fn only_keys(m: &Map<String, Value>, at: &str, known: &[&str]) -> Result<()> {
 impl HostConfig {
     /// Reads the host's keys of the config file's text.
     pub fn parse(text: &str) -> Result<HostConfig> {
-        let value: Value = serde_json::from_str(text).map_err(|e| anyhow::anyhow!("config is not valid JSON: {e}"))?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| anyhow::anyhow!("config is not valid JSON: {e}"))?;
         let top = object(&value, "config")?;
         let Some(base_url) = top.get("base_url") else {
             bail!("config: missing required key `base_url`");
@@ -63,7 +67,11 @@ impl HostConfig {
         };
         let extra = match top.get("allowed_hosts") {
             None => Vec::new(),
-            Some(v) => match v.as_array().and_then(|a| a.iter().map(|h| h.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>()) {
+            Some(v) => match v.as_array().and_then(|a| {
+                a.iter()
+                    .map(|h| h.as_str().map(str::to_owned))
+                    .collect::<Option<Vec<_>>>()
+            }) {
                 Some(hosts) => hosts,
                 None => bail!("config.allowed_hosts must be an array of host names or URLs"),
             },
@@ -85,10 +93,15 @@ impl HostConfig {
             let m = object(v, "config.sandbox")?;
             only_keys(m, "config.sandbox", &["memory_mb"])?;
             if let Some(mb) = positive(m, "config.sandbox", "memory_mb")? {
-                limits.memory_bytes = usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+                limits.memory_bytes =
+                    usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
             }
         }
-        Ok(HostConfig { allow, http, limits })
+        Ok(HostConfig {
+            allow,
+            http,
+            limits,
+        })
     }
 }
 
@@ -105,9 +118,18 @@ mod tests {
             (r#"{}"#, "`base_url`"),
             (r#"{"base_url": 5}"#, "base_url must be a string"),
             (r#"{"base_url": "not a url"}"#, "base_url"),
-            (r#"{"base_url": "http://x", "allowed_hosts": "y"}"#, "allowed_hosts"),
-            (r#"{"base_url": "http://x", "http": {"timeout": 5}}"#, "config.http: unknown key `timeout`"),
-            (r#"{"base_url": "http://x", "sandbox": {"memory_mb": 0}}"#, "config.sandbox.memory_mb"),
+            (
+                r#"{"base_url": "http://x", "allowed_hosts": "y"}"#,
+                "allowed_hosts",
+            ),
+            (
+                r#"{"base_url": "http://x", "http": {"timeout": 5}}"#,
+                "config.http: unknown key `timeout`",
+            ),
+            (
+                r#"{"base_url": "http://x", "sandbox": {"memory_mb": 0}}"#,
+                "config.sandbox.memory_mb",
+            ),
         ] {
             let e = HostConfig::parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");

@@ -52,7 +52,12 @@ pub fn verify(api: &SampleApi, warehouse: &Path) -> Result<usize> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     api.with_data(|d| {
-        ensure!(rows.len() == d.len(), "the warehouse has {} rows, the API {}", rows.len(), d.len());
+        ensure!(
+            rows.len() == d.len(),
+            "the warehouse has {} rows, the API {}",
+            rows.len(),
+            d.len()
+        );
         for &(updated, id) in d.by_updated() {
             let want = format_ts(updated);
             match rows.get(&id.to_string()) {
@@ -66,7 +71,11 @@ pub fn verify(api: &SampleApi, warehouse: &Path) -> Result<usize> {
 
 /// Runs the demo, printing as it goes.
 pub fn run(options: &DemoOptions) -> Result<()> {
-    let api = SampleApi::start(&ServeOptions { port: 0, records: options.records, ..ServeOptions::default() })?;
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: options.records,
+        ..ServeOptions::default()
+    })?;
     println!("sample API: {} records at {}", options.records, api.url());
     remove_warehouse(&options.warehouse)?;
     let job = SyncJob {
@@ -76,7 +85,10 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         cache: options.cache.clone(),
         durability: Durability::Normal,
     };
-    println!("\n1. first sync (timestamp strategy) into {}", options.warehouse.display());
+    println!(
+        "\n1. first sync (timestamp strategy) into {}",
+        options.warehouse.display()
+    );
     let first = sync::run(&job)?;
     println!("{}", first.summary());
 
@@ -94,6 +106,9 @@ pub fn run(options: &DemoOptions) -> Result<()> {
 
     let n = verify(&api, &options.warehouse)?;
     println!("\nthe warehouse matches the API: {n} rows, each at its latest updatedAt");
-    println!("inspect it with: sqlite3 {} 'select * from user limit 5'", options.warehouse.display());
+    println!(
+        "inspect it with: sqlite3 {} 'select * from user limit 5'",
+        options.warehouse.display()
+    );
     Ok(())
 }

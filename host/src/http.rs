@@ -17,7 +17,10 @@ pub struct NoHttp;
 
 impl HttpBackend for NoHttp {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        Err(HttpError::Denied(format!("no requests during schema: {}", request.url)))
+        Err(HttpError::Denied(format!(
+            "no requests during schema: {}",
+            request.url
+        )))
     }
 }
 
@@ -32,17 +35,28 @@ impl AllowList {
     /// `host` / `host:port`, which allow http and https on that host).
     pub fn new(base_url: &str, extra: &[String]) -> Result<AllowList, String> {
         let mut origins = Vec::new();
-        let base = Url::parse(base_url).map_err(|e| format!("base_url: `{base_url}` is not a URL: {e}"))?;
-        origins.push(origin(&base).ok_or_else(|| format!("base_url: `{base_url}` must be http or https with a host"))?);
+        let base = Url::parse(base_url)
+            .map_err(|e| format!("base_url: `{base_url}` is not a URL: {e}"))?;
+        origins.push(
+            origin(&base).ok_or_else(|| {
+                format!("base_url: `{base_url}` must be http or https with a host")
+            })?,
+        );
         for entry in extra {
             if entry.contains("://") {
-                let url = Url::parse(entry).map_err(|e| format!("allowed_hosts: `{entry}` is not a URL: {e}"))?;
-                origins.push(origin(&url).ok_or_else(|| format!("allowed_hosts: `{entry}` must be http or https with a host"))?);
+                let url = Url::parse(entry)
+                    .map_err(|e| format!("allowed_hosts: `{entry}` is not a URL: {e}"))?;
+                origins.push(origin(&url).ok_or_else(|| {
+                    format!("allowed_hosts: `{entry}` must be http or https with a host")
+                })?);
             } else {
                 for scheme in ["http", "https"] {
                     let url = Url::parse(&format!("{scheme}://{entry}"))
                         .map_err(|e| format!("allowed_hosts: `{entry}` is not a host: {e}"))?;
-                    origins.push(origin(&url).ok_or_else(|| format!("allowed_hosts: `{entry}` is not a host"))?);
+                    origins.push(
+                        origin(&url)
+                            .ok_or_else(|| format!("allowed_hosts: `{entry}` is not a host"))?,
+                    );
                 }
             }
         }
@@ -52,12 +66,17 @@ impl AllowList {
     /// Checks `url`; `Err` says why it is refused.
     pub fn check(&self, url: &Url) -> Result<(), String> {
         let Some(o) = origin(url) else {
-            return Err(format!("{url}: only http and https URLs with a host are allowed"));
+            return Err(format!(
+                "{url}: only http and https URLs with a host are allowed"
+            ));
         };
         if self.origins.contains(&o) {
             Ok(())
         } else {
-            Err(format!("{}://{}:{} is not an allowed host (add it to allowed_hosts)", o.0, o.1, o.2))
+            Err(format!(
+                "{}://{}:{} is not an allowed host (add it to allowed_hosts)",
+                o.0, o.1, o.2
+            ))
         }
     }
 }
@@ -111,22 +130,40 @@ impl Client {
             .user_agent(concat!("incsync/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
-        Client { agent, allow, settings }
+        Client {
+            agent,
+            allow,
+            settings,
+        }
     }
 
-    fn send_once(&self, method: Method, url: &Url, request: &Request) -> Result<Response, HttpError> {
-        let mut builder = ureq::http::Request::builder().method(method_name(method)).uri(url.as_str());
+    fn send_once(
+        &self,
+        method: Method,
+        url: &Url,
+        request: &Request,
+    ) -> Result<Response, HttpError> {
+        let mut builder = ureq::http::Request::builder()
+            .method(method_name(method))
+            .uri(url.as_str());
         for (k, v) in &request.headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
         let body = request.body.clone().unwrap_or_default();
-        let req = builder.body(body).map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
+        let req = builder
+            .body(body)
+            .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
         let mut response = self.agent.run(req).map_err(|e| self.error(e))?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let limit = self.settings.max_body;
         let mut body = Vec::new();
@@ -141,7 +178,11 @@ impl Client {
         if body.len() as u64 > limit {
             return Err(HttpError::TooLarge(limit));
         }
-        Ok(Response { status, headers, body })
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
     }
 
     fn error(&self, e: ureq::Error) -> HttpError {
@@ -149,7 +190,9 @@ impl Client {
             ureq::Error::Timeout(_) => HttpError::Timeout,
             ureq::Error::BodyExceedsLimit(_) => HttpError::TooLarge(self.settings.max_body),
             ureq::Error::Io(io) => self.io_error(io),
-            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => HttpError::Connection(e.to_string()),
+            ureq::Error::HostNotFound | ureq::Error::ConnectionFailed => {
+                HttpError::Connection(e.to_string())
+            }
             ureq::Error::BadUri(m) => HttpError::InvalidRequest(m),
             ureq::Error::Http(h) => HttpError::InvalidRequest(h.to_string()),
             other => HttpError::Other(other.to_string()),
@@ -162,8 +205,13 @@ impl Client {
             TimedOut | WouldBlock => HttpError::Timeout,
             _ => {
                 // ureq wraps its own errors (limits, timeouts) in io::Error.
-                match e.get_ref().and_then(|inner| inner.downcast_ref::<ureq::Error>()) {
-                    Some(ureq::Error::BodyExceedsLimit(_)) => HttpError::TooLarge(self.settings.max_body),
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<ureq::Error>())
+                {
+                    Some(ureq::Error::BodyExceedsLimit(_)) => {
+                        HttpError::TooLarge(self.settings.max_body)
+                    }
                     Some(ureq::Error::Timeout(_)) => HttpError::Timeout,
                     _ => HttpError::Connection(e.to_string()),
                 }
@@ -185,8 +233,9 @@ fn method_name(m: Method) -> &'static str {
 
 impl HttpBackend for Client {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        let mut url = Url::parse(&request.url)
-            .map_err(|e| HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url)))?;
+        let mut url = Url::parse(&request.url).map_err(|e| {
+            HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url))
+        })?;
         let mut method = request.method;
         for _ in 0..=self.settings.max_redirects {
             if let Err(why) = self.allow.check(&url) {
@@ -201,9 +250,9 @@ impl HttpBackend for Client {
                 .map(|(_, v)| v.clone());
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => {
-                    url = url
-                        .join(&location)
-                        .map_err(|e| HttpError::Other(format!("redirect to a bad location `{location}`: {e}")))?;
+                    url = url.join(&location).map_err(|e| {
+                        HttpError::Other(format!("redirect to a bad location `{location}`: {e}"))
+                    })?;
                     if response.status == 303 {
                         method = Method::Get;
                     }
@@ -224,7 +273,11 @@ mod tests {
 
     #[test]
     fn the_allow_list_holds_the_base_origin_and_the_extras() {
-        let allow = AllowList::new("http://127.0.0.1:5001/api", &["api.example.com".into(), "https://x.example:8443".into()]).unwrap();
+        let allow = AllowList::new(
+            "http://127.0.0.1:5001/api",
+            &["api.example.com".into(), "https://x.example:8443".into()],
+        )
+        .unwrap();
         let ok = |u: &str| allow.check(&Url::parse(u).unwrap()).is_ok();
         assert!(ok("http://127.0.0.1:5001/other?x=1"));
         assert!(!ok("http://127.0.0.1:5002/"));

@@ -56,6 +56,9 @@ enum Command {
         /// Sync each checkpoint to disk so it survives a power loss, not only a crash.
         #[arg(long)]
         fsync: bool,
+        /// Print the report as one JSON object instead of the summary.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -132,33 +135,51 @@ fn main() -> ExitCode {
 
 fn execute(command: Command) -> Result<()> {
     match command {
-        Command::Run { config, warehouse, component, fsync, cache } => {
-            let text = std::fs::read_to_string(&config).with_context(|| format!("reading config {}", config.display()))?;
+        Command::Run {
+            config,
+            warehouse,
+            component,
+            fsync,
+            json,
+            cache,
+        } => {
+            let text = std::fs::read_to_string(&config)
+                .with_context(|| format!("reading config {}", config.display()))?;
             let job = SyncJob {
                 config: text,
                 warehouse,
                 component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
                 cache: cache.cache(),
-                durability: if fsync { Durability::Full } else { Durability::Normal },
+                durability: if fsync {
+                    Durability::Full
+                } else {
+                    Durability::Normal
+                },
             };
             match sync::run(&job) {
+                Ok(report) if json => {
+                    println!("{}", report.to_json());
+                    Ok(())
+                }
                 Ok(report) => {
                     println!("{}", report.summary());
                     Ok(())
                 }
                 Err(failure) => {
                     let rows: u64 = failure.stats.rows.values().sum();
-                    Err(failure.error.context(format!(
-                        "sync failed after {} requests and {rows} rows (the warehouse keeps its last checkpoint)",
+                    Err(anyhow::anyhow!(
+                        "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
+                        failure.error,
                         failure.stats.requests
-                    )))
+                    ))
                 }
             }
         }
         Command::State { warehouse } => {
             match sync::saved_state(&warehouse)? {
                 Some(state) => {
-                    let value: serde_json::Value = serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
+                    let value: serde_json::Value =
+                        serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
                     println!("{}", serde_json::to_string_pretty(&value)?);
                 }
                 None => println!("null"),
@@ -167,20 +188,43 @@ fn execute(command: Command) -> Result<()> {
         }
         Command::Reset { warehouse } => {
             if sync::reset_state(&warehouse)? {
-                println!("state forgotten: the next run syncs everything again (rows already in the warehouse stay)");
+                println!(
+                    "state forgotten: the next run syncs everything again (rows already in the warehouse stay)"
+                );
             } else {
                 println!("no saved state");
             }
             Ok(())
         }
-        Command::Serve { port, records, seed, max_page, threads } => {
-            let api = SampleApi::start(&ServeOptions { port, records, seed, max_page, threads })?;
-            println!("sample API: {records} records (seed {seed}) at {}", api.url());
+        Command::Serve {
+            port,
+            records,
+            seed,
+            max_page,
+            threads,
+        } => {
+            let api = SampleApi::start(&ServeOptions {
+                port,
+                records,
+                seed,
+                max_page,
+                threads,
+            })?;
+            println!(
+                "sample API: {records} records (seed {seed}) at {}",
+                api.url()
+            );
             api.wait();
             Ok(())
         }
-        Command::Demo { warehouse, records, cache } => {
-            incsync::demo::run(&incsync::demo::DemoOptions { warehouse, records, cache: cache.cache() })
-        }
+        Command::Demo {
+            warehouse,
+            records,
+            cache,
+        } => incsync::demo::run(&incsync::demo::DemoOptions {
+            warehouse,
+            records,
+            cache: cache.cache(),
+        }),
     }
 }

@@ -4,7 +4,9 @@
 use crate::config::HostConfig;
 use crate::destination::{Destination, Durability, SqliteWarehouse};
 use crate::http::Client;
-use crate::runtime::{BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats};
+use crate::runtime::{
+    BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
+};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -70,14 +72,19 @@ impl std::error::Error for SyncFailure {}
 
 impl From<anyhow::Error> for SyncFailure {
     fn from(error: anyhow::Error) -> Self {
-        SyncFailure { error, stats: SyncStats::default() }
+        SyncFailure {
+            error,
+            stats: SyncStats::default(),
+        }
     }
 }
 
 fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
     Ok(match source {
         ComponentSource::Bundled => BUNDLED_COMPONENT.into(),
-        ComponentSource::File(p) => std::fs::read(p).with_context(|| format!("reading component {}", p.display()))?.into(),
+        ComponentSource::File(p) => std::fs::read(p)
+            .with_context(|| format!("reading component {}", p.display()))?
+            .into(),
     })
 }
 
@@ -88,12 +95,17 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let host = HostConfig::parse(&job.config)?;
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
-    let tables = runtime.schema(&job.config).map_err(|e| anyhow::Error::new(e))?;
+    let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
     let mut warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
     warehouse.create_tables(&tables)?;
     let state = warehouse.saved_state()?;
     let client = Client::new(host.allow, host.http);
-    let (result, stats) = runtime.update(&job.config, state.as_deref(), Box::new(client), Box::new(warehouse));
+    let (result, stats) = runtime.update(
+        &job.config,
+        state.as_deref(),
+        Box::new(client),
+        Box::new(warehouse),
+    );
     if let Err(e) = result {
         let error = match e {
             RunError::Host(e) => e,
@@ -106,7 +118,11 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     for t in &tables {
         let n: u64 = warehouse
             .connection()
-            .query_row(&format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\"")), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\"")),
+                [],
+                |r| r.get(0),
+            )
             .map_err(anyhow::Error::from)?;
         table_rows.insert(t.name.clone(), n);
     }
@@ -133,11 +149,34 @@ pub fn reset_state(warehouse: &Path) -> Result<bool> {
 }
 
 fn ensure_exists(warehouse: &Path) -> Result<()> {
-    anyhow::ensure!(warehouse.exists(), "warehouse {} does not exist", warehouse.display());
+    anyhow::ensure!(
+        warehouse.exists(),
+        "warehouse {} does not exist",
+        warehouse.display()
+    );
     Ok(())
 }
 
 impl SyncReport {
+    /// The report as JSON, for scripts and schedulers.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.stats.requests,
+            "bytes": self.stats.bytes,
+            "rows_upserted": self.stats.rows,
+            "checkpoints": self.stats.checkpoints,
+            "rows_in_warehouse": self.table_rows,
+            "state": self.state.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+            "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
+            "component_load_ms": self.load_time.as_secs_f64() * 1000.0,
+            "component_cache": match self.cache {
+                CacheOutcome::Hit => "hit",
+                CacheOutcome::Miss => "miss",
+                CacheOutcome::Off => "off",
+            },
+        })
+    }
+
     /// A one-screen summary.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
@@ -154,14 +193,21 @@ impl SyncReport {
         );
         for (table, total) in &self.table_rows {
             let upserted = self.stats.rows.get(table).copied().unwrap_or(0);
-            let _ = writeln!(s, "  table {table:<20} {upserted:>9} rows upserted, {total:>9} rows in the warehouse");
+            let _ = writeln!(
+                s,
+                "  table {table:<20} {upserted:>9} rows upserted, {total:>9} rows in the warehouse"
+            );
         }
         let cache = match self.cache {
             CacheOutcome::Hit => "loaded from the cache",
             CacheOutcome::Miss => "compiled and cached",
             CacheOutcome::Off => "compiled (cache off)",
         };
-        let _ = writeln!(s, "  component {cache} in {:.0} ms", self.load_time.as_secs_f64() * 1000.0);
+        let _ = writeln!(
+            s,
+            "  component {cache} in {:.0} ms",
+            self.load_time.as_secs_f64() * 1000.0
+        );
         let _ = write!(s, "  state {}", self.state.as_deref().unwrap_or("(none)"));
         s
     }

@@ -114,8 +114,13 @@ impl Strategy for Timestamp {
                 self.page_size,
             ));
         } else {
-            self.delivered_at_since
-                .extend(page.keys.iter().zip(&page.cursors).filter(|(_, c)| **c == self.since).map(|(k, _)| k.clone()));
+            self.delivered_at_since.extend(
+                page.keys
+                    .iter()
+                    .zip(&page.cursors)
+                    .filter(|(_, c)| **c == self.since)
+                    .map(|(k, _)| k.clone()),
+            );
             self.caught_up = true;
         }
         Ok(verdict)
@@ -151,10 +156,17 @@ mod tests {
         let mut since = ts(0);
         for n in 1..=limit {
             let url = format!("http://sim/incremental/timestamp?since={since}");
-            let req = crate::Request { method: crate::Method::Get, url, headers: vec![] };
-            let body: serde_json::Value = serde_json::from_slice(&api.answer(&req).unwrap().body).unwrap();
+            let req = crate::Request {
+                method: crate::Method::Get,
+                url,
+                headers: vec![],
+            };
+            let body: serde_json::Value =
+                serde_json::from_slice(&api.answer(&req).unwrap().body).unwrap();
             let data = body["data"].as_array().unwrap();
-            let Some(last) = data.last() else { return Some(n) };
+            let Some(last) = data.last() else {
+                return Some(n);
+            };
             since = last["updatedAt"].as_str().unwrap().to_owned();
         }
         None
@@ -173,7 +185,10 @@ mod tests {
         assert_eq!(wh.last_timestamp().unwrap(), ts(30));
         // One page of everything, then one that only re-reads the boundary.
         assert_eq!(api.requests, 2);
-        assert_eq!(wh.delivered, 3, "the boundary row is not delivered twice in one sync");
+        assert_eq!(
+            wh.delivered, 3,
+            "the boundary row is not delivered twice in one sync"
+        );
     }
 
     #[test]
@@ -197,8 +212,13 @@ mod tests {
         let mut api = SimApi::new(&[10, 20, 20, 20, 20, 30], 3);
         let mut wh = SimWarehouse::default();
         let err = sync_once(&timestamp_config(3), &mut api, &mut wh, 100).unwrap_err();
-        let SyncError::BadResponse(msg) = err else { panic!("{err:?}") };
-        assert!(msg.contains("stream `user`") && msg.contains("since=") && msg.contains("page_size"), "{msg}");
+        let SyncError::BadResponse(msg) = err else {
+            panic!("{err:?}")
+        };
+        assert!(
+            msg.contains("stream `user`") && msg.contains("since=") && msg.contains("page_size"),
+            "{msg}"
+        );
         // State stops at the last page it could fully account for.
         assert_eq!(wh.last_timestamp().unwrap(), ts(20));
         assert!(wh.rows.contains_key("1"));
@@ -249,7 +269,10 @@ mod tests {
             (Fault::Status(503), "answered HTTP 503"),
             (Fault::Body("<html>"), "not JSON"),
             (Fault::Body(r#"{"items": []}"#), "no `data` field"),
-            (Fault::Body(r#"{"data": [{"id": "9", "updatedAt": "later"}]}"#), "`later`"),
+            (
+                Fault::Body(r#"{"data": [{"id": "9", "updatedAt": "later"}]}"#),
+                "`later`",
+            ),
         ];
         for (fault, expect) in cases {
             let mut api = SimApi::new(&[10, 20, 30, 40], 2);
@@ -257,7 +280,10 @@ mod tests {
             let mut wh = SimWarehouse::default();
             let err = sync_once(&timestamp_config(2), &mut api, &mut wh, 100).unwrap_err();
             let msg = err.to_string();
-            assert!(msg.contains("stream `user`: GET http://sim/incremental/timestamp?since="), "{msg}");
+            assert!(
+                msg.contains("stream `user`: GET http://sim/incremental/timestamp?since="),
+                "{msg}"
+            );
             assert!(msg.contains(expect), "{fault:?}: {msg}");
             assert_eq!(wh.last_timestamp().unwrap(), ts(20), "{fault:?}");
             // The next sync resumes and completes.
@@ -266,8 +292,17 @@ mod tests {
         }
         let mut api = SimApi::new(&[10], 2);
         api.faults.insert(1, Fault::NoAnswer);
-        let err = sync_once(&timestamp_config(2), &mut api, &mut SimWarehouse::default(), 10).unwrap_err();
-        assert!(matches!(err, SyncError::Http(ref m) if m.contains("timed out")), "{err}");
+        let err = sync_once(
+            &timestamp_config(2),
+            &mut api,
+            &mut SimWarehouse::default(),
+            10,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, SyncError::Http(ref m) if m.contains("timed out")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -287,9 +322,18 @@ mod tests {
 
     #[test]
     fn a_corrupt_saved_state_is_refused() {
-        let mut wh = SimWarehouse { state: Some(r#"{"streams":{"user":{"strategy":"timestamp","last_timestamp":"nope"}}}"#.into()), ..Default::default() };
-        let err = sync_once(&timestamp_config(2), &mut SimApi::new(&[], 2), &mut wh, 10).unwrap_err();
-        assert!(matches!(err, SyncError::InvalidState(ref m) if m.contains("`nope`")), "{err}");
+        let mut wh = SimWarehouse {
+            state: Some(
+                r#"{"streams":{"user":{"strategy":"timestamp","last_timestamp":"nope"}}}"#.into(),
+            ),
+            ..Default::default()
+        };
+        let err =
+            sync_once(&timestamp_config(2), &mut SimApi::new(&[], 2), &mut wh, 10).unwrap_err();
+        assert!(
+            matches!(err, SyncError::InvalidState(ref m) if m.contains("`nope`")),
+            "{err}"
+        );
         assert!(err.to_string().contains("incsync reset"));
     }
 

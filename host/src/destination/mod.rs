@@ -36,10 +36,14 @@ impl Destination for NoDestination {
         Ok(())
     }
     fn upsert(&mut self, table: &str, _: RowBatch) -> Result<(), DestinationError> {
-        Err(DestinationError::Other(format!("no writes during schema (table `{table}`)")))
+        Err(DestinationError::Other(format!(
+            "no writes during schema (table `{table}`)"
+        )))
     }
     fn checkpoint(&mut self, _: &str) -> Result<(), DestinationError> {
-        Err(DestinationError::Other("no checkpoints during schema".into()))
+        Err(DestinationError::Other(
+            "no checkpoints during schema".into(),
+        ))
     }
     fn rollback(&mut self) -> anyhow::Result<()> {
         Ok(())

@@ -73,8 +73,12 @@ impl rusqlite::ToSql for Bind<'_> {
             Value::Boolean(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
             Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
             Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
-            Value::String(s) | Value::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Value::UtcDatetime(t) => ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(*t))),
+            Value::String(s) | Value::Json(s) => {
+                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
+            }
+            Value::UtcDatetime(t) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(*t)))
+            }
         })
     }
 }
@@ -86,7 +90,8 @@ fn other(e: impl std::fmt::Display) -> DestinationError {
 impl SqliteWarehouse {
     /// Opens (or creates) the warehouse file at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
-        let conn = Connection::open(path).with_context(|| format!("opening warehouse {}", path.display()))?;
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening warehouse {}", path.display()))?;
         let synchronous = match durability {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
@@ -110,7 +115,10 @@ impl SqliteWarehouse {
     /// Forgets the saved state, so the next sync starts from scratch. Rows
     /// stay (they are upserted again). Returns whether there was a state.
     pub fn reset_state(&mut self) -> Result<bool> {
-        Ok(self.conn.execute(&format!("DELETE FROM {STATE_TABLE}"), [])? > 0)
+        Ok(self
+            .conn
+            .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?
+            > 0)
     }
 
     /// The connection, for reading the warehouse.
@@ -127,16 +135,32 @@ impl SqliteWarehouse {
     }
 
     fn table_columns(&self, table: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-        let cols = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+        let cols = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<_>>()?;
         Ok(cols)
     }
 
-    fn add_column(&mut self, table: &str, column: &str, sql_type: &str) -> Result<(), DestinationError> {
+    fn add_column(
+        &mut self,
+        table: &str,
+        column: &str,
+        sql_type: &str,
+    ) -> Result<(), DestinationError> {
         self.conn
-            .execute_batch(&format!("ALTER TABLE {} ADD COLUMN {} {sql_type}", quote(table), quote(column)))
+            .execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} {sql_type}",
+                quote(table),
+                quote(column)
+            ))
             .map_err(other)?;
-        self.columns.get_mut(table).expect("known table").push(column.to_owned());
+        self.columns
+            .get_mut(table)
+            .expect("known table")
+            .push(column.to_owned());
         Ok(())
     }
 
@@ -166,15 +190,32 @@ impl SqliteWarehouse {
 impl Destination for SqliteWarehouse {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         for t in tables {
-            anyhow::ensure!(!t.primary_key.is_empty(), "table `{}` has no primary key", t.name);
-            anyhow::ensure!(!t.name.starts_with("_incsync"), "table name `{}` is reserved", t.name);
-            let mut defs: Vec<String> = t.columns.iter().map(|c| format!("{} {}", quote(&c.name), sql_type(c.data_type))).collect();
+            anyhow::ensure!(
+                !t.primary_key.is_empty(),
+                "table `{}` has no primary key",
+                t.name
+            );
+            anyhow::ensure!(
+                !t.name.starts_with("_incsync"),
+                "table name `{}` is reserved",
+                t.name
+            );
+            let mut defs: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", quote(&c.name), sql_type(c.data_type)))
+                .collect();
             for k in &t.primary_key {
                 if !t.columns.iter().any(|c| &c.name == k) {
                     defs.push(format!("{} TEXT", quote(k)));
                 }
             }
-            let pk = t.primary_key.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+            let pk = t
+                .primary_key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ");
             self.conn.execute_batch(&format!(
                 "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
                 quote(&t.name),
@@ -185,7 +226,8 @@ impl Destination for SqliteWarehouse {
             self.keys.insert(t.name.clone(), t.primary_key.clone());
             for c in &t.columns {
                 if !self.columns[&t.name].contains(&c.name) {
-                    self.add_column(&t.name, &c.name, sql_type(c.data_type)).map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                    self.add_column(&t.name, &c.name, sql_type(c.data_type))
+                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
                 }
             }
         }
@@ -199,14 +241,20 @@ impl Destination for SqliteWarehouse {
         let width = batch.columns.len();
         for (i, c) in batch.columns.iter().enumerate() {
             if batch.columns[..i].contains(c) {
-                return Err(DestinationError::InvalidBatch(format!("column `{c}` is named twice")));
+                return Err(DestinationError::InvalidBatch(format!(
+                    "column `{c}` is named twice"
+                )));
             }
         }
         let mut key_slots = Vec::with_capacity(keys.len());
         for k in &keys {
             match batch.columns.iter().position(|c| c == k) {
                 Some(i) => key_slots.push(i),
-                None => return Err(DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))),
+                None => {
+                    return Err(DestinationError::InvalidBatch(format!(
+                        "primary-key column `{k}` is missing"
+                    )));
+                }
             }
         }
         for (n, row) in batch.rows.iter().enumerate() {
@@ -229,7 +277,12 @@ impl Destination for SqliteWarehouse {
         self.begin()?;
         for (i, c) in batch.columns.iter().enumerate() {
             if !self.columns[table].contains(c) {
-                let ty = batch.rows.iter().map(|r| &r[i]).find(|v| !matches!(v, Value::Null)).map_or("TEXT", value_type);
+                let ty = batch
+                    .rows
+                    .iter()
+                    .map(|r| &r[i])
+                    .find(|v| !matches!(v, Value::Null))
+                    .map_or("TEXT", value_type);
                 self.add_column(table, c, ty)?;
             }
         }
@@ -239,14 +292,17 @@ impl Destination for SqliteWarehouse {
         for row in &batch.rows {
             binds.clear();
             binds.extend(row.iter().map(Bind));
-            stmt.execute(rusqlite::params_from_iter(binds.iter())).map_err(other)?;
+            stmt.execute(rusqlite::params_from_iter(binds.iter()))
+                .map_err(other)?;
         }
         Ok(())
     }
 
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         self.begin()?;
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let now = chrono::Utc::now()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
         self.conn
             .prepare_cached(&format!(
                 "INSERT INTO {STATE_TABLE} (id, state, saved_at) VALUES (1, ?1, ?2)
@@ -265,8 +321,12 @@ impl Destination for SqliteWarehouse {
             self.in_transaction = false;
             // Columns added in the rolled-back transaction are gone again.
             for (table, cols) in self.columns.iter_mut() {
-                let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-                *cols = stmt.query_map([], |r| r.get::<_, String>(1))?.collect::<rusqlite::Result<_>>()?;
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+                *cols = stmt
+                    .query_map([], |r| r.get::<_, String>(1))?
+                    .collect::<rusqlite::Result<_>>()?;
             }
         }
         Ok(())
@@ -275,7 +335,11 @@ impl Destination for SqliteWarehouse {
     fn saved_state(&self) -> Result<Option<String>> {
         Ok(self
             .conn
-            .query_row(&format!("SELECT state FROM {STATE_TABLE} WHERE id = 1"), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT state FROM {STATE_TABLE} WHERE id = 1"),
+                [],
+                |r| r.get(0),
+            )
             .optional()?)
     }
 }
@@ -290,27 +354,48 @@ mod tests {
             name: "user".into(),
             primary_key: vec!["id".into()],
             columns: vec![
-                Column { name: "id".into(), data_type: DataType::String },
-                Column { name: "name".into(), data_type: DataType::String },
-                Column { name: "updatedAt".into(), data_type: DataType::UtcDatetime },
+                Column {
+                    name: "id".into(),
+                    data_type: DataType::String,
+                },
+                Column {
+                    name: "name".into(),
+                    data_type: DataType::String,
+                },
+                Column {
+                    name: "updatedAt".into(),
+                    data_type: DataType::UtcDatetime,
+                },
             ],
         }
     }
 
     fn batch(rows: &[(&str, &str)]) -> RowBatch {
         RowBatch {
-            columns: vec!["id".into(), "name".into(), "updatedAt".into(), "extra".into()],
+            columns: vec![
+                "id".into(),
+                "name".into(),
+                "updatedAt".into(),
+                "extra".into(),
+            ],
             rows: rows
                 .iter()
                 .map(|(id, name)| {
-                    vec![Value::String((*id).into()), Value::String((*name).into()), Value::UtcDatetime(1_705_314_600_000_000), Value::Integer(7)]
+                    vec![
+                        Value::String((*id).into()),
+                        Value::String((*name).into()),
+                        Value::UtcDatetime(1_705_314_600_000_000),
+                        Value::Integer(7),
+                    ]
                 })
                 .collect(),
         }
     }
 
     fn count(w: &SqliteWarehouse) -> i64 {
-        w.connection().query_row("SELECT count(*) FROM user", [], |r| r.get(0)).unwrap()
+        w.connection()
+            .query_row("SELECT count(*) FROM user", [], |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
@@ -324,16 +409,24 @@ mod tests {
         w.upsert("user", batch(&[("2", "b2"), ("3", "c")])).unwrap();
         w.rollback().unwrap();
         assert_eq!(count(&w), 2);
-        w.upsert("user", batch(&[("2", "b3"), ("2", "b4")])).unwrap();
+        w.upsert("user", batch(&[("2", "b3"), ("2", "b4")]))
+            .unwrap();
         w.checkpoint(r#"{"n":2}"#).unwrap();
         drop(w);
         let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
         assert_eq!(count(&w), 2);
         let (name, at, extra): (String, String, i64) = w
             .connection()
-            .query_row("SELECT name, updatedAt, extra FROM user WHERE id = '2'", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .query_row(
+                "SELECT name, updatedAt, extra FROM user WHERE id = '2'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
-        assert_eq!((name.as_str(), at.as_str(), extra), ("b4", "2024-01-15T10:30:00Z", 7));
+        assert_eq!(
+            (name.as_str(), at.as_str(), extra),
+            ("b4", "2024-01-15T10:30:00Z", 7)
+        );
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":2}"#));
     }
 
@@ -342,15 +435,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Normal).unwrap();
         w.create_tables(&[user_table()]).unwrap();
-        assert!(matches!(w.upsert("nope", batch(&[])), Err(DestinationError::UnknownTable(_))));
+        assert!(matches!(
+            w.upsert("nope", batch(&[])),
+            Err(DestinationError::UnknownTable(_))
+        ));
         let mut b = batch(&[("1", "a")]);
         b.rows[0].pop();
-        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("row 0")));
+        assert!(
+            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("row 0"))
+        );
         let mut b = batch(&[("1", "a")]);
         b.rows[0][0] = Value::Null;
-        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key")));
-        let b = RowBatch { columns: vec!["name".into()], rows: vec![] };
-        assert!(matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`")));
+        assert!(
+            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key"))
+        );
+        let b = RowBatch {
+            columns: vec!["name".into()],
+            rows: vec![],
+        };
+        assert!(
+            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`"))
+        );
     }
 
     #[test]

@@ -37,7 +37,9 @@ impl ComponentCache {
     pub fn default_location() -> ComponentCache {
         let dir = std::env::var_os("INCSYNC_CACHE_DIR")
             .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("incsync")))
+            .or_else(|| {
+                std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("incsync"))
+            })
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/incsync")));
         dir.map_or(ComponentCache::Off, ComponentCache::Dir)
     }
@@ -59,30 +61,47 @@ impl ComponentCache {
         }
         let component = compile(engine, wasm)?;
         if let Err(e) = store(&path, &component) {
-            tracing::warn!("could not cache the compiled component in {}: {e:#}", dir.display());
+            tracing::warn!(
+                "could not cache the compiled component in {}: {e:#}",
+                dir.display()
+            );
         }
         Ok((component, CacheOutcome::Miss))
     }
 }
 
 fn compile(engine: &Engine, wasm: &[u8]) -> Result<Component> {
-    Component::new(engine, wasm).map_err(|e| anyhow::anyhow!("{e:?}")).context("the component does not compile")
+    Component::new(engine, wasm)
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .context("the component does not compile")
 }
 
 fn entry_name(engine: &Engine, wasm: &[u8]) -> String {
     let mut engine_hash = DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut engine_hash);
+    engine
+        .precompile_compatibility_hash()
+        .hash(&mut engine_hash);
     let digest = Sha256::digest(wasm);
-    format!("{}-{:016x}.cwasm", hex::encode(&digest[..16]), engine_hash.finish())
+    format!(
+        "{}-{:016x}.cwasm",
+        hex::encode(&digest[..16]),
+        engine_hash.finish()
+    )
 }
 
 fn store(path: &Path, component: &Component) -> Result<()> {
     let dir = path.parent().context("cache path has a parent")?;
     std::fs::create_dir_all(dir)?;
-    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let bytes = component
+        .serialize()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
     // Write then rename, so a concurrent or killed writer never leaves a
     // truncated entry behind.
-    let tmp = dir.join(format!(".{}.{}", std::process::id(), path.file_name().unwrap().to_string_lossy()));
+    let tmp = dir.join(format!(
+        ".{}.{}",
+        std::process::id(),
+        path.file_name().unwrap().to_string_lossy()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)?;
     Ok(())

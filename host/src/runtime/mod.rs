@@ -50,7 +50,7 @@ pub struct Runtime {
 }
 
 /// What one `update` did, as the host saw it.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct SyncStats {
     /// Requests sent.
     pub requests: u64,
@@ -169,7 +169,11 @@ impl Runtime {
         })
     }
 
-    fn store(&self, http: Box<dyn HttpBackend>, destination: Box<dyn Destination>) -> Store<HostState> {
+    fn store(
+        &self,
+        http: Box<dyn HttpBackend>,
+        destination: Box<dyn Destination>,
+    ) -> Store<HostState> {
         // WASI as far as Rust's std needs it: stderr for panics, and no
         // files, sockets, environment or arguments.
         let wasi = WasiCtx::builder()
@@ -200,7 +204,10 @@ impl Runtime {
 
     /// Asks the connector for the tables `config` writes.
     pub fn schema(&self, config: &str) -> Result<Vec<Table>, RunError> {
-        let mut store = self.store(Box::new(crate::http::NoHttp), Box::new(crate::destination::NoDestination));
+        let mut store = self.store(
+            Box::new(crate::http::NoHttp),
+            Box::new(crate::destination::NoDestination),
+        );
         let connector = self.pre.instantiate(&mut store).map_err(trap)?;
         connector
             .incsync_connector_source()

@@ -52,12 +52,61 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-const FIRST: &[&str] = &["Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Dennis", "Margaret", "Tony", "Leslie", "Niklaus", "Shafi", "John"];
-const LAST: &[&str] = &["Lovelace", "Turing", "Hopper", "Dijkstra", "Liskov", "Knuth", "Allen", "Thompson", "Perlman", "Ritchie", "Hamilton", "Hoare", "Lamport", "Wirth", "Goldwasser", "Backus"];
-const STREETS: &[&str] = &["Main", "Oak", "Pine", "Maple", "Cedar", "Elm", "Lake", "Hill"];
-const CITIES: &[&str] = &["Springfield", "Riverton", "Fairview", "Greenville", "Madison", "Georgetown", "Salem", "Franklin"];
-const COMPANIES: &[&str] = &["Acme Corp", "Globex", "Initech", "Umbrella", "Hooli", "Stark Industries", "Wayne Enterprises", "Cyberdyne"];
-const JOBS: &[&str] = &["Data Engineer", "Analyst", "Designer", "Accountant", "Nurse", "Teacher", "Pilot", "Chemist"];
+const FIRST: &[&str] = &[
+    "Ada", "Alan", "Grace", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Dennis",
+    "Margaret", "Tony", "Leslie", "Niklaus", "Shafi", "John",
+];
+const LAST: &[&str] = &[
+    "Lovelace",
+    "Turing",
+    "Hopper",
+    "Dijkstra",
+    "Liskov",
+    "Knuth",
+    "Allen",
+    "Thompson",
+    "Perlman",
+    "Ritchie",
+    "Hamilton",
+    "Hoare",
+    "Lamport",
+    "Wirth",
+    "Goldwasser",
+    "Backus",
+];
+const STREETS: &[&str] = &[
+    "Main", "Oak", "Pine", "Maple", "Cedar", "Elm", "Lake", "Hill",
+];
+const CITIES: &[&str] = &[
+    "Springfield",
+    "Riverton",
+    "Fairview",
+    "Greenville",
+    "Madison",
+    "Georgetown",
+    "Salem",
+    "Franklin",
+];
+const COMPANIES: &[&str] = &[
+    "Acme Corp",
+    "Globex",
+    "Initech",
+    "Umbrella",
+    "Hooli",
+    "Stark Industries",
+    "Wayne Enterprises",
+    "Cyberdyne",
+];
+const JOBS: &[&str] = &[
+    "Data Engineer",
+    "Analyst",
+    "Designer",
+    "Accountant",
+    "Nurse",
+    "Teacher",
+    "Pilot",
+    "Chemist",
+];
 
 /// Formats seconds since the epoch as the seeds do: `2024-01-15T10:30:00Z`.
 pub fn format_ts(seconds: i64) -> String {
@@ -82,13 +131,26 @@ impl Dataset {
                 let h = mix(seed ^ mix(u64::from(id)));
                 let created = BASE + i64::from(id - 1) * 60 + (h % 60) as i64;
                 let updated = created + ((h >> 16) % 7200) as i64;
-                Rec { created, updated, version: 0 }
+                Rec {
+                    created,
+                    updated,
+                    version: 0,
+                }
             })
             .collect();
-        let mut by_updated: Vec<(i64, u32)> = records.iter().enumerate().map(|(i, r)| (r.updated, i as u32 + 1)).collect();
+        let mut by_updated: Vec<(i64, u32)> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.updated, i as u32 + 1))
+            .collect();
         by_updated.sort_unstable();
         let clock = by_updated.last().map_or(BASE, |&(t, _)| t);
-        Dataset { seed, records, by_updated, clock }
+        Dataset {
+            seed,
+            records,
+            by_updated,
+            clock,
+        }
     }
 
     /// The number of records.
@@ -161,7 +223,11 @@ impl Dataset {
         let at = self.tick(1);
         let first = self.records.len() as u32 + 1;
         for id in first..first + k {
-            self.records.push(Rec { created: at, updated: at, version: 0 });
+            self.records.push(Rec {
+                created: at,
+                updated: at,
+                version: 0,
+            });
             self.by_updated.push((at, id));
         }
         first..=first + k - 1
@@ -171,14 +237,27 @@ impl Dataset {
     /// is its id as text.
     pub fn render<'a>(&self, id: u32, id_text: &'a str) -> UserJson<'a> {
         let rec = self.records[id as usize - 1];
-        let h = mix(self.seed ^ mix(u64::from(id)) ^ u64::from(rec.version).wrapping_mul(0x2545_f491_4f6c_dd1d));
-        let pick = |list: &'static [&'static str], shift: u32| list[((h >> shift) as usize) % list.len()];
+        let h = mix(self.seed
+            ^ mix(u64::from(id))
+            ^ u64::from(rec.version).wrapping_mul(0x2545_f491_4f6c_dd1d));
+        let pick =
+            |list: &'static [&'static str], shift: u32| list[((h >> shift) as usize) % list.len()];
         let (first, last) = (pick(FIRST, 0), pick(LAST, 8));
         UserJson {
             id: id_text,
             name: format!("{first} {last}"),
-            email: format!("{}.{}{id}@example.com", first.to_ascii_lowercase(), last.to_ascii_lowercase()),
-            address: format!("{} {} St, {} {:05}", (h >> 16) % 9000 + 100, pick(STREETS, 28), pick(CITIES, 32), (h >> 40) % 100_000),
+            email: format!(
+                "{}.{}{id}@example.com",
+                first.to_ascii_lowercase(),
+                last.to_ascii_lowercase()
+            ),
+            address: format!(
+                "{} {} St, {} {:05}",
+                (h >> 16) % 9000 + 100,
+                pick(STREETS, 28),
+                pick(CITIES, 32),
+                (h >> 40) % 100_000
+            ),
             company: pick(COMPANIES, 36),
             job: pick(JOBS, 44),
             created_at: format_ts(rec.created),
@@ -198,7 +277,10 @@ mod tests {
         let c = Dataset::generate(1000, 8);
         assert_eq!(a.by_updated(), b.by_updated());
         assert_ne!(a.by_updated(), c.by_updated());
-        assert_eq!(serde_json::to_string(&a.render(5, "5")).unwrap(), serde_json::to_string(&b.render(5, "5")).unwrap());
+        assert_eq!(
+            serde_json::to_string(&a.render(5, "5")).unwrap(),
+            serde_json::to_string(&b.render(5, "5")).unwrap()
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ fn bad(message: impl AsRef<str>) -> Answer {
 }
 
 /// Parses the query, refusing parameters outside `allowed` and repeats.
-fn params<'q>(query: &'q str, allowed: &[&str]) -> Result<HashMap<String, String>, Answer> {
+fn params(query: &str, allowed: &[&str]) -> Result<HashMap<String, String>, Answer> {
     let mut out = HashMap::new();
     let mut unexpected = Vec::new();
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
@@ -29,24 +29,35 @@ fn params<'q>(query: &'q str, allowed: &[&str]) -> Result<HashMap<String, String
     if unexpected.is_empty() {
         Ok(out)
     } else {
-        Err(bad(format!("Unexpected query parameters: {}", unexpected.join(", "))))
+        Err(bad(format!(
+            "Unexpected query parameters: {}",
+            unexpected.join(", ")
+        )))
     }
 }
 
 fn timestamp(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Answer> {
     match p.get(name) {
         None => Ok(None),
-        Some(v) if !v.ends_with('Z') => Err(bad(format!("Invalid date format for '{name}'. Must end with 'Z' for UTC"))),
-        Some(v) => parse_ts(v)
-            .map(Some)
-            .ok_or_else(|| bad(format!("Invalid date format for '{name}'. Use 'YYYY-MM-DDTHH:MM:SSZ'"))),
+        Some(v) if !v.ends_with('Z') => Err(bad(format!(
+            "Invalid date format for '{name}'. Must end with 'Z' for UTC"
+        ))),
+        Some(v) => parse_ts(v).map(Some).ok_or_else(|| {
+            bad(format!(
+                "Invalid date format for '{name}'. Use 'YYYY-MM-DDTHH:MM:SSZ'"
+            ))
+        }),
     }
 }
 
 fn integer(p: &HashMap<String, String>, name: &str) -> Result<Option<i64>, Answer> {
     match p.get(name) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| bad(format!("Invalid value for '{name}'. It must be an integer."))),
+        Some(v) => v.parse().map(Some).map_err(|_| {
+            bad(format!(
+                "Invalid value for '{name}'. It must be an integer."
+            ))
+        }),
     }
 }
 
@@ -82,7 +93,11 @@ pub(crate) fn route(data: &Dataset, max_page: usize, path: &str, query: &str) ->
 fn timestamp_sync(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer> {
     let p = params(query, &["since"])?;
     let since = timestamp(&p, "since")?.unwrap_or(i64::MIN);
-    let page = data.updated_since(since).iter().take(max_page).map(|&(_, id)| id);
+    let page = data
+        .updated_since(since)
+        .iter()
+        .take(max_page)
+        .map(|&(_, id)| id);
     Ok((200, format!("{{\"data\":{}}}", records(data, page))))
 }
 
@@ -117,22 +132,34 @@ fn keyset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer
         _ => "null".to_owned(),
     };
     let body = records(data, page.iter().map(|&(_, id)| id));
-    Ok((200, format!("{{\"data\":{body},\"scroll_param\":{scroll}}}")))
+    Ok((
+        200,
+        format!("{{\"data\":{body},\"scroll_param\":{scroll}}}"),
+    ))
 }
 
 fn offset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer> {
-    let p = params(query, &["order_by", "order_type", "limit", "offset", "updated_since"])?;
+    let p = params(
+        query,
+        &["order_by", "order_type", "limit", "offset", "updated_since"],
+    )?;
     let limit = integer(&p, "limit")?.unwrap_or(10);
     if !(1..=max_page as i64).contains(&limit) {
-        return Err(bad(format!("Invalid value for 'limit'. It should be between 1 and {max_page}.")));
+        return Err(bad(format!(
+            "Invalid value for 'limit'. It should be between 1 and {max_page}."
+        )));
     }
     let offset = integer(&p, "offset")?.unwrap_or(0);
     if offset < 0 {
-        return Err(bad("Invalid value for 'offset'. It must be greater than or equal to 0."));
+        return Err(bad(
+            "Invalid value for 'offset'. It must be greater than or equal to 0.",
+        ));
     }
     let order_by = p.get("order_by").map_or("updatedAt", String::as_str);
     if order_by != "updatedAt" && order_by != "createdAt" {
-        return Err(bad("Invalid value for 'order_by'. Use 'createdAt' or 'updatedAt'"));
+        return Err(bad(
+            "Invalid value for 'order_by'. Use 'createdAt' or 'updatedAt'",
+        ));
     }
     let order_type = p.get("order_type").map_or("asc", String::as_str);
     if order_type != "asc" && order_type != "desc" {
@@ -143,20 +170,34 @@ fn offset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer
     let total = hits.len();
     let (offset, limit) = (offset as usize, limit as usize);
     let body = if order_by == "updatedAt" && order_type == "asc" {
-        let slice = hits.get(offset.min(total)..(offset.saturating_add(limit)).min(total)).unwrap_or(&[]);
+        let slice = hits
+            .get(offset.min(total)..(offset.saturating_add(limit)).min(total))
+            .unwrap_or(&[]);
         records(data, slice.iter().map(|&(_, id)| id))
     } else {
         let mut ids: Vec<(i64, u32)> = hits
             .iter()
-            .map(|&(t, id)| if order_by == "updatedAt" { (t, id) } else { (data.get(id).map_or(0, |r| r.created), id) })
+            .map(|&(t, id)| {
+                if order_by == "updatedAt" {
+                    (t, id)
+                } else {
+                    (data.get(id).map_or(0, |r| r.created), id)
+                }
+            })
             .collect();
         ids.sort_unstable();
         if order_type == "desc" {
             ids.reverse();
         }
-        records(data, ids.into_iter().skip(offset).take(limit).map(|(_, id)| id))
+        records(
+            data,
+            ids.into_iter().skip(offset).take(limit).map(|(_, id)| id),
+        )
     };
-    Ok((200, format!("{{\"data\":{body},\"offset\":{offset},\"limit\":{limit},\"total\":{total}}}")))
+    Ok((
+        200,
+        format!("{{\"data\":{body},\"offset\":{offset},\"limit\":{limit},\"total\":{total}}}"),
+    ))
 }
 
 fn step(data: &Dataset, query: &str) -> Result<Answer, Answer> {
@@ -165,10 +206,14 @@ fn step(data: &Dataset, query: &str) -> Result<Answer, Answer> {
         return Err(bad("Both 'start_id' and 'end_id' parameters are required"));
     };
     if start < 1 {
-        return Err(bad("Invalid value for 'start_id'. It must be greater than or equal to 1."));
+        return Err(bad(
+            "Invalid value for 'start_id'. It must be greater than or equal to 1.",
+        ));
     }
     if end < start {
-        return Err(bad("Invalid value for 'end_id'. It must be greater than or equal to 'start_id'."));
+        return Err(bad(
+            "Invalid value for 'end_id'. It must be greater than or equal to 'start_id'.",
+        ));
     }
     let last = (data.len() as i64).min(end);
     let ids = (start..=last).map(|id| id as u32);
@@ -181,13 +226,20 @@ mod tests {
     use serde_json::Value;
 
     fn get(data: &Dataset, path_and_query: &str) -> (u16, Value) {
-        let (path, query) = path_and_query.split_once('?').unwrap_or((path_and_query, ""));
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
         let (status, body) = route(data, 50, path, query);
         (status, serde_json::from_str(&body).unwrap())
     }
 
     fn ids(v: &Value) -> Vec<String> {
-        v["data"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     #[test]
@@ -223,8 +275,15 @@ mod tests {
         assert_eq!(page.len(), 50);
         let t = page[10]["updatedAt"].as_str().unwrap();
         let (_, since) = get(&d, &format!("/incremental/timestamp?since={t}"));
-        assert_eq!(since["data"][0]["updatedAt"].as_str().unwrap(), t, "inclusive");
-        let stamps: Vec<&str> = page.iter().map(|r| r["updatedAt"].as_str().unwrap()).collect();
+        assert_eq!(
+            since["data"][0]["updatedAt"].as_str().unwrap(),
+            t,
+            "inclusive"
+        );
+        let stamps: Vec<&str> = page
+            .iter()
+            .map(|r| r["updatedAt"].as_str().unwrap())
+            .collect();
         assert!(stamps.windows(2).all(|w| w[0] <= w[1]));
     }
 
@@ -248,8 +307,18 @@ mod tests {
     #[test]
     fn offset_reports_its_window() {
         let d = Dataset::generate(30, 1);
-        let (_, v) = get(&d, "/pagination/offset?limit=20&offset=20&order_by=updatedAt&order_type=asc");
-        assert_eq!((v["offset"].as_u64(), v["limit"].as_u64(), v["total"].as_u64()), (Some(20), Some(20), Some(30)));
+        let (_, v) = get(
+            &d,
+            "/pagination/offset?limit=20&offset=20&order_by=updatedAt&order_type=asc",
+        );
+        assert_eq!(
+            (
+                v["offset"].as_u64(),
+                v["limit"].as_u64(),
+                v["total"].as_u64()
+            ),
+            (Some(20), Some(20), Some(30))
+        );
         assert_eq!(ids(&v).len(), 10);
         let (_, desc) = get(&d, "/pagination/offset?limit=5&order_type=desc");
         let newest = d.by_updated().last().unwrap().1.to_string();

@@ -137,7 +137,11 @@ impl Drop for SampleApi {
     }
 }
 
-async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stopped: tokio::sync::oneshot::Receiver<()>) {
+async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -170,7 +174,12 @@ fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<B
         (405, endpoints::error_body("Only GET is supported"))
     } else {
         let data = shared.data.read().expect("dataset lock");
-        endpoints::route(&data, shared.max_page, req.uri().path(), req.uri().query().unwrap_or(""))
+        endpoints::route(
+            &data,
+            shared.max_page,
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+        )
     };
     hyper::Response::builder()
         .status(status)

@@ -1,0 +1,114 @@
+//! Shared harness of the end-to-end tests: the sample API in-process, the
+//! real `incsync` binary as a subprocess, and a temporary warehouse.
+
+#![allow(dead_code)]
+
+use incsync::sample_api::dataset::format_ts;
+use incsync::sample_api::{SampleApi, ServeOptions};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// One scenario's world: an API, a config file and a warehouse.
+pub struct World {
+    pub api: SampleApi,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub warehouse: PathBuf,
+}
+
+/// The compiled-component cache shared by every test, so Cranelift runs once.
+pub fn cache_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+pub fn incsync() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_incsync"));
+    cmd.env("INCSYNC_CACHE_DIR", cache_dir())
+        .env_remove("INCSYNC_LOG");
+    cmd
+}
+
+impl World {
+    /// A sample API with `records` records (page cap 50) and a config of the
+    /// given streams (`base_url` is filled in).
+    pub fn new(records: u32, streams: Value) -> World {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let warehouse = dir.path().join("warehouse.db");
+        std::fs::write(
+            &config,
+            json!({"base_url": api.url(), "streams": streams}).to_string(),
+        )
+        .unwrap();
+        World {
+            api,
+            dir,
+            config,
+            warehouse,
+        }
+    }
+
+    /// Rewrites the config with extra top-level keys.
+    pub fn write_config(&self, config: Value) {
+        std::fs::write(&self.config, config.to_string()).unwrap();
+    }
+
+    /// Runs `incsync run --json` and returns its output.
+    pub fn run(&self) -> Output {
+        incsync()
+            .args(["run", "--json", "--config"])
+            .arg(&self.config)
+            .arg("--warehouse")
+            .arg(&self.warehouse)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs a sync that must succeed; returns its JSON report.
+    pub fn sync(&self) -> Value {
+        let out = self.run();
+        assert!(
+            out.status.success(),
+            "incsync run failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// `id` → `updatedAt` of every row of `table`.
+    pub fn warehouse_rows(&self, table: &str) -> BTreeMap<String, String> {
+        let conn = Connection::open(&self.warehouse).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("SELECT id, updatedAt FROM \"{table}\""))
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// `id` → `updatedAt` of every record the API serves now.
+    pub fn api_rows(&self) -> BTreeMap<String, String> {
+        self.api.with_data(|d| {
+            d.by_updated()
+                .iter()
+                .map(|&(t, id)| (id.to_string(), format_ts(t)))
+                .collect()
+        })
+    }
+
+    /// The API's largest `updatedAt`.
+    pub fn api_max_updated(&self) -> String {
+        self.api.with_data(|d| format_ts(d.max_updated().unwrap()))
+    }
+}
