@@ -129,3 +129,122 @@ fn the_demo_runs_and_checks_itself() {
         "{stdout}"
     );
 }
+
+#[test]
+fn another_component_file_of_the_world_can_be_run() {
+    let wasm = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("guest/wasm32-wasip2/release/incsync_guest.wasm");
+    assert!(wasm.exists(), "the guest build leaves {}", wasm.display());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("connector.wasm");
+    std::fs::copy(&wasm, &copy).unwrap();
+    let w = world();
+    let out = incsync()
+        .args(["run", "--json", "--component"])
+        .arg(&copy)
+        .arg("--config")
+        .arg(&w.config)
+        .arg("--warehouse")
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.warehouse_rows("user"), w.api_rows());
+
+    std::fs::write(&copy, b"\0asm not really").unwrap();
+    let out = incsync()
+        .args(["run", "--component"])
+        .arg(&copy)
+        .arg("--config")
+        .arg(&w.config)
+        .arg("--warehouse")
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    assert!(stderr_line(&out).contains("does not compile"));
+}
+
+#[test]
+fn the_compiled_component_is_cached_on_disk() {
+    let w = world();
+    let cache = tempfile::tempdir().unwrap();
+    let run = || {
+        let out = incsync()
+            .args(["run", "--json", "--cache-dir"])
+            .arg(cache.path())
+            .arg("--config")
+            .arg(&w.config)
+            .arg("--warehouse")
+            .arg(&w.warehouse)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(run()["component_cache"], "miss");
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    assert_eq!(run()["component_cache"], "hit");
+}
+
+#[test]
+fn serve_speaks_the_seed_contract() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = incsync()
+        .args([
+            "serve",
+            "--records",
+            "2000",
+            "--seed",
+            "9",
+            "--port",
+            &port.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains(&format!("127.0.0.1:{port}")), "{line}");
+    let get = |path: &str| {
+        let mut r = ureq::get(&format!("http://127.0.0.1:{port}{path}"))
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call()
+            .unwrap();
+        (
+            r.status().as_u16(),
+            r.body_mut().read_json::<serde_json::Value>().unwrap(),
+        )
+    };
+    let (status, page) = get("/pagination/offset?limit=50&offset=1950");
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 2000);
+    assert_eq!(page["data"].as_array().unwrap().len(), 50);
+    let (status, err) = get("/pagination/offset?limit=51");
+    assert_eq!(status, 400);
+    assert!(err["error"].as_str().unwrap().contains("limit"));
+    let (status, err) = get("/incremental/timestamp?since=2024-01-01T00:00:00Z&page=2");
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]
+            .as_str()
+            .unwrap()
+            .contains("Unexpected query parameters: page")
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
