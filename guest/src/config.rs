@@ -96,21 +96,38 @@ impl DataType {
 /// The strategy of a stream, with its own settings.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StrategyConfig {
-    /// `since=<cursor>` against an endpoint that answers the records at or
-    /// after it, oldest first, at most `page_size` at a time (seed 000).
+    /// Seed 002: `updated_since` first, then only the answer's scroll token.
+    Keyset(KeysetConfig),
+    /// Seed 003: `updated_since`, ordered, with `limit` and `offset`.
+    Offset(PagedConfig),
+    /// Seed 000: `since`, answered oldest first, a page at a time.
     Timestamp(TimestampConfig),
+    /// Seed 004: id ranges `start_id`..=`end_id`.
+    StepSize(StepSizeConfig),
+    /// Timestamp sync that starts `buffer_hours` before the saved cursor.
+    Replay(ReplayConfig),
+    /// `updated_since`, ordered, with `page` and `per_page`.
+    PageNumber(PagedConfig),
+    /// `updated_since` first, then the answer's `next_page_url` until null.
+    NextPageUrl(NextPageUrlConfig),
 }
 
 impl StrategyConfig {
     /// The name used in the config and in saved state.
     pub fn name(&self) -> &'static str {
         match self {
+            StrategyConfig::Keyset(_) => "keyset",
+            StrategyConfig::Offset(_) => "offset",
             StrategyConfig::Timestamp(_) => "timestamp",
+            StrategyConfig::StepSize(_) => "step_size",
+            StrategyConfig::Replay(_) => "replay",
+            StrategyConfig::PageNumber(_) => "page_number",
+            StrategyConfig::NextPageUrl(_) => "next_page_url",
         }
     }
 }
 
-/// Settings of the `timestamp` strategy.
+/// Settings of the `timestamp` strategy (and the base of `replay`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimestampConfig {
     /// The query parameter that carries the cursor. Default `since`.
@@ -120,6 +137,97 @@ pub struct TimestampConfig {
     pub page_size: usize,
     /// Where a first sync starts. Default `1970-01-01T00:00:00Z`.
     pub start: Cursor,
+}
+
+/// Settings of the `replay` strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplayConfig {
+    /// As for `timestamp`.
+    pub timestamp: TimestampConfig,
+    /// How far before the saved cursor each sync starts. Default 2.
+    pub buffer_hours: u32,
+}
+
+/// Settings of the `keyset` strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeysetConfig {
+    /// The first request's cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// The parameter that carries the scroll token. Default `scroll_param`.
+    pub scroll_param: String,
+    /// The answer's field that holds the next token (null at the end).
+    /// Default `scroll_param`.
+    pub scroll_field: String,
+    /// Where a first sync starts.
+    pub start: Cursor,
+}
+
+/// How an ordered, paged endpoint is asked to sort.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderParams {
+    /// The sort-field parameter (sent with the cursor field); empty to omit.
+    /// Default `order_by`.
+    pub order_by_param: String,
+    /// The direction parameter (sent as `asc`); empty to omit. Default `order_type`.
+    pub order_type_param: String,
+}
+
+/// Settings of the `offset` and `page_number` strategies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PagedConfig {
+    /// The cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// Sorting parameters.
+    pub order: OrderParams,
+    /// `offset`: the page-size parameter (`limit`); `page_number`: `per_page`.
+    pub size_param: String,
+    /// `offset`: the position parameter (`offset`); `page_number`: `page`.
+    pub position_param: String,
+    /// The answer's total: `offset`: `total` (records); `page_number`:
+    /// `total_pages`. Used to stop without an extra request; optional.
+    pub total_field: String,
+    /// Records per page. Default 50.
+    pub page_size: usize,
+    /// Where a first sync starts.
+    pub start: Cursor,
+}
+
+/// Settings of the `next_page_url` strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NextPageUrlConfig {
+    /// The first request's cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// Sorting parameters of the first request.
+    pub order: OrderParams,
+    /// The first request's page-size parameter. Default `per_page`.
+    pub size_param: String,
+    /// Records per page. Default 50.
+    pub page_size: usize,
+    /// The answer's field with the next page's URL. Default `next_page_url`.
+    pub next_url_field: String,
+    /// Where a first sync starts.
+    pub start: Cursor,
+}
+
+/// Settings of the `step_size` strategy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSizeConfig {
+    /// The range's first-id parameter. Default `start_id`.
+    pub start_param: String,
+    /// The range's last-id parameter (inclusive). Default `end_id`.
+    pub end_param: String,
+    /// Ids per request. Default 1000.
+    pub step_size: u64,
+    /// Where a first sync starts. Default 1.
+    pub initial_id: u64,
+    /// The last id ever scanned. Default 100000.
+    pub max_id: u64,
+    /// Stop after this many empty ranges in a row past the highest id seen;
+    /// `None` (the default) scans on to `max_id`.
+    pub max_empty_ranges: Option<u64>,
+    /// Each sync starts this many ids below the saved `current_id`, to catch
+    /// ids committed late just behind the frontier. Default: `step_size`.
+    pub rescan_ids: u64,
 }
 
 /// The seeds' `user` table.
@@ -144,7 +252,15 @@ pub fn seed_user_columns() -> Vec<Column> {
 }
 
 /// The names accepted for `"strategy"`.
-pub const STRATEGIES: &[&str] = &["timestamp"];
+pub const STRATEGIES: &[&str] = &[
+    "keyset",
+    "offset",
+    "timestamp",
+    "step_size",
+    "replay",
+    "page_number",
+    "next_page_url",
+];
 
 impl Config {
     /// Parses the configuration file's text.
@@ -219,19 +335,7 @@ fn parse_stream(value: &Value, at: &str) -> Result<StreamConfig, String> {
         })?,
         None => Cursor::EPOCH,
     };
-    let strategy = match strategy_name {
-        "timestamp" => StrategyConfig::Timestamp(TimestampConfig {
-            since_param: f.str("since_param")?.unwrap_or("since").to_owned(),
-            page_size: f.positive("page_size")?.unwrap_or(50),
-            start,
-        }),
-        other => {
-            return Err(format!(
-                "{at}.strategy: unknown strategy `{other}`; expected one of {}",
-                STRATEGIES.join(", ")
-            ));
-        }
-    };
+    let strategy = parse_strategy(&mut f, strategy_name, start, at)?;
     let primary_key = match f.get("primary_key") {
         None => vec!["id".to_owned()],
         Some(v) => {
@@ -279,6 +383,113 @@ fn parse_stream(value: &Value, at: &str) -> Result<StreamConfig, String> {
         columns,
         timestamp_format,
         headers,
+    })
+}
+
+fn parse_strategy<'a>(
+    f: &mut Fields<'a>,
+    name: &str,
+    start: Cursor,
+    at: &str,
+) -> Result<StrategyConfig, String> {
+    let text = |f: &mut Fields<'a>, key: &'a str, default: &str| -> Result<String, String> {
+        Ok(f.str(key)?.unwrap_or(default).to_owned())
+    };
+    let order = |f: &mut Fields<'a>| -> Result<OrderParams, String> {
+        Ok(OrderParams {
+            order_by_param: f.str("order_by_param")?.unwrap_or("order_by").to_owned(),
+            order_type_param: f
+                .str("order_type_param")?
+                .unwrap_or("order_type")
+                .to_owned(),
+        })
+    };
+    let timestamp = |f: &mut Fields<'a>| -> Result<TimestampConfig, String> {
+        Ok(TimestampConfig {
+            since_param: f.str("since_param")?.unwrap_or("since").to_owned(),
+            page_size: f.positive("page_size")?.unwrap_or(50),
+            start,
+        })
+    };
+    Ok(match name {
+        "timestamp" => StrategyConfig::Timestamp(timestamp(f)?),
+        "replay" => StrategyConfig::Replay(ReplayConfig {
+            timestamp: timestamp(f)?,
+            buffer_hours: match f.get("buffer_hours") {
+                None => 2,
+                Some(v) => v
+                    .as_u64()
+                    .and_then(|h| u32::try_from(h).ok())
+                    .ok_or_else(|| {
+                        format!("{at}.buffer_hours must be a whole number of hours, not {v}")
+                    })?,
+            },
+        }),
+        "keyset" => StrategyConfig::Keyset(KeysetConfig {
+            since_param: text(f, "since_param", "updated_since")?,
+            scroll_param: text(f, "scroll_param", "scroll_param")?,
+            scroll_field: text(f, "scroll_field", "scroll_param")?,
+            start,
+        }),
+        "offset" => StrategyConfig::Offset(PagedConfig {
+            since_param: text(f, "since_param", "updated_since")?,
+            order: order(f)?,
+            size_param: text(f, "limit_param", "limit")?,
+            position_param: text(f, "offset_param", "offset")?,
+            total_field: text(f, "total_field", "total")?,
+            page_size: f.positive("page_size")?.unwrap_or(50),
+            start,
+        }),
+        "page_number" => StrategyConfig::PageNumber(PagedConfig {
+            since_param: text(f, "since_param", "updated_since")?,
+            order: order(f)?,
+            size_param: text(f, "per_page_param", "per_page")?,
+            position_param: text(f, "page_param", "page")?,
+            total_field: text(f, "total_pages_field", "total_pages")?,
+            page_size: f.positive("page_size")?.unwrap_or(50),
+            start,
+        }),
+        "next_page_url" => StrategyConfig::NextPageUrl(NextPageUrlConfig {
+            since_param: text(f, "since_param", "updated_since")?,
+            order: order(f)?,
+            size_param: text(f, "per_page_param", "per_page")?,
+            page_size: f.positive("page_size")?.unwrap_or(50),
+            next_url_field: text(f, "next_url_field", "next_page_url")?,
+            start,
+        }),
+        "step_size" => {
+            let c = StepSizeConfig {
+                start_param: text(f, "start_param", "start_id")?,
+                end_param: text(f, "end_param", "end_id")?,
+                step_size: f.positive("step_size")?.unwrap_or(1000) as u64,
+                initial_id: f.positive("initial_id")?.unwrap_or(1) as u64,
+                max_id: f.positive("max_id")?.unwrap_or(100_000) as u64,
+                max_empty_ranges: f.positive("max_empty_ranges")?.map(|n| n as u64),
+                rescan_ids: 0,
+            };
+            let c = StepSizeConfig {
+                rescan_ids: match f.get("rescan_ids") {
+                    None => c.step_size,
+                    Some(v) => v.as_u64().ok_or_else(|| {
+                        format!("{at}.rescan_ids must be a whole number, not {v}")
+                    })?,
+                },
+                ..c
+            };
+            if c.max_id < c.initial_id {
+                return Err(format!(
+                    "{at}.max_id ({}) is below initial_id ({})",
+                    c.max_id, c.initial_id
+                ));
+            }
+            StrategyConfig::StepSize(c)
+        }
+        other => {
+            return Err(format!(
+                "{at}.strategy: unknown strategy `{other}`; expected one of {}",
+                STRATEGIES.join(", ")
+            ));
+        }
     })
 }
 
@@ -405,7 +616,9 @@ mod tests {
         assert_eq!(s.cursor_field, "updatedAt");
         assert_eq!(s.records_path, ["data"]);
         assert_eq!(s.columns, seed_user_columns());
-        let StrategyConfig::Timestamp(t) = &s.strategy;
+        let StrategyConfig::Timestamp(t) = &s.strategy else {
+            panic!("{:?}", s.strategy)
+        };
         assert_eq!(t.since_param, "since");
         assert_eq!(t.page_size, 50);
         assert_eq!(t.start, Cursor::EPOCH);

@@ -83,6 +83,16 @@ impl TimestampFormat {
         cursor.0.format(&self.0).to_string()
     }
 
+    /// The cursor as a request carries it: truncated to this format's
+    /// precision (whole seconds for the default).
+    pub fn truncate(&self, cursor: Cursor) -> Cursor {
+        if cursor.0.timestamp_subsec_nanos() == 0 {
+            // Every accepted format carries whole seconds.
+            return cursor;
+        }
+        self.parse(&self.format(cursor)).unwrap_or(cursor)
+    }
+
     /// Reads a timestamp: RFC 3339 first, then this format (as UTC when it has
     /// no offset). `None` if neither reads it.
     pub fn parse(&self, text: &str) -> Option<Cursor> {

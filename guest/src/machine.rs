@@ -6,7 +6,7 @@ use crate::error::SyncError;
 use crate::http::{HttpError, Method, Request, Response, snippet, url_with_query};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::SavedState;
-use crate::strategy::{self, Page, Strategy};
+use crate::strategy::{self, Next, Page, Strategy};
 use serde_json::Value;
 use std::collections::VecDeque;
 
@@ -185,8 +185,13 @@ impl Sync {
             return Output::Wait;
         }
         if let Some(run) = self.streams.get_mut(self.current) {
-            if let Some(params) = run.strategy.next_request() {
-                let url = url_with_query(&self.base_url, &run.config.path, &params);
+            if let Some(next) = run.strategy.next_request() {
+                let url = match next {
+                    Next::Query(params) => {
+                        url_with_query(&self.base_url, &run.config.path, &params)
+                    }
+                    Next::Url(url) => url,
+                };
                 self.in_flight = Some(url.clone());
                 self.requests += 1;
                 return Output::Fetch(Request {
@@ -290,8 +295,9 @@ impl Sync {
         let list = records_value
             .as_array()
             .ok_or_else(|| format!("`{}` is not an array", config.records_path.join(".")))?;
+        let needs_cursor = run.strategy.needs_cursor();
         let mut records = Vec::with_capacity(list.len());
-        let mut cursors = Vec::with_capacity(list.len());
+        let mut cursors = Vec::with_capacity(if needs_cursor { list.len() } else { 0 });
         let mut keys = Vec::with_capacity(list.len());
         for (i, item) in list.iter().enumerate() {
             let record = item
@@ -299,13 +305,16 @@ impl Sync {
                 .ok_or_else(|| format!("record {i} is not an object"))?;
             let key =
                 RowKey::of(record, &config.primary_key).map_err(|e| format!("record {i} {e}"))?;
-            let cursor = cursor_of(record, &config.cursor_field, &config.timestamp_format)
-                .map_err(|e| format!("record {i} {e}"))?;
+            if needs_cursor {
+                let cursor = cursor_of(record, &config.cursor_field, &config.timestamp_format)
+                    .map_err(|e| format!("record {i} {e}"))?;
+                cursors.push(cursor);
+            }
             records.push(record);
-            cursors.push(cursor);
             keys.push(key);
         }
         let page = Page {
+            body: &body,
             records,
             cursors,
             keys,

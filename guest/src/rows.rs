@@ -70,6 +70,19 @@ impl RowKey {
     }
 }
 
+/// A row's identity and content: equal only for the same version of the
+/// same row. Lets a strategy skip a boundary row it already delivered while
+/// still delivering an update that kept the same cursor value.
+pub type RowVersion = (RowKey, u64);
+
+/// The [`RowVersion`] of `record` with key `key`.
+pub fn row_version(key: &RowKey, record: &Map<String, Json>) -> RowVersion {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    Json::Object(record.clone()).to_string().hash(&mut h);
+    (key.clone(), h.finish())
+}
+
 /// Turns records into typed row batches for one stream's table.
 #[derive(Debug, Clone)]
 pub struct RowBuilder {

@@ -42,6 +42,8 @@ pub(crate) struct SimApi {
     pub faults: BTreeMap<usize, Fault>,
     /// Called before each request is answered, with its number.
     pub before_answer: Option<Mutation>,
+    /// The records as they were when the last request was answered.
+    pub snapshot: Vec<SimRecord>,
     next_id: u64,
 }
 
@@ -68,6 +70,7 @@ impl SimApi {
             requests: 0,
             faults: BTreeMap::new(),
             before_answer: None,
+            snapshot: Vec::new(),
         }
     }
 
@@ -97,6 +100,16 @@ impl SimApi {
         form_urlencoded::parse(q.as_bytes()).into_owned().collect()
     }
 
+    /// Puts a record with a chosen id (for gaps in ids).
+    pub fn insert_with_id(&mut self, id: u64, updated: i64) {
+        self.records.push(SimRecord {
+            id,
+            updated,
+            version: 0,
+        });
+        self.next_id = self.next_id.max(id + 1);
+    }
+
     pub fn answer(&mut self, request: &Request) -> Result<Response, HttpError> {
         self.requests += 1;
         let n = self.requests;
@@ -104,40 +117,227 @@ impl SimApi {
             hook(self, n);
             self.before_answer = Some(hook);
         }
+        self.snapshot = self.records.clone();
         match self.faults.get(&n) {
             Some(Fault::NoAnswer) => return Err(HttpError::Timeout),
             Some(Fault::Status(s)) => return Ok(respond(*s, "{\"error\": \"injected\"}".into())),
             Some(Fault::Body(b)) => return Ok(respond(200, (*b).into())),
             None => {}
         }
+        let path = request
+            .url
+            .strip_prefix("http://sim")
+            .unwrap_or(&request.url);
+        let path = path.split('?').next().unwrap_or("");
         let query = Self::query(&request.url);
-        let format = TimestampFormat::default();
-        let since = match query.get("since") {
-            Some(s) => match format.parse(s) {
-                Some(c) => c.instant().timestamp(),
-                None => return Ok(respond(400, "{\"error\": \"bad since\"}".into())),
-            },
-            None => i64::MIN,
+        let result = match path {
+            "/incremental/timestamp" => self.timestamp(&query),
+            "/pagination/keyset" => self.keyset(&query),
+            "/pagination/offset" => self.offset(&query),
+            "/pagination/page_number" => self.page_number(&query),
+            "/pagination/next_page_url" => self.next_page_url(&query),
+            "/incremental/step" => self.step(&query),
+            _ => Err(format!("no endpoint {path}")),
         };
-        if query.keys().any(|k| k != "since") {
-            return Ok(respond(
-                400,
-                "{\"error\": \"unexpected query parameter\"}".into(),
-            ));
+        Ok(match result {
+            Ok(body) => respond(200, body.to_string()),
+            Err(e) => respond(400, json!({ "error": e }).to_string()),
+        })
+    }
+
+    fn allow(query: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), String> {
+        match query.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(format!("unexpected query parameter {k}")),
+            None => Ok(()),
         }
+    }
+
+    fn since(query: &BTreeMap<String, String>, name: &str) -> Result<i64, String> {
+        match query.get(name) {
+            None => Ok(i64::MIN),
+            Some(s) => TimestampFormat::default()
+                .parse(s)
+                .map(|c| c.instant().timestamp())
+                .ok_or_else(|| format!("bad {name}")),
+        }
+    }
+
+    fn number(
+        query: &BTreeMap<String, String>,
+        name: &str,
+        default: usize,
+    ) -> Result<usize, String> {
+        query.get(name).map_or(Ok(default), |v| {
+            v.parse().map_err(|_| format!("bad {name}"))
+        })
+    }
+
+    /// Records with `updated >= since`, oldest first, ties by id.
+    fn sorted_since(&self, since: i64) -> Vec<&SimRecord> {
         let mut hits: Vec<&SimRecord> =
             self.records.iter().filter(|r| r.updated >= since).collect();
         hits.sort_by_key(|r| (r.updated, r.id));
-        hits.truncate(self.cap);
-        let data: Vec<_> = hits
-            .iter()
-            .map(|r| {
-                json!({"id": r.id.to_string(), "name": format!("user {} v{}", r.id, r.version),
-                       "updatedAt": ts(r.updated), "createdAt": ts(0)})
-            })
-            .collect();
-        Ok(respond(200, json!({ "data": data }).to_string()))
+        hits
     }
+
+    fn check_order(query: &BTreeMap<String, String>) -> Result<(), String> {
+        if query.get("order_by").is_some_and(|o| o != "updatedAt")
+            || query.get("order_type").is_some_and(|o| o != "asc")
+        {
+            return Err("the sim only sorts by updatedAt asc".into());
+        }
+        Ok(())
+    }
+
+    fn timestamp(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(q, &["since"])?;
+        let hits = self.sorted_since(Self::since(q, "since")?);
+        Ok(json!({ "data": render(hits.into_iter().take(self.cap)) }))
+    }
+
+    fn keyset(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(q, &["updated_since", "scroll_param"])?;
+        let all = self.sorted_since(i64::MIN);
+        let start = match (q.get("scroll_param"), q.get("updated_since")) {
+            (Some(_), Some(_)) => return Err("updated_since only in the first request".into()),
+            (Some(token), None) => {
+                let (t, id) = token.split_once('|').ok_or("bad token")?;
+                let key: (i64, u64) = (
+                    t.parse().map_err(|_| "bad token")?,
+                    id.parse().map_err(|_| "bad token")?,
+                );
+                all.iter()
+                    .position(|r| (r.updated, r.id) > key)
+                    .unwrap_or(all.len())
+            }
+            (None, _) => {
+                let since = Self::since(q, "updated_since")?;
+                all.iter()
+                    .position(|r| r.updated >= since)
+                    .unwrap_or(all.len())
+            }
+        };
+        let page: Vec<&SimRecord> = all[start..].iter().take(self.cap).copied().collect();
+        let token = match page.last() {
+            Some(r) if start + page.len() < all.len() => json!(format!("{}|{}", r.updated, r.id)),
+            _ => serde_json::Value::Null,
+        };
+        Ok(json!({ "data": render(page.into_iter()), "scroll_param": token }))
+    }
+
+    fn offset(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(
+            q,
+            &["updated_since", "order_by", "order_type", "limit", "offset"],
+        )?;
+        Self::check_order(q)?;
+        let limit = Self::number(q, "limit", 10)?;
+        if limit == 0 || limit > self.cap {
+            return Err(format!("limit must be 1..={}", self.cap));
+        }
+        let offset = Self::number(q, "offset", 0)?;
+        let hits = self.sorted_since(Self::since(q, "updated_since")?);
+        let total = hits.len();
+        let page = hits.into_iter().skip(offset).take(limit);
+        Ok(json!({ "data": render(page), "offset": offset, "limit": limit, "total": total }))
+    }
+
+    fn page_number(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(
+            q,
+            &[
+                "updated_since",
+                "order_by",
+                "order_type",
+                "per_page",
+                "page",
+            ],
+        )?;
+        Self::check_order(q)?;
+        let per_page = Self::number(q, "per_page", 10)?;
+        if per_page == 0 || per_page > self.cap {
+            return Err(format!("per_page must be 1..={}", self.cap));
+        }
+        let page_no = Self::number(q, "page", 1)?;
+        if page_no == 0 {
+            return Err("page must be >= 1".into());
+        }
+        let hits = self.sorted_since(Self::since(q, "updated_since")?);
+        let total = hits.len();
+        let page = hits
+            .into_iter()
+            .skip((page_no - 1) * per_page)
+            .take(per_page);
+        Ok(
+            json!({ "data": render(page), "page": page_no, "page_size": per_page,
+                   "total_pages": total.div_ceil(per_page), "total_items": total }),
+        )
+    }
+
+    fn next_page_url(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(
+            q,
+            &[
+                "updated_since",
+                "order_by",
+                "order_type",
+                "per_page",
+                "page",
+            ],
+        )?;
+        Self::check_order(q)?;
+        let per_page = Self::number(q, "per_page", 10)?;
+        if per_page == 0 || per_page > self.cap {
+            return Err(format!("per_page must be 1..={}", self.cap));
+        }
+        let page_no = Self::number(q, "page", 1)?;
+        let hits = self.sorted_since(Self::since(q, "updated_since")?);
+        let total = hits.len();
+        let next = if page_no * per_page < total {
+            let mut url = format!(
+                "http://sim/pagination/next_page_url?page={}&per_page={per_page}",
+                page_no + 1
+            );
+            if let Some(s) = q.get("updated_since") {
+                url.push_str(&format!("&updated_since={s}"));
+            }
+            json!(url)
+        } else {
+            serde_json::Value::Null
+        };
+        let page = hits
+            .into_iter()
+            .skip((page_no - 1) * per_page)
+            .take(per_page);
+        Ok(
+            json!({ "data": render(page), "total_items": total, "page": page_no, "next_page_url": next }),
+        )
+    }
+
+    fn step(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(q, &["start_id", "end_id"])?;
+        let start = Self::number(q, "start_id", 0)? as u64;
+        let end = Self::number(q, "end_id", 0)? as u64;
+        if start < 1 || end < start {
+            return Err("bad range".into());
+        }
+        let mut hits: Vec<&SimRecord> = self
+            .records
+            .iter()
+            .filter(|r| (start..=end).contains(&r.id))
+            .collect();
+        hits.sort_by_key(|r| r.id);
+        Ok(json!({ "data": render(hits.into_iter()) }))
+    }
+}
+
+fn render<'a>(records: impl Iterator<Item = &'a SimRecord>) -> Vec<serde_json::Value> {
+    records
+        .map(|r| {
+            json!({"id": r.id.to_string(), "name": format!("user {} v{}", r.id, r.version),
+                   "updatedAt": ts(r.updated), "createdAt": ts(0)})
+        })
+        .collect()
 }
 
 fn respond(status: u16, body: String) -> Response {
@@ -168,13 +368,14 @@ impl SimWarehouse {
             let Value::String(id) = &row[id] else {
                 panic!("id is text")
             };
-            let Value::String(name) = &row[name] else {
-                panic!("name is text")
+            let name = match &row[name] {
+                Value::String(n) => n.clone(),
+                _ => String::new(),
             };
             let Value::UtcDateTime(u) = row[updated] else {
                 panic!("updatedAt is a datetime")
             };
-            self.pending.push((id.clone(), (name.clone(), u)));
+            self.pending.push((id.clone(), (name, u)));
             self.delivered += 1;
         }
     }
@@ -187,15 +388,24 @@ impl SimWarehouse {
 
     /// The saved `last_timestamp` of stream `user`.
     pub fn last_timestamp(&self) -> Option<String> {
+        self.saved("last_timestamp")
+            .and_then(|v| v.as_str().map(str::to_owned))
+    }
+
+    /// A field of stream `user`'s saved state.
+    pub fn saved(&self, field: &str) -> Option<serde_json::Value> {
         let state: serde_json::Value = serde_json::from_str(self.state.as_ref()?).unwrap();
-        state["streams"]["user"]["last_timestamp"]
-            .as_str()
-            .map(str::to_owned)
+        Some(state["streams"]["user"][field].clone()).filter(|v| !v.is_null())
     }
 
     /// Whether every record of `api` is here, at its current version.
     pub fn matches(&self, api: &SimApi) -> Result<(), String> {
-        for r in &api.records {
+        self.holds(&api.records)
+    }
+
+    /// Whether every one of `records` is here, at its version.
+    pub fn holds(&self, records: &[SimRecord]) -> Result<(), String> {
+        for r in records {
             let want = (
                 format!("user {} v{}", r.id, r.version),
                 r.updated * 1_000_000,
@@ -222,7 +432,11 @@ pub(crate) fn drive(
         match sync.poll_output() {
             Output::Fetch(request) => {
                 sent += 1;
-                assert!(sent <= max_requests, "no end after {max_requests} requests");
+                if sent > max_requests {
+                    return Err(SyncError::Driver(format!(
+                        "no end after {max_requests} requests"
+                    )));
+                }
                 let answer = api.answer(&request);
                 sync.handle_response(answer);
             }
@@ -244,10 +458,31 @@ pub(crate) fn drive(
 
 /// The config of one `timestamp` stream against the simulated API.
 pub(crate) fn timestamp_config(page_size: usize) -> String {
-    json!({"base_url": "http://sim", "streams": [
-        {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp", "page_size": page_size}
-    ]})
-    .to_string()
+    config("timestamp", page_size, json!({}))
+}
+
+/// The config of one stream of `strategy` against the simulated API, with
+/// `page_size` (for `step_size`: the step) and `extra` stream keys.
+pub(crate) fn config(strategy: &str, page_size: usize, extra: serde_json::Value) -> String {
+    let path = match strategy {
+        "timestamp" | "replay" => "/incremental/timestamp",
+        "keyset" => "/pagination/keyset",
+        "offset" => "/pagination/offset",
+        "page_number" => "/pagination/page_number",
+        "next_page_url" => "/pagination/next_page_url",
+        "step_size" => "/incremental/step",
+        other => panic!("no path for {other}"),
+    };
+    let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
+    match strategy {
+        "keyset" => {}
+        "step_size" => stream["step_size"] = json!(page_size),
+        _ => stream["page_size"] = json!(page_size),
+    }
+    for (k, v) in extra.as_object().unwrap() {
+        stream[k] = v.clone();
+    }
+    json!({"base_url": "http://sim", "streams": [stream]}).to_string()
 }
 
 /// Runs one sync of `config` from the warehouse's saved state.

@@ -1,4 +1,5 @@
-//! Timestamp sync (seed 000): `since=<cursor>`, saving `last_timestamp`.
+//! Timestamp sync (seed 000): `since=<cursor>`, saving `last_timestamp`; and
+//! replay sync, the same with `since` moved back by a buffer.
 //!
 //! The endpoint answers the records whose cursor is at or after `since`
 //! (inclusive, as real APIs filter), oldest first, at most `page_size` at a
@@ -14,18 +15,24 @@
 //!   loses nothing, for the same reason.
 //! - A page that does not move the cursor ends the stream when it is shorter
 //!   than `page_size` (the answer was complete). A full page that does not
-//!   move it means more than `page_size` records share one cursor value: no
+//!   move it means `page_size` or more records share one cursor value: no
 //!   request can get past them, so the sync stops with an error instead of
 //!   looping.
+//! - An answer that is not oldest-first breaks the prefix argument, so it is
+//!   refused: no `since` would be safe to move to.
 //! - Rows at the boundary already delivered in this sync are not upserted
 //!   again; across syncs the boundary rows are re-delivered (idempotently).
+//!
+//! Replay (for read replicas that make rows visible late): each sync starts at
+//! `since = saved − buffer_hours`, so a row that appears late with a cursor
+//! inside the buffer is picked up by the next sync. The saved state is always
+//! the true maximum seen, never the buffered value.
 
-use super::{Page, Strategy, Verdict, saved_cursor};
+use super::{Next, Page, Strategy, Verdict, first_unsorted, start_cursor, timestamp_state};
 use crate::config::{StreamConfig, TimestampConfig};
 use crate::cursor::{Cursor, TimestampFormat};
-use crate::rows::RowKey;
+use crate::rows::{RowVersion, row_version};
 use crate::state::StreamState;
-use serde_json::Value;
 use std::collections::HashSet;
 
 const STATE_KEY: &str = "last_timestamp";
@@ -37,8 +44,10 @@ pub(crate) struct Timestamp {
     cursor_field: String,
     /// The greatest cursor seen; the next request starts here.
     since: Cursor,
-    /// Keys of the rows at exactly `since` already delivered in this sync.
-    delivered_at_since: HashSet<RowKey>,
+    /// The saved cursor a replay started below: the state never drops under it.
+    floor: Cursor,
+    /// The rows at exactly `since` already delivered in this sync.
+    delivered_at_since: HashSet<RowVersion>,
     caught_up: bool,
 }
 
@@ -46,11 +55,14 @@ impl Timestamp {
     pub(crate) fn new(
         stream: &StreamConfig,
         config: &TimestampConfig,
+        buffer_hours: u32,
         saved: Option<&StreamState>,
     ) -> Result<Self, String> {
-        let since = match saved {
-            Some(s) => saved_cursor(s, STATE_KEY, stream)?,
-            None => config.start,
+        let floor = start_cursor(saved, STATE_KEY, stream, config.start)?;
+        let since = if saved.is_some() {
+            floor.minus_hours(buffer_hours)
+        } else {
+            floor
         };
         Ok(Timestamp {
             param: config.since_param.clone(),
@@ -58,6 +70,7 @@ impl Timestamp {
             format: stream.timestamp_format.clone(),
             cursor_field: stream.cursor_field.clone(),
             since,
+            floor,
             delivered_at_since: HashSet::new(),
             caught_up: false,
         })
@@ -65,41 +78,38 @@ impl Timestamp {
 }
 
 impl Strategy for Timestamp {
-    fn next_request(&mut self) -> Option<Vec<(String, String)>> {
-        (!self.caught_up).then(|| vec![(self.param.clone(), self.format.format(self.since))])
+    fn next_request(&mut self) -> Option<Next> {
+        (!self.caught_up)
+            .then(|| Next::Query(vec![(self.param.clone(), self.format.format(self.since))]))
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
         let mut verdict = Verdict::default();
-        if let Some(i) = page.cursors.windows(2).position(|w| w[0] > w[1]) {
+        if let Some(i) = first_unsorted(&page.cursors) {
             return Err(format!(
-                "records are not sorted by `{}`: record {} ({}) comes after record {} ({}); \
+                "records are not sorted by `{}`: record {i} ({}) comes after record {} ({}); \
                  a timestamp endpoint must answer oldest first",
                 self.cursor_field,
-                i + 1,
-                page.cursors[i + 1],
-                i,
                 page.cursors[i],
+                i - 1,
+                page.cursors[i - 1],
             ));
         }
         let Some(&max) = page.cursors.last() else {
             self.caught_up = true;
             return Ok(verdict);
         };
-        verdict.deliver = page
-            .cursors
-            .iter()
-            .zip(&page.keys)
-            .map(|(c, k)| *c != self.since || !self.delivered_at_since.contains(k))
+        let version = |i: usize| row_version(&page.keys[i], page.records[i]);
+        verdict.deliver = (0..page.records.len())
+            .map(|i| {
+                page.cursors[i] != self.since || !self.delivered_at_since.contains(&version(i))
+            })
             .collect();
         if max > self.since {
             self.since = max;
-            self.delivered_at_since = page
-                .cursors
-                .iter()
-                .zip(&page.keys)
-                .filter(|(c, _)| **c == max)
-                .map(|(_, k)| k.clone())
+            self.delivered_at_since = (0..page.records.len())
+                .filter(|&i| page.cursors[i] == max)
+                .map(version)
                 .collect();
             verdict.checkpoint = true;
         } else if page.records.len() >= self.page_size {
@@ -114,12 +124,11 @@ impl Strategy for Timestamp {
                 self.page_size,
             ));
         } else {
+            let since = self.since;
             self.delivered_at_since.extend(
-                page.keys
-                    .iter()
-                    .zip(&page.cursors)
-                    .filter(|(_, c)| **c == self.since)
-                    .map(|(k, _)| k.clone()),
+                (0..page.records.len())
+                    .filter(|&i| page.cursors[i] == since)
+                    .map(version),
             );
             self.caught_up = true;
         }
@@ -127,12 +136,7 @@ impl Strategy for Timestamp {
     }
 
     fn state(&self) -> StreamState {
-        let mut s = StreamState::new();
-        s.insert(
-            STATE_KEY.to_owned(),
-            Value::String(self.format.format(self.since)),
-        );
-        s
+        timestamp_state(STATE_KEY, self.format.format(self.since.max(self.floor)))
     }
 }
 

@@ -1,0 +1,201 @@
+//! Positional paging that survives concurrent writes: the shared core of the
+//! `offset` and `page_number` strategies.
+//!
+//! The naive loop keeps `updated_since` fixed and adds a page to the offset.
+//! When a row already read is updated during the sync, it moves to the end of
+//! the ordered answer and every later row shifts one place left: the row that
+//! slides under the offset is skipped, and as its cursor is behind the state
+//! saved at the end, it is lost for good.
+//!
+//! Here every page re-anchors: `updated_since` becomes the largest cursor seen
+//! (so rows before it no longer count in the positions at all) and the
+//! position counts only the rows that share that cursor and were already
+//! delivered. Each request also asks for one row before the position (when a
+//! page holds two or more) and checks that it is the last row delivered; if
+//! anything shifted, the page is discarded and the rows at the anchor are
+//! read again from the first, skipping those already delivered. A tie group
+//! larger than a page is paged through by position, so it never blocks.
+//!
+//! A page whose cursors are not ascending (the endpoint ignored the order)
+//! stops the re-anchoring: paging goes on by position only, and the state is
+//! not checkpointed past the cursor it had before that page. The same holds
+//! after a page that could not carry the overlap row (page numbers with tiny
+//! pages deep in a tie group): a row skipped there is read by the next sync.
+
+use super::Page;
+use crate::cursor::{Cursor, TimestampFormat};
+use crate::rows::{RowKey, RowVersion, row_version};
+use std::collections::HashSet;
+
+/// Gives up after this many re-reads in a row that deliver nothing new.
+const MAX_FRUITLESS_RESTARTS: u32 = 3;
+
+pub(crate) struct Anchored {
+    format: TimestampFormat,
+    page_size: usize,
+    /// The `updated_since` of the requests (truncated to the wire format).
+    anchor: Cursor,
+    /// The rows at `anchor` (truncated) delivered in this sync.
+    delivered: HashSet<RowVersion>,
+    /// The position, in the answer to `updated_since = anchor`, of the first
+    /// row not yet read.
+    pos: usize,
+    /// The key and cursor of the row at `pos - 1`.
+    last: Option<(RowKey, Cursor)>,
+    /// Set by an unsorted page: the state goes no further this sync.
+    frozen: Option<Cursor>,
+    fruitless_restarts: u32,
+    pub done: bool,
+}
+
+/// What one page means for the stream.
+pub(crate) struct Taken {
+    /// Which records to upsert.
+    pub deliver: Vec<bool>,
+    /// A warning to log, if any.
+    pub warning: Option<String>,
+}
+
+impl Anchored {
+    pub(crate) fn new(format: TimestampFormat, page_size: usize, start: Cursor) -> Self {
+        Anchored {
+            anchor: format.truncate(start),
+            format,
+            page_size,
+            delivered: HashSet::new(),
+            pos: 0,
+            last: None,
+            frozen: None,
+            fruitless_restarts: 0,
+            done: false,
+        }
+    }
+
+    /// `updated_since` for the next request.
+    pub(crate) fn since(&self) -> String {
+        self.format.format(self.anchor)
+    }
+
+    pub(crate) fn overlap(&self) -> bool {
+        self.pos > 0 && self.page_size >= 2
+    }
+
+    /// The position the next request should start at: one before `pos`, to
+    /// check that nothing shifted.
+    pub(crate) fn window_start(&self) -> usize {
+        if self.overlap() {
+            self.pos - 1
+        } else {
+            self.pos
+        }
+    }
+
+    /// The cursor the state may hold, as text: the anchor, unless an
+    /// unsorted page froze it.
+    pub(crate) fn saved_text(&self) -> String {
+        self.format.format(self.frozen.unwrap_or(self.anchor))
+    }
+
+    /// Takes a page of the answer to `updated_since = anchor` whose first
+    /// record sits at position `page_start` (at most `window_start()`), asked
+    /// with `requested` records per page. `complete` says the answer reported
+    /// no records beyond this page.
+    pub(crate) fn take(
+        &mut self,
+        page: &Page<'_>,
+        page_start: usize,
+        requested: usize,
+        complete: bool,
+    ) -> Result<Taken, String> {
+        let n = page.records.len();
+        let mut deliver = vec![false; n];
+        let want = self.window_start();
+        // A page may start past the overlap row (page numbers cannot always
+        // reach it); it then starts at `pos` and is taken unverified.
+        let verify = self.overlap() && page_start <= want;
+        if self.overlap() && !verify && self.frozen.is_none() {
+            // A shift before this page would go unseen, and could skip a row
+            // at the anchor: keep the saved cursor at the anchor, so that the
+            // next sync (inclusive) reads such a row again.
+            self.frozen = Some(self.anchor);
+        }
+        let mut first = want.saturating_sub(page_start).min(n);
+        if verify {
+            let matches = first < n
+                && self
+                    .last
+                    .as_ref()
+                    .is_some_and(|(k, c)| *k == page.keys[first] && *c == page.cursors[first]);
+            if !matches {
+                // Something moved: read the rows at the anchor again from the
+                // first, delivering only those not delivered yet.
+                self.fruitless_restarts += 1;
+                if self.fruitless_restarts > MAX_FRUITLESS_RESTARTS {
+                    return Err(format!(
+                        "the answer keeps shifting under its position ({} re-reads from the anchor with nothing new); \
+                         does the endpoint honour the position parameter and sort stably?",
+                        self.fruitless_restarts - 1
+                    ));
+                }
+                self.pos = 0;
+                self.last = None;
+                return Ok(Taken {
+                    deliver,
+                    warning: None,
+                });
+            }
+            first += 1;
+        }
+        let sorted = super::first_unsorted(&page.cursors).is_none()
+            && page
+                .cursors
+                .get(first)
+                .is_none_or(|c| self.format.truncate(*c) >= self.anchor);
+        let mut warning = None;
+        if !sorted && self.frozen.is_none() {
+            self.frozen = Some(self.anchor);
+            warning = Some(format!(
+                "the records are not in ascending cursor order; paging on by position, \
+                 and the saved cursor stays at {} for this sync",
+                self.since()
+            ));
+        }
+        for (i, slot) in deliver.iter_mut().enumerate().skip(first) {
+            let at_anchor = self.format.truncate(page.cursors[i]) == self.anchor;
+            *slot = !(at_anchor
+                && self
+                    .delivered
+                    .contains(&row_version(&page.keys[i], page.records[i])));
+        }
+        let fresh = deliver.iter().any(|d| *d);
+        if fresh {
+            self.fruitless_restarts = 0;
+        }
+        let rows = first..n;
+        if let Some(last_index) = rows.clone().last() {
+            self.last = Some((page.keys[last_index].clone(), page.cursors[last_index]));
+            let max = self.format.truncate(page.cursors[last_index]);
+            if self.frozen.is_none() && max > self.anchor {
+                // Re-anchor: positions now count from the first row at `max`.
+                self.anchor = max;
+                self.delivered.clear();
+                self.pos = 0;
+                for i in rows.filter(|&i| self.format.truncate(page.cursors[i]) == max) {
+                    self.delivered
+                        .insert(row_version(&page.keys[i], page.records[i]));
+                    self.pos += 1;
+                }
+            } else {
+                for i in rows.clone() {
+                    if self.format.truncate(page.cursors[i]) == self.anchor {
+                        self.delivered
+                            .insert(row_version(&page.keys[i], page.records[i]));
+                    }
+                }
+                self.pos += rows.len();
+            }
+        }
+        self.done = complete || n < requested;
+        Ok(Taken { deliver, warning })
+    }
+}

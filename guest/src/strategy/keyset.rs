@@ -1,0 +1,153 @@
+//! Keyset pagination (seed 002): the first request sends
+//! `updated_since=<cursor>`, every later one only `scroll_param=<token>` from
+//! the last answer, until the token is null. Saves `last_updated_at`, the
+//! maximum cursor seen.
+//!
+//! The server's token owns the position, so ties cut by a page are the
+//! server's to keep (the sample API's token holds the cursor and the id). The
+//! client guards what it can: the inclusive first request re-reads the rows at
+//! the saved cursor, the state is checkpointed after every page only while the
+//! pages stay in order (see `MaxSeen`), and a token that comes back unchanged
+//! stops the sync instead of looping.
+
+use super::{MaxSeen, Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
+use crate::config::{KeysetConfig, StreamConfig};
+use crate::cursor::TimestampFormat;
+use crate::state::StreamState;
+use serde_json::Value;
+
+const STATE_KEY: &str = "last_updated_at";
+
+pub(crate) struct Keyset {
+    config: KeysetConfig,
+    format: TimestampFormat,
+    cursor_field: String,
+    since: String,
+    seen: MaxSeen,
+    /// `None` before the first request; then the token to send, if any.
+    token: Option<Option<String>>,
+}
+
+impl Keyset {
+    pub(crate) fn new(
+        stream: &StreamConfig,
+        config: &KeysetConfig,
+        saved: Option<&StreamState>,
+    ) -> Result<Self, String> {
+        let start = start_cursor(saved, STATE_KEY, stream, config.start)?;
+        Ok(Keyset {
+            since: stream.timestamp_format.format(start),
+            seen: MaxSeen::new(start),
+            format: stream.timestamp_format.clone(),
+            cursor_field: stream.cursor_field.clone(),
+            config: config.clone(),
+            token: None,
+        })
+    }
+}
+
+impl Strategy for Keyset {
+    fn next_request(&mut self) -> Option<Next> {
+        match &self.token {
+            None => Some(Next::Query(vec![(
+                self.config.since_param.clone(),
+                self.since.clone(),
+            )])),
+            Some(Some(token)) => Some(Next::Query(vec![(
+                self.config.scroll_param.clone(),
+                token.clone(),
+            )])),
+            Some(None) => None,
+        }
+    }
+
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
+        let next = match page.body.get(&self.config.scroll_field) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                return Err(format!(
+                    "`{}` is {other}, not a token string or null",
+                    self.config.scroll_field
+                ));
+            }
+        };
+        if next.is_some() && self.token.as_ref().is_some_and(|t| *t == next) {
+            return Err(format!(
+                "the answer hands back the same `{}` it was asked with; following it would loop forever",
+                self.config.scroll_field
+            ));
+        }
+        if next.is_some() && page.records.is_empty() {
+            return Err(format!(
+                "an empty page with a `{}` to follow",
+                self.config.scroll_field
+            ));
+        }
+        self.token = Some(next);
+        let warning = self.seen.observe(&page.cursors, &self.cursor_field);
+        Ok(Verdict {
+            deliver: vec![true; page.records.len()],
+            checkpoint: true,
+            warnings: warning.into_iter().collect(),
+        })
+    }
+
+    fn state(&self) -> StreamState {
+        timestamp_state(STATE_KEY, self.format.format(self.seen.saved()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{Fault, SimApi, SimWarehouse, config, sync_once, ts};
+    use serde_json::json;
+
+    fn cfg() -> String {
+        config("keyset", 0, json!({}))
+    }
+
+    #[test]
+    fn first_then_incremental_sync_with_ties_at_page_cuts() {
+        let mut api = SimApi::new(&[10, 20, 20, 20, 20, 30, 40], 3);
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg(), &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(40));
+        let requests = api.requests;
+        api.update(3, 50);
+        api.insert(50);
+        sync_once(&cfg(), &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(api.requests - requests, 1);
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(50));
+    }
+
+    #[test]
+    fn a_token_handed_back_unchanged_stops_the_loop() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60, 70], 3);
+        let stuck = r#"{"data": [{"id": "9", "updatedAt": "1970-01-01T00:01:00Z"}], "scroll_param": "same"}"#;
+        api.faults.insert(2, Fault::Body(stuck));
+        api.faults.insert(3, Fault::Body(stuck));
+        let err = sync_once(&cfg(), &mut api, &mut SimWarehouse::default(), 10).unwrap_err();
+        assert!(err.to_string().contains("loop forever"), "{err}");
+    }
+
+    #[test]
+    fn rows_out_of_order_are_delivered_but_do_not_move_the_state() {
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        api.faults.insert(
+            2,
+            Fault::Body(r#"{"data": [{"id": "3", "updatedAt": "1970-01-01T00:00:30Z"}, {"id": "1", "updatedAt": "1970-01-01T00:00:05Z"}], "scroll_param": null}"#),
+        );
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg(), &mut api, &mut wh, 10).unwrap();
+        assert!(wh.rows.contains_key("1") && wh.rows.contains_key("3"));
+        assert_eq!(
+            wh.saved("last_updated_at").unwrap(),
+            ts(20),
+            "frozen before the unsorted page"
+        );
+    }
+}
