@@ -57,6 +57,53 @@ impl World {
         }
     }
 
+    /// A sample API with `records` records and one stream of `strategy` on
+    /// its seed endpoint, with `extra` stream keys.
+    pub fn strategy(strategy: &str, records: u32, extra: Value) -> World {
+        let path = match strategy {
+            "timestamp" | "replay" => "/incremental/timestamp",
+            "keyset" => "/pagination/keyset",
+            "offset" => "/pagination/offset",
+            "page_number" => "/pagination/page_number",
+            "next_page_url" => "/pagination/next_page_url",
+            "step_size" => "/incremental/step",
+            other => panic!("no endpoint for {other}"),
+        };
+        let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
+        for (k, v) in extra.as_object().unwrap() {
+            stream[k] = v.clone();
+        }
+        World::new(records, json!([stream]))
+    }
+
+    /// The saved state of stream `user`.
+    pub fn saved(&self, report: &Value, field: &str) -> Value {
+        report["state"]["streams"]["user"][field].clone()
+    }
+
+    /// First sync, then changes (updates and inserts), then an incremental
+    /// sync: both leave the warehouse equal to the API. Returns the two reports.
+    pub fn first_then_incremental(&self) -> (Value, Value) {
+        let first = self.sync();
+        assert_eq!(
+            self.warehouse_rows("user"),
+            self.api_rows(),
+            "after the first sync"
+        );
+        self.api.with_data(|d| {
+            let n = d.max_id();
+            d.update(&[1, 2, n / 2, n]);
+            d.insert(5);
+        });
+        let second = self.sync();
+        assert_eq!(
+            self.warehouse_rows("user"),
+            self.api_rows(),
+            "after the incremental sync"
+        );
+        (first, second)
+    }
+
     /// Rewrites the config with extra top-level keys.
     pub fn write_config(&self, config: Value) {
         std::fs::write(&self.config, config.to_string()).unwrap();

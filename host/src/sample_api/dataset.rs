@@ -15,6 +15,8 @@ pub struct Rec {
     pub updated: i64,
     /// Bumped by every update, and part of the rendered fields.
     pub version: u32,
+    /// Deleted records keep their slot, so ids stay stable.
+    pub deleted: bool,
 }
 
 /// The whole table, indexed by `updatedAt`.
@@ -135,6 +137,7 @@ impl Dataset {
                     created,
                     updated,
                     version: 0,
+                    deleted: false,
                 }
             })
             .collect();
@@ -155,17 +158,39 @@ impl Dataset {
 
     /// The number of records.
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.by_updated.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.by_updated.is_empty()
     }
 
-    /// The record with `id`, if any.
+    /// The record with `id`, if it exists (and was not deleted).
     pub fn get(&self, id: u32) -> Option<&Rec> {
-        self.records.get((id as usize).checked_sub(1)?)
+        self.records
+            .get((id as usize).checked_sub(1)?)
+            .filter(|r| !r.deleted)
+    }
+
+    /// The largest id ever handed out.
+    pub fn max_id(&self) -> u32 {
+        self.records.len() as u32
+    }
+
+    /// Deletes records (hard deletes, as an API that leaves gaps in its ids).
+    pub fn delete(&mut self, ids: &[u32]) {
+        for &id in ids {
+            let Some(rec) = self.records.get_mut((id as usize).wrapping_sub(1)) else {
+                continue;
+            };
+            if !rec.deleted {
+                rec.deleted = true;
+                if let Ok(i) = self.by_updated.binary_search(&(rec.updated, id)) {
+                    self.by_updated.remove(i);
+                }
+            }
+        }
     }
 
     /// `(updated, id)` of every record, oldest first.
@@ -206,6 +231,9 @@ impl Dataset {
         let Some(rec) = self.records.get_mut((id as usize).wrapping_sub(1)) else {
             return;
         };
+        if rec.deleted {
+            return;
+        }
         let old = (rec.updated, id);
         rec.updated = at;
         rec.version += 1;
@@ -227,6 +255,7 @@ impl Dataset {
                 created: at,
                 updated: at,
                 version: 0,
+                deleted: false,
             });
             self.by_updated.push((at, id));
         }

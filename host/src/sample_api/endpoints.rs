@@ -79,11 +79,19 @@ fn records(data: &Dataset, ids: impl Iterator<Item = u32>) -> String {
     String::from_utf8(out).expect("JSON is UTF-8")
 }
 
-pub(crate) fn route(data: &Dataset, max_page: usize, path: &str, query: &str) -> Answer {
+pub(crate) fn route(
+    data: &Dataset,
+    max_page: usize,
+    host: &str,
+    path: &str,
+    query: &str,
+) -> Answer {
     let result = match path {
         "/incremental/timestamp" => timestamp_sync(data, max_page, query),
         "/pagination/keyset" => keyset(data, max_page, query),
         "/pagination/offset" => offset(data, max_page, query),
+        "/pagination/page_number" => page_number(data, max_page, query),
+        "/pagination/next_page_url" => next_page_url(data, max_page, host, query),
         "/incremental/step" => step(data, query),
         _ => Err((404, error_body(&format!("No endpoint {path}")))),
     };
@@ -155,6 +163,23 @@ fn offset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer
             "Invalid value for 'offset'. It must be greater than or equal to 0.",
         ));
     }
+    let (offset, limit) = (offset as usize, limit as usize);
+    let (total, ids) = ordered(data, &p, offset, limit)?;
+    let body = records(data, ids.into_iter());
+    Ok((
+        200,
+        format!("{{\"data\":{body},\"offset\":{offset},\"limit\":{limit},\"total\":{total}}}"),
+    ))
+}
+
+/// The ids of the records with `updatedAt >= updated_since`, in the order
+/// `order_by` / `order_type` ask for, `skip`ped and `take`n; and their total.
+fn ordered(
+    data: &Dataset,
+    p: &HashMap<String, String>,
+    skip: usize,
+    take: usize,
+) -> Result<(usize, Vec<u32>), Answer> {
     let order_by = p.get("order_by").map_or("updatedAt", String::as_str);
     if order_by != "updatedAt" && order_by != "createdAt" {
         return Err(bad(
@@ -165,17 +190,18 @@ fn offset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer
     if order_type != "asc" && order_type != "desc" {
         return Err(bad("Invalid value for 'order_type'. Use 'asc' or 'desc'"));
     }
-    let since = timestamp(&p, "updated_since")?.unwrap_or(i64::MIN);
+    let since = timestamp(p, "updated_since")?.unwrap_or(i64::MIN);
     let hits = data.updated_since(since);
     let total = hits.len();
-    let (offset, limit) = (offset as usize, limit as usize);
-    let body = if order_by == "updatedAt" && order_type == "asc" {
-        let slice = hits
-            .get(offset.min(total)..(offset.saturating_add(limit)).min(total))
-            .unwrap_or(&[]);
-        records(data, slice.iter().map(|&(_, id)| id))
+    let ids = if order_by == "updatedAt" && order_type == "asc" {
+        let end = skip.saturating_add(take).min(total);
+        hits.get(skip.min(total)..end)
+            .unwrap_or(&[])
+            .iter()
+            .map(|&(_, id)| id)
+            .collect()
     } else {
-        let mut ids: Vec<(i64, u32)> = hits
+        let mut keyed: Vec<(i64, u32)> = hits
             .iter()
             .map(|&(t, id)| {
                 if order_by == "updatedAt" {
@@ -185,18 +211,105 @@ fn offset(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer
                 }
             })
             .collect();
-        ids.sort_unstable();
+        keyed.sort_unstable();
         if order_type == "desc" {
-            ids.reverse();
+            keyed.reverse();
         }
-        records(
-            data,
-            ids.into_iter().skip(offset).take(limit).map(|(_, id)| id),
+        keyed
+            .into_iter()
+            .skip(skip)
+            .take(take)
+            .map(|(_, id)| id)
+            .collect()
+    };
+    Ok((total, ids))
+}
+
+fn per_page(p: &HashMap<String, String>, max_page: usize) -> Result<usize, Answer> {
+    let per_page = integer(p, "per_page")?.unwrap_or(10);
+    if !(1..=max_page as i64).contains(&per_page) {
+        return Err(bad(format!(
+            "Invalid value for 'per_page'. It should be between 1 and {max_page}."
+        )));
+    }
+    Ok(per_page as usize)
+}
+
+fn page_param(p: &HashMap<String, String>) -> Result<usize, Answer> {
+    let page = integer(p, "page")?.unwrap_or(1);
+    if page < 1 {
+        return Err(bad(
+            "Invalid value for 'page'. It must be greater than or equal to 1.",
+        ));
+    }
+    Ok(page as usize)
+}
+
+fn page_number(data: &Dataset, max_page: usize, query: &str) -> Result<Answer, Answer> {
+    let p = params(
+        query,
+        &[
+            "order_by",
+            "order_type",
+            "per_page",
+            "page",
+            "updated_since",
+        ],
+    )?;
+    let per_page = per_page(&p, max_page)?;
+    let page = page_param(&p)?;
+    let (total, ids) = ordered(data, &p, (page - 1).saturating_mul(per_page), per_page)?;
+    let body = records(data, ids.into_iter());
+    let total_pages = total.div_ceil(per_page);
+    Ok((
+        200,
+        format!(
+            "{{\"data\":{body},\"page\":{page},\"page_size\":{per_page},\"total_pages\":{total_pages},\"total_items\":{total}}}"
+        ),
+    ))
+}
+
+fn next_page_url(
+    data: &Dataset,
+    max_page: usize,
+    host: &str,
+    query: &str,
+) -> Result<Answer, Answer> {
+    let p = params(
+        query,
+        &[
+            "order_by",
+            "order_type",
+            "per_page",
+            "updated_since",
+            "page",
+        ],
+    )?;
+    let per_page = per_page(&p, max_page)?;
+    let page = page_param(&p)?;
+    let (total, ids) = ordered(data, &p, (page - 1).saturating_mul(per_page), per_page)?;
+    let body = records(data, ids.into_iter());
+    let next = if page.saturating_mul(per_page) < total {
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        next.append_pair("page", &(page + 1).to_string());
+        next.append_pair("per_page", &per_page.to_string());
+        for key in ["order_by", "order_type", "updated_since"] {
+            if let Some(v) = p.get(key) {
+                next.append_pair(key, v);
+            }
+        }
+        format!(
+            "\"http://{host}/pagination/next_page_url?{}\"",
+            next.finish()
         )
+    } else {
+        "null".to_owned()
     };
     Ok((
         200,
-        format!("{{\"data\":{body},\"offset\":{offset},\"limit\":{limit},\"total\":{total}}}"),
+        format!(
+            "{{\"data\":{body},\"total_items\":{total},\"page\":{page},\"per_page\":{per_page},\"next_page_url\":{next}}}"
+        ),
     ))
 }
 
@@ -215,8 +328,10 @@ fn step(data: &Dataset, query: &str) -> Result<Answer, Answer> {
             "Invalid value for 'end_id'. It must be greater than or equal to 'start_id'.",
         ));
     }
-    let last = (data.len() as i64).min(end);
-    let ids = (start..=last).map(|id| id as u32);
+    let last = i64::from(data.max_id()).min(end);
+    let ids = (start..=last)
+        .map(|id| id as u32)
+        .filter(|&id| data.get(id).is_some());
     Ok((200, format!("{{\"data\":{}}}", records(data, ids))))
 }
 
@@ -229,7 +344,7 @@ mod tests {
         let (path, query) = path_and_query
             .split_once('?')
             .unwrap_or((path_and_query, ""));
-        let (status, body) = route(data, 50, path, query);
+        let (status, body) = route(data, 50, "api.test", path, query);
         (status, serde_json::from_str(&body).unwrap())
     }
 
@@ -330,5 +445,51 @@ mod tests {
         let d = Dataset::generate(30, 1);
         let (_, v) = get(&d, "/incremental/step?start_id=25&end_id=40");
         assert_eq!(ids(&v), ["25", "26", "27", "28", "29", "30"]);
+    }
+
+    #[test]
+    fn page_number_and_next_page_url_walk_the_same_order() {
+        let d = Dataset::generate(95, 2);
+        let (_, first) = get(&d, "/pagination/page_number?per_page=20&page=5");
+        assert_eq!(
+            (first["total_pages"].as_u64(), first["total_items"].as_u64()),
+            (Some(5), Some(95))
+        );
+        assert_eq!(ids(&first).len(), 15);
+        let mut url =
+            "/pagination/next_page_url?per_page=20&updated_since=2000-01-01T00:00:00Z".to_owned();
+        let mut seen = Vec::new();
+        loop {
+            let (status, page) = get(&d, &url);
+            assert_eq!(status, 200, "{url}");
+            seen.extend(ids(&page));
+            match page["next_page_url"].as_str() {
+                Some(next) => url = next.strip_prefix("http://api.test").unwrap().to_owned(),
+                None => break,
+            }
+        }
+        let want: Vec<String> = d
+            .by_updated()
+            .iter()
+            .map(|&(_, id)| id.to_string())
+            .collect();
+        assert_eq!(seen, want);
+        assert_eq!(get(&d, "/pagination/page_number?per_page=51").0, 400);
+        assert_eq!(get(&d, "/pagination/next_page_url?page=0").0, 400);
+    }
+
+    #[test]
+    fn step_skips_deleted_ids() {
+        let mut d = Dataset::generate(30, 1);
+        d.delete(&[26, 27]);
+        let (_, v) = get(&d, "/incremental/step?start_id=25&end_id=40");
+        assert_eq!(ids(&v), ["25", "28", "29", "30"]);
+        assert_eq!(
+            get(&d, "/incremental/timestamp").1["data"]
+                .as_array()
+                .unwrap()
+                .len(),
+            28
+        );
     }
 }

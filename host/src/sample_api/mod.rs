@@ -6,6 +6,8 @@
 //! | `/incremental/timestamp` | `since` | `data`: records with `updatedAt >= since`, oldest first, at most the page cap |
 //! | `/pagination/keyset` | `updated_since` first, then only `scroll_param` | `data`, `scroll_param` (null on the last page) |
 //! | `/pagination/offset` | `updated_since`, `order_by`, `order_type`, `limit`, `offset` | `data`, `offset`, `limit`, `total` |
+//! | `/pagination/page_number` | `updated_since`, `order_by`, `order_type`, `per_page`, `page` | `data`, `page`, `page_size`, `total_pages`, `total_items` |
+//! | `/pagination/next_page_url` | `updated_since`, `order_by`, `order_type`, `per_page` (then the URL) | `data`, `total_items`, `page`, `per_page`, `next_page_url` (null on the last page) |
 //! | `/incremental/step` | `start_id`, `end_id` (both inclusive) | `data`: records with ids in the range |
 //!
 //! Unknown query parameters get a 400 with a JSON error; `limit` is capped
@@ -54,11 +56,16 @@ impl Default for ServeOptions {
     }
 }
 
+/// Changes the data before a request is answered; gets the request's number
+/// (from 1). Lets tests write to the source while a sync pages through it.
+pub type RequestHook = Box<dyn FnMut(u64, &mut Dataset) + Send>;
+
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub data: RwLock<Dataset>,
     pub max_page: usize,
     pub requests: AtomicU64,
+    pub hook: std::sync::Mutex<Option<RequestHook>>,
 }
 
 /// A running sample API; stops when dropped.
@@ -80,6 +87,7 @@ impl SampleApi {
             data: RwLock::new(Dataset::generate(options.records, options.seed)),
             max_page: options.max_page.max(1),
             requests: AtomicU64::new(0),
+            hook: std::sync::Mutex::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,6 +119,11 @@ impl SampleApi {
     /// Reads or changes the data while serving.
     pub fn with_data<R>(&self, f: impl FnOnce(&mut Dataset) -> R) -> R {
         f(&mut self.shared.data.write().expect("dataset lock"))
+    }
+
+    /// Calls `hook` before answering each request from now on.
+    pub fn on_request(&self, hook: impl FnMut(u64, &mut Dataset) + Send + 'static) {
+        *self.shared.hook.lock().expect("hook lock") = Some(Box::new(hook));
     }
 
     /// The number of requests answered so far.
@@ -169,17 +182,21 @@ async fn serve(
 }
 
 fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<Bytes>> {
-    shared.requests.fetch_add(1, Ordering::Relaxed);
+    let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(hook) = shared.hook.lock().expect("hook lock").as_mut() {
+        hook(n, &mut shared.data.write().expect("dataset lock"));
+    }
     let (status, body) = if req.method() != hyper::Method::GET {
         (405, endpoints::error_body("Only GET is supported"))
     } else {
+        let host = req
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("127.0.0.1");
         let data = shared.data.read().expect("dataset lock");
-        endpoints::route(
-            &data,
-            shared.max_page,
-            req.uri().path(),
-            req.uri().query().unwrap_or(""),
-        )
+        let query = req.uri().query().unwrap_or("");
+        endpoints::route(&data, shared.max_page, host, req.uri().path(), query)
     };
     hyper::Response::builder()
         .status(status)
