@@ -11,22 +11,32 @@ use std::process::Command;
 fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let root = manifest_dir.parent().expect("host/ sits in the workspace");
-    for watched in ["guest/src", "guest/Cargo.toml", "wit", "Cargo.lock"] {
+    for watched in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "tests/hostile/src",
+        "tests/hostile/Cargo.toml",
+        "wit",
+        "Cargo.lock",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
     println!("cargo:rerun-if-env-changed=INCSYNC_GUEST_PREBUILT");
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let wasm = out_dir.join("incsync_guest.wasm");
+    let hostile = out_dir.join("incsync_hostile.wasm");
     if let Ok(prebuilt) = env::var("INCSYNC_GUEST_PREBUILT") {
         std::fs::copy(&prebuilt, &wasm).expect("copy INCSYNC_GUEST_PREBUILT");
     } else {
-        build_guest(root, &out_dir, &wasm);
+        build_components(root, &out_dir, &wasm, &hostile);
     }
     println!("cargo:rustc-env=INCSYNC_GUEST_WASM={}", wasm.display());
+    // The sandbox tests' misbehaving component (tests/hostile).
+    println!("cargo:rustc-env=INCSYNC_HOSTILE_WASM={}", hostile.display());
 }
 
-fn build_guest(root: &Path, out_dir: &Path, wasm: &Path) {
+fn build_components(root: &Path, out_dir: &Path, wasm: &Path, hostile: &Path) {
     // OUT_DIR is <target>/<profile>/build/<pkg>-<hash>/out: put the guest's
     // own target directory beside <profile>, so it stays warm across builds.
     let target_dir = out_dir
@@ -45,6 +55,8 @@ fn build_guest(root: &Path, out_dir: &Path, wasm: &Path) {
             "wasm32-wasip2",
             "-p",
             "incsync-guest",
+            "-p",
+            "incsync-hostile",
         ])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -74,6 +86,7 @@ fn build_guest(root: &Path, out_dir: &Path, wasm: &Path) {
         status.success(),
         "building the guest component failed; is the target installed? run `rustup target add wasm32-wasip2`"
     );
-    let built = target_dir.join("wasm32-wasip2/release/incsync_guest.wasm");
-    std::fs::copy(&built, wasm).expect("copy the built guest component");
+    let built = target_dir.join("wasm32-wasip2/release");
+    std::fs::copy(built.join("incsync_guest.wasm"), wasm).expect("copy the built guest component");
+    std::fs::copy(built.join("incsync_hostile.wasm"), hostile).expect("copy the hostile component");
 }

@@ -248,3 +248,61 @@ fn serve_speaks_the_seed_contract() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn a_corrupt_or_mismatched_state_is_refused_with_the_reset_hint() {
+    let w = world();
+    w.sync();
+    let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
+    for bad in [
+        "{not json",
+        r#"{"streams": {"user": {"strategy": "keyset", "last_updated_at": "2024-01-01T00:00:00Z"}}}"#,
+        r#"{"streams": {"user": {"strategy": "timestamp", "last_timestamp": "yesterday"}}}"#,
+    ] {
+        conn.execute("UPDATE _incsync_state SET state = ?1", [bad])
+            .unwrap();
+        let line = stderr_line(&w.run());
+        assert!(
+            line.contains("invalid state") && line.contains("incsync reset"),
+            "{line}"
+        );
+        let kept: String = conn
+            .query_row("SELECT state FROM _incsync_state", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(kept, bad, "the state is left as it was");
+    }
+    let before = w.api.requests();
+    incsync()
+        .args(["reset", "--warehouse"])
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    w.sync();
+    assert!(w.api.requests() > before);
+}
+
+#[test]
+fn a_bad_url_or_host_setting_is_refused_before_anything_runs() {
+    let w = world();
+    for (config, needle) in [
+        (json!({"base_url": "not a url", "streams": []}), "base_url"),
+        (
+            json!({"base_url": w.api.url(), "allowed_hosts": "everything", "streams": []}),
+            "allowed_hosts",
+        ),
+        (
+            json!({"base_url": w.api.url(), "sandbox": {"memory_mb": "lots"}, "streams": []}),
+            "sandbox.memory_mb",
+        ),
+        (
+            json!({"base_url": w.api.url(), "http": {"retries": -1}, "streams": []}),
+            "http.retries",
+        ),
+    ] {
+        w.write_config(config);
+        let line = stderr_line(&w.run());
+        assert!(line.contains(needle), "{needle}: {line}");
+    }
+    assert_eq!(w.api.requests(), 0);
+    assert!(!w.warehouse.exists(), "no warehouse was created");
+}

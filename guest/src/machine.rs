@@ -330,3 +330,140 @@ impl Sync {
         Ok((batch, verdict.checkpoint, verdict.warnings))
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! The machine never panics, whatever the API answers and whatever the
+    //! config and saved state hold. `PROPTEST_CASES` scales the run (CI runs
+    //! a longer one).
+
+    use super::{HttpError, Output, Response, Sync};
+    use crate::sim::config;
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const STRATEGIES: &[&str] = &[
+        "keyset",
+        "offset",
+        "timestamp",
+        "step_size",
+        "replay",
+        "page_number",
+        "next_page_url",
+    ];
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[ -~]{0,12}".prop_map(Value::from),
+            Just(json!("2024-01-15T10:30:00Z")),
+            Just(json!("1970-01-01T00:00:00Z")),
+            Just(json!("http://sim/pagination/next_page_url?page=2")),
+        ];
+        leaf.prop_recursive(3, 24, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map("[a-z_A-Z]{1,12}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A record that is plausible, or nearly: fields of any type, often right.
+    fn record() -> impl Strategy<Value = Value> {
+        let id = prop_oneof![
+            (0u64..20).prop_map(|i| json!(i.to_string())),
+            (0u64..20).prop_map(Value::from),
+            any::<u64>().prop_map(|i| json!(i.to_string())),
+            any_json()
+        ];
+        let cursor = prop_oneof![
+            (0i64..100).prop_map(|s| json!(format!("2024-01-01T00:00:{:02}Z", s % 60))),
+            any_json()
+        ];
+        (id, cursor, any_json())
+            .prop_map(|(id, c, extra)| json!({"id": id, "updatedAt": c, "extra": extra}))
+    }
+
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let page = (
+            prop::collection::vec(record(), 0..8),
+            any_json(),
+            any_json(),
+            any_json(),
+        )
+            .prop_map(|(data, token, total, position)| {
+                json!({"data": data, "scroll_param": token, "next_page_url": token,
+                       "total": total, "total_pages": total, "offset": position, "page": position, "limit": total})
+                .to_string()
+                .into_bytes()
+            });
+        prop_oneof![
+            3 => page,
+            1 => any_json().prop_map(|v| v.to_string().into_bytes()),
+            1 => prop::collection::vec(any::<u8>(), 0..64),
+        ]
+    }
+
+    fn answer() -> impl Strategy<Value = Result<Response, HttpError>> {
+        let response = (prop_oneof![4 => Just(200u16), 1 => any::<u16>()], body()).prop_map(
+            |(status, body)| {
+                Ok(Response {
+                    status,
+                    headers: vec![],
+                    body,
+                })
+            },
+        );
+        prop_oneof![
+            8 => response,
+            1 => Just(Err(HttpError::Timeout)),
+            1 => "[ -~]{0,8}".prop_map(|m| Err(HttpError::Denied(m))),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_answer_ends_the_sync_or_moves_it_on(
+            strategy in prop::sample::select(STRATEGIES),
+            page in 1usize..6,
+            answers in prop::collection::vec(answer(), 1..16),
+        ) {
+            let mut sync = Sync::new(&config(strategy, page, json!({})), None).unwrap();
+            let mut answers = answers.into_iter();
+            for _ in 0..500 {
+                match sync.poll_output() {
+                    Output::Fetch(_) => match answers.next() {
+                        Some(a) => sync.handle_response(a),
+                        None => break,
+                    },
+                    Output::Checkpoint(state) => {
+                        // Every checkpoint is a state the machine accepts back.
+                        prop_assert!(Sync::new(&config(strategy, page, json!({})), Some(&state)).is_ok(), "{}", state);
+                    }
+                    Output::Done(_) => break,
+                    Output::Wait => prop_assert!(false, "waiting with nothing in flight"),
+                    _ => {}
+                }
+            }
+        }
+
+        #[test]
+        fn any_config_or_state_text_is_accepted_or_refused_without_panic(
+            config_value in any_json(),
+            state_value in any_json(),
+            raw in "[ -~]{0,40}",
+        ) {
+            let _ = Sync::new(&config_value.to_string(), Some(&state_value.to_string()));
+            let _ = Sync::new(&raw, None);
+            let good = config("offset", 5, json!({}));
+            let _ = Sync::new(&good, Some(&raw));
+            let _ = Sync::new(&good, Some(&json!({"streams": {"user": state_value}}).to_string()));
+        }
+    }
+}

@@ -4,8 +4,10 @@
 //! ```json
 //! {"base_url": "http://127.0.0.1:5001",
 //!  "allowed_hosts": ["auth.example.com"],
-//!  "http": {"timeout_seconds": 30, "max_response_bytes": 67108864},
-//!  "sandbox": {"memory_mb": 512},
+//!  "http": {"timeout_seconds": 30, "max_response_bytes": 67108864,
+//!           "retries": 5, "retry_budget": 100, "backoff_initial_ms": 250,
+//!           "backoff_max_ms": 30000, "retry_after_max_seconds": 120},
+//!  "sandbox": {"memory_mb": 512, "deadline_seconds": 10},
 //!  "streams": [...]}
 //! ```
 
@@ -39,6 +41,16 @@ fn positive(m: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>> 
         Some(v) => match v.as_u64() {
             Some(n) if n > 0 => Ok(Some(n)),
             _ => bail!("{at}.{key} must be a positive integer, not {v}"),
+        },
+    }
+}
+
+fn non_negative(m: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>> {
+    match m.get(key) {
+        None => Ok(None),
+        Some(v) => match v.as_u64() {
+            Some(n) => Ok(Some(n)),
+            None => bail!("{at}.{key} must be a whole number, not {v}"),
         },
     }
 }
@@ -80,18 +92,50 @@ impl HostConfig {
         let mut http = HttpSettings::default();
         if let Some(v) = top.get("http") {
             let m = object(v, "config.http")?;
-            only_keys(m, "config.http", &["timeout_seconds", "max_response_bytes"])?;
-            if let Some(s) = positive(m, "config.http", "timeout_seconds")? {
+            only_keys(
+                m,
+                "config.http",
+                &[
+                    "timeout_seconds",
+                    "max_response_bytes",
+                    "retries",
+                    "retry_budget",
+                    "backoff_initial_ms",
+                    "backoff_max_ms",
+                    "retry_after_max_seconds",
+                ],
+            )?;
+            let at = "config.http";
+            if let Some(s) = positive(m, at, "timeout_seconds")? {
                 http.timeout = Duration::from_secs(s);
             }
-            if let Some(b) = positive(m, "config.http", "max_response_bytes")? {
+            if let Some(b) = positive(m, at, "max_response_bytes")? {
                 http.max_body = b;
+            }
+            let retry = &mut http.retry;
+            if let Some(n) = non_negative(m, at, "retries")? {
+                retry.per_request = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            if let Some(n) = non_negative(m, at, "retry_budget")? {
+                retry.per_sync = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            if let Some(ms) = non_negative(m, at, "backoff_initial_ms")? {
+                retry.initial_backoff = Duration::from_millis(ms);
+            }
+            if let Some(ms) = non_negative(m, at, "backoff_max_ms")? {
+                retry.max_backoff = Duration::from_millis(ms);
+            }
+            if let Some(s) = non_negative(m, at, "retry_after_max_seconds")? {
+                retry.max_retry_after = Duration::from_secs(s);
             }
         }
         let mut limits = GuestLimits::default();
         if let Some(v) = top.get("sandbox") {
             let m = object(v, "config.sandbox")?;
-            only_keys(m, "config.sandbox", &["memory_mb"])?;
+            only_keys(m, "config.sandbox", &["memory_mb", "deadline_seconds"])?;
+            if let Some(secs) = positive(m, "config.sandbox", "deadline_seconds")? {
+                limits.deadline = Duration::from_secs(secs);
+            }
             if let Some(mb) = positive(m, "config.sandbox", "memory_mb")? {
                 limits.memory_bytes =
                     usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);

@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{Destination, Durability, SqliteWarehouse};
-use crate::http::Client;
+use crate::http::{Client, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
@@ -99,7 +99,8 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let mut warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
     warehouse.create_tables(&tables)?;
     let state = warehouse.saved_state()?;
-    let client = Client::new(host.allow, host.http);
+    let retry = host.http.retry.clone();
+    let client = Retrying::new(Client::new(host.allow, host.http), retry);
     let (result, stats) = runtime.update(
         &job.config,
         state.as_deref(),

@@ -122,7 +122,7 @@ impl Strategy for StepSize {
         }
         match highest {
             Some(h) => {
-                self.current_id = self.current_id.max(h + 1);
+                self.current_id = self.current_id.max(h.saturating_add(1));
                 self.empty_in_a_row = 0;
             }
             None if start >= self.current_id => self.empty_in_a_row += 1,

@@ -15,9 +15,11 @@ use bindings::{
     Response, RowBatch, Table,
 };
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The connector component bundled into this binary.
@@ -28,13 +30,48 @@ pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("INCSYNC_GUEST_WASM"))
 pub struct GuestLimits {
     /// The most linear memory (bytes) the guest may grow to.
     pub memory_bytes: usize,
+    /// The longest the guest may compute without calling the host. Time in
+    /// host calls (waiting on the network, writing rows) does not count.
+    pub deadline: Duration,
 }
 
 impl Default for GuestLimits {
     fn default() -> Self {
         GuestLimits {
             memory_bytes: 512 << 20,
+            deadline: Duration::from_secs(10),
         }
+    }
+}
+
+/// How often the engine's epoch advances; the deadline's resolution.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Advances an engine's epoch every [`TICK`] until dropped.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn start(engine: &Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (engine, flag) = (engine.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawn the epoch ticker");
+        Ticker { stop }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -47,6 +84,7 @@ pub struct Runtime {
     pub cache: CacheOutcome,
     /// How long compiling or loading took.
     pub load_time: Duration,
+    _ticker: Ticker,
 }
 
 /// What one `update` did, as the host saw it.
@@ -71,6 +109,10 @@ pub struct HostState {
     http: Box<dyn HttpBackend>,
     destination: Box<dyn Destination>,
     stats: SyncStats,
+    /// Host calls so far, and at the last deadline check: the guest made
+    /// progress between two checks if they differ.
+    calls: u64,
+    calls_at_check: u64,
 }
 
 impl WasiView for HostState {
@@ -86,6 +128,7 @@ impl bindings::TypesHost for HostState {}
 
 impl bindings::HostImports for HostState {
     fn http_fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        self.calls += 1;
         self.stats.requests += 1;
         let answer = self.http.fetch(request);
         if let Ok(r) = &answer {
@@ -95,6 +138,7 @@ impl bindings::HostImports for HostState {
     }
 
     fn upsert(&mut self, table: String, batch: RowBatch) -> Result<(), DestinationError> {
+        self.calls += 1;
         let n = batch.rows.len() as u64;
         self.destination.upsert(&table, batch)?;
         *self.stats.rows.entry(table).or_default() += n;
@@ -102,12 +146,14 @@ impl bindings::HostImports for HostState {
     }
 
     fn checkpoint(&mut self, state: String) -> Result<(), DestinationError> {
+        self.calls += 1;
         self.destination.checkpoint(&state)?;
         self.stats.checkpoints += 1;
         Ok(())
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
+        self.calls += 1;
         match level {
             LogLevel::Debug => tracing::debug!(target: "connector", "{message}"),
             LogLevel::Info => tracing::info!(target: "connector", "{message}"),
@@ -124,7 +170,7 @@ pub enum RunError {
     #[error("{}", connector_message(.0))]
     Connector(ConnectorError),
     /// The guest trapped (a bug in it, or a sandbox limit).
-    #[error("the connector crashed: {0}")]
+    #[error("{0}")]
     Trap(String),
     /// The host failed (the warehouse, the runtime).
     #[error(transparent)]
@@ -147,6 +193,7 @@ impl Runtime {
     pub fn new(wasm: &[u8], cache: &ComponentCache, limits: GuestLimits) -> Result<Runtime> {
         let mut config = wasmtime::Config::new();
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        config.epoch_interruption(true);
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e:?}"))?;
         let started = Instant::now();
         let (component, outcome) = cache.load(&engine, wasm)?;
@@ -161,6 +208,7 @@ impl Runtime {
             .context("the component does not fit the incsync:connector world")?;
         let pre = ConnectorPre::new(instance_pre).map_err(|e| anyhow!("{e:?}"))?;
         Ok(Runtime {
+            _ticker: Ticker::start(&engine),
             engine,
             pre,
             limits,
@@ -184,6 +232,7 @@ impl Runtime {
             .build();
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
             .table_elements(1 << 20)
             .instances(16)
             .build();
@@ -196,9 +245,28 @@ impl Runtime {
                 http,
                 destination,
                 stats: SyncStats::default(),
+                calls: 0,
+                calls_at_check: 0,
             },
         );
         store.limiter(|s| &mut s.limits);
+        // The deadline restarts whenever the guest calls the host: a guest
+        // is stopped only after computing for a whole deadline (up to two)
+        // without a single call.
+        let ticks = (self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
+        let deadline = self.limits.deadline;
+        store.set_epoch_deadline(ticks);
+        store.epoch_deadline_callback(move |mut ctx| {
+            let data = ctx.data_mut();
+            if data.calls != data.calls_at_check {
+                data.calls_at_check = data.calls;
+                Ok(UpdateDeadline::Continue(ticks))
+            } else {
+                Err(wasmtime::Error::from_anyhow(anyhow!(DeadlineExceeded(
+                    deadline
+                ))))
+            }
+        });
         store
     }
 
@@ -208,11 +276,11 @@ impl Runtime {
             Box::new(crate::http::NoHttp),
             Box::new(crate::destination::NoDestination),
         );
-        let connector = self.pre.instantiate(&mut store).map_err(trap)?;
+        let connector = self.pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
         connector
             .incsync_connector_source()
             .call_schema(&mut store, config)
-            .map_err(trap)?
+            .map_err(|e| self.trap(e))?
             .map_err(RunError::Connector)
     }
 
@@ -230,11 +298,11 @@ impl Runtime {
         let result = self
             .pre
             .instantiate(&mut store)
-            .map_err(trap)
+            .map_err(|e| self.trap(e))
             .and_then(|c| {
                 c.incsync_connector_source()
                     .call_update(&mut store, config, state)
-                    .map_err(trap)?
+                    .map_err(|e| self.trap(e))?
                     .map_err(RunError::Connector)
             });
         let data = store.data_mut();
@@ -248,6 +316,27 @@ impl Runtime {
     }
 }
 
-fn trap(e: wasmtime::Error) -> RunError {
-    RunError::Trap(format!("{e:?}").lines().next().unwrap_or("").to_owned())
+/// The guest computed for longer than its deadline without calling the host.
+#[derive(Debug, thiserror::Error)]
+#[error("the connector computed for more than {} s without calling the host (an endless loop?) and was stopped; raise sandbox.deadline_seconds if it needs longer", .0.as_secs_f64())]
+struct DeadlineExceeded(Duration);
+
+impl Runtime {
+    fn trap(&self, e: wasmtime::Error) -> RunError {
+        let e: anyhow::Error = e.into();
+        if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
+            return RunError::Trap(d.to_string());
+        }
+        let text = format!("{e:#}");
+        if text.contains("forcing trap when growing memory")
+            || text.contains("forcing a memory growth failure")
+        {
+            return RunError::Trap(format!(
+                "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
+                self.limits.memory_bytes >> 20
+            ));
+        }
+        let first = text.lines().next().unwrap_or("").to_owned();
+        RunError::Trap(format!("the connector crashed: {first}"))
+    }
 }

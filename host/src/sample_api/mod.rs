@@ -60,12 +60,18 @@ impl Default for ServeOptions {
 /// (from 1). Lets tests write to the source while a sync pages through it.
 pub type RequestHook = Box<dyn FnMut(u64, &mut Dataset) + Send>;
 
+/// Decides, by request number (from 1), whether to answer with a failure
+/// instead: a status and an optional `Retry-After` value. It may also sleep,
+/// to play a slow server.
+pub type FaultHook = Box<dyn FnMut(u64) -> Option<(u16, Option<String>)> + Send>;
+
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub data: RwLock<Dataset>,
     pub max_page: usize,
     pub requests: AtomicU64,
     pub hook: std::sync::Mutex<Option<RequestHook>>,
+    pub faults: std::sync::Mutex<Option<FaultHook>>,
 }
 
 /// A running sample API; stops when dropped.
@@ -88,6 +94,7 @@ impl SampleApi {
             max_page: options.max_page.max(1),
             requests: AtomicU64::new(0),
             hook: std::sync::Mutex::new(None),
+            faults: std::sync::Mutex::new(None),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,6 +131,14 @@ impl SampleApi {
     /// Calls `hook` before answering each request from now on.
     pub fn on_request(&self, hook: impl FnMut(u64, &mut Dataset) + Send + 'static) {
         *self.shared.hook.lock().expect("hook lock") = Some(Box::new(hook));
+    }
+
+    /// Lets `faults` turn requests into failures from now on.
+    pub fn inject_faults(
+        &self,
+        faults: impl FnMut(u64) -> Option<(u16, Option<String>)> + Send + 'static,
+    ) {
+        *self.shared.faults.lock().expect("faults lock") = Some(Box::new(faults));
     }
 
     /// The number of requests answered so far.
@@ -183,6 +198,24 @@ async fn serve(
 
 fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<Bytes>> {
     let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
+    let fault = shared
+        .faults
+        .lock()
+        .expect("faults lock")
+        .as_mut()
+        .and_then(|f| f(n));
+    if let Some((status, retry_after)) = fault {
+        let mut response = hyper::Response::builder()
+            .status(status)
+            .header("content-type", "application/json");
+        if let Some(after) = retry_after {
+            response = response.header("retry-after", after);
+        }
+        let body = endpoints::error_body(&format!("injected fault {status}"));
+        return response
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid response");
+    }
     if let Some(hook) = shared.hook.lock().expect("hook lock").as_mut() {
         hook(n, &mut shared.data.write().expect("dataset lock"));
     }

@@ -1,5 +1,9 @@
 //! Outbound HTTP for the `http-fetch` import: a keep-alive client behind the
-//! sandbox's allow-list.
+//! sandbox's allow-list, wrapped in retries.
+
+mod retry;
+
+pub use retry::{Pause, RetryPolicy, Retrying, Sleep, retry_after};
 
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
 use std::io::Read;
@@ -101,6 +105,8 @@ pub struct HttpSettings {
     pub max_body: u64,
     /// The most redirects followed (each checked against the allow-list).
     pub max_redirects: u32,
+    /// How failed requests are retried.
+    pub retry: RetryPolicy,
 }
 
 impl Default for HttpSettings {
@@ -109,6 +115,7 @@ impl Default for HttpSettings {
             timeout: Duration::from_secs(30),
             max_body: 64 << 20,
             max_redirects: 5,
+            retry: RetryPolicy::default(),
         }
     }
 }

@@ -1,0 +1,330 @@
+//! Retries for the `http-fetch` import: exponential backoff with full jitter
+//! for connection errors, timeouts, 429 and 5xx, honouring `Retry-After`, with
+//! a budget per request and per sync. Other 4xx are returned at once.
+//!
+//! The guest never sleeps or draws random numbers: both live here, behind the
+//! [`Pause`] trait so tests can run without waiting.
+
+use super::HttpBackend;
+use crate::runtime::bindings::{HttpError, Request, Response};
+use std::time::{Duration, SystemTime};
+
+/// How to retry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries of one request (0: never retry).
+    pub per_request: u32,
+    /// Retries over a whole sync.
+    pub per_sync: u32,
+    /// The first backoff; doubles with each retry of a request.
+    pub initial_backoff: Duration,
+    /// The longest backoff.
+    pub max_backoff: Duration,
+    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            per_request: 5,
+            per_sync: 100,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Waits between attempts.
+pub trait Pause: Send {
+    /// Waits `d`.
+    fn pause(&mut self, d: Duration);
+}
+
+/// Really sleeps.
+pub struct Sleep;
+
+impl Pause for Sleep {
+    fn pause(&mut self, d: Duration) {
+        std::thread::sleep(d);
+    }
+}
+
+/// Wraps a backend with retries.
+pub struct Retrying<B, P = Sleep> {
+    inner: B,
+    policy: RetryPolicy,
+    pause: P,
+    rng: fastrand::Rng,
+    retries_left_in_sync: u32,
+    /// Retries made so far in this sync.
+    pub retries: u32,
+}
+
+impl<B: HttpBackend> Retrying<B, Sleep> {
+    /// Retries `inner` by `policy`, sleeping for real.
+    pub fn new(inner: B, policy: RetryPolicy) -> Self {
+        Retrying::with_pause(inner, policy, Sleep, fastrand::Rng::new())
+    }
+}
+
+impl<B: HttpBackend, P: Pause> Retrying<B, P> {
+    /// Retries `inner` by `policy`, waiting with `pause`, jittering with `rng`.
+    pub fn with_pause(inner: B, policy: RetryPolicy, pause: P, rng: fastrand::Rng) -> Self {
+        Retrying {
+            retries_left_in_sync: policy.per_sync,
+            inner,
+            policy,
+            pause,
+            rng,
+            retries: 0,
+        }
+    }
+
+    /// The wait before retry number `attempt` (from 0): full jitter over an
+    /// exponentially growing window, or what `Retry-After` asks (capped).
+    fn backoff(&mut self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        if let Some(d) = retry_after {
+            return d.min(self.policy.max_retry_after);
+        }
+        let window = self
+            .policy
+            .initial_backoff
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.policy.max_backoff);
+        let millis = window.as_millis().min(u128::from(u64::MAX)) as u64;
+        Duration::from_millis(self.rng.u64(0..=millis))
+    }
+}
+
+fn retryable(answer: &Result<Response, HttpError>) -> bool {
+    match answer {
+        Ok(r) => r.status == 429 || (500..600).contains(&r.status),
+        Err(HttpError::Timeout | HttpError::Connection(_)) => true,
+        Err(_) => false,
+    }
+}
+
+/// Reads `Retry-After`: delay-seconds or an HTTP date.
+pub fn retry_after(response: &Response, now: SystemTime) -> Option<Duration> {
+    let value = response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .map(|(_, v)| v.trim())?;
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let mut attempt = 0;
+        loop {
+            let answer = self.inner.fetch(request.clone());
+            if !retryable(&answer)
+                || attempt >= self.policy.per_request
+                || self.retries_left_in_sync == 0
+            {
+                if retryable(&answer) && attempt > 0 {
+                    tracing::warn!("{}: giving up after {attempt} retries", request.url);
+                }
+                return answer;
+            }
+            let wait = self.backoff(
+                attempt,
+                answer
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| retry_after(r, SystemTime::now())),
+            );
+            let why = match &answer {
+                Ok(r) => format!("HTTP {}", r.status),
+                Err(e) => format!("{e:?}"),
+            };
+            tracing::info!("{}: {why}; retry {} in {wait:?}", request.url, attempt + 1);
+            self.pause.pause(wait);
+            attempt += 1;
+            self.retries += 1;
+            self.retries_left_in_sync -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::bindings::Method;
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    struct Script(VecDeque<Result<Response, HttpError>>, Arc<Mutex<u32>>);
+
+    impl HttpBackend for Script {
+        fn fetch(&mut self, _: Request) -> Result<Response, HttpError> {
+            *self.1.lock().unwrap() += 1;
+            self.0.pop_front().expect("script long enough")
+        }
+    }
+
+    #[derive(Clone, Default)]
+    struct Waits(Arc<Mutex<Vec<Duration>>>);
+
+    impl Pause for Waits {
+        fn pause(&mut self, d: Duration) {
+            self.0.lock().unwrap().push(d);
+        }
+    }
+
+    fn status(s: u16, headers: &[(&str, &str)]) -> Result<Response, HttpError> {
+        Ok(Response {
+            status: s,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: vec![],
+        })
+    }
+
+    fn run(
+        policy: RetryPolicy,
+        script: Vec<Result<Response, HttpError>>,
+    ) -> (Result<Response, HttpError>, u32, Vec<Duration>) {
+        let sent = Arc::new(Mutex::new(0));
+        let waits = Waits::default();
+        let mut r = Retrying::with_pause(
+            Script(script.into(), sent.clone()),
+            policy,
+            waits.clone(),
+            fastrand::Rng::with_seed(7),
+        );
+        let answer = r.fetch(Request {
+            method: Method::Get,
+            url: "http://h/".into(),
+            headers: vec![],
+            body: None,
+        });
+        let n = *sent.lock().unwrap();
+        let w = waits.0.lock().unwrap().clone();
+        (answer, n, w)
+    }
+
+    #[test]
+    fn transient_failures_are_retried_with_growing_jittered_backoff() {
+        let policy = RetryPolicy::default();
+        let (answer, sent, waits) = run(
+            policy.clone(),
+            vec![
+                Err(HttpError::Timeout),
+                status(503, &[]),
+                Err(HttpError::Connection("reset".into())),
+                status(200, &[]),
+            ],
+        );
+        assert_eq!(answer.unwrap().status, 200);
+        assert_eq!(sent, 4);
+        assert_eq!(waits.len(), 3);
+        for (i, w) in waits.iter().enumerate() {
+            assert!(
+                *w <= policy.initial_backoff * (1 << i),
+                "{w:?} within the window of retry {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_4xx_and_sandbox_refusals_are_not_retried() {
+        for answer in [
+            status(404, &[]),
+            status(400, &[]),
+            Err(HttpError::Denied("no".into())),
+            Err(HttpError::TooLarge(1)),
+        ] {
+            let (_, sent, waits) = run(RetryPolicy::default(), vec![answer]);
+            assert_eq!((sent, waits.len()), (1, 0));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_its_ceiling() {
+        let policy = RetryPolicy {
+            max_retry_after: Duration::from_secs(10),
+            ..RetryPolicy::default()
+        };
+        let (answer, _, waits) = run(
+            policy,
+            vec![
+                status(429, &[("retry-after", "3")]),
+                status(429, &[("Retry-After", "3600")]),
+                status(200, &[]),
+            ],
+        );
+        assert_eq!(answer.unwrap().status, 200);
+        assert_eq!(waits, [Duration::from_secs(3), Duration::from_secs(10)]);
+    }
+
+    #[test]
+    fn retry_after_reads_http_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(42));
+        let r = status(503, &[("retry-after", &later)]).unwrap();
+        assert_eq!(retry_after(&r, now), Some(Duration::from_secs(42)));
+        let past = status(503, &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]).unwrap();
+        assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&status(503, &[("retry-after", "soon")]).unwrap(), now),
+            None
+        );
+    }
+
+    #[test]
+    fn the_budgets_end_retrying_and_return_the_last_answer() {
+        let policy = RetryPolicy {
+            per_request: 2,
+            ..RetryPolicy::default()
+        };
+        let (answer, sent, _) = run(
+            policy,
+            vec![status(500, &[]), status(502, &[]), status(503, &[])],
+        );
+        assert_eq!((answer.unwrap().status, sent), (503, 3));
+
+        let sent = Arc::new(Mutex::new(0));
+        let policy = RetryPolicy {
+            per_request: 5,
+            per_sync: 3,
+            ..RetryPolicy::default()
+        };
+        let script = vec![
+            status(500, &[]),
+            status(500, &[]),
+            status(200, &[]),
+            status(500, &[]),
+            status(500, &[]),
+            status(200, &[]),
+        ];
+        let mut r = Retrying::with_pause(
+            Script(script.into(), sent.clone()),
+            policy,
+            Waits::default(),
+            fastrand::Rng::with_seed(1),
+        );
+        let req = Request {
+            method: Method::Get,
+            url: "http://h/".into(),
+            headers: vec![],
+            body: None,
+        };
+        assert_eq!(r.fetch(req.clone()).unwrap().status, 200);
+        assert_eq!(
+            r.fetch(req).unwrap().status,
+            500,
+            "one retry left in the sync budget"
+        );
+        assert_eq!(*sent.lock().unwrap(), 5);
+    }
+}
