@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod destination;
 pub mod http;
+pub mod native;
 pub mod runtime;
 pub mod sample_api;
 pub mod sync;

@@ -1,0 +1,397 @@
+//! incsync's benchmarks: `cargo bench -p incsync --bench sync`.
+//!
+//! Starts the sample API on loopback and measures, side by side in one run
+//! (absolute figures are context only: these machines are shared and noisy):
+//!
+//! 1. end-to-end throughput of `incsync run` (the bundled component, a real
+//!    SQLite warehouse at its default durability) for N = 100,000 and
+//!    1,000,000 records, pages of 50 and 1,000;
+//! 2. the floors against the same server: (a) a plain native loop that fetches
+//!    and parses the same pages, (b) the same loop also upserting each page
+//!    into SQLite with the warehouse's settings;
+//! 3. wasm overhead: the same machine built natively and driven by the same
+//!    host logic, against the component, in one process;
+//! 4. cold start: process start to first HTTP request, with and without the
+//!    compiled-component cache;
+//! 5. peak RSS of `incsync run` for each N;
+//! 6. incremental efficiency per strategy: requests and re-delivered rows
+//!    after k of N records change.
+//!
+//! `INCSYNC_BENCH_QUICK=1` runs smaller sizes (for a smoke test).
+
+use incsync::destination::{Destination, Durability, SqliteWarehouse};
+use incsync::http::{AllowList, Client, HttpSettings, Retrying};
+use incsync::runtime::{BUNDLED_COMPONENT, ComponentCache, GuestLimits, Runtime};
+use incsync::sample_api::{SampleApi, ServeOptions};
+use incsync::sync::{self, ComponentSource, SyncJob};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+const BIN: &str = env!("CARGO_BIN_EXE_incsync");
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    xs[xs.len() / 2]
+}
+
+fn keyset_config(base_url: &str) -> String {
+    json!({"base_url": base_url, "streams": [
+        {"table": "user", "strategy": "keyset", "path": "/pagination/keyset"}]})
+    .to_string()
+}
+
+/// Pages of the keyset endpoint, from the start, until the token is null.
+fn keyset_pages(base: &str, mut each: impl FnMut(&Value)) -> usize {
+    let agent: ureq::Agent = ureq::Agent::config_builder().build().new_agent();
+    let mut url = format!("{base}/pagination/keyset?updated_since=1970-01-01T00%3A00%3A00Z");
+    let mut rows = 0;
+    loop {
+        let body = agent
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap();
+        let page: Value = serde_json::from_slice(&body).unwrap();
+        let data = &page["data"];
+        rows += data.as_array().unwrap().len();
+        each(data);
+        match page["scroll_param"].as_str() {
+            Some(token) => {
+                let token: String =
+                    url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+                url = format!("{base}/pagination/keyset?scroll_param={token}");
+            }
+            None => return rows,
+        }
+    }
+}
+
+/// Floor (a): fetch and parse, nothing else.
+fn floor_fetch_parse(base: &str) -> (usize, f64) {
+    let started = Instant::now();
+    let rows = keyset_pages(base, |_| {});
+    (rows, started.elapsed().as_secs_f64())
+}
+
+/// Floor (b): fetch, parse and upsert each page into SQLite (WAL,
+/// synchronous=NORMAL, a prepared statement, one transaction per page).
+fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64) {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+         CREATE TABLE user (id TEXT, name TEXT, email TEXT, address TEXT, company TEXT, job TEXT,
+                            updatedAt TEXT, createdAt TEXT, PRIMARY KEY (id));",
+    )
+    .unwrap();
+    let sql = "INSERT INTO user VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO UPDATE SET
+               name = excluded.name, email = excluded.email, address = excluded.address, company = excluded.company,
+               job = excluded.job, updatedAt = excluded.updatedAt, createdAt = excluded.createdAt";
+    let started = Instant::now();
+    let rows = keyset_pages(base, |data| {
+        conn.execute_batch("BEGIN").unwrap();
+        {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            for r in data.as_array().unwrap() {
+                let f = |k: &str| r[k].as_str().unwrap_or_default();
+                stmt.execute([
+                    f("id"),
+                    f("name"),
+                    f("email"),
+                    f("address"),
+                    f("company"),
+                    f("job"),
+                    f("updatedAt"),
+                    f("createdAt"),
+                ])
+                .unwrap();
+            }
+        }
+        conn.execute_batch("COMMIT").unwrap();
+    });
+    (rows, started.elapsed().as_secs_f64())
+}
+
+/// Runs `incsync run` to completion: wall time and peak RSS (KiB).
+fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) -> (f64, u64) {
+    let started = Instant::now();
+    let child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(config)
+        .arg("--warehouse")
+        .arg(warehouse)
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(extra)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, rss) = wait_with_rusage(child.id());
+    assert_eq!(status, 0, "incsync run failed");
+    (started.elapsed().as_secs_f64(), rss)
+}
+
+fn wait_with_rusage(pid: u32) -> (i32, u64) {
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `pid` is our child, not yet waited for.
+    let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid as i32);
+    (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
+}
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("incsync-bench-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        let p = self.0.join(name);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut q = p.clone().into_os_string();
+            q.push(suffix);
+            let _ = std::fs::remove_file(q);
+        }
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn main() {
+    let quick = std::env::var_os("INCSYNC_BENCH_QUICK").is_some();
+    let sizes: &[u32] = if quick {
+        &[20_000, 100_000]
+    } else {
+        &[100_000, 1_000_000]
+    };
+    let dir = Dir::new("main");
+    let cache = dir.0.join("cache");
+    println!(
+        "# incsync benchmarks ({} cores; medians; ratios measured side by side)\n",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Warm the compiled-component cache once.
+    {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records: 10,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let config = dir.0.join("warm.json");
+        std::fs::write(&config, keyset_config(&api.url())).unwrap();
+        incsync_run(&config, &dir.file("warm.db"), &cache, &[]);
+    }
+
+    println!("## 1–2, 5. Full sync throughput (keyset endpoint) and peak memory\n");
+    println!(
+        "| N | page | floor (a) fetch+parse rows/s | floor (b) +SQLite rows/s | incsync run rows/s | incsync / (b) | incsync / (a) | peak RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &n in sizes {
+        for page in [50usize, 1000] {
+            let api = SampleApi::start(&ServeOptions {
+                port: 0,
+                records: n,
+                max_page: page,
+                ..ServeOptions::default()
+            })
+            .unwrap();
+            let config = dir.0.join("keyset.json");
+            std::fs::write(&config, keyset_config(&api.url())).unwrap();
+            let rounds = if n >= 1_000_000 { 3 } else { 5 };
+            let (mut a, mut b, mut c, mut rss) = (vec![], vec![], vec![], 0u64);
+            for _ in 0..rounds {
+                // Interleaved, so drift in the machine's load hits all three alike.
+                let (rows, t) = floor_fetch_parse(&api.url());
+                assert_eq!(rows, n as usize);
+                a.push(rows as f64 / t);
+                let (rows, t) = floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
+                b.push(rows as f64 / t);
+                let (t, kib) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
+                c.push(n as f64 / t);
+                rss = rss.max(kib);
+            }
+            let (a, b, c) = (median(a), median(b), median(c));
+            println!(
+                "| {n} | {page} | {a:.0} | {b:.0} | {c:.0} | {:.2} | {:.2} | {:.1} |",
+                c / b,
+                c / a,
+                rss as f64 / 1024.0
+            );
+        }
+    }
+
+    println!(
+        "\n## 3. Wasm overhead: the same machine, native vs component, same host logic (in process)\n"
+    );
+    println!("| N | page | native s | component s | component / native |");
+    println!("|---:|---:|---:|---:|---:|");
+    let runtime = Runtime::new(
+        BUNDLED_COMPONENT,
+        &ComponentCache::Dir(cache.clone()),
+        GuestLimits::default(),
+    )
+    .unwrap();
+    for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records: n,
+            max_page: page,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let config = keyset_config(&api.url());
+        let tables = runtime.schema(&config).unwrap();
+        let backends = || {
+            let http = Retrying::new(
+                Client::new(
+                    AllowList::new(&api.url(), &[]).unwrap(),
+                    HttpSettings::default(),
+                ),
+                Default::default(),
+            );
+            let mut w =
+                SqliteWarehouse::open(&dir.file("overhead.db"), Durability::Normal).unwrap();
+            w.create_tables(&tables).unwrap();
+            (http, w)
+        };
+        let (mut native, mut wasm) = (vec![], vec![]);
+        for _ in 0..5 {
+            let (mut http, mut w) = backends();
+            let started = Instant::now();
+            incsync::native::update(&config, None, &mut http, &mut w).unwrap();
+            native.push(started.elapsed().as_secs_f64());
+            let (http, w) = backends();
+            let started = Instant::now();
+            let (result, _) = runtime.update(&config, None, Box::new(http), Box::new(w));
+            result.unwrap();
+            wasm.push(started.elapsed().as_secs_f64());
+        }
+        let (native, wasm) = (median(native), median(wasm));
+        println!(
+            "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
+            wasm / native
+        );
+    }
+
+    println!("\n## 4. Cold start: process start to first HTTP request\n");
+    println!("| compiled-component cache | median ms | min ms |");
+    println!("|---|---:|---:|");
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: 100,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let first: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let seen = first.clone();
+    api.inject_faults(move |_| {
+        seen.lock().unwrap().get_or_insert_with(Instant::now);
+        None
+    });
+    let config = dir.0.join("cold.json");
+    std::fs::write(&config, keyset_config(&api.url())).unwrap();
+    for (label, extra) in [
+        ("warm (second start)", &[][..]),
+        ("off (`--no-cache`)", &["--no-cache"][..]),
+    ] {
+        let mut times = vec![];
+        for _ in 0..7 {
+            *first.lock().unwrap() = None;
+            let started = Instant::now();
+            let (args, cache_args): (&[&str], Vec<std::ffi::OsString>) = if extra.is_empty() {
+                (
+                    &[],
+                    vec!["--cache-dir".into(), cache.clone().into_os_string()],
+                )
+            } else {
+                (extra, vec![])
+            };
+            let status = Command::new(BIN)
+                .args(["run", "--config"])
+                .arg(&config)
+                .arg("--warehouse")
+                .arg(dir.file("cold.db"))
+                .args(args)
+                .args(cache_args)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let at = first.lock().unwrap().expect("a request arrived");
+            times.push(at.duration_since(started).as_secs_f64() * 1000.0);
+        }
+        let min = times.iter().cloned().fold(f64::MAX, f64::min);
+        println!("| {label} | {:.1} | {min:.1} |", median(times));
+    }
+
+    println!("\n## 6. Incremental efficiency: after k of N records change\n");
+    let (n, k, page) = (20_000u32, 500u32, 50usize);
+    println!(
+        "N = {n}, k = {k}, page = {page}: target ⌈k/page⌉ + 1 = {} requests, re-delivered rows only at the cursor boundary (replay: its buffer).\n",
+        k.div_ceil(page as u32) + 1
+    );
+    println!("| strategy | requests | rows upserted | re-delivered | note |");
+    println!("|---|---:|---:|---:|---|");
+    for (strategy, path) in incsync::demo::STRATEGIES {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records: n,
+            max_page: page,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
+        if *strategy == "step_size" {
+            stream["max_id"] = json!(n + k);
+            stream["step_size"] = json!(1000);
+            stream["max_empty_ranges"] = json!(1);
+        }
+        let job = SyncJob {
+            config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
+            warehouse: dir.file(&format!("incr-{strategy}.db")),
+            component: ComponentSource::Bundled,
+            cache: ComponentCache::Dir(cache.clone()),
+            durability: Durability::Normal,
+        };
+        sync::run(&job).unwrap();
+        let note = api.with_data(|d| {
+            if *strategy == "step_size" {
+                d.insert(k);
+                "k new ids (it sees no updates); rescans one step"
+            } else {
+                // One write per second of the source's clock, as a busy
+                // table sees them (a burst of 500 in one second would be a
+                // tie group larger than a page: the timestamp strategy stops
+                // on that by design).
+                for i in 0..k {
+                    d.update(&[i * (n / k) + 1]);
+                }
+                ""
+            }
+        });
+        let report = sync::run(&job).unwrap();
+        let upserted: u64 = report.stats.rows.values().sum();
+        println!(
+            "| {strategy} | {} | {upserted} | {} | {note} |",
+            report.stats.requests,
+            upserted.saturating_sub(u64::from(k))
+        );
+    }
+}

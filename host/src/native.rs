@@ -1,0 +1,98 @@
+//! The sync machine built natively, driven by the same backends as the
+//! component: the baseline of the wasm-overhead benchmark. Not a product
+//! path: the component is what runs in production, sandboxed.
+
+use crate::destination::Destination;
+use crate::http::HttpBackend;
+use crate::runtime::SyncStats;
+use crate::runtime::bindings as wit;
+use anyhow::{Result, anyhow};
+use incsync_guest::{Method, Output, Sync};
+
+fn value(v: incsync_guest::Value) -> wit::Value {
+    use incsync_guest::Value as V;
+    match v {
+        V::Null => wit::Value::Null,
+        V::Boolean(b) => wit::Value::Boolean(b),
+        V::Integer(i) => wit::Value::Integer(i),
+        V::Float(f) => wit::Value::Float(f),
+        V::String(s) => wit::Value::String(s),
+        V::UtcDateTime(t) => wit::Value::UtcDatetime(t),
+        V::Json(j) => wit::Value::Json(j),
+    }
+}
+
+fn http_error(e: wit::HttpError) -> incsync_guest::HttpError {
+    use incsync_guest::HttpError as E;
+    match e {
+        wit::HttpError::Denied(m) => E::Denied(m),
+        wit::HttpError::Timeout => E::Timeout,
+        wit::HttpError::Connection(m) => E::Connection(m),
+        wit::HttpError::TooLarge(n) => E::TooLarge(n),
+        wit::HttpError::InvalidRequest(m) => E::InvalidRequest(m),
+        wit::HttpError::Other(m) => E::Other(m),
+    }
+}
+
+/// Runs one sync of `config` from `state` natively, through `http` into
+/// `destination`, exactly as the component's glue loop does.
+pub fn update(
+    config: &str,
+    state: Option<&str>,
+    http: &mut dyn HttpBackend,
+    destination: &mut dyn Destination,
+) -> Result<SyncStats> {
+    let mut stats = SyncStats::default();
+    let mut sync = Sync::new(config, state).map_err(|e| anyhow!("{e}"))?;
+    let result = loop {
+        match sync.poll_output() {
+            Output::Fetch(request) => {
+                let Method::Get = request.method;
+                stats.requests += 1;
+                let answer = http.fetch(wit::Request {
+                    method: wit::Method::Get,
+                    url: request.url,
+                    headers: request.headers,
+                    body: None,
+                });
+                if let Ok(r) = &answer {
+                    stats.bytes += r.body.len() as u64;
+                }
+                sync.handle_response(
+                    answer
+                        .map(|r| incsync_guest::Response {
+                            status: r.status,
+                            headers: r.headers,
+                            body: r.body,
+                        })
+                        .map_err(http_error),
+                );
+            }
+            Output::Upsert { table, batch } => {
+                *stats.rows.entry(table.clone()).or_default() += batch.rows.len() as u64;
+                let batch = wit::RowBatch {
+                    columns: batch.columns,
+                    rows: batch
+                        .rows
+                        .into_iter()
+                        .map(|r| r.into_iter().map(value).collect())
+                        .collect(),
+                };
+                if let Err(e) = destination.upsert(&table, batch) {
+                    break Err(anyhow!("writing {table}: {e:?}"));
+                }
+            }
+            Output::Checkpoint(state) => {
+                if let Err(e) = destination.checkpoint(&state) {
+                    break Err(anyhow!("checkpoint: {e:?}"));
+                }
+                stats.checkpoints += 1;
+            }
+            Output::Log(..) => {}
+            Output::Wait => break Err(anyhow!("the machine waits with nothing in flight")),
+            Output::Done(r) => break r.map_err(|e| anyhow!("{e}")),
+        }
+    };
+    destination.rollback()?;
+    result.map(|()| stats)
+}
