@@ -45,7 +45,7 @@ fn killed_at_random_points_the_resumed_sync_loses_and_duplicates_nothing() {
     // Compile the component into the shared cache first, so every attempt
     // spends its time syncing.
     World::strategy("offset", 10, json!({})).sync();
-    let w = World::strategy("offset", 60_000, json!({}));
+    let w = World::strategy("offset", 150_000, json!({}));
     let mut seed: u64 = 0x5eed;
     let mut saved = Vec::new();
     let mut finished_early = 0;
@@ -53,10 +53,10 @@ fn killed_at_random_points_the_resumed_sync_loses_and_duplicates_nothing() {
         seed = seed
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        let delay = Duration::from_millis(40 + (seed >> 33) % 360);
+        let delay = Duration::from_millis(20 + (seed >> 33) % 230);
         // The source keeps changing between attempts.
         w.api.with_data(|d| {
-            d.update(&[(round * 997) % 60_000 + 1]);
+            d.update(&[(round * 997) % 150_000 + 1]);
             d.insert(3);
         });
         let mut child = incsync()

@@ -276,37 +276,37 @@ impl Sync {
                 snippet(&response.body)
             ));
         }
-        let body: Value = serde_json::from_slice(&response.body).map_err(|e| {
+        let mut body: Value = serde_json::from_slice(&response.body).map_err(|e| {
             format!(
                 "answered a body that is not JSON ({e}): {}",
                 snippet(&response.body)
             )
         })?;
         let config = &run.config;
-        let mut records_value = &body;
+        let path = || config.records_path.join(".");
+        let mut records_value = &mut body;
         for key in &config.records_path {
-            records_value = records_value.get(key).ok_or_else(|| {
-                format!(
-                    "the answer has no `{}` field",
-                    config.records_path.join(".")
-                )
-            })?;
+            records_value = records_value
+                .get_mut(key)
+                .ok_or_else(|| format!("the answer has no `{}` field", path()))?;
         }
-        let list = records_value
-            .as_array()
-            .ok_or_else(|| format!("`{}` is not an array", config.records_path.join(".")))?;
+        // The records move out of the answer (into the rows, in the end);
+        // the rest of it stays for the strategy to read.
+        let Value::Array(list) = records_value.take() else {
+            return Err(format!("`{}` is not an array", path()));
+        };
         let needs_cursor = run.strategy.needs_cursor();
         let mut records = Vec::with_capacity(list.len());
         let mut cursors = Vec::with_capacity(if needs_cursor { list.len() } else { 0 });
         let mut keys = Vec::with_capacity(list.len());
-        for (i, item) in list.iter().enumerate() {
-            let record = item
-                .as_object()
-                .ok_or_else(|| format!("record {i} is not an object"))?;
+        for (i, item) in list.into_iter().enumerate() {
+            let Value::Object(record) = item else {
+                return Err(format!("record {i} is not an object"));
+            };
             let key =
-                RowKey::of(record, &config.primary_key).map_err(|e| format!("record {i} {e}"))?;
+                RowKey::of(&record, &config.primary_key).map_err(|e| format!("record {i} {e}"))?;
             if needs_cursor {
-                let cursor = cursor_of(record, &config.cursor_field, &config.timestamp_format)
+                let cursor = cursor_of(&record, &config.cursor_field, &config.timestamp_format)
                     .map_err(|e| format!("record {i} {e}"))?;
                 cursors.push(cursor);
             }
@@ -315,18 +315,19 @@ impl Sync {
         }
         let page = Page {
             body: &body,
-            records,
+            records: records.iter().collect(),
             cursors,
             keys,
         };
         let verdict = run.strategy.handle_page(&page)?;
-        let delivered = page
-            .records
-            .iter()
-            .zip(verdict.deliver.iter().chain(std::iter::repeat(&true)))
-            .filter(|(_, d)| **d)
-            .map(|(r, _)| *r);
-        let batch = run.rows.batch(delivered);
+        let cursors = page.cursors;
+        let delivered: Vec<_> = records
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| verdict.deliver.get(*i).copied().unwrap_or(true))
+            .map(|(i, r)| (r, cursors.get(i).copied()))
+            .collect();
+        let batch = run.rows.batch_owned(delivered);
         Ok((batch, verdict.checkpoint, verdict.warnings))
     }
 }

@@ -4,6 +4,7 @@
 use crate::config::{Column, DataType, StreamConfig};
 use crate::cursor::{Cursor, TimestampFormat};
 use serde_json::{Map, Value as Json};
+use std::collections::HashMap;
 
 /// One typed cell; mirrors the WIT `value`.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,47 +88,76 @@ pub fn row_version(key: &RowKey, record: &Map<String, Json>) -> RowVersion {
 #[derive(Debug, Clone)]
 pub struct RowBuilder {
     columns: Vec<Column>,
+    /// Declared column name → its index.
+    index: HashMap<String, usize>,
+    /// The index of the cursor column, if it is declared a UTC datetime: its
+    /// value is the cursor already parsed, not parsed again.
+    cursor_column: Option<usize>,
     format: TimestampFormat,
 }
 
 impl RowBuilder {
     /// A builder for `stream`'s declared columns.
     pub fn new(stream: &StreamConfig) -> Self {
+        let index = stream
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        let cursor_column = stream
+            .columns
+            .iter()
+            .position(|c| c.name == stream.cursor_field && c.data_type == DataType::UtcDateTime);
         RowBuilder {
             columns: stream.columns.clone(),
+            index,
+            cursor_column,
             format: stream.timestamp_format.clone(),
         }
     }
 
-    /// Builds one batch from `records`. Declared columns come first, in their
-    /// declared order; fields no column declares follow in order of first
-    /// appearance, so nothing the API sent is dropped.
-    pub fn batch<'a>(
-        &self,
-        records: impl Iterator<Item = &'a Map<String, Json>> + Clone,
-    ) -> RowBatch {
+    /// Builds one batch from `records`, borrowed (a copy of each value).
+    pub fn batch<'a>(&self, records: impl Iterator<Item = &'a Map<String, Json>>) -> RowBatch {
+        self.batch_owned(records.map(|r| (r.clone(), None)).collect())
+    }
+
+    /// Builds one batch from `records`, moving their values into the rows.
+    /// Each record may come with its cursor, already parsed. Declared columns
+    /// come first, in their declared order; fields no column declares follow
+    /// in order of first appearance, so nothing the API sent is dropped.
+    pub fn batch_owned(&self, records: Vec<(Map<String, Json>, Option<Cursor>)>) -> RowBatch {
         let mut columns: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
-        let declared = columns.len();
-        for record in records.clone() {
+        let mut extra: HashMap<String, usize> = HashMap::new();
+        for (record, _) in &records {
+            if record.len() == self.columns.len()
+                && record.keys().all(|k| self.index.contains_key(k))
+            {
+                continue;
+            }
             for key in record.keys() {
-                if !columns.iter().any(|c| c == key) {
+                if !self.index.contains_key(key) && !extra.contains_key(key) {
+                    extra.insert(key.clone(), columns.len());
                     columns.push(key.clone());
                 }
             }
         }
+        let width = columns.len();
         let rows = records
-            .map(|record| {
-                columns
-                    .iter()
-                    .enumerate()
-                    .map(|(i, name)| {
-                        let declared_type = (i < declared).then(|| self.columns[i].data_type);
-                        match record.get(name) {
-                            None => Value::Null,
-                            Some(v) => self.value(v, declared_type),
-                        }
-                    })
-                    .collect()
+            .into_iter()
+            .map(|(record, cursor)| {
+                let mut row = vec![Value::Null; width];
+                for (key, json) in record {
+                    let (i, declared) = match self.index.get(&key) {
+                        Some(&i) => (i, Some(self.columns[i].data_type)),
+                        None => (extra[&key], None),
+                    };
+                    row[i] = match cursor {
+                        Some(c) if Some(i) == self.cursor_column => Value::UtcDateTime(c.micros()),
+                        _ => self.value(json, declared),
+                    };
+                }
+                row
             })
             .collect();
         RowBatch { columns, rows }
@@ -135,14 +165,14 @@ impl RowBuilder {
 
     /// Converts one JSON value, honouring the declared type where the value
     /// fits it and keeping the value as it is where it does not.
-    fn value(&self, json: &Json, declared: Option<DataType>) -> Value {
+    fn value(&self, json: Json, declared: Option<DataType>) -> Value {
         match (json, declared) {
-            (Json::String(s), Some(DataType::UtcDateTime)) => match self.format.parse(s) {
+            (Json::String(s), Some(DataType::UtcDateTime)) => match self.format.parse(&s) {
                 Some(c) => Value::UtcDateTime(c.micros()),
-                None => Value::String(s.clone()),
+                None => Value::String(s),
             },
             (Json::Null, _) => Value::Null,
-            (Json::Bool(b), _) => Value::Boolean(*b),
+            (Json::Bool(b), _) => Value::Boolean(b),
             (Json::Number(n), _) => match (n.as_i64(), declared) {
                 (Some(i), Some(DataType::Float)) => Value::Float(i as f64),
                 (Some(i), _) => Value::Integer(i),
@@ -152,7 +182,7 @@ impl RowBuilder {
                     _ => Value::String(n.to_string()),
                 },
             },
-            (Json::String(s), _) => Value::String(s.clone()),
+            (Json::String(s), _) => Value::String(s),
             (other, _) => Value::Json(other.to_string()),
         }
     }

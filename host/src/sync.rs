@@ -2,7 +2,7 @@
 //! state, create the tables, run `update`, and report what happened.
 
 use crate::config::HostConfig;
-use crate::destination::{Destination, Durability, SqliteWarehouse};
+use crate::destination::{Destination, Durability, Pipelined, SqliteWarehouse};
 use crate::http::{Client, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
@@ -96,8 +96,8 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
     let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
-    let mut warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
-    warehouse.create_tables(&tables)?;
+    let warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
+    let warehouse = Pipelined::new(warehouse, &tables)?;
     let state = warehouse.saved_state()?;
     let retry = host.http.retry.clone();
     let client = Retrying::new(Client::new(host.allow, host.http), retry);

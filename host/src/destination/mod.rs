@@ -1,8 +1,10 @@
 //! Where rows and state go: the `upsert` and `checkpoint` imports delegate to
 //! a [`Destination`]. The default is a SQLite warehouse file.
 
+mod pipelined;
 mod sqlite;
 
+pub use pipelined::Pipelined;
 pub use sqlite::{Durability, SqliteWarehouse};
 
 use crate::runtime::bindings::{DestinationError, RowBatch, Table};
@@ -23,6 +25,12 @@ pub trait Destination: Send {
 
     /// Discards every row upserted since the last checkpoint.
     fn rollback(&mut self) -> anyhow::Result<()>;
+
+    /// Waits until every write so far is applied, and reports the first that
+    /// failed. Called once a sync succeeds, before it is reported done.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// The state saved by the last checkpoint, if any.
     fn saved_state(&self) -> anyhow::Result<Option<String>>;

@@ -306,6 +306,13 @@ impl Runtime {
                     .map_err(RunError::Connector)
             });
         let data = store.data_mut();
+        let result = match result {
+            Ok(()) => data
+                .destination
+                .finish()
+                .map_err(|e| RunError::Host(e.context("writing to the warehouse"))),
+            failed => failed,
+        };
         let rolled_back = data.destination.rollback();
         let stats = std::mem::take(&mut data.stats);
         let result = match (result, rolled_back) {
