@@ -64,7 +64,7 @@ fn build_components(root: &Path, out_dir: &Path, wasm: &Path, hostile: &Path) {
         .env("CARGO_PROFILE_RELEASE_LTO", "true")
         .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env("CARGO_PROFILE_RELEASE_INCREMENTAL", "false");
     // Flags and wrappers meant for the host build (clippy, coverage, the
     // host's RUSTFLAGS) must not leak into the wasm build.

@@ -88,8 +88,8 @@ pub fn row_version(key: &RowKey, record: &Map<String, Json>) -> RowVersion {
 #[derive(Debug, Clone)]
 pub struct RowBuilder {
     columns: Vec<Column>,
-    /// Declared column name → its index.
-    index: HashMap<String, usize>,
+    /// The declared columns' names with their indices, sorted by name.
+    sorted: Vec<(String, usize)>,
     /// The index of the cursor column, if it is declared a UTC datetime: its
     /// value is the cursor already parsed, not parsed again.
     cursor_column: Option<usize>,
@@ -99,19 +99,20 @@ pub struct RowBuilder {
 impl RowBuilder {
     /// A builder for `stream`'s declared columns.
     pub fn new(stream: &StreamConfig) -> Self {
-        let index = stream
+        let mut sorted: Vec<(String, usize)> = stream
             .columns
             .iter()
             .enumerate()
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
+        sorted.sort();
         let cursor_column = stream
             .columns
             .iter()
             .position(|c| c.name == stream.cursor_field && c.data_type == DataType::UtcDateTime);
         RowBuilder {
             columns: stream.columns.clone(),
-            index,
+            sorted,
             cursor_column,
             format: stream.timestamp_format.clone(),
         }
@@ -130,13 +131,8 @@ impl RowBuilder {
         let mut columns: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
         let mut extra: HashMap<String, usize> = HashMap::new();
         for (record, _) in &records {
-            if record.len() == self.columns.len()
-                && record.keys().all(|k| self.index.contains_key(k))
-            {
-                continue;
-            }
             for key in record.keys() {
-                if !self.index.contains_key(key) && !extra.contains_key(key) {
+                if self.declared(key).is_none() && !extra.contains_key(key) {
                     extra.insert(key.clone(), columns.len());
                     columns.push(key.clone());
                 }
@@ -148,8 +144,8 @@ impl RowBuilder {
             .map(|(record, cursor)| {
                 let mut row = vec![Value::Null; width];
                 for (key, json) in record {
-                    let (i, declared) = match self.index.get(&key) {
-                        Some(&i) => (i, Some(self.columns[i].data_type)),
+                    let (i, declared) = match self.declared(&key) {
+                        Some(i) => (i, Some(self.columns[i].data_type)),
                         None => (extra[&key], None),
                     };
                     row[i] = match cursor {
@@ -161,6 +157,15 @@ impl RowBuilder {
             })
             .collect();
         RowBatch { columns, rows }
+    }
+
+    /// The declared index of `key`: a binary search of the sorted names,
+    /// with no hashing.
+    fn declared(&self, key: &str) -> Option<usize> {
+        self.sorted
+            .binary_search_by(|(name, _)| name.as_str().cmp(key))
+            .ok()
+            .map(|at| self.sorted[at].1)
     }
 
     /// Converts one JSON value, honouring the declared type where the value

@@ -21,6 +21,7 @@
 
 use incsync::destination::{Destination, Durability, SqliteWarehouse};
 use incsync::http::{AllowList, Client, HttpSettings, Retrying};
+use incsync::runtime::bindings::{DestinationError, HttpError, Request, Response, RowBatch, Table};
 use incsync::runtime::{BUNDLED_COMPONENT, ComponentCache, GuestLimits, Runtime};
 use incsync::sample_api::{SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
@@ -117,6 +118,10 @@ fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64) {
 }
 
 /// Runs `incsync run` to completion: wall time and peak RSS (KiB).
+#[expect(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also reports its peak RSS"
+)]
 fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) -> (f64, u64) {
     let started = Instant::now();
     let child = Command::new(BIN)
@@ -143,6 +148,67 @@ fn wait_with_rusage(pid: u32) -> (i32, u64) {
     let r = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
     assert_eq!(r, pid as i32);
     (libc::WEXITSTATUS(status), usage.ru_maxrss as u64)
+}
+
+/// Answers recorded from the sample API, served from memory.
+#[derive(Clone)]
+struct Canned(Arc<std::collections::HashMap<String, Vec<u8>>>);
+
+impl Canned {
+    fn record(config: &str, base: &str) -> Canned {
+        let mut pages = std::collections::HashMap::new();
+        let mut http = Client::new(AllowList::new(base, &[]).unwrap(), HttpSettings::default());
+        let mut recorder = Recorder(&mut http, &mut pages);
+        incsync::native::update(config, None, &mut recorder, &mut Discard).unwrap();
+        Canned(Arc::new(pages))
+    }
+}
+
+struct Recorder<'a>(
+    &'a mut Client,
+    &'a mut std::collections::HashMap<String, Vec<u8>>,
+);
+
+impl incsync::http::HttpBackend for Recorder<'_> {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let url = request.url.clone();
+        let r = self.0.fetch(request)?;
+        self.1.insert(url, r.body.clone());
+        Ok(r)
+    }
+}
+
+impl incsync::http::HttpBackend for Canned {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let body = self.0.get(&request.url).cloned().expect("a recorded page");
+        Ok(Response {
+            status: 200,
+            headers: vec![],
+            body,
+        })
+    }
+}
+
+/// Accepts every write and keeps nothing.
+struct Discard;
+
+impl Destination for Discard {
+    fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn upsert(&mut self, _: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+    fn checkpoint(&mut self, _: &str) -> Result<(), DestinationError> {
+        Ok(())
+    }
+    fn rollback(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn saved_state(&self) -> anyhow::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 struct Dir(PathBuf);
@@ -280,6 +346,39 @@ fn main() {
             let (http, w) = backends();
             let started = Instant::now();
             let (result, _) = runtime.update(&config, None, Box::new(http), Box::new(w));
+            result.unwrap();
+            wasm.push(started.elapsed().as_secs_f64());
+        }
+        let (native, wasm) = (median(native), median(wasm));
+        println!(
+            "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
+            wasm / native
+        );
+    }
+
+    println!(
+        "\nThe machine alone: canned answers from memory, writes discarded (no network, no SQLite):\n"
+    );
+    println!("| N | page | native s | component s | component / native |");
+    println!("|---:|---:|---:|---:|---:|");
+    for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records: n,
+            max_page: page,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let config = keyset_config(&api.url());
+        let canned = Canned::record(&config, &api.url());
+        let (mut native, mut wasm) = (vec![], vec![]);
+        for _ in 0..5 {
+            let started = Instant::now();
+            incsync::native::update(&config, None, &mut canned.clone(), &mut Discard).unwrap();
+            native.push(started.elapsed().as_secs_f64());
+            let started = Instant::now();
+            let (result, _) =
+                runtime.update(&config, None, Box::new(canned.clone()), Box::new(Discard));
             result.unwrap();
             wasm.push(started.elapsed().as_secs_f64());
         }
