@@ -91,6 +91,18 @@ enum Command {
         /// Worker threads.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Every this many consecutive ids share one updatedAt.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        ties: u32,
+        /// Delete every N-th id, leaving gaps for step-size sync.
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        id_gap_every: u32,
+        /// Every N requests, update one record and insert one (writes during a sync).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        write_every: u64,
+        /// Every N requests, insert a row stamped an hour in the past (a late replica row).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        late_every: u64,
     },
     /// Start the sample API, sync it twice (full, then incremental) and check the result.
     Demo {
@@ -202,6 +214,10 @@ fn execute(command: Command) -> Result<()> {
             seed,
             max_page,
             threads,
+            ties,
+            id_gap_every,
+            write_every,
+            late_every,
         } => {
             let api = SampleApi::start(&ServeOptions {
                 port,
@@ -209,6 +225,10 @@ fn execute(command: Command) -> Result<()> {
                 seed,
                 max_page,
                 threads,
+                ties,
+                id_gap_every,
+                write_every,
+                late_every,
             })?;
             println!(
                 "sample API: {records} records (seed {seed}) at {}",

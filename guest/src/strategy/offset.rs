@@ -215,3 +215,57 @@ mod tests {
         assert_eq!(api.requests - requests, 3);
     }
 }
+
+#[cfg(test)]
+mod order_tests {
+    use crate::sim::{Fault, SimApi, SimWarehouse, config, sync_once, ts};
+    use serde_json::json;
+
+    #[test]
+    fn an_unsorted_page_is_delivered_but_freezes_the_saved_cursor() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60, 70], 3);
+        api.faults.insert(
+            2,
+            Fault::Body(
+                r#"{"data": [{"id": "3", "updatedAt": "1970-01-01T00:00:30Z"}, {"id": "9", "updatedAt": "1970-01-01T00:01:40Z"}, {"id": "4", "updatedAt": "1970-01-01T00:00:40Z"}], "offset": 0, "limit": 3, "total": 9}"#,
+            ),
+        );
+        let mut wh = SimWarehouse::default();
+        let mut sync = crate::Sync::new(&config("offset", 3, json!({})), None).unwrap();
+        let mut warned = false;
+        // Drive by hand to see the warning.
+        loop {
+            match sync.poll_output() {
+                crate::Output::Fetch(r) => {
+                    let a = api.answer(&r);
+                    sync.handle_response(a);
+                }
+                crate::Output::Log(crate::Level::Warn, line) => {
+                    warned |= line.contains("not in ascending cursor order");
+                }
+                crate::Output::Done(r) => {
+                    r.unwrap();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert!(warned, "the unsorted page is logged");
+        // Through the harness: every row arrives, and the state stays at the
+        // cursor it had before the unsorted page.
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60, 70], 3);
+        api.faults.insert(
+            2,
+            Fault::Body(
+                r#"{"data": [{"id": "3", "updatedAt": "1970-01-01T00:00:30Z"}, {"id": "9", "updatedAt": "1970-01-01T00:01:40Z"}, {"id": "4", "updatedAt": "1970-01-01T00:00:40Z"}], "offset": 0, "limit": 3, "total": 9}"#,
+            ),
+        );
+        sync_once(&config("offset", 3, json!({})), &mut api, &mut wh, 50).unwrap();
+        assert!(wh.rows.contains_key("9"));
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(30));
+        // The next sync reads again from there and saves the true maximum.
+        sync_once(&config("offset", 3, json!({})), &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(70));
+    }
+}

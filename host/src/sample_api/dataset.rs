@@ -128,7 +128,13 @@ impl Dataset {
     /// `n` records for `seed`: one created about every minute from 2024-01-01,
     /// each updated up to two hours after its creation.
     pub fn generate(n: u32, seed: u64) -> Dataset {
-        let records: Vec<Rec> = (1..=n)
+        Dataset::generate_with_ties(n, seed, 1)
+    }
+
+    /// As [`generate`](Dataset::generate), with every `ties` consecutive ids
+    /// sharing one `updatedAt` (the latest of theirs).
+    pub fn generate_with_ties(n: u32, seed: u64, ties: u32) -> Dataset {
+        let mut records: Vec<Rec> = (1..=n)
             .map(|id| {
                 let h = mix(seed ^ mix(u64::from(id)));
                 let created = BASE + i64::from(id - 1) * 60 + (h % 60) as i64;
@@ -141,6 +147,10 @@ impl Dataset {
                 }
             })
             .collect();
+        for group in records.chunks_mut(ties.max(1) as usize) {
+            let t = group.iter().map(|r| r.updated).max().unwrap_or(BASE);
+            group.iter_mut().for_each(|r| r.updated = t);
+        }
         let mut by_updated: Vec<(i64, u32)> = records
             .iter()
             .enumerate()
@@ -326,6 +336,21 @@ mod tests {
         assert_eq!(d.get(3).unwrap().version, 1);
         d.set_updated(5, BASE);
         assert_eq!(d.by_updated()[0], (BASE, 5));
+    }
+
+    #[test]
+    fn ties_share_one_timestamp() {
+        let d = Dataset::generate_with_ties(100, 1, 10);
+        let mut counts = std::collections::BTreeMap::new();
+        for &(t, _) in d.by_updated() {
+            *counts.entry(t).or_insert(0) += 1;
+        }
+        assert!(counts.values().all(|&c| c % 10 == 0), "{counts:?}");
+        assert!(
+            d.by_updated()
+                .iter()
+                .all(|&(t, id)| t >= d.get(id).unwrap().created)
+        );
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub struct ServeOptions {
     pub max_page: usize,
     /// Worker threads.
     pub threads: usize,
+    /// Every this many consecutive ids share one `updatedAt` (1: no forced ties).
+    pub ties: u32,
+    /// Delete every this-many-th id, leaving gaps (0: none).
+    pub id_gap_every: u32,
+    /// Every this many requests, update one record and insert one (0: never):
+    /// writes that land while a sync pages.
+    pub write_every: u64,
+    /// Every this many requests, insert a record stamped an hour before the
+    /// newest, as a read replica shows a row late (0: never).
+    pub late_every: u64,
 }
 
 impl Default for ServeOptions {
@@ -52,6 +62,10 @@ impl Default for ServeOptions {
             seed: 42,
             max_page: 50,
             threads: 1,
+            ties: 1,
+            id_gap_every: 0,
+            write_every: 0,
+            late_every: 0,
         }
     }
 }
@@ -89,8 +103,15 @@ impl SampleApi {
             .with_context(|| format!("cannot listen on 127.0.0.1:{}", options.port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let mut data = Dataset::generate_with_ties(options.records, options.seed, options.ties);
+        if options.id_gap_every > 0 {
+            let gaps: Vec<u32> = (1..=options.records)
+                .filter(|id| id % options.id_gap_every == 0)
+                .collect();
+            data.delete(&gaps);
+        }
         let shared = Arc::new(Shared {
-            data: RwLock::new(Dataset::generate(options.records, options.seed)),
+            data: RwLock::new(data),
             max_page: options.max_page.max(1),
             requests: AtomicU64::new(0),
             hook: std::sync::Mutex::new(None),
@@ -105,12 +126,29 @@ impl SampleApi {
         let thread = std::thread::Builder::new()
             .name("sample-api".into())
             .spawn(move || runtime.block_on(serve(listener, serving, stopped)))?;
-        Ok(SampleApi {
+        let api = SampleApi {
             addr,
             shared,
             stop: Some(stop),
             thread: Some(thread),
-        })
+        };
+        let (write_every, late_every) = (options.write_every, options.late_every);
+        if write_every > 0 || late_every > 0 {
+            api.on_request(move |n, d| {
+                if write_every > 0 && n % write_every == 0 {
+                    let id =
+                        (n.wrapping_mul(2_654_435_761) % u64::from(d.max_id().max(1))) as u32 + 1;
+                    d.update(&[id]);
+                    d.insert(1);
+                }
+                if late_every > 0 && n % late_every == 0 {
+                    let late = d.max_updated().unwrap_or(0) - 3600;
+                    let id = *d.insert(1).start();
+                    d.set_updated(id, late);
+                }
+            });
+        }
+        Ok(api)
     }
 
     /// `http://127.0.0.1:<port>`.
