@@ -56,6 +56,43 @@ pub(crate) struct Taken {
     pub warning: Option<String>,
 }
 
+impl From<Taken> for super::Verdict {
+    fn from(taken: Taken) -> Self {
+        super::Verdict {
+            deliver: taken.deliver,
+            checkpoint: true,
+            warnings: taken.warning.into_iter().collect(),
+        }
+    }
+}
+
+/// The query of a paged endpoint: `since`, the order, the page size and the
+/// position (an offset or a page number).
+pub(crate) fn paged_query(
+    config: &crate::config::PagedConfig,
+    cursor_field: &str,
+    since: String,
+    size: usize,
+    position: usize,
+) -> Vec<(String, String)> {
+    let mut p = vec![(config.since_param.clone(), since)];
+    p.extend(super::order_params(&config.order, cursor_field));
+    p.push((config.size_param.clone(), size.to_string()));
+    p.push((config.position_param.clone(), position.to_string()));
+    p
+}
+
+/// Checks that the answer's echo of the position (if it has one) is the one
+/// asked for: an endpoint that ignores it would page the same rows forever.
+pub(crate) fn check_position(page: &Page<'_>, param: &str, asked: usize) -> Result<(), String> {
+    match page.body.get(param).and_then(serde_json::Value::as_u64) {
+        Some(got) if got as usize != asked => Err(format!(
+            "asked for `{param}` = {asked} but the answer says {got}"
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl Anchored {
     pub(crate) fn new(format: TimestampFormat, page_size: usize, start: Cursor) -> Self {
         Anchored {

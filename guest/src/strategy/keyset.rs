@@ -10,11 +10,10 @@
 //! pages stay in order (see `MaxSeen`), and a token that comes back unchanged
 //! stops the sync instead of looping.
 
-use super::{MaxSeen, Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
+use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, start_cursor, timestamp_state};
 use crate::config::{KeysetConfig, StreamConfig};
 use crate::cursor::TimestampFormat;
 use crate::state::StreamState;
-use serde_json::Value;
 
 const STATE_KEY: &str = "last_updated_at";
 
@@ -62,36 +61,15 @@ impl Strategy for Keyset {
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        let next = match page.body.get(&self.config.scroll_field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(format!(
-                    "`{}` is {other}, not a token string or null",
-                    self.config.scroll_field
-                ));
-            }
-        };
+        let next = next_link(page, &self.config.scroll_field, "a token string")?;
         if next.is_some() && self.token.as_ref().is_some_and(|t| *t == next) {
             return Err(format!(
                 "the answer hands back the same `{}` it was asked with; following it would loop forever",
                 self.config.scroll_field
             ));
         }
-        if next.is_some() && page.records.is_empty() {
-            return Err(format!(
-                "an empty page with a `{}` to follow",
-                self.config.scroll_field
-            ));
-        }
         self.token = Some(next);
-        let warning = self.seen.observe(&page.cursors, &self.cursor_field);
-        Ok(Verdict {
-            deliver: vec![true; page.records.len()],
-            checkpoint: true,
-            warnings: warning.into_iter().collect(),
-        })
+        Ok(self.seen.verdict(page, &self.cursor_field))
     }
 
     fn state(&self) -> StreamState {

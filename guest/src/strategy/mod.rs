@@ -198,6 +198,36 @@ impl MaxSeen {
     pub(crate) fn saved(&self) -> Cursor {
         self.frozen.unwrap_or(self.max)
     }
+
+    /// Delivers every record of a page the server paged, and keeps its cursors.
+    pub(crate) fn verdict(&mut self, page: &Page<'_>, field: &str) -> Verdict {
+        let warning = self.observe(&page.cursors, field);
+        Verdict {
+            deliver: vec![true; page.records.len()],
+            checkpoint: true,
+            warnings: warning.into_iter().collect(),
+        }
+    }
+}
+
+/// The answer's link to its next page (a scroll token or a URL) in `field`:
+/// `None` at the end (absent, null or empty). An empty page that still links
+/// on is refused: following such links need never end.
+pub(crate) fn next_link(
+    page: &Page<'_>,
+    field: &str,
+    what: &str,
+) -> Result<Option<String>, String> {
+    let next = match page.body.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.is_empty() => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => return Err(format!("`{field}` is {other}, not {what} or null")),
+    };
+    if next.is_some() && page.records.is_empty() {
+        return Err(format!("an empty page with a `{field}` to follow"));
+    }
+    Ok(next)
 }
 
 #[cfg(test)]

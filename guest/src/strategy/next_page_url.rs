@@ -9,11 +9,12 @@
 //! server that pages its URLs by position can still skip a row moved by a
 //! concurrent update; prefer `offset` or `keyset` for such an API.
 
-use super::{MaxSeen, Next, Page, Strategy, Verdict, order_params, start_cursor, timestamp_state};
+use super::{
+    MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params, start_cursor, timestamp_state,
+};
 use crate::config::{NextPageUrlConfig, StreamConfig};
 use crate::cursor::TimestampFormat;
 use crate::state::StreamState;
-use serde_json::Value;
 use std::collections::HashSet;
 
 const STATE_KEY: &str = "last_updated_at";
@@ -66,38 +67,17 @@ impl Strategy for NextPageUrl {
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        let next = match page.body.get(&self.config.next_url_field) {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(other) => {
-                return Err(format!(
-                    "`{}` is {other}, not a URL or null",
-                    self.config.next_url_field
-                ));
-            }
-        };
-        if let Some(url) = &next {
-            if !self.followed.insert(url.clone()) {
-                return Err(format!(
-                    "`{}` points back to {url}, already followed; following it would loop forever",
-                    self.config.next_url_field
-                ));
-            }
-            if page.records.is_empty() {
-                return Err(format!(
-                    "an empty page with a `{}` to follow",
-                    self.config.next_url_field
-                ));
-            }
+        let next = next_link(page, &self.config.next_url_field, "a URL")?;
+        if let Some(url) = &next
+            && !self.followed.insert(url.clone())
+        {
+            return Err(format!(
+                "`{}` points back to {url}, already followed; following it would loop forever",
+                self.config.next_url_field
+            ));
         }
         self.next = Some(next);
-        let warning = self.seen.observe(&page.cursors, &self.cursor_field);
-        Ok(Verdict {
-            deliver: vec![true; page.records.len()],
-            checkpoint: true,
-            warnings: warning.into_iter().collect(),
-        })
+        Ok(self.seen.verdict(page, &self.cursor_field))
     }
 
     fn state(&self) -> StreamState {

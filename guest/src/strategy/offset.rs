@@ -6,8 +6,8 @@
 //! that share it, checking one row of overlap, so that rows moved by
 //! concurrent updates are never skipped (see `anchored`).
 
-use super::anchored::Anchored;
-use super::{Next, Page, Strategy, Verdict, order_params, start_cursor, timestamp_state};
+use super::anchored::{Anchored, check_position, paged_query};
+use super::{Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
 use crate::config::{PagedConfig, StreamConfig};
 use crate::state::StreamState;
 use serde_json::Value;
@@ -44,14 +44,15 @@ impl Strategy for Offset {
             return None;
         }
         self.asked = self.pager.window_start();
-        let mut p = vec![(self.config.since_param.clone(), self.pager.since())];
-        p.extend(order_params(&self.config.order, &self.cursor_field));
-        p.push((
-            self.config.size_param.clone(),
-            self.config.page_size.to_string(),
-        ));
-        p.push((self.config.position_param.clone(), self.asked.to_string()));
-        Some(Next::Query(p))
+        let size = self.config.page_size;
+        let since = self.pager.since();
+        Some(Next::Query(paged_query(
+            &self.config,
+            &self.cursor_field,
+            since,
+            size,
+            self.asked,
+        )))
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
@@ -64,28 +65,13 @@ impl Strategy for Offset {
             Some(l) if (l as usize) < self.config.page_size => l as usize,
             _ => self.config.page_size,
         };
-        if let Some(o) = page
-            .body
-            .get(&self.config.position_param)
-            .and_then(Value::as_u64)
-            && o as usize != self.asked
-        {
-            return Err(format!(
-                "asked for `{}` = {} but the answer is at {o}",
-                self.config.position_param, self.asked
-            ));
-        }
+        check_position(page, &self.config.position_param, self.asked)?;
         let complete = page
             .body
             .get(&self.config.total_field)
             .and_then(Value::as_u64)
             .is_some_and(|total| self.asked + page.records.len() >= total as usize);
-        let taken = self.pager.take(page, self.asked, limit, complete)?;
-        Ok(Verdict {
-            deliver: taken.deliver,
-            checkpoint: true,
-            warnings: taken.warning.into_iter().collect(),
-        })
+        Ok(self.pager.take(page, self.asked, limit, complete)?.into())
     }
 
     fn state(&self) -> StreamState {

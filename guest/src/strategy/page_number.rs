@@ -6,8 +6,8 @@
 //! pager: each request asks for the page that holds the row before the
 //! position, skips the rows before it, and checks that row (see `anchored`).
 
-use super::anchored::Anchored;
-use super::{Next, Page, Strategy, Verdict, order_params, start_cursor, timestamp_state};
+use super::anchored::{Anchored, check_position, paged_query};
+use super::{Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
 use crate::config::{PagedConfig, StreamConfig};
 use crate::state::StreamState;
 use serde_json::Value;
@@ -65,37 +65,29 @@ impl Strategy for PageNumber {
             want
         };
         self.asked = first_wanted / self.per_page + 1;
-        let mut p = vec![(self.config.since_param.clone(), self.pager.since())];
-        p.extend(order_params(&self.config.order, &self.cursor_field));
-        p.push((self.config.size_param.clone(), self.per_page.to_string()));
-        p.push((self.config.position_param.clone(), self.asked.to_string()));
-        Some(Next::Query(p))
+        let since = self.pager.since();
+        let query = paged_query(
+            &self.config,
+            &self.cursor_field,
+            since,
+            self.per_page,
+            self.asked,
+        );
+        Some(Next::Query(query))
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        if let Some(got) = page
-            .body
-            .get(&self.config.position_param)
-            .and_then(Value::as_u64)
-            && got as usize != self.asked
-        {
-            return Err(format!(
-                "asked for `{}` = {} but the answer is page {got}",
-                self.config.position_param, self.asked
-            ));
-        }
+        check_position(page, &self.config.position_param, self.asked)?;
         let complete = page
             .body
             .get(&self.config.total_field)
             .and_then(Value::as_u64)
             .is_some_and(|pages| self.asked >= pages as usize);
         let page_start = (self.asked - 1) * self.per_page;
-        let taken = self.pager.take(page, page_start, self.per_page, complete)?;
-        Ok(Verdict {
-            deliver: taken.deliver,
-            checkpoint: true,
-            warnings: taken.warning.into_iter().collect(),
-        })
+        Ok(self
+            .pager
+            .take(page, page_start, self.per_page, complete)?
+            .into())
     }
 
     fn state(&self) -> StreamState {
