@@ -8,15 +8,25 @@
 //! rows that were not written). A failure reaches the guest at its next
 //! `upsert` or `checkpoint`, or the host at [`Destination::finish`]. At most
 //! [`QUEUE`] operations wait, which bounds the memory held.
+//!
+//! When the writer falls behind, it commits in groups: if the pages after a
+//! checkpoint are already queued up to a later checkpoint, their rows join
+//! the same transaction, which commits once with the later state. The state
+//! still never runs ahead of the rows (both are in the one commit), and a
+//! crash loses at most what was queued, which was not committed anyway.
 
 use super::Destination;
 use crate::runtime::bindings::{DestinationError, RowBatch, Table};
 use anyhow::{Result, anyhow};
+use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 /// Operations waiting for the writer, at most.
-pub const QUEUE: usize = 4;
+pub const QUEUE: usize = 8;
+
+/// The most checkpoints one group commit takes.
+const MAX_GROUP: usize = 32;
 
 enum Op {
     Upsert(String, RowBatch),
@@ -70,7 +80,11 @@ impl Pipelined {
 
 fn write<D: Destination>(mut inner: D, queue: Receiver<Op>) {
     let mut failure: Option<String> = None;
-    for op in queue {
+    let mut waiting: VecDeque<Op> = VecDeque::new();
+    loop {
+        let Some(op) = waiting.pop_front().or_else(|| queue.recv().ok()) else {
+            break;
+        };
         match op {
             Op::Upsert(table, batch) if failure.is_none() => {
                 if let Err(e) = inner.upsert(&table, batch) {
@@ -78,9 +92,49 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>) {
                     let _ = inner.rollback();
                 }
             }
-            Op::Checkpoint(state) if failure.is_none() => {
-                if let Err(e) = inner.checkpoint(&state) {
-                    failure = Some(describe("checkpointing", e));
+            Op::Checkpoint(mut state) if failure.is_none() => {
+                // Group commit: take in the pages already queued up to a
+                // later checkpoint, and commit once with its state.
+                waiting.extend(queue.try_iter());
+                let mut grouped = 0;
+                // Whether the open transaction may still commit with `state`:
+                // false once a write failed half-way into it.
+                let mut committable = true;
+                while grouped < MAX_GROUP && failure.is_none() {
+                    let Some(end) = waiting.iter().position(|o| !matches!(o, Op::Upsert(..)))
+                    else {
+                        break;
+                    };
+                    if !matches!(waiting[end], Op::Checkpoint(_)) {
+                        break;
+                    }
+                    for op in waiting.drain(..=end) {
+                        match op {
+                            Op::Upsert(table, batch) if failure.is_none() => {
+                                if let Err(e) = inner.upsert(&table, batch) {
+                                    // A refused batch writes nothing, so the
+                                    // pages before it still commit with their
+                                    // checkpoint; any other failure may have
+                                    // written half a batch.
+                                    committable = matches!(
+                                        e,
+                                        DestinationError::UnknownTable(_)
+                                            | DestinationError::InvalidBatch(_)
+                                    );
+                                    failure = Some(describe(&format!("writing {table}"), e));
+                                }
+                            }
+                            Op::Checkpoint(later) if failure.is_none() => state = later,
+                            _ => {}
+                        }
+                    }
+                    grouped += 1;
+                    waiting.extend(queue.try_iter());
+                }
+                if committable && let Err(e) = inner.checkpoint(&state) {
+                    failure.get_or_insert(describe("checkpointing", e));
+                }
+                if failure.is_some() {
                     let _ = inner.rollback();
                 }
             }
@@ -140,5 +194,86 @@ impl Drop for Pipelined {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::{Durability, SqliteWarehouse};
+    use crate::runtime::bindings::{Column, DataType, Value};
+
+    fn table() -> Table {
+        Table {
+            name: "t".into(),
+            primary_key: vec!["id".into()],
+            columns: vec![Column {
+                name: "id".into(),
+                data_type: DataType::String,
+            }],
+        }
+    }
+
+    fn rows(ids: std::ops::Range<u32>) -> RowBatch {
+        RowBatch {
+            columns: vec!["id".into()],
+            rows: ids.map(|i| vec![Value::String(i.to_string())]).collect(),
+        }
+    }
+
+    #[test]
+    fn grouped_commits_keep_every_row_and_the_last_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut p = Pipelined::new(
+            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
+            &[table()],
+        )
+        .unwrap();
+        for page in 0..200u32 {
+            p.upsert("t", rows(page * 10..page * 10 + 10)).unwrap();
+            p.checkpoint(&format!("{{\"page\":{page}}}")).unwrap();
+        }
+        p.upsert("t", rows(5000..5010)).unwrap(); // after the last checkpoint
+        p.finish().unwrap();
+        p.rollback().unwrap();
+        drop(p);
+        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let n: i64 = w
+            .connection()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            n, 2000,
+            "every checkpointed row, none after the last checkpoint"
+        );
+        assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"page":199}"#));
+    }
+
+    #[test]
+    fn nothing_commits_after_a_failed_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut p = Pipelined::new(
+            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
+            &[table()],
+        )
+        .unwrap();
+        p.upsert("t", rows(0..10)).unwrap();
+        p.checkpoint(r#"{"page":0}"#).unwrap();
+        p.upsert("nope", rows(10..20)).unwrap(); // fails on the writer
+        let _ = p.checkpoint(r#"{"page":1}"#);
+        let _ = p.upsert("t", rows(20..30));
+        let _ = p.checkpoint(r#"{"page":2}"#);
+        let err = p.finish().unwrap_err().to_string();
+        assert!(err.contains("unknown table `nope`"), "{err}");
+        drop(p);
+        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let n: i64 = w
+            .connection()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 10);
+        assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"page":0}"#));
     }
 }
