@@ -431,6 +431,11 @@ fn parse_strategy<'a>(
             scroll_field: text(f, "scroll_field", "scroll_param")?,
             start,
         }),
+        "offset" | "page_number" if f.positive("page_size")? == Some(1) => {
+            return Err(format!(
+                "{at}.page_size must be at least 2 for {name}: each page re-reads one row to check that nothing shifted"
+            ));
+        }
         "offset" => StrategyConfig::Offset(PagedConfig {
             since_param: text(f, "since_param", "updated_since")?,
             order: order(f)?,

@@ -62,7 +62,8 @@ impl TimestampFormat {
     /// A chrono `strftime` format; checked by formatting and re-reading a sample.
     pub fn new(format: &str) -> Result<Self, String> {
         let this = TimestampFormat(format.to_owned());
-        let sample = Cursor(DateTime::from_timestamp(1_705_314_600, 0).expect("valid sample"));
+        // Non-zero seconds, so a format without them fails to read it back.
+        let sample = Cursor(DateTime::from_timestamp(1_705_314_637, 0).expect("valid sample"));
         let mut text = String::new();
         use std::fmt::Write;
         if write!(text, "{}", sample.0.format(format)).is_err() {
@@ -144,6 +145,7 @@ mod tests {
     #[test]
     fn a_format_without_time_is_refused() {
         assert!(TimestampFormat::new("%Y-%m-%d").is_err());
+        assert!(TimestampFormat::new("%Y-%m-%d %H:%M").is_err());
         assert!(TimestampFormat::new("%Q").is_err());
     }
 

@@ -327,7 +327,7 @@ impl SimApi {
             .filter(|r| (start..=end).contains(&r.id))
             .collect();
         hits.sort_by_key(|r| r.id);
-        Ok(json!({ "data": render(hits.into_iter()) }))
+        Ok(json!({ "data": render(hits.into_iter().take(self.cap)) }))
     }
 }
 

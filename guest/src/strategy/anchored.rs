@@ -27,8 +27,9 @@ use crate::cursor::{Cursor, TimestampFormat};
 use crate::rows::{RowKey, RowVersion, row_version};
 use std::collections::HashSet;
 
-/// Gives up after this many re-reads in a row that deliver nothing new.
-const MAX_FRUITLESS_RESTARTS: u32 = 3;
+/// Gives up when this many requests beyond what re-reading the anchor's rows
+/// takes pass without reaching further into the answer than before.
+const MAX_STALLED_REQUESTS: usize = 5;
 
 pub(crate) struct Anchored {
     format: TimestampFormat,
@@ -44,7 +45,10 @@ pub(crate) struct Anchored {
     last: Option<(RowKey, Cursor)>,
     /// Set by an unsorted page: the state goes no further this sync.
     frozen: Option<Cursor>,
-    fruitless_restarts: u32,
+    /// The furthest point reached: (anchor, position).
+    high_water: (Cursor, usize),
+    /// Requests since the high-water mark last moved.
+    stalled: usize,
     pub done: bool,
 }
 
@@ -103,9 +107,25 @@ impl Anchored {
             pos: 0,
             last: None,
             frozen: None,
-            fruitless_restarts: 0,
+            high_water: (Cursor::EPOCH, 0),
+            stalled: 0,
             done: false,
         }
+    }
+
+    /// Counts a request that got no further than the high-water mark; fails
+    /// once more of them pass than re-reading the anchor's rows could need.
+    fn stall(&mut self) -> Result<(), String> {
+        self.stalled += 1;
+        let allowance = self.high_water.1 / (self.page_size.max(2) - 1) + MAX_STALLED_REQUESTS;
+        if self.stalled > allowance {
+            return Err(format!(
+                "{} requests in a row got no further into the answer; does the endpoint honour \
+                 the position and page-size parameters, and sort stably?",
+                self.stalled
+            ));
+        }
+        Ok(())
     }
 
     /// `updated_since` for the next request.
@@ -166,20 +186,10 @@ impl Anchored {
             if !matches {
                 // Something moved: read the rows at the anchor again from the
                 // first, delivering only those not delivered yet.
-                self.fruitless_restarts += 1;
-                if self.fruitless_restarts > MAX_FRUITLESS_RESTARTS {
-                    return Err(format!(
-                        "the answer keeps shifting under its position ({} re-reads from the anchor with nothing new); \
-                         does the endpoint honour the position parameter and sort stably?",
-                        self.fruitless_restarts - 1
-                    ));
-                }
                 self.pos = 0;
                 self.last = None;
-                return Ok(Taken {
-                    deliver,
-                    warning: None,
-                });
+                self.stall()?;
+                return Ok(Taken { deliver, warning: None });
             }
             first += 1;
         }
@@ -203,10 +213,6 @@ impl Anchored {
                 && self
                     .delivered
                     .contains(&row_version(&page.keys[i], page.records[i])));
-        }
-        let fresh = deliver.iter().any(|d| *d);
-        if fresh {
-            self.fruitless_restarts = 0;
         }
         let rows = first..n;
         if let Some(last_index) = rows.clone().last() {
@@ -233,6 +239,12 @@ impl Anchored {
             }
         }
         self.done = complete || n < requested;
+        if (self.anchor, self.pos) > self.high_water {
+            self.high_water = (self.anchor, self.pos);
+            self.stalled = 0;
+        } else if !self.done {
+            self.stall()?;
+        }
         Ok(Taken { deliver, warning })
     }
 }

@@ -62,6 +62,12 @@ impl Strategy for Offset {
             .get(&self.config.size_param)
             .and_then(Value::as_u64)
         {
+            Some(l) if l < 2 => {
+                return Err(format!(
+                    "the answer's `{}` is {l}: pages of at least 2 are needed to check that nothing shifted",
+                    self.config.size_param
+                ));
+            }
             Some(l) if (l as usize) < self.config.page_size => l as usize,
             _ => self.config.page_size,
         };

@@ -128,8 +128,14 @@ impl Strategy for StepSize {
             None if start >= self.current_id => self.empty_in_a_row += 1,
             None => {}
         }
-        self.next_start = end.saturating_add(1);
-        let out_of_ids = end >= self.config.max_id;
+        // An API may cap an answer below the range: go on from the highest id
+        // seen, so ids after it in the range are asked for again. A range
+        // whose last id came back is done.
+        self.next_start = match highest {
+            Some(h) if h < end => h + 1,
+            _ => end.saturating_add(1),
+        };
+        let out_of_ids = self.next_start > self.config.max_id;
         let gave_up = self
             .config
             .max_empty_ranges
@@ -185,7 +191,9 @@ mod tests {
         let mut wh = SimWarehouse::default();
         sync_once(&cfg, &mut api, &mut wh, 100).unwrap();
         wh.matches(&api).unwrap();
-        assert_eq!(api.requests, 50, "every range up to max_id");
+        // Every range up to max_id, and the two whose last ids were missing
+        // asked again from the highest id seen (an API may cap an answer).
+        assert_eq!(api.requests, 52);
         assert_eq!(wh.saved("current_id").unwrap(), 500);
     }
 
@@ -200,8 +208,9 @@ mod tests {
         let mut wh = SimWarehouse::default();
         sync_once(&cfg, &mut api, &mut wh, 100).unwrap();
         wh.matches(&api).unwrap();
-        // 1-10, 11-20, 21-30 (empty, past 15), 31-40, 41-50 (45), then three empty.
-        assert_eq!(api.requests, 8);
+        // 1-10 (1, 2), again 3-12, 13-22 (15), again 16-25 (empty past 15),
+        // 26-35 (empty), 36-45 (45), then three empty ranges.
+        assert_eq!(api.requests, 9);
         assert_eq!(wh.saved("current_id").unwrap(), 46);
     }
 
@@ -237,10 +246,19 @@ mod tests {
         }));
         let mut wh = SimWarehouse::default();
         sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
-        assert!(!wh.rows.contains_key("8"));
-        assert_eq!(wh.saved("current_id").unwrap(), 10);
         api.before_answer = None;
         sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
         wh.matches(&api).unwrap();
+    }
+
+    #[test]
+    fn an_answer_capped_below_its_range_is_asked_again_from_the_highest_id() {
+        let cfg = config("step_size", 1000, json!({"max_id": 1000, "rescan_ids": 0}));
+        let mut api = api_with_ids(&(1..=120).collect::<Vec<_>>());
+        api.cap = 50; // the API answers at most 50 records, whatever the range
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("current_id").unwrap(), 121);
     }
 }
