@@ -189,7 +189,10 @@ impl Anchored {
                 self.pos = 0;
                 self.last = None;
                 self.stall()?;
-                return Ok(Taken { deliver, warning: None });
+                return Ok(Taken {
+                    deliver,
+                    warning: None,
+                });
             }
             first += 1;
         }

@@ -25,6 +25,8 @@ pub(crate) struct Keyset {
     seen: MaxSeen,
     /// `None` before the first request; then the token to send, if any.
     token: Option<Option<String>>,
+    /// Every token handed out in this sync: one seen twice is a cycle.
+    seen_tokens: std::collections::HashSet<String>,
 }
 
 impl Keyset {
@@ -41,6 +43,7 @@ impl Keyset {
             cursor_field: stream.cursor_field.clone(),
             config: config.clone(),
             token: None,
+            seen_tokens: std::collections::HashSet::new(),
         })
     }
 }
@@ -62,9 +65,11 @@ impl Strategy for Keyset {
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
         let next = next_link(page, &self.config.scroll_field, "a token string")?;
-        if next.is_some() && self.token.as_ref().is_some_and(|t| *t == next) {
+        if let Some(token) = &next
+            && !self.seen_tokens.insert(token.clone())
+        {
             return Err(format!(
-                "the answer hands back the same `{}` it was asked with; following it would loop forever",
+                "the answer hands back a `{}` it handed out before; following it would loop forever",
                 self.config.scroll_field
             ));
         }
@@ -127,5 +132,18 @@ mod tests {
             ts(20),
             "frozen before the unsorted page"
         );
+    }
+
+    #[test]
+    fn a_cycle_of_tokens_stops_the_loop() {
+        let mut api = SimApi::new(&[10], 3);
+        let page = |token: &str| -> &'static str {
+            Box::leak(format!(r#"{{"data": [{{"id": "1", "updatedAt": "1970-01-01T00:00:10Z"}}], "scroll_param": "{token}"}}"#).into_boxed_str())
+        };
+        api.faults.insert(1, Fault::Body(page("a")));
+        api.faults.insert(2, Fault::Body(page("b")));
+        api.faults.insert(3, Fault::Body(page("a")));
+        let err = sync_once(&cfg(), &mut api, &mut SimWarehouse::default(), 10).unwrap_err();
+        assert!(err.to_string().contains("loop forever"), "{err}");
     }
 }

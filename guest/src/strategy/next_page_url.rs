@@ -28,6 +28,9 @@ pub(crate) struct NextPageUrl {
     /// `None` before the first request; then the URL to follow, if any.
     next: Option<Option<String>>,
     followed: HashSet<String>,
+    /// The keys of the last page: a server that clamps its page number
+    /// answers the same page under new URLs.
+    last_keys: Vec<crate::rows::RowKey>,
 }
 
 impl NextPageUrl {
@@ -45,6 +48,7 @@ impl NextPageUrl {
             config: config.clone(),
             next: None,
             followed: HashSet::new(),
+            last_keys: Vec::new(),
         })
     }
 }
@@ -76,6 +80,13 @@ impl Strategy for NextPageUrl {
                 self.config.next_url_field
             ));
         }
+        if next.is_some() && !page.keys.is_empty() && page.keys == self.last_keys {
+            return Err(format!(
+                "`{}` leads to the same records as the page before; following it would loop forever",
+                self.config.next_url_field
+            ));
+        }
+        self.last_keys = page.keys.clone();
         self.next = Some(next);
         Ok(self.seen.verdict(page, &self.cursor_field))
     }
@@ -118,5 +129,25 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("loop forever"), "{err}");
+    }
+
+    #[test]
+    fn a_server_that_clamps_its_pages_stops_the_loop() {
+        let mut api = SimApi::new(&[10], 3);
+        for n in 1..=5 {
+            let body: &'static str = Box::leak(
+                format!(r#"{{"data": [{{"id": "1", "updatedAt": "1970-01-01T00:00:10Z"}}], "next_page_url": "http://sim/pagination/next_page_url?page={}"}}"#, n + 1)
+                    .into_boxed_str(),
+            );
+            api.faults.insert(n, Fault::Body(body));
+        }
+        let err = sync_once(
+            &config("next_page_url", 3, json!({})),
+            &mut api,
+            &mut SimWarehouse::default(),
+            10,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("same records"), "{err}");
     }
 }

@@ -20,6 +20,7 @@ use crate::runtime::bindings::{DestinationError, RowBatch, Table};
 use anyhow::{Result, anyhow};
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Operations waiting for the writer, at most.
@@ -40,6 +41,8 @@ enum Op {
 /// A destination whose writes run on a writer thread.
 pub struct Pipelined {
     ops: Option<SyncSender<Op>>,
+    /// The writer's first failure, for the next `upsert` or `checkpoint`.
+    failed: Arc<Mutex<Option<String>>>,
     writer: Option<JoinHandle<()>>,
     saved_state: Option<String>,
 }
@@ -50,10 +53,13 @@ impl Pipelined {
         inner.create_tables(tables)?;
         let saved_state = inner.saved_state()?;
         let (ops, queue) = sync_channel(QUEUE);
+        let failed = Arc::new(Mutex::new(None));
+        let report = failed.clone();
         let writer = std::thread::Builder::new()
             .name("warehouse-writer".into())
-            .spawn(move || write(inner, queue))?;
+            .spawn(move || write(inner, queue, &report))?;
         Ok(Pipelined {
+            failed,
             ops: Some(ops),
             writer: Some(writer),
             saved_state,
@@ -61,15 +67,26 @@ impl Pipelined {
     }
 
     fn send(&self, op: Op) -> Result<(), DestinationError> {
+        if let Some(e) = self.failed.lock().expect("failure lock").clone() {
+            return Err(DestinationError::Other(e));
+        }
         self.ops
             .as_ref()
             .and_then(|o| o.send(op).ok())
             .ok_or_else(|| DestinationError::Other("the warehouse writer stopped".into()))
     }
 
-    fn ask(&self, make: impl FnOnce(SyncSender<Option<String>>) -> Op) -> Result<(), String> {
+    /// Sends a request that must reach the writer even after a failure, and
+    /// waits for its answer.
+    fn ask_anyway(
+        &self,
+        make: impl FnOnce(SyncSender<Option<String>>) -> Op,
+    ) -> Result<(), String> {
         let (reply, answer) = sync_channel(1);
-        self.send(make(reply)).map_err(|e| format!("{e:?}"))?;
+        self.ops
+            .as_ref()
+            .and_then(|o| o.send(make(reply)).ok())
+            .ok_or("the warehouse writer stopped")?;
         match answer.recv() {
             Ok(None) => Ok(()),
             Ok(Some(e)) => Err(e),
@@ -78,10 +95,16 @@ impl Pipelined {
     }
 }
 
-fn write<D: Destination>(mut inner: D, queue: Receiver<Op>) {
+fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Option<String>>) {
     let mut failure: Option<String> = None;
     let mut waiting: VecDeque<Op> = VecDeque::new();
     loop {
+        if let Some(f) = &failure {
+            report
+                .lock()
+                .expect("failure lock")
+                .get_or_insert_with(|| f.clone());
+        }
         let Some(op) = waiting.pop_front().or_else(|| queue.recv().ok()) else {
             break;
         };
@@ -176,11 +199,11 @@ impl Destination for Pipelined {
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.ask(Op::Rollback).map_err(|e| anyhow!(e))
+        self.ask_anyway(Op::Rollback).map_err(|e| anyhow!(e))
     }
 
     fn finish(&mut self) -> Result<()> {
-        self.ask(Op::Flush).map_err(|e| anyhow!(e))
+        self.ask_anyway(Op::Flush).map_err(|e| anyhow!(e))
     }
 
     fn saved_state(&self) -> Result<Option<String>> {
@@ -263,7 +286,16 @@ mod tests {
         p.checkpoint(r#"{"page":0}"#).unwrap();
         p.upsert("nope", rows(10..20)).unwrap(); // fails on the writer
         let _ = p.checkpoint(r#"{"page":1}"#);
-        let _ = p.upsert("t", rows(20..30));
+        // The failure reaches the next calls, once the writer has met it.
+        let mut reported = false;
+        for _ in 0..200 {
+            if let Err(DestinationError::Other(m)) = p.upsert("t", rows(20..30)) {
+                reported = m.contains("unknown table `nope`");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(reported, "a later call reports the failed write");
         let _ = p.checkpoint(r#"{"page":2}"#);
         let err = p.finish().unwrap_err().to_string();
         assert!(err.contains("unknown table `nope`"), "{err}");

@@ -238,18 +238,27 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
+/// Headers that carry credentials: not sent on to another origin by a redirect.
+const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+
 impl HttpBackend for Client {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        let mut url = Url::parse(&request.url).map_err(|e| {
+        let first = Url::parse(&request.url).map_err(|e| {
             HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url))
         })?;
+        let mut url = first.clone();
         let mut method = request.method;
+        let mut hop = request.clone();
         for _ in 0..=self.settings.max_redirects {
             if let Err(why) = self.allow.check(&url) {
                 tracing::warn!("sandbox: refused {} {url}: {why}", method_name(method));
                 return Err(HttpError::Denied(why));
             }
-            let response = self.send_once(method, &url, &request)?;
+            if origin(&url) != origin(&first) {
+                hop.headers
+                    .retain(|(k, _)| !CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c)));
+            }
+            let response = self.send_once(method, &url, &hop)?;
             let location = response
                 .headers
                 .iter()
@@ -262,6 +271,7 @@ impl HttpBackend for Client {
                     })?;
                     if response.status == 303 {
                         method = Method::Get;
+                        hop.body = None;
                     }
                 }
                 _ => return Ok(response),
@@ -295,5 +305,56 @@ mod tests {
         assert!(!ok("http://api.example.com:8080/v1"));
         assert!(ok("https://x.example:8443/"));
         assert!(!ok("file:///etc/passwd"));
+    }
+
+    /// A one-request server: answers with `reply` and hands back what it got.
+    fn one_shot(reply: String) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = s.write_all(reply.as_bytes());
+        });
+        (url, rx)
+    }
+
+    #[test]
+    fn credentials_do_not_follow_a_redirect_to_another_origin() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
+        let (target, seen_by_target) = one_shot(ok);
+        let redirect = format!(
+            "HTTP/1.1 302 Found\r\nLocation: {target}/b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (first, seen_by_first) = one_shot(redirect);
+        let allow = AllowList::new(&first, std::slice::from_ref(&target)).unwrap();
+        let mut client = Client::new(allow, HttpSettings::default());
+        let answer = client
+            .fetch(Request {
+                method: Method::Get,
+                url: format!("{first}/a"),
+                headers: vec![
+                    ("Authorization".into(), "Bearer secret".into()),
+                    ("x-keep".into(), "1".into()),
+                ],
+                body: None,
+            })
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        let first_request = seen_by_first.recv().unwrap().to_ascii_lowercase();
+        let second_request = seen_by_target.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            first_request.contains("authorization: bearer secret"),
+            "{first_request}"
+        );
+        assert!(
+            !second_request.contains("authorization"),
+            "{second_request}"
+        );
+        assert!(second_request.contains("x-keep: 1"), "{second_request}");
     }
 }

@@ -235,6 +235,8 @@ impl Runtime {
             .trap_on_grow_failure(true)
             .table_elements(1 << 20)
             .instances(16)
+            // The cap is per memory: allow only one, so it caps the guest.
+            .memories(1)
             .build();
         let mut store = Store::new(
             &self.engine,
