@@ -242,7 +242,12 @@ impl SimApi {
         Ok(json!({ "data": render(page), "offset": offset, "limit": limit, "total": total }))
     }
 
-    fn page_number(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+    /// The query of a page-numbered endpoint: `per_page`, `page` and the
+    /// records at or after `updated_since`, oldest first.
+    fn paged(
+        &self,
+        q: &BTreeMap<String, String>,
+    ) -> Result<(usize, usize, Vec<&SimRecord>), String> {
         Self::allow(
             q,
             &[
@@ -262,7 +267,15 @@ impl SimApi {
         if page_no == 0 {
             return Err("page must be >= 1".into());
         }
-        let hits = self.sorted_since(Self::since(q, "updated_since")?);
+        Ok((
+            per_page,
+            page_no,
+            self.sorted_since(Self::since(q, "updated_since")?),
+        ))
+    }
+
+    fn page_number(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        let (per_page, page_no, hits) = self.paged(q)?;
         let total = hits.len();
         let page = hits
             .into_iter()
@@ -275,23 +288,7 @@ impl SimApi {
     }
 
     fn next_page_url(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        Self::allow(
-            q,
-            &[
-                "updated_since",
-                "order_by",
-                "order_type",
-                "per_page",
-                "page",
-            ],
-        )?;
-        Self::check_order(q)?;
-        let per_page = Self::number(q, "per_page", 10)?;
-        if per_page == 0 || per_page > self.cap {
-            return Err(format!("per_page must be 1..={}", self.cap));
-        }
-        let page_no = Self::number(q, "page", 1)?;
-        let hits = self.sorted_since(Self::since(q, "updated_since")?);
+        let (per_page, page_no, hits) = self.paged(q)?;
         let total = hits.len();
         let next = if page_no * per_page < total {
             let mut url = format!(
