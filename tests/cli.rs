@@ -99,13 +99,7 @@ fn a_missing_warehouse_or_component_is_a_clear_error() {
             .unwrap(),
     );
     assert!(line.contains("does not exist"), "{line}");
-    let out = incsync()
-        .args(["run", "--component", "/nonexistent/c.wasm", "--config"])
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .output()
-        .unwrap();
+    let out = w.run_with(["--component", "/nonexistent/c.wasm"]);
     assert!(stderr_line(&out).contains("/nonexistent/c.wasm"));
 }
 
@@ -141,15 +135,11 @@ fn another_component_file_of_the_world_can_be_run() {
     let copy = dir.path().join("connector.wasm");
     std::fs::copy(&wasm, &copy).unwrap();
     let w = world();
-    let out = incsync()
-        .args(["run", "--json", "--component"])
-        .arg(&copy)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .output()
-        .unwrap();
+    let out = w.run_with([
+        std::ffi::OsStr::new("--json"),
+        "--component".as_ref(),
+        copy.as_os_str(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -158,15 +148,7 @@ fn another_component_file_of_the_world_can_be_run() {
     assert_eq!(w.warehouse_rows("user"), w.api_rows());
 
     std::fs::write(&copy, b"\0asm not really").unwrap();
-    let out = incsync()
-        .args(["run", "--component"])
-        .arg(&copy)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .output()
-        .unwrap();
+    let out = w.run_with([std::ffi::OsStr::new("--component"), copy.as_os_str()]);
     assert!(stderr_line(&out).contains("does not compile"));
 }
 
@@ -175,15 +157,11 @@ fn the_compiled_component_is_cached_on_disk() {
     let w = world();
     let cache = tempfile::tempdir().unwrap();
     let run = || {
-        let out = incsync()
-            .args(["run", "--json", "--cache-dir"])
-            .arg(cache.path())
-            .arg("--config")
-            .arg(&w.config)
-            .arg("--warehouse")
-            .arg(&w.warehouse)
-            .output()
-            .unwrap();
+        let out = w.run_with([
+            std::ffi::OsStr::new("--json"),
+            "--cache-dir".as_ref(),
+            cache.path().as_os_str(),
+        ]);
         assert!(out.status.success());
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };

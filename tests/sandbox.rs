@@ -16,13 +16,7 @@ const HOSTILE: &str = env!("INCSYNC_HOSTILE_WASM");
 
 fn run_hostile(w: &World, config: Value) -> Output {
     w.write_config(config);
-    incsync()
-        .args(["run", "--component", HOSTILE, "--config"])
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .output()
-        .unwrap()
+    w.run_with(["--component", HOSTILE])
 }
 
 fn one_line_error(out: &Output) -> String {

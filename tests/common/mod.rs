@@ -111,8 +111,19 @@ impl World {
 
     /// Runs `incsync run --json` and returns its output.
     pub fn run(&self) -> Output {
+        self.run_with(["--json"])
+    }
+
+    /// Runs `incsync run` with `extra` arguments on this world's config and
+    /// warehouse.
+    pub fn run_with<S: AsRef<std::ffi::OsStr>>(
+        &self,
+        extra: impl IntoIterator<Item = S>,
+    ) -> Output {
         incsync()
-            .args(["run", "--json", "--config"])
+            .arg("run")
+            .args(extra)
+            .arg("--config")
             .arg(&self.config)
             .arg("--warehouse")
             .arg(&self.warehouse)
