@@ -411,6 +411,28 @@ fn parse_strategy<'a>(
             start,
         })
     };
+    // `offset` and `page_number`: each names its size, position and total keys.
+    let paged = |f: &mut Fields<'a>,
+                 size: (&'a str, &str),
+                 position: (&'a str, &str),
+                 total: (&'a str, &str)|
+     -> Result<PagedConfig, String> {
+        let page_size = f.positive("page_size")?.unwrap_or(50);
+        if page_size < 2 {
+            return Err(format!(
+                "{at}.page_size must be at least 2 for {name}: each page re-reads one row to check that nothing shifted"
+            ));
+        }
+        Ok(PagedConfig {
+            since_param: text(f, "since_param", "updated_since")?,
+            order: order(f)?,
+            size_param: text(f, size.0, size.1)?,
+            position_param: text(f, position.0, position.1)?,
+            total_field: text(f, total.0, total.1)?,
+            page_size,
+            start,
+        })
+    };
     Ok(match name {
         "timestamp" => StrategyConfig::Timestamp(timestamp(f)?),
         "replay" => StrategyConfig::Replay(ReplayConfig {
@@ -431,29 +453,18 @@ fn parse_strategy<'a>(
             scroll_field: text(f, "scroll_field", "scroll_param")?,
             start,
         }),
-        "offset" | "page_number" if f.positive("page_size")? == Some(1) => {
-            return Err(format!(
-                "{at}.page_size must be at least 2 for {name}: each page re-reads one row to check that nothing shifted"
-            ));
-        }
-        "offset" => StrategyConfig::Offset(PagedConfig {
-            since_param: text(f, "since_param", "updated_since")?,
-            order: order(f)?,
-            size_param: text(f, "limit_param", "limit")?,
-            position_param: text(f, "offset_param", "offset")?,
-            total_field: text(f, "total_field", "total")?,
-            page_size: f.positive("page_size")?.unwrap_or(50),
-            start,
-        }),
-        "page_number" => StrategyConfig::PageNumber(PagedConfig {
-            since_param: text(f, "since_param", "updated_since")?,
-            order: order(f)?,
-            size_param: text(f, "per_page_param", "per_page")?,
-            position_param: text(f, "page_param", "page")?,
-            total_field: text(f, "total_pages_field", "total_pages")?,
-            page_size: f.positive("page_size")?.unwrap_or(50),
-            start,
-        }),
+        "offset" => StrategyConfig::Offset(paged(
+            f,
+            ("limit_param", "limit"),
+            ("offset_param", "offset"),
+            ("total_field", "total"),
+        )?),
+        "page_number" => StrategyConfig::PageNumber(paged(
+            f,
+            ("per_page_param", "per_page"),
+            ("page_param", "page"),
+            ("total_pages_field", "total_pages"),
+        )?),
         "next_page_url" => StrategyConfig::NextPageUrl(NextPageUrlConfig {
             since_param: text(f, "since_param", "updated_since")?,
             order: order(f)?,
@@ -669,6 +680,19 @@ mod tests {
                 "streams": [{"table": "t", "strategy": "timestamp", "path": "/p", "columns": {"a": "TEXTY"}}]}"#,
         );
         assert!(e.contains("streams[0].columns.a"), "{e}");
+    }
+
+    #[test]
+    fn paged_strategies_need_pages_of_two() {
+        for strategy in ["offset", "page_number"] {
+            let text = format!(
+                r#"{{"base_url": "http://x", "streams": [{{"table": "t", "strategy": "{strategy}", "path": "/p", "page_size": 1}}]}}"#
+            );
+            assert!(
+                error_of(&text).contains("streams[0].page_size must be at least 2"),
+                "{strategy}"
+            );
+        }
     }
 
     #[test]

@@ -27,6 +27,9 @@ use crate::cursor::{Cursor, TimestampFormat};
 use crate::rows::{RowKey, RowVersion, row_version};
 use std::collections::HashSet;
 
+/// The state key of the strategies built on this pager.
+pub(crate) const STATE_KEY: &str = "last_updated_at";
+
 /// Gives up when this many requests beyond what re-reading the anchor's rows
 /// takes pass without reaching further into the answer than before.
 const MAX_STALLED_REQUESTS: usize = 5;
@@ -98,6 +101,21 @@ pub(crate) fn check_position(page: &Page<'_>, param: &str, asked: usize) -> Resu
 }
 
 impl Anchored {
+    /// The pager of an `offset` or `page_number` stream, resuming from its
+    /// saved `last_updated_at`.
+    pub(crate) fn resume(
+        stream: &crate::config::StreamConfig,
+        config: &crate::config::PagedConfig,
+        saved: Option<&crate::state::StreamState>,
+    ) -> Result<Self, String> {
+        let start = super::start_cursor(saved, STATE_KEY, stream, config.start)?;
+        Ok(Anchored::new(
+            stream.timestamp_format.clone(),
+            config.page_size,
+            start,
+        ))
+    }
+
     pub(crate) fn new(format: TimestampFormat, page_size: usize, start: Cursor) -> Self {
         Anchored {
             anchor: format.truncate(start),

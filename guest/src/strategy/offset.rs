@@ -6,13 +6,11 @@
 //! that share it, checking one row of overlap, so that rows moved by
 //! concurrent updates are never skipped (see `anchored`).
 
-use super::anchored::{Anchored, check_position, paged_query};
-use super::{Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
+use super::anchored::{self, Anchored, check_position, paged_query};
+use super::{Next, Page, Strategy, Verdict, timestamp_state};
 use crate::config::{PagedConfig, StreamConfig};
 use crate::state::StreamState;
 use serde_json::Value;
-
-const STATE_KEY: &str = "last_updated_at";
 
 pub(crate) struct Offset {
     config: PagedConfig,
@@ -28,9 +26,8 @@ impl Offset {
         config: &PagedConfig,
         saved: Option<&StreamState>,
     ) -> Result<Self, String> {
-        let start = start_cursor(saved, STATE_KEY, stream, config.start)?;
         Ok(Offset {
-            pager: Anchored::new(stream.timestamp_format.clone(), config.page_size, start),
+            pager: Anchored::resume(stream, config, saved)?,
             config: config.clone(),
             cursor_field: stream.cursor_field.clone(),
             asked: 0,
@@ -81,7 +78,7 @@ impl Strategy for Offset {
     }
 
     fn state(&self) -> StreamState {
-        timestamp_state(STATE_KEY, self.pager.saved_text())
+        timestamp_state(anchored::STATE_KEY, self.pager.saved_text())
     }
 }
 

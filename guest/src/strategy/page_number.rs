@@ -6,13 +6,11 @@
 //! pager: each request asks for the page that holds the row before the
 //! position, skips the rows before it, and checks that row (see `anchored`).
 
-use super::anchored::{Anchored, check_position, paged_query};
-use super::{Next, Page, Strategy, Verdict, start_cursor, timestamp_state};
+use super::anchored::{self, Anchored, check_position, paged_query};
+use super::{Next, Page, Strategy, Verdict, timestamp_state};
 use crate::config::{PagedConfig, StreamConfig};
 use crate::state::StreamState;
 use serde_json::Value;
-
-const STATE_KEY: &str = "last_updated_at";
 
 pub(crate) struct PageNumber {
     config: PagedConfig,
@@ -30,9 +28,8 @@ impl PageNumber {
         config: &PagedConfig,
         saved: Option<&StreamState>,
     ) -> Result<Self, String> {
-        let start = start_cursor(saved, STATE_KEY, stream, config.start)?;
         Ok(PageNumber {
-            pager: Anchored::new(stream.timestamp_format.clone(), config.page_size, start),
+            pager: Anchored::resume(stream, config, saved)?,
             config: config.clone(),
             cursor_field: stream.cursor_field.clone(),
             asked: 1,
@@ -91,7 +88,7 @@ impl Strategy for PageNumber {
     }
 
     fn state(&self) -> StreamState {
-        timestamp_state(STATE_KEY, self.pager.saved_text())
+        timestamp_state(anchored::STATE_KEY, self.pager.saved_text())
     }
 }
 
