@@ -46,28 +46,59 @@ impl fmt::Display for Cursor {
     }
 }
 
-/// How a stream's API writes timestamps: the format of the cursor it is sent
-/// and of the state that is saved. Record values are read leniently (any
-/// RFC 3339 instant, or this format).
+/// How a stream's API writes timestamps: `timestamp_format` (how record
+/// values are read) and `filter_format` (how the cursor is written into a
+/// request's filter and the saved state).
+///
+/// In the config: `"rfc3339"` (offsets and fractions, read and written as
+/// they are), `"epoch_seconds"`, `"epoch_millis"`, or a chrono strftime
+/// format (the default, `%Y-%m-%dT%H:%M:%SZ`), which also reads any RFC 3339
+/// instant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TimestampFormat(String);
+pub enum TimestampFormat {
+    /// A chrono strftime format; read as UTC when it has no offset.
+    Strftime(String),
+    /// RFC 3339, with any offset and fraction; written in UTC with the
+    /// fraction it needs.
+    Rfc3339,
+    /// Whole seconds since the Unix epoch, as a number or a numeric string.
+    EpochSeconds,
+    /// Whole milliseconds since the Unix epoch, as a number or a numeric string.
+    EpochMillis,
+}
 
 impl Default for TimestampFormat {
     fn default() -> Self {
-        TimestampFormat(DEFAULT_TIMESTAMP_FORMAT.to_owned())
+        TimestampFormat::Strftime(DEFAULT_TIMESTAMP_FORMAT.to_owned())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TimestampFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        TimestampFormat::new(&text).map_err(serde::de::Error::custom)
     }
 }
 
 impl TimestampFormat {
-    /// A chrono `strftime` format; checked by formatting and re-reading a sample.
+    /// A format by its config name, or a chrono `strftime` format (checked by
+    /// formatting and re-reading a sample).
     pub fn new(format: &str) -> Result<Self, String> {
-        let this = TimestampFormat(format.to_owned());
+        match format {
+            "rfc3339" => return Ok(TimestampFormat::Rfc3339),
+            "epoch_seconds" => return Ok(TimestampFormat::EpochSeconds),
+            "epoch_millis" => return Ok(TimestampFormat::EpochMillis),
+            _ => {}
+        }
+        let this = TimestampFormat::Strftime(format.to_owned());
         // Non-zero seconds, so a format without them fails to read it back.
         let sample = Cursor(DateTime::from_timestamp(1_705_314_637, 0).expect("valid sample"));
         let mut text = String::new();
         use std::fmt::Write;
         if write!(text, "{}", sample.0.format(format)).is_err() {
-            return Err(format!("`{format}` is not a valid strftime format"));
+            return Err(format!(
+                "`{format}` is neither rfc3339, epoch_seconds, epoch_millis nor a valid strftime format"
+            ));
         }
         match this.parse(&text) {
             Some(back) if back == sample => Ok(this),
@@ -81,31 +112,68 @@ impl TimestampFormat {
     /// the format carries is truncated, which is safe: filters are inclusive,
     /// so an earlier `since` only re-reads rows.
     pub fn format(&self, cursor: Cursor) -> String {
-        cursor.0.format(&self.0).to_string()
+        match self {
+            TimestampFormat::Strftime(f) => cursor.0.format(f).to_string(),
+            TimestampFormat::Rfc3339 => cursor.0.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            TimestampFormat::EpochSeconds => cursor.0.timestamp().to_string(),
+            TimestampFormat::EpochMillis => cursor.0.timestamp_millis().to_string(),
+        }
     }
 
     /// The cursor as a request carries it: truncated to this format's
     /// precision (whole seconds for the default).
     pub fn truncate(&self, cursor: Cursor) -> Cursor {
-        if cursor.0.timestamp_subsec_nanos() == 0 {
-            // Every accepted format carries whole seconds.
-            return cursor;
+        match self {
+            TimestampFormat::Rfc3339 => cursor,
+            TimestampFormat::EpochMillis
+                if cursor.0.timestamp_subsec_nanos().is_multiple_of(1_000_000) =>
+            {
+                cursor
+            }
+            _ if cursor.0.timestamp_subsec_nanos() == 0 => cursor,
+            _ => self.parse(&self.format(cursor)).unwrap_or(cursor),
         }
-        self.parse(&self.format(cursor)).unwrap_or(cursor)
     }
 
-    /// Reads a timestamp: RFC 3339 first, then this format (as UTC when it has
-    /// no offset). `None` if neither reads it.
+    /// Reads a timestamp written as text. `None` if it is not one.
     pub fn parse(&self, text: &str) -> Option<Cursor> {
-        if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-            return Some(Cursor(t.with_timezone(&Utc)));
+        match self {
+            TimestampFormat::EpochSeconds => {
+                DateTime::from_timestamp(text.trim().parse().ok()?, 0).map(Cursor)
+            }
+            TimestampFormat::EpochMillis => {
+                DateTime::from_timestamp_millis(text.trim().parse().ok()?).map(Cursor)
+            }
+            TimestampFormat::Rfc3339 => DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|t| Cursor(t.with_timezone(&Utc))),
+            TimestampFormat::Strftime(f) => {
+                if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+                    return Some(Cursor(t.with_timezone(&Utc)));
+                }
+                if let Ok(t) = DateTime::parse_from_str(text, f) {
+                    return Some(Cursor(t.with_timezone(&Utc)));
+                }
+                NaiveDateTime::parse_from_str(text, f)
+                    .ok()
+                    .map(|t| Cursor(t.and_utc()))
+            }
         }
-        if let Ok(t) = DateTime::parse_from_str(text, &self.0) {
-            return Some(Cursor(t.with_timezone(&Utc)));
+    }
+
+    /// Reads a timestamp from a JSON value: text in any format, and whole
+    /// numbers in the epoch formats. `None` if it is not one.
+    pub fn parse_json(&self, value: &serde_json::Value) -> Option<Cursor> {
+        match (self, value) {
+            (_, serde_json::Value::String(s)) => self.parse(s),
+            (TimestampFormat::EpochSeconds, serde_json::Value::Number(n)) => {
+                DateTime::from_timestamp(n.as_i64()?, 0).map(Cursor)
+            }
+            (TimestampFormat::EpochMillis, serde_json::Value::Number(n)) => {
+                DateTime::from_timestamp_millis(n.as_i64()?).map(Cursor)
+            }
+            _ => None,
         }
-        NaiveDateTime::parse_from_str(text, &self.0)
-            .ok()
-            .map(|t| Cursor(t.and_utc()))
     }
 }
 
@@ -147,6 +215,29 @@ mod tests {
         assert!(TimestampFormat::new("%Y-%m-%d").is_err());
         assert!(TimestampFormat::new("%Y-%m-%d %H:%M").is_err());
         assert!(TimestampFormat::new("%Q").is_err());
+    }
+
+    #[test]
+    fn named_formats_read_and_write_as_the_apis_do() {
+        let t = TimestampFormat::default()
+            .parse("2024-01-15T10:30:00Z")
+            .unwrap();
+        let ms = TimestampFormat::new("epoch_millis").unwrap();
+        assert_eq!(ms.format(t), "1705314600000");
+        assert_eq!(ms.parse("1705314600000"), Some(t));
+        assert_eq!(ms.parse_json(&serde_json::json!(1705314600000i64)), Some(t));
+        let s = TimestampFormat::new("epoch_seconds").unwrap();
+        assert_eq!(s.format(t), "1705314600");
+        assert_eq!(s.parse_json(&serde_json::json!(1705314600)), Some(t));
+        assert_eq!(s.parse_json(&serde_json::json!("1705314600")), Some(t));
+        let r = TimestampFormat::new("rfc3339").unwrap();
+        let with_offset = r.parse("2024-01-15T05:30:00.250-05:00").unwrap();
+        assert_eq!(r.format(with_offset), "2024-01-15T10:30:00.250Z");
+        assert_eq!(r.truncate(with_offset), with_offset, "fractions are kept");
+        assert_eq!(ms.truncate(with_offset), with_offset, "millis are kept");
+        assert_eq!(s.format(with_offset), "1705314600", "seconds truncate");
+        assert_eq!(r.parse("1705314600"), None);
+        assert_eq!(s.parse_json(&serde_json::json!(true)), None);
     }
 
     #[test]

@@ -23,7 +23,8 @@ struct Component;
 
 impl Guest for Component {
     fn schema(config: String) -> Result<Vec<wit::Table>, wit::Error> {
-        let config = Config::parse(&config).map_err(wit::Error::InvalidConfig)?;
+        let config =
+            Config::parse(&config).map_err(|e| to_wit_error(SyncError::InvalidConfig(e)))?;
         let tables = machine::schema(&config).map_err(to_wit_error)?;
         Ok(tables
             .into_iter()
@@ -161,7 +162,7 @@ fn to_wit_error(e: SyncError) -> wit::Error {
         SyncError::InvalidConfig(_) => wit::Error::InvalidConfig(message),
         SyncError::InvalidState(_) => wit::Error::InvalidState(message),
         SyncError::BadResponse(_) => wit::Error::BadResponse(message),
-        SyncError::Http(_) => wit::Error::Http(message),
+        SyncError::Http { .. } => wit::Error::Http(message),
         _ => wit::Error::Other(message),
     }
 }

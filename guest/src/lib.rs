@@ -21,7 +21,8 @@ mod glue;
 #[cfg(test)]
 mod sim;
 
-pub use error::SyncError;
+pub use error::{ConfigError, PageError, ResponseError, StateError, SyncError};
 pub use http::{HttpError, Method, Request, Response};
 pub use machine::{Level, Output, Sync, Table, schema};
 pub use rows::{RowBatch, Value};
+pub use strategy::{STRATEGIES, StrategyInfo};

@@ -2,11 +2,11 @@
 //! work handed out, with no IO of its own.
 
 use crate::config::{Column, Config, StreamConfig};
-use crate::error::SyncError;
+use crate::error::{ConfigError, PageError, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, snippet, url_with_query};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::SavedState;
-use crate::strategy::{self, Next, Page, Strategy};
+use crate::strategy::{Next, Page, Running};
 use serde_json::Value;
 use std::collections::VecDeque;
 
@@ -42,9 +42,12 @@ pub fn schema(config: &Config) -> Result<Vec<Table>, SyncError> {
     for stream in &config.streams {
         if let Some(t) = tables.iter_mut().find(|t| t.name == stream.table) {
             if t.primary_key != stream.primary_key {
-                return Err(SyncError::InvalidConfig(format!(
-                    "streams `{}` and another stream write table `{}` with different primary keys",
-                    stream.name, stream.table
+                return Err(SyncError::InvalidConfig(ConfigError::new(
+                    format!("stream `{}`.primary_key", stream.name),
+                    format!(
+                        "another stream writes table `{}` with primary key {:?}; streams that share a table share its key",
+                        stream.table, t.primary_key
+                    ),
                 )));
             }
             for c in &stream.columns {
@@ -130,7 +133,7 @@ pub struct Sync {
 
 struct StreamRun {
     config: StreamConfig,
-    strategy: Box<dyn Strategy>,
+    strategy: Box<dyn Running>,
     rows: RowBuilder,
 }
 
@@ -138,18 +141,16 @@ impl Sync {
     /// Starts a sync of the config in `config_text` from the state in
     /// `state_text` (`None` for a first sync).
     pub fn new(config_text: &str, state_text: Option<&str>) -> Result<Sync, SyncError> {
-        let config = Config::parse(config_text).map_err(SyncError::InvalidConfig)?;
+        let config = Config::parse(config_text)?;
         schema(&config)?;
         let state = match state_text {
-            Some(text) => SavedState::parse(text).map_err(SyncError::InvalidState)?,
+            Some(text) => SavedState::parse(text)?,
             None => SavedState::default(),
         };
         let mut streams = Vec::with_capacity(config.streams.len());
         for stream in &config.streams {
-            let saved = state
-                .stream(&stream.name, stream.strategy.name())
-                .map_err(SyncError::InvalidState)?;
-            let strategy = strategy::build(stream, saved).map_err(SyncError::InvalidState)?;
+            let saved = state.stream(&stream.name, stream.strategy.name())?;
+            let strategy = stream.strategy.start(stream, saved)?;
             streams.push(StreamRun {
                 config: stream.clone(),
                 strategy,
@@ -218,12 +219,19 @@ impl Sync {
         };
         let run = &mut self.streams[self.current];
         let name = run.config.name.clone();
+        let request = format!("GET {url}");
         let outcome = match answer {
-            Err(e) => Err(SyncError::Http(format!(
-                "stream `{name}`: GET {url} failed: {e}"
-            ))),
+            Err(error) => Err(SyncError::Http {
+                stream: name,
+                request,
+                error,
+            }),
             Ok(response) => Self::take_page(run, &response).map_err(|problem| {
-                SyncError::BadResponse(format!("stream `{name}`: GET {url}: {problem}"))
+                SyncError::BadResponse(Box::new(ResponseError {
+                    stream: name,
+                    request,
+                    problem,
+                }))
             }),
         };
         match outcome {
@@ -268,32 +276,37 @@ impl Sync {
     fn take_page(
         run: &mut StreamRun,
         response: &Response,
-    ) -> Result<(RowBatch, bool, Vec<String>), String> {
+    ) -> Result<(RowBatch, bool, Vec<String>), PageError> {
         if !(200..300).contains(&response.status) {
-            return Err(format!(
-                "answered HTTP {}: {}",
-                response.status,
-                snippet(&response.body)
-            ));
+            return Err(PageError::Status {
+                status: response.status,
+                snippet: snippet(&response.body),
+            });
         }
-        let mut body: Value = serde_json::from_slice(&response.body).map_err(|e| {
-            format!(
-                "answered a body that is not JSON ({e}): {}",
-                snippet(&response.body)
-            )
-        })?;
+        let mut body: Value =
+            serde_json::from_slice(&response.body).map_err(|e| PageError::NotJson {
+                error: e.to_string(),
+                snippet: snippet(&response.body),
+            })?;
         let config = &run.config;
         let path = || config.records_path.join(".");
         let mut records_value = &mut body;
         for key in &config.records_path {
             records_value = records_value
                 .get_mut(key)
-                .ok_or_else(|| format!("the answer has no `{}` field", path()))?;
+                .ok_or_else(|| PageError::MissingField(path()))?;
         }
         // The records move out of the answer (into the rows, in the end);
         // the rest of it stays for the strategy to read.
-        let Value::Array(list) = records_value.take() else {
-            return Err(format!("`{}` is not an array", path()));
+        let list = match records_value.take() {
+            Value::Array(list) => list,
+            other => {
+                return Err(PageError::WrongType {
+                    field: path(),
+                    found: snippet(other.to_string().as_bytes()),
+                    expected: "an array of records",
+                });
+            }
         };
         let needs_cursor = run.strategy.needs_cursor();
         let mut records = Vec::with_capacity(list.len());
@@ -301,13 +314,13 @@ impl Sync {
         let mut keys = Vec::with_capacity(list.len());
         for (i, item) in list.into_iter().enumerate() {
             let Value::Object(record) = item else {
-                return Err(format!("record {i} is not an object"));
+                return Err(PageError::record(i, "is not an object"));
             };
             let key =
-                RowKey::of(&record, &config.primary_key).map_err(|e| format!("record {i} {e}"))?;
+                RowKey::of(&record, &config.primary_key).map_err(|e| PageError::record(i, e))?;
             if needs_cursor {
                 let cursor = cursor_of(&record, &config.cursor_field, &config.timestamp_format)
-                    .map_err(|e| format!("record {i} {e}"))?;
+                    .map_err(|e| PageError::record(i, e))?;
                 cursors.push(cursor);
             }
             records.push(record);
@@ -343,15 +356,9 @@ mod fuzz {
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
-    const STRATEGIES: &[&str] = &[
-        "keyset",
-        "offset",
-        "timestamp",
-        "step_size",
-        "replay",
-        "page_number",
-        "next_page_url",
-    ];
+    fn strategy_names() -> Vec<&'static str> {
+        crate::strategy::STRATEGIES.iter().map(|s| s.name).collect()
+    }
 
     fn any_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
@@ -431,7 +438,7 @@ mod fuzz {
     proptest! {
         #[test]
         fn any_answer_ends_the_sync_or_moves_it_on(
-            strategy in prop::sample::select(STRATEGIES),
+            strategy in prop::sample::select(strategy_names()),
             page in 2usize..6,
             answers in prop::collection::vec(answer(), 1..16),
         ) {

@@ -201,12 +201,10 @@ pub fn cursor_of(
 ) -> Result<Cursor, String> {
     match record.get(field) {
         None | Some(Json::Null) => Err(format!("has no cursor field `{field}`")),
-        Some(Json::String(s)) => format
-            .parse(s)
-            .ok_or_else(|| format!("has a cursor `{field}` = `{s}` that is not a timestamp")),
-        Some(other) => Err(format!(
-            "has a cursor `{field}` = {other} that is not a timestamp string"
-        )),
+        Some(value) => format.parse_json(value).ok_or_else(|| match value {
+            Json::String(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
+            other => format!("has a cursor `{field}` = {other} that is not a timestamp string"),
+        }),
     }
 }
 

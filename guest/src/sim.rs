@@ -461,20 +461,13 @@ pub(crate) fn timestamp_config(page_size: usize) -> String {
 /// The config of one stream of `strategy` against the simulated API, with
 /// `page_size` (for `step_size`: the step) and `extra` stream keys.
 pub(crate) fn config(strategy: &str, page_size: usize, extra: serde_json::Value) -> String {
-    let path = match strategy {
-        "timestamp" | "replay" => "/incremental/timestamp",
-        "keyset" => "/pagination/keyset",
-        "offset" => "/pagination/offset",
-        "page_number" => "/pagination/page_number",
-        "next_page_url" => "/pagination/next_page_url",
-        "step_size" => "/incremental/step",
-        other => panic!("no path for {other}"),
-    };
-    let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
-    match strategy {
-        "keyset" => {}
-        "step_size" => stream["step_size"] = json!(page_size),
-        _ => stream["page_size"] = json!(page_size),
+    let info = crate::strategy::STRATEGIES
+        .iter()
+        .find(|s| s.name == strategy)
+        .unwrap_or_else(|| panic!("no strategy {strategy}"));
+    let mut stream = json!({"table": "user", "strategy": strategy, "path": info.seed_path});
+    if let Some(key) = info.size_key {
+        stream[key] = json!(page_size);
     }
     for (k, v) in extra.as_object().unwrap() {
         stream[k] = v.clone();

@@ -5,6 +5,7 @@
 //! {"streams": {"user": {"strategy": "timestamp", "last_timestamp": "2024-01-15T10:30:00Z"}}}
 //! ```
 
+use crate::error::StateError;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -19,38 +20,35 @@ pub struct SavedState {
 
 impl SavedState {
     /// Reads the text of the last checkpoint.
-    pub fn parse(text: &str) -> Result<SavedState, String> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| format!("the saved state is not valid JSON ({e})"))?;
-        let streams = value
-            .as_object()
-            .and_then(|o| o.get("streams"))
-            .and_then(Value::as_object)
-            .ok_or_else(|| "the saved state has no `streams` object".to_owned())?;
-        let mut out = BTreeMap::new();
-        for (name, state) in streams {
-            let state = state
-                .as_object()
-                .ok_or_else(|| format!("the saved state of stream `{name}` is not an object"))?;
-            out.insert(name.clone(), state.clone());
+    pub fn parse(text: &str) -> Result<SavedState, StateError> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            streams: BTreeMap<String, StreamState>,
         }
-        Ok(SavedState { streams: out })
+        let file: File =
+            serde_json::from_str(text).map_err(|e| StateError::Malformed(e.to_string()))?;
+        Ok(SavedState {
+            streams: file.streams,
+        })
     }
 
     /// The saved state of stream `name` written by `strategy`: `Ok(None)` if
     /// there is none (a first sync), `Err` if another strategy wrote it.
-    pub fn stream(&self, name: &str, strategy: &str) -> Result<Option<&StreamState>, String> {
+    pub fn stream(&self, name: &str, strategy: &str) -> Result<Option<&StreamState>, StateError> {
         let Some(state) = self.streams.get(name) else {
             return Ok(None);
         };
         match state.get("strategy").and_then(Value::as_str) {
             Some(s) if s == strategy => Ok(Some(state)),
-            Some(s) => Err(format!(
-                "stream `{name}` was saved by strategy `{s}`, but the config now says `{strategy}`"
-            )),
-            None => Err(format!(
-                "the saved state of stream `{name}` names no strategy"
-            )),
+            Some(s) => Err(StateError::OtherStrategy {
+                stream: name.to_owned(),
+                saved: s.to_owned(),
+                configured: strategy.to_owned(),
+            }),
+            None => Err(StateError::Stream {
+                stream: name.to_owned(),
+                problem: "names no strategy".to_owned(),
+            }),
         }
     }
 
@@ -92,6 +90,7 @@ mod tests {
         assert!(
             s.stream("user", "timestamp")
                 .unwrap_err()
+                .to_string()
                 .contains("`keyset`")
         );
         assert!(SavedState::parse("{").is_err());

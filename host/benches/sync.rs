@@ -453,7 +453,8 @@ fn main() {
     );
     println!("| strategy | requests | rows upserted | re-delivered | note |");
     println!("|---|---:|---:|---:|---|");
-    for (strategy, path) in incsync::demo::STRATEGIES {
+    for info in incsync_guest::STRATEGIES {
+        let (strategy, path) = (info.name, info.seed_path);
         let api = SampleApi::start(&ServeOptions {
             port: 0,
             records: n,
@@ -462,7 +463,7 @@ fn main() {
         })
         .unwrap();
         let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
-        if *strategy == "step_size" {
+        if !info.sees_updates {
             stream["max_id"] = json!(n + k);
             stream["step_size"] = json!(1000);
             stream["max_empty_ranges"] = json!(1);
@@ -476,7 +477,7 @@ fn main() {
         };
         sync::run(&job).unwrap();
         let note = api.with_data(|d| {
-            if *strategy == "step_size" {
+            if !info.sees_updates {
                 d.insert(k);
                 "k new ids (it sees no updates); rescans one step"
             } else {

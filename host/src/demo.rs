@@ -7,6 +7,7 @@ use crate::sample_api::dataset::format_ts;
 use crate::sample_api::{SampleApi, ServeOptions};
 use crate::sync::{self, ComponentSource, SyncJob};
 use anyhow::{Result, ensure};
+use incsync_guest::STRATEGIES;
 use std::path::{Path, PathBuf};
 
 /// What the demo runs on.
@@ -20,24 +21,13 @@ pub struct DemoOptions {
     pub cache: ComponentCache,
 }
 
-/// Each strategy, and the endpoint of the sample API it syncs.
-pub const STRATEGIES: &[(&str, &str)] = &[
-    ("keyset", "/pagination/keyset"),
-    ("offset", "/pagination/offset"),
-    ("timestamp", "/incremental/timestamp"),
-    ("step_size", "/incremental/step"),
-    ("replay", "/incremental/timestamp"),
-    ("page_number", "/pagination/page_number"),
-    ("next_page_url", "/pagination/next_page_url"),
-];
-
 /// The demo's config against the sample API at `base_url`: one stream per
 /// strategy, each into its own table `user_<strategy>`.
 pub fn demo_config(base_url: &str) -> String {
     let streams: Vec<serde_json::Value> = STRATEGIES
         .iter()
-        .map(|(strategy, path)| {
-            serde_json::json!({"table": format!("user_{strategy}"), "strategy": strategy, "path": path})
+        .map(|s| {
+            serde_json::json!({"table": format!("user_{}", s.name), "strategy": s.name, "path": s.seed_path})
         })
         .collect();
     serde_json::json!({ "base_url": base_url, "streams": streams }).to_string()
@@ -125,9 +115,9 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     println!("{}", second.summary());
 
     let mut n = 0;
-    for (strategy, _) in STRATEGIES {
-        let table = format!("user_{strategy}");
-        n = verify(&api, &options.warehouse, &table, *strategy == "step_size")?;
+    for strategy in STRATEGIES {
+        let table = format!("user_{}", strategy.name);
+        n = verify(&api, &options.warehouse, &table, !strategy.sees_updates)?;
     }
     println!(
         "\nthe warehouse matches the API: {n} rows in each of the {} tables, each at its latest \

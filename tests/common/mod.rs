@@ -60,15 +60,11 @@ impl World {
     /// A sample API with `records` records and one stream of `strategy` on
     /// its seed endpoint, with `extra` stream keys.
     pub fn strategy(strategy: &str, records: u32, extra: Value) -> World {
-        let path = match strategy {
-            "timestamp" | "replay" => "/incremental/timestamp",
-            "keyset" => "/pagination/keyset",
-            "offset" => "/pagination/offset",
-            "page_number" => "/pagination/page_number",
-            "next_page_url" => "/pagination/next_page_url",
-            "step_size" => "/incremental/step",
-            other => panic!("no endpoint for {other}"),
-        };
+        let path = incsync_guest::STRATEGIES
+            .iter()
+            .find(|s| s.name == strategy)
+            .unwrap_or_else(|| panic!("no strategy {strategy}"))
+            .seed_path;
         let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
         for (k, v) in extra.as_object().unwrap() {
             stream[k] = v.clone();

@@ -23,12 +23,12 @@
 //! pages deep in a tie group): a row skipped there is read by the next sync.
 
 use super::Page;
+use super::keyset::State;
+use crate::config::StreamConfig;
 use crate::cursor::{Cursor, TimestampFormat};
+use crate::error::PageError;
 use crate::rows::{RowKey, RowVersion, row_version};
 use std::collections::HashSet;
-
-/// The state key of the strategies built on this pager.
-pub(crate) const STATE_KEY: &str = "last_updated_at";
 
 /// Gives up when this many requests beyond what re-reading the anchor's rows
 /// takes pass without reaching further into the answer than before.
@@ -73,47 +73,77 @@ impl From<Taken> for super::Verdict {
     }
 }
 
-/// The query of a paged endpoint: `since`, the order, the page size and the
-/// position (an offset or a page number).
-pub(crate) fn paged_query(
-    config: &crate::config::PagedConfig,
-    cursor_field: &str,
-    since: String,
-    size: usize,
-    position: usize,
-) -> Vec<(String, String)> {
-    let mut p = vec![(config.since_param.clone(), since)];
-    p.extend(super::order_params(&config.order, cursor_field));
-    p.push((config.size_param.clone(), size.to_string()));
-    p.push((config.position_param.clone(), position.to_string()));
-    p
+/// How a positional endpoint is asked for a page: what `offset` and
+/// `page_number` settings both come down to.
+pub(crate) struct PagedQuery<'a> {
+    /// The cursor parameter.
+    pub since_param: &'a str,
+    /// The sort-field parameter (empty to omit).
+    pub order_by_param: &'a str,
+    /// The direction parameter (empty to omit).
+    pub order_type_param: &'a str,
+    /// The page-size parameter.
+    pub size_param: &'a str,
+    /// The position parameter (an offset or a page number).
+    pub position_param: &'a str,
+}
+
+impl PagedQuery<'_> {
+    /// The query of a paged endpoint: `since`, the order, the page size and
+    /// the position.
+    pub(crate) fn query(
+        &self,
+        cursor_field: &str,
+        since: String,
+        size: usize,
+        position: usize,
+    ) -> Vec<(String, String)> {
+        let mut p = vec![(self.since_param.to_owned(), since)];
+        p.extend(super::order_params(
+            self.order_by_param,
+            self.order_type_param,
+            cursor_field,
+        ));
+        p.push((self.size_param.to_owned(), size.to_string()));
+        p.push((self.position_param.to_owned(), position.to_string()));
+        p
+    }
 }
 
 /// Checks that the answer's echo of the position (if it has one) is the one
 /// asked for: an endpoint that ignores it would page the same rows forever.
-pub(crate) fn check_position(page: &Page<'_>, param: &str, asked: usize) -> Result<(), String> {
+pub(crate) fn check_position(page: &Page<'_>, param: &str, asked: usize) -> Result<(), PageError> {
     match page.body.get(param).and_then(serde_json::Value::as_u64) {
-        Some(got) if got as usize != asked => Err(format!(
-            "asked for `{param}` = {asked} but the answer says {got}"
-        )),
+        Some(got) if got as usize != asked => Err(PageError::WrongPosition {
+            param: param.to_owned(),
+            asked,
+            got,
+        }),
         _ => Ok(()),
     }
 }
 
 impl Anchored {
     /// The pager of an `offset` or `page_number` stream, resuming from its
-    /// saved `last_updated_at`.
+    /// saved `last_updated_at` (the same state as `keyset`'s).
     pub(crate) fn resume(
-        stream: &crate::config::StreamConfig,
-        config: &crate::config::PagedConfig,
-        saved: Option<&crate::state::StreamState>,
+        stream: &StreamConfig,
+        page_size: usize,
+        saved: Option<&State>,
     ) -> Result<Self, String> {
-        let start = super::start_cursor(saved, STATE_KEY, stream, config.start)?;
+        let start = State::resume(saved, stream)?;
         Ok(Anchored::new(
-            stream.timestamp_format.clone(),
-            config.page_size,
+            stream.filter_format.clone(),
+            page_size,
             start,
         ))
+    }
+
+    /// The state to save: the anchor, unless an unsorted page froze it.
+    pub(crate) fn state(&self) -> State {
+        State {
+            last_updated_at: self.saved_text(),
+        }
     }
 
     pub(crate) fn new(format: TimestampFormat, page_size: usize, start: Cursor) -> Self {
@@ -133,15 +163,11 @@ impl Anchored {
 
     /// Counts a request that got no further than the high-water mark; fails
     /// once more of them pass than re-reading the anchor's rows could need.
-    fn stall(&mut self) -> Result<(), String> {
+    fn stall(&mut self) -> Result<(), PageError> {
         self.stalled += 1;
         let allowance = self.high_water.1 / (self.page_size.max(2) - 1) + MAX_STALLED_REQUESTS;
         if self.stalled > allowance {
-            return Err(format!(
-                "{} requests in a row got no further into the answer; does the endpoint honour \
-                 the position and page-size parameters, and sort stably?",
-                self.stalled
-            ));
+            return Err(PageError::Stalled(self.stalled));
         }
         Ok(())
     }
@@ -181,7 +207,7 @@ impl Anchored {
         page_start: usize,
         requested: usize,
         complete: bool,
-    ) -> Result<Taken, String> {
+    ) -> Result<Taken, PageError> {
         let n = page.records.len();
         let mut deliver = vec![false; n];
         let want = self.window_start();

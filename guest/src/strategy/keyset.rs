@@ -10,15 +10,60 @@
 //! pages stay in order (see `MaxSeen`), and a token that comes back unchanged
 //! stops the sync instead of looping.
 
-use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, start_cursor, timestamp_state};
-use crate::config::{KeysetConfig, StreamConfig};
+use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, saved_cursor};
+use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
-use crate::state::StreamState;
+use crate::error::PageError;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
-const STATE_KEY: &str = "last_updated_at";
+/// The stream keys of a `keyset` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The first request's cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// The parameter that carries the scroll token. Default `scroll_param`.
+    pub scroll_param: String,
+    /// The answer's field that holds the next token (null at the end).
+    /// Default `scroll_param`.
+    pub scroll_field: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "updated_since".to_owned(),
+            scroll_param: "scroll_param".to_owned(),
+            scroll_field: "scroll_param".to_owned(),
+        }
+    }
+}
+
+/// What a stream that follows the server's own paging saves (`keyset`,
+/// `next_page_url`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The greatest cursor read while pages stayed in order, in the stream's
+    /// `timestamp_format`.
+    pub last_updated_at: String,
+}
+
+impl State {
+    /// The saved cursor, or the stream's start.
+    pub(crate) fn resume(
+        saved: Option<&State>,
+        stream: &StreamConfig,
+    ) -> Result<crate::cursor::Cursor, String> {
+        match saved {
+            Some(s) => saved_cursor(&s.last_updated_at, "last_updated_at", stream),
+            None => Ok(stream.start),
+        }
+    }
+}
 
 pub(crate) struct Keyset {
-    config: KeysetConfig,
+    config: Settings,
     format: TimestampFormat,
     cursor_field: String,
     since: String,
@@ -26,29 +71,33 @@ pub(crate) struct Keyset {
     /// `None` before the first request; then the token to send, if any.
     token: Option<Option<String>>,
     /// Every token handed out in this sync: one seen twice is a cycle.
-    seen_tokens: std::collections::HashSet<String>,
-}
-
-impl Keyset {
-    pub(crate) fn new(
-        stream: &StreamConfig,
-        config: &KeysetConfig,
-        saved: Option<&StreamState>,
-    ) -> Result<Self, String> {
-        let start = start_cursor(saved, STATE_KEY, stream, config.start)?;
-        Ok(Keyset {
-            since: stream.timestamp_format.format(start),
-            seen: MaxSeen::new(start),
-            format: stream.timestamp_format.clone(),
-            cursor_field: stream.cursor_field.clone(),
-            config: config.clone(),
-            token: None,
-            seen_tokens: std::collections::HashSet::new(),
-        })
-    }
+    seen_tokens: HashSet<String>,
 }
 
 impl Strategy for Keyset {
+    const NAME: &'static str = "keyset";
+    const SEED_PATH: &'static str = "/pagination/keyset";
+    const SIZE_KEY: Option<&'static str> = None;
+    type Settings = Settings;
+    type State = State;
+
+    fn start(
+        stream: &StreamConfig,
+        config: &Settings,
+        saved: Option<State>,
+    ) -> Result<Self, String> {
+        let start = State::resume(saved.as_ref(), stream)?;
+        Ok(Keyset {
+            since: stream.filter_format.format(start),
+            seen: MaxSeen::new(start),
+            format: stream.filter_format.clone(),
+            cursor_field: stream.cursor_field.clone(),
+            config: config.clone(),
+            token: None,
+            seen_tokens: HashSet::new(),
+        })
+    }
+
     fn next_request(&mut self) -> Option<Next> {
         match &self.token {
             None => Some(Next::Query(vec![(
@@ -63,22 +112,24 @@ impl Strategy for Keyset {
         }
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        let next = next_link(page, &self.config.scroll_field, "a token string")?;
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        let next = next_link(page, &self.config.scroll_field, "a token string or null")?;
         if let Some(token) = &next
             && !self.seen_tokens.insert(token.clone())
         {
-            return Err(format!(
-                "the answer hands back a `{}` it handed out before; following it would loop forever",
+            return Err(PageError::Loop(format!(
+                "the answer hands back a `{}` it handed out before",
                 self.config.scroll_field
-            ));
+            )));
         }
         self.token = Some(next);
         Ok(self.seen.verdict(page, &self.cursor_field))
     }
 
-    fn state(&self) -> StreamState {
-        timestamp_state(STATE_KEY, self.format.format(self.seen.saved()))
+    fn state(&self) -> State {
+        State {
+            last_updated_at: self.format.format(self.seen.saved()),
+        }
     }
 }
 

@@ -1,9 +1,14 @@
-//! The incremental strategies, one file each, behind one small trait.
+//! The incremental strategies, one file each, registered once below.
 //!
-//! A strategy decides the next request's query and, given a page, which of
-//! its records to deliver and whether the state may be checkpointed after
-//! them. Everything else (URLs, HTTP statuses, JSON, typed rows, saved state)
-//! is the machine's job, done the same way for every strategy.
+//! A strategy's file is its one home: its settings (the stream keys it adds,
+//! with their defaults and docs), their validation, its saved state's type,
+//! and the logic that decides the next request's query and, given a page,
+//! which of its records to deliver and whether the state may be checkpointed
+//! after them. Everything else (URLs, HTTP statuses, JSON, typed rows, saved
+//! state) is the machine's job, done the same way for every strategy.
+//!
+//! Adding a strategy is one new file implementing [`Strategy`] and one line
+//! in [`registry!`](registry).
 
 mod anchored;
 mod keyset;
@@ -14,10 +19,13 @@ mod replay;
 mod step_size;
 mod timestamp;
 
-use crate::config::{StrategyConfig, StreamConfig};
+use crate::config::{StreamConfig, from_value, keys_of, stream_keys};
 use crate::cursor::Cursor;
+use crate::error::{ConfigError, PageError, StateError};
 use crate::rows::RowKey;
 use crate::state::StreamState;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 /// The next request a strategy wants.
@@ -55,8 +63,38 @@ pub(crate) struct Verdict {
     pub warnings: Vec<String>,
 }
 
-/// An incremental strategy's side of a stream.
-pub(crate) trait Strategy {
+/// An incremental strategy: its settings, its state, and its side of a stream.
+pub(crate) trait Strategy: Sized + 'static {
+    /// The name used in the config (`"strategy"`) and in saved state.
+    const NAME: &'static str;
+    /// The seeds' endpoint this strategy was written for: the sample API
+    /// serves it, the demo and the tests sync it.
+    const SEED_PATH: &'static str;
+    /// The setting that sets how many records one request asks for, if the
+    /// client chooses that.
+    const SIZE_KEY: Option<&'static str>;
+    /// Whether a sync picks up updates to records an earlier sync wrote (all
+    /// but `step_size`, which sees new ids only).
+    const SEES_UPDATES: bool = true;
+    /// The stream keys this strategy adds, with their defaults.
+    type Settings: DeserializeOwned + std::fmt::Debug + Clone + PartialEq;
+    /// What a checkpoint saves for a stream of this strategy.
+    type State: Serialize + DeserializeOwned;
+
+    /// Checks settings against each other and the stream's other keys. The
+    /// error's key is relative to the stream.
+    fn validate(_settings: &Self::Settings, _stream: &StreamConfig) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
+    /// Starts a sync of `stream`, resuming from `saved` if there is one. The
+    /// error completes "the saved state of stream `x` …".
+    fn start(
+        stream: &StreamConfig,
+        settings: &Self::Settings,
+        saved: Option<Self::State>,
+    ) -> Result<Self, String>;
+
     /// The query parameters of the next request, or `None` once the stream is
     /// caught up.
     fn next_request(&mut self) -> Option<Next>;
@@ -66,46 +104,219 @@ pub(crate) trait Strategy {
         true
     }
 
-    /// Takes the answer to the last request. `Err` fails the stream with the
-    /// message (the machine adds the stream and the request).
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String>;
+    /// Takes the answer to the last request. `Err` fails the stream (the
+    /// machine adds the stream and the request).
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
 
-    /// The state to save, without the `strategy` key. It must be safe to
-    /// resume from at any time, provided the rows of every page handled so far
-    /// are written: it never moves past a record not yet delivered.
+    /// The state to save. It must be safe to resume from at any time,
+    /// provided the rows of every page handled so far are written: it never
+    /// moves past a record not yet delivered.
+    fn state(&self) -> Self::State;
+}
+
+/// A running strategy, whatever its type: what the machine drives.
+pub(crate) trait Running {
+    /// See [`Strategy::next_request`].
+    fn next_request(&mut self) -> Option<Next>;
+    /// See [`Strategy::needs_cursor`].
+    fn needs_cursor(&self) -> bool;
+    /// See [`Strategy::handle_page`].
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
+    /// The state to save, as a JSON object without the `strategy` key.
     fn state(&self) -> StreamState;
 }
 
-/// Builds the strategy of `stream`, resuming from `saved` if there is one.
-pub(crate) fn build(
-    stream: &StreamConfig,
-    saved: Option<&StreamState>,
-) -> Result<Box<dyn Strategy>, String> {
-    Ok(match &stream.strategy {
-        StrategyConfig::Timestamp(c) => Box::new(timestamp::Timestamp::new(stream, c, 0, saved)?),
-        StrategyConfig::Replay(c) => Box::new(replay::new(stream, c, saved)?),
-        StrategyConfig::Keyset(c) => Box::new(keyset::Keyset::new(stream, c, saved)?),
-        StrategyConfig::Offset(c) => Box::new(offset::Offset::new(stream, c, saved)?),
-        StrategyConfig::PageNumber(c) => Box::new(page_number::PageNumber::new(stream, c, saved)?),
-        StrategyConfig::NextPageUrl(c) => {
-            Box::new(next_page_url::NextPageUrl::new(stream, c, saved)?)
+impl<S: Strategy> Running for S {
+    fn next_request(&mut self) -> Option<Next> {
+        Strategy::next_request(self)
+    }
+
+    fn needs_cursor(&self) -> bool {
+        Strategy::needs_cursor(self)
+    }
+
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        Strategy::handle_page(self, page)
+    }
+
+    fn state(&self) -> StreamState {
+        match serde_json::to_value(Strategy::state(self)) {
+            Ok(Value::Object(map)) => map,
+            // A state type is a struct of plain fields: always an object.
+            _ => unreachable!("the state of `{}` is not a JSON object", S::NAME),
         }
-        StrategyConfig::StepSize(c) => Box::new(step_size::StepSize::new(stream, c, saved)?),
-    })
+    }
 }
 
-/// Where a sync of a cursor-based stream starts: the saved `field`, or the
-/// configured start.
-pub(crate) fn start_cursor(
+/// What the rest of the code may know of a strategy.
+#[derive(Debug, Clone, Copy)]
+pub struct StrategyInfo {
+    /// Its name.
+    pub name: &'static str,
+    /// The seeds' endpoint it was written for.
+    pub seed_path: &'static str,
+    /// The setting for records per request, if it has one.
+    pub size_key: Option<&'static str>,
+    /// Whether a sync picks up updates to records an earlier sync wrote.
+    pub sees_updates: bool,
+    /// The stream keys it adds.
+    pub keys: fn() -> &'static [&'static str],
+}
+
+/// Reads a strategy's settings from the stream keys that are not common to
+/// every stream; a key it does not take is an error naming it.
+fn parse_settings<S: Strategy>(
+    settings: Map<String, Value>,
+    at: &str,
+) -> Result<S::Settings, ConfigError> {
+    let own = keys_of::<S::Settings>();
+    if let Some(unknown) = settings.keys().find(|k| !own.contains(&k.as_str())) {
+        return Err(ConfigError::new(
+            at,
+            format!(
+                "unknown key `{unknown}`; a `{}` stream takes {}, and every stream takes {}",
+                S::NAME,
+                if own.is_empty() {
+                    "no keys of its own".to_owned()
+                } else {
+                    own.join(", ")
+                },
+                stream_keys().join(", ")
+            ),
+        ));
+    }
+    from_value(Value::Object(settings), at)
+}
+
+/// Resumes a strategy from a stream's saved state, typed.
+fn start<S: Strategy>(
+    stream: &StreamConfig,
+    settings: &S::Settings,
     saved: Option<&StreamState>,
+) -> Result<Box<dyn Running>, StateError> {
+    let problem = |problem: String| StateError::Stream {
+        stream: stream.name.clone(),
+        problem,
+    };
+    let saved = match saved {
+        None => None,
+        Some(map) => Some(
+            serde_json::from_value::<S::State>(Value::Object(map.clone()))
+                .map_err(|e| problem(format!("is not a `{}` state: {e}", S::NAME)))?,
+        ),
+    };
+    Ok(Box::new(
+        S::start(stream, settings, saved).map_err(problem)?,
+    ))
+}
+
+/// Registers every strategy, once: the config's `StrategyConfig` enum, the
+/// name lookup, and the dispatch to each strategy's settings, validation and
+/// start all come from this list.
+macro_rules! registry {
+    ($($variant:ident => $module:ident :: $ty:ident),* $(,)?) => {
+        /// The strategy of a stream, with its own settings.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum StrategyConfig {
+            $(
+                #[doc = concat!("`", stringify!($variant), "`: see its file in `strategy/`.")]
+                $variant($module::Settings),
+            )*
+        }
+
+        /// Every strategy, in the order the README lists them.
+        pub const STRATEGIES: &[StrategyInfo] = &[$(
+            StrategyInfo {
+                name: <$module::$ty as Strategy>::NAME,
+                seed_path: <$module::$ty as Strategy>::SEED_PATH,
+                size_key: <$module::$ty as Strategy>::SIZE_KEY,
+                sees_updates: <$module::$ty as Strategy>::SEES_UPDATES,
+                keys: keys_of::<$module::Settings>,
+            },
+        )*];
+
+        impl StrategyConfig {
+            /// The name used in the config and in saved state.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(StrategyConfig::$variant(_) => <$module::$ty as Strategy>::NAME,)*
+                }
+            }
+
+            /// Reads the settings of strategy `name` from the stream keys
+            /// that are not common to every stream.
+            pub(crate) fn parse(
+                name: &str,
+                settings: Map<String, Value>,
+                at: &str,
+            ) -> Result<Self, ConfigError> {
+                $(
+                    if name == <$module::$ty as Strategy>::NAME {
+                        return parse_settings::<$module::$ty>(settings, at).map(StrategyConfig::$variant);
+                    }
+                )*
+                let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name).collect();
+                Err(ConfigError::new(
+                    format!("{at}.strategy"),
+                    format!("unknown strategy `{name}`; expected one of {}", names.join(", ")),
+                ))
+            }
+
+            /// Checks the settings against the rest of `stream`.
+            pub(crate) fn validate(&self, stream: &StreamConfig) -> Result<(), ConfigError> {
+                match self {
+                    $(StrategyConfig::$variant(s) => <$module::$ty as Strategy>::validate(s, stream),)*
+                }
+            }
+
+            /// Starts `stream`'s strategy from its saved state, if any.
+            pub(crate) fn start(
+                &self,
+                stream: &StreamConfig,
+                saved: Option<&StreamState>,
+            ) -> Result<Box<dyn Running>, StateError> {
+                match self {
+                    $(StrategyConfig::$variant(s) => start::<$module::$ty>(stream, s, saved),)*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    Keyset => keyset::Keyset,
+    Offset => offset::Offset,
+    Timestamp => timestamp::Timestamp,
+    StepSize => step_size::StepSize,
+    Replay => replay::Replay,
+    PageNumber => page_number::PageNumber,
+    NextPageUrl => next_page_url::NextPageUrl,
+}
+
+/// Reads a saved timestamp of a stream.
+pub(crate) fn saved_cursor(
+    text: &str,
     field: &str,
     stream: &StreamConfig,
-    start: Cursor,
 ) -> Result<Cursor, String> {
-    match saved {
-        Some(s) => saved_cursor(s, field, stream),
-        None => Ok(start),
+    stream
+        .filter_format
+        .parse(text)
+        .ok_or_else(|| format!("has `{field}` = `{text}`, which is not a timestamp"))
+}
+
+/// A setting that must be at least 2: the paged strategies re-read one row
+/// per page to check that nothing shifted.
+pub(crate) fn at_least_two(key: &str, value: usize, strategy: &str) -> Result<(), ConfigError> {
+    if value < 2 {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "must be at least 2 for {strategy}: each page re-reads one row to check that nothing shifted"
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// The index of the first record whose cursor is below the one before it.
@@ -113,46 +324,22 @@ pub(crate) fn first_unsorted(cursors: &[Cursor]) -> Option<usize> {
     cursors.windows(2).position(|w| w[0] > w[1]).map(|i| i + 1)
 }
 
-/// A state object with one timestamp field.
-pub(crate) fn timestamp_state(field: &str, text: String) -> StreamState {
-    let mut s = StreamState::new();
-    s.insert(field.to_owned(), Value::String(text));
-    s
-}
-
-/// The query parameters that ask an ordered endpoint for oldest-first.
+/// The query parameters that ask an ordered endpoint for oldest-first:
+/// `order_by=<cursor field>` and `order_type=asc`, each left out if its
+/// parameter name is empty.
 pub(crate) fn order_params(
-    order: &crate::config::OrderParams,
+    order_by_param: &str,
+    order_type_param: &str,
     cursor_field: &str,
 ) -> Vec<(String, String)> {
     let mut p = Vec::new();
-    if !order.order_by_param.is_empty() {
-        p.push((order.order_by_param.clone(), cursor_field.to_owned()));
+    if !order_by_param.is_empty() {
+        p.push((order_by_param.to_owned(), cursor_field.to_owned()));
     }
-    if !order.order_type_param.is_empty() {
-        p.push((order.order_type_param.clone(), "asc".to_owned()));
+    if !order_type_param.is_empty() {
+        p.push((order_type_param.to_owned(), "asc".to_owned()));
     }
     p
-}
-
-/// Reads a saved timestamp field of a stream's state.
-pub(crate) fn saved_cursor(
-    saved: &StreamState,
-    field: &str,
-    stream: &StreamConfig,
-) -> Result<Cursor, String> {
-    let text = saved.get(field).and_then(Value::as_str).ok_or_else(|| {
-        format!(
-            "the saved state of stream `{}` has no timestamp `{field}`",
-            stream.name
-        )
-    })?;
-    stream.timestamp_format.parse(text).ok_or_else(|| {
-        format!(
-            "the saved state of stream `{}` has `{field}` = `{text}`, which is not a timestamp",
-            stream.name
-        )
-    })
 }
 
 /// The maximum cursor seen by a strategy that follows the server's own paging
@@ -216,16 +403,22 @@ impl MaxSeen {
 pub(crate) fn next_link(
     page: &Page<'_>,
     field: &str,
-    what: &str,
-) -> Result<Option<String>, String> {
+    what: &'static str,
+) -> Result<Option<String>, PageError> {
     let next = match page.body.get(field) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),
-        Some(other) => return Err(format!("`{field}` is {other}, not {what} or null")),
+        Some(other) => {
+            return Err(PageError::WrongType {
+                field: field.to_owned(),
+                found: crate::http::snippet(other.to_string().as_bytes()),
+                expected: what,
+            });
+        }
     };
     if next.is_some() && page.records.is_empty() {
-        return Err(format!("an empty page with a `{field}` to follow"));
+        return Err(PageError::EmptyPageLinksOn(field.to_owned()));
     }
     Ok(next)
 }
@@ -276,7 +469,9 @@ mod tests {
         let cfg = config(strategy, page, extra);
         match sync_once(&cfg, &mut api, &mut wh, bound) {
             Ok(()) => {}
-            Err(SyncError::BadResponse(m)) if m.contains("share one timestamp") => {
+            Err(SyncError::BadResponse(m))
+                if matches!(m.problem, crate::PageError::TieGroupTooLarge { .. }) =>
+            {
                 // Only the capped strategies, and only with a tie group of a page.
                 prop_assert!(strategy == "timestamp" || strategy == "replay", "{}", m);
                 return Ok(());

@@ -9,18 +9,50 @@
 //! server that pages its URLs by position can still skip a row moved by a
 //! concurrent update; prefer `offset` or `keyset` for such an API.
 
-use super::{
-    MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params, start_cursor, timestamp_state,
-};
-use crate::config::{NextPageUrlConfig, StreamConfig};
+use super::keyset::State;
+use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params};
+use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
-use crate::state::StreamState;
+use crate::error::PageError;
+use serde::Deserialize;
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
 
-const STATE_KEY: &str = "last_updated_at";
+/// The stream keys of a `next_page_url` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The first request's cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// The first request's sort-field parameter (sent with the cursor
+    /// field); empty to omit. Default `order_by`.
+    pub order_by_param: String,
+    /// The first request's direction parameter (sent as `asc`); empty to
+    /// omit. Default `order_type`.
+    pub order_type_param: String,
+    /// The first request's page-size parameter. Default `per_page`.
+    pub per_page_param: String,
+    /// Records per page. Default 50.
+    pub page_size: NonZeroUsize,
+    /// The answer's field with the next page's URL. Default `next_page_url`.
+    pub next_url_field: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "updated_since".to_owned(),
+            order_by_param: "order_by".to_owned(),
+            order_type_param: "order_type".to_owned(),
+            per_page_param: "per_page".to_owned(),
+            page_size: NonZeroUsize::new(50).expect("non-zero"),
+            next_url_field: "next_page_url".to_owned(),
+        }
+    }
+}
 
 pub(crate) struct NextPageUrl {
-    config: NextPageUrlConfig,
+    config: Settings,
     format: TimestampFormat,
     cursor_field: String,
     since: String,
@@ -33,17 +65,23 @@ pub(crate) struct NextPageUrl {
     last_keys: Vec<crate::rows::RowKey>,
 }
 
-impl NextPageUrl {
-    pub(crate) fn new(
+impl Strategy for NextPageUrl {
+    const NAME: &'static str = "next_page_url";
+    const SEED_PATH: &'static str = "/pagination/next_page_url";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = State;
+
+    fn start(
         stream: &StreamConfig,
-        config: &NextPageUrlConfig,
-        saved: Option<&StreamState>,
+        config: &Settings,
+        saved: Option<State>,
     ) -> Result<Self, String> {
-        let start = start_cursor(saved, STATE_KEY, stream, config.start)?;
+        let start = State::resume(saved.as_ref(), stream)?;
         Ok(NextPageUrl {
-            since: stream.timestamp_format.format(start),
+            since: stream.filter_format.format(start),
             seen: MaxSeen::new(start),
-            format: stream.timestamp_format.clone(),
+            format: stream.filter_format.clone(),
             cursor_field: stream.cursor_field.clone(),
             config: config.clone(),
             next: None,
@@ -51,18 +89,18 @@ impl NextPageUrl {
             last_keys: Vec::new(),
         })
     }
-}
 
-impl Strategy for NextPageUrl {
     fn next_request(&mut self) -> Option<Next> {
         match &self.next {
             None => {
-                let mut p = vec![(self.config.since_param.clone(), self.since.clone())];
-                p.extend(order_params(&self.config.order, &self.cursor_field));
-                p.push((
-                    self.config.size_param.clone(),
-                    self.config.page_size.to_string(),
+                let c = &self.config;
+                let mut p = vec![(c.since_param.clone(), self.since.clone())];
+                p.extend(order_params(
+                    &c.order_by_param,
+                    &c.order_type_param,
+                    &self.cursor_field,
                 ));
+                p.push((c.per_page_param.clone(), c.page_size.to_string()));
                 Some(Next::Query(p))
             }
             Some(Some(url)) => Some(Next::Url(url.clone())),
@@ -70,29 +108,30 @@ impl Strategy for NextPageUrl {
         }
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        let next = next_link(page, &self.config.next_url_field, "a URL")?;
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        let field = &self.config.next_url_field;
+        let next = next_link(page, field, "a URL or null")?;
         if let Some(url) = &next
             && !self.followed.insert(url.clone())
         {
-            return Err(format!(
-                "`{}` points back to {url}, already followed; following it would loop forever",
-                self.config.next_url_field
-            ));
+            return Err(PageError::Loop(format!(
+                "`{field}` points back to {url}, already followed"
+            )));
         }
         if next.is_some() && !page.keys.is_empty() && page.keys == self.last_keys {
-            return Err(format!(
-                "`{}` leads to the same records as the page before; following it would loop forever",
-                self.config.next_url_field
-            ));
+            return Err(PageError::Loop(format!(
+                "`{field}` leads to the same records as the page before"
+            )));
         }
         self.last_keys = page.keys.clone();
         self.next = Some(next);
         Ok(self.seen.verdict(page, &self.cursor_field))
     }
 
-    fn state(&self) -> StreamState {
-        timestamp_state(STATE_KEY, self.format.format(self.seen.saved()))
+    fn state(&self) -> State {
+        State {
+            last_updated_at: self.format.format(self.seen.saved()),
+        }
     }
 }
 

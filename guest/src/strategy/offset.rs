@@ -6,69 +6,125 @@
 //! that share it, checking one row of overlap, so that rows moved by
 //! concurrent updates are never skipped (see `anchored`).
 
-use super::anchored::{self, Anchored, check_position, paged_query};
-use super::{Next, Page, Strategy, Verdict, timestamp_state};
-use crate::config::{PagedConfig, StreamConfig};
-use crate::state::StreamState;
+use super::anchored::{Anchored, PagedQuery, check_position};
+use super::keyset::State;
+use super::{Next, Page, Strategy, Verdict, at_least_two};
+use crate::config::StreamConfig;
+use crate::error::{ConfigError, PageError};
+use serde::Deserialize;
 use serde_json::Value;
 
+/// The stream keys of an `offset` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// The sort-field parameter (sent with the cursor field); empty to omit.
+    /// Default `order_by`.
+    pub order_by_param: String,
+    /// The direction parameter (sent as `asc`); empty to omit. Default
+    /// `order_type`.
+    pub order_type_param: String,
+    /// The page-size parameter. Default `limit`.
+    pub limit_param: String,
+    /// The position parameter. Default `offset`.
+    pub offset_param: String,
+    /// The answer's total number of records, used to stop without an extra
+    /// request; optional in the answer. Default `total`.
+    pub total_field: String,
+    /// Records per page, at least 2. Default 50.
+    pub page_size: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "updated_since".to_owned(),
+            order_by_param: "order_by".to_owned(),
+            order_type_param: "order_type".to_owned(),
+            limit_param: "limit".to_owned(),
+            offset_param: "offset".to_owned(),
+            total_field: "total".to_owned(),
+            page_size: 50,
+        }
+    }
+}
+
+impl Settings {
+    fn paged_query(&self) -> PagedQuery<'_> {
+        PagedQuery {
+            since_param: &self.since_param,
+            order_by_param: &self.order_by_param,
+            order_type_param: &self.order_type_param,
+            size_param: &self.limit_param,
+            position_param: &self.offset_param,
+        }
+    }
+}
+
 pub(crate) struct Offset {
-    config: PagedConfig,
+    config: Settings,
     cursor_field: String,
     pager: Anchored,
     /// The position the last request asked for.
     asked: usize,
 }
 
-impl Offset {
-    pub(crate) fn new(
+impl Strategy for Offset {
+    const NAME: &'static str = "offset";
+    const SEED_PATH: &'static str = "/pagination/offset";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(settings: &Settings, _: &StreamConfig) -> Result<(), ConfigError> {
+        at_least_two("page_size", settings.page_size, Self::NAME)
+    }
+
+    fn start(
         stream: &StreamConfig,
-        config: &PagedConfig,
-        saved: Option<&StreamState>,
+        config: &Settings,
+        saved: Option<State>,
     ) -> Result<Self, String> {
         Ok(Offset {
-            pager: Anchored::resume(stream, config, saved)?,
+            pager: Anchored::resume(stream, config.page_size, saved.as_ref())?,
             config: config.clone(),
             cursor_field: stream.cursor_field.clone(),
             asked: 0,
         })
     }
-}
 
-impl Strategy for Offset {
     fn next_request(&mut self) -> Option<Next> {
         if self.pager.done {
             return None;
         }
         self.asked = self.pager.window_start();
-        let size = self.config.page_size;
-        let since = self.pager.since();
-        Some(Next::Query(paged_query(
-            &self.config,
+        Some(Next::Query(self.config.paged_query().query(
             &self.cursor_field,
-            since,
-            size,
+            self.pager.since(),
+            self.config.page_size,
             self.asked,
         )))
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
         // An endpoint may cap `limit` below what was asked; it says so.
         let limit = match page
             .body
-            .get(&self.config.size_param)
+            .get(&self.config.limit_param)
             .and_then(Value::as_u64)
         {
             Some(l) if l < 2 => {
-                return Err(format!(
-                    "the answer's `{}` is {l}: pages of at least 2 are needed to check that nothing shifted",
-                    self.config.size_param
-                ));
+                return Err(PageError::PageTooSmall {
+                    param: self.config.limit_param.clone(),
+                    got: l,
+                });
             }
             Some(l) if (l as usize) < self.config.page_size => l as usize,
             _ => self.config.page_size,
         };
-        check_position(page, &self.config.position_param, self.asked)?;
+        check_position(page, &self.config.offset_param, self.asked)?;
         let complete = page
             .body
             .get(&self.config.total_field)
@@ -77,8 +133,8 @@ impl Strategy for Offset {
         Ok(self.pager.take(page, self.asked, limit, complete)?.into())
     }
 
-    fn state(&self) -> StreamState {
-        timestamp_state(anchored::STATE_KEY, self.pager.saved_text())
+    fn state(&self) -> State {
+        self.pager.state()
     }
 }
 

@@ -6,14 +6,65 @@
 //! pager: each request asks for the page that holds the row before the
 //! position, skips the rows before it, and checks that row (see `anchored`).
 
-use super::anchored::{self, Anchored, check_position, paged_query};
-use super::{Next, Page, Strategy, Verdict, timestamp_state};
-use crate::config::{PagedConfig, StreamConfig};
-use crate::state::StreamState;
+use super::anchored::{Anchored, PagedQuery, check_position};
+use super::keyset::State;
+use super::{Next, Page, Strategy, Verdict, at_least_two};
+use crate::config::StreamConfig;
+use crate::error::{ConfigError, PageError};
+use serde::Deserialize;
 use serde_json::Value;
 
+/// The stream keys of a `page_number` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The cursor parameter. Default `updated_since`.
+    pub since_param: String,
+    /// The sort-field parameter (sent with the cursor field); empty to omit.
+    /// Default `order_by`.
+    pub order_by_param: String,
+    /// The direction parameter (sent as `asc`); empty to omit. Default
+    /// `order_type`.
+    pub order_type_param: String,
+    /// The page-size parameter. Default `per_page`.
+    pub per_page_param: String,
+    /// The page-number parameter (pages count from 1). Default `page`.
+    pub page_param: String,
+    /// The answer's number of pages, used to stop without an extra request;
+    /// optional in the answer. Default `total_pages`.
+    pub total_pages_field: String,
+    /// Records per page, at least 2. Default 50.
+    pub page_size: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "updated_since".to_owned(),
+            order_by_param: "order_by".to_owned(),
+            order_type_param: "order_type".to_owned(),
+            per_page_param: "per_page".to_owned(),
+            page_param: "page".to_owned(),
+            total_pages_field: "total_pages".to_owned(),
+            page_size: 50,
+        }
+    }
+}
+
+impl Settings {
+    fn paged_query(&self) -> PagedQuery<'_> {
+        PagedQuery {
+            since_param: &self.since_param,
+            order_by_param: &self.order_by_param,
+            order_type_param: &self.order_type_param,
+            size_param: &self.per_page_param,
+            position_param: &self.page_param,
+        }
+    }
+}
+
 pub(crate) struct PageNumber {
-    config: PagedConfig,
+    config: Settings,
     cursor_field: String,
     pager: Anchored,
     /// The page the last request asked for (from 1).
@@ -22,23 +73,31 @@ pub(crate) struct PageNumber {
     per_page: usize,
 }
 
-impl PageNumber {
-    pub(crate) fn new(
+impl Strategy for PageNumber {
+    const NAME: &'static str = "page_number";
+    const SEED_PATH: &'static str = "/pagination/page_number";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(settings: &Settings, _: &StreamConfig) -> Result<(), ConfigError> {
+        at_least_two("page_size", settings.page_size, Self::NAME)
+    }
+
+    fn start(
         stream: &StreamConfig,
-        config: &PagedConfig,
-        saved: Option<&StreamState>,
+        config: &Settings,
+        saved: Option<State>,
     ) -> Result<Self, String> {
         Ok(PageNumber {
-            pager: Anchored::resume(stream, config, saved)?,
+            pager: Anchored::resume(stream, config.page_size, saved.as_ref())?,
             config: config.clone(),
             cursor_field: stream.cursor_field.clone(),
             asked: 1,
             per_page: config.page_size,
         })
     }
-}
 
-impl Strategy for PageNumber {
     fn next_request(&mut self) -> Option<Next> {
         if self.pager.done {
             return None;
@@ -63,21 +122,18 @@ impl Strategy for PageNumber {
         };
         self.asked = first_wanted / self.per_page + 1;
         let since = self.pager.since();
-        let query = paged_query(
-            &self.config,
-            &self.cursor_field,
-            since,
-            self.per_page,
-            self.asked,
-        );
+        let query =
+            self.config
+                .paged_query()
+                .query(&self.cursor_field, since, self.per_page, self.asked);
         Some(Next::Query(query))
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
-        check_position(page, &self.config.position_param, self.asked)?;
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        check_position(page, &self.config.page_param, self.asked)?;
         let complete = page
             .body
-            .get(&self.config.total_field)
+            .get(&self.config.total_pages_field)
             .and_then(Value::as_u64)
             .is_some_and(|pages| self.asked >= pages as usize);
         let page_start = (self.asked - 1) * self.per_page;
@@ -87,8 +143,8 @@ impl Strategy for PageNumber {
             .into())
     }
 
-    fn state(&self) -> StreamState {
-        timestamp_state(anchored::STATE_KEY, self.pager.saved_text())
+    fn state(&self) -> State {
+        self.pager.state()
     }
 }
 

@@ -6,16 +6,84 @@
 //! Every sync re-delivers the rows inside the buffer (idempotently); a row
 //! that shows up later than the buffer is not caught.
 
-use super::timestamp::Timestamp;
-use crate::config::{ReplayConfig, StreamConfig};
-use crate::state::StreamState;
+use super::timestamp::{self, Timestamp};
+use super::{Next, Page, Strategy, Verdict};
+use crate::config::StreamConfig;
+use crate::error::PageError;
+use serde::Deserialize;
+use std::num::NonZeroUsize;
 
-pub(crate) fn new(
-    stream: &StreamConfig,
-    config: &ReplayConfig,
-    saved: Option<&StreamState>,
-) -> Result<Timestamp, String> {
-    Timestamp::new(stream, &config.timestamp, config.buffer_hours, saved)
+/// The stream keys of a `replay` stream: those of `timestamp`, and the buffer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// As for `timestamp`. Default `since`.
+    pub since_param: String,
+    /// As for `timestamp`. Default 50.
+    pub page_size: NonZeroUsize,
+    /// How far before the saved cursor each sync starts. Default 2.
+    pub buffer_hours: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let paging = timestamp::Settings::default();
+        Settings {
+            since_param: paging.since_param,
+            page_size: paging.page_size,
+            buffer_hours: 2,
+        }
+    }
+}
+
+impl Settings {
+    fn paging(&self) -> timestamp::Settings {
+        timestamp::Settings {
+            since_param: self.since_param.clone(),
+            page_size: self.page_size,
+        }
+    }
+}
+
+pub(crate) struct Replay(Timestamp);
+
+impl Strategy for Replay {
+    const NAME: &'static str = "replay";
+    const SEED_PATH: &'static str = "/incremental/timestamp";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = timestamp::State;
+
+    fn start(
+        stream: &StreamConfig,
+        settings: &Settings,
+        saved: Option<timestamp::State>,
+    ) -> Result<Self, String> {
+        let floor = Timestamp::saved_or_start(stream, saved.as_ref())?;
+        let since = if saved.is_some() {
+            floor.minus_hours(settings.buffer_hours)
+        } else {
+            floor
+        };
+        Ok(Replay(Timestamp::paging(
+            stream,
+            &settings.paging(),
+            since,
+            floor,
+        )))
+    }
+
+    fn next_request(&mut self) -> Option<Next> {
+        self.0.next_request()
+    }
+
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        self.0.handle_page(page)
+    }
+
+    fn state(&self) -> timestamp::State {
+        self.0.state()
+    }
 }
 
 #[cfg(test)]

@@ -17,14 +17,58 @@
 //! `incsync reset` for a full re-sync). Records need no cursor field.
 
 use super::{Next, Page, Strategy, Verdict};
-use crate::config::{StepSizeConfig, StreamConfig};
-use crate::state::StreamState;
+use crate::config::StreamConfig;
+use crate::error::{ConfigError, PageError};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::num::NonZeroU64;
 
-const STATE_KEY: &str = "current_id";
+/// The stream keys of a `step_size` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The range's first-id parameter. Default `start_id`.
+    pub start_param: String,
+    /// The range's last-id parameter (inclusive). Default `end_id`.
+    pub end_param: String,
+    /// Ids per request. Default 1000.
+    pub step_size: NonZeroU64,
+    /// Where a first sync starts. Default 1.
+    pub initial_id: NonZeroU64,
+    /// The last id ever scanned. Default 100000.
+    pub max_id: NonZeroU64,
+    /// Stop after this many empty ranges in a row past the highest id seen;
+    /// unset (the default) scans on to `max_id`.
+    pub max_empty_ranges: Option<NonZeroU64>,
+    /// Each sync starts this many ids below the saved `current_id`, to catch
+    /// ids committed late just behind the frontier. Default: `step_size`.
+    pub rescan_ids: Option<u64>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let n = |v| NonZeroU64::new(v).expect("non-zero");
+        Settings {
+            start_param: "start_id".to_owned(),
+            end_param: "end_id".to_owned(),
+            step_size: n(1000),
+            initial_id: n(1),
+            max_id: n(100_000),
+            max_empty_ranges: None,
+            rescan_ids: None,
+        }
+    }
+}
+
+/// What a `step_size` stream saves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The highest id seen + 1 (or where the scan started).
+    pub current_id: u64,
+}
 
 pub(crate) struct StepSize {
-    config: StepSizeConfig,
+    config: Settings,
     id_field: String,
     /// The first id of the next range.
     next_start: u64,
@@ -35,51 +79,61 @@ pub(crate) struct StepSize {
     done: bool,
 }
 
-impl StepSize {
-    pub(crate) fn new(
-        stream: &StreamConfig,
-        config: &StepSizeConfig,
-        saved: Option<&StreamState>,
-    ) -> Result<Self, String> {
-        let current_id = match saved {
-            None => config.initial_id,
-            Some(s) => s.get(STATE_KEY).and_then(Value::as_u64).ok_or_else(|| {
-                format!(
-                    "the saved state of stream `{}` has no whole number `{STATE_KEY}`",
-                    stream.name
-                )
-            })?,
-        };
-        let [id_field] = stream.primary_key.as_slice() else {
-            return Err(format!(
-                "stream `{}`: step_size needs a single-field primary key (the id), not {:?}",
-                stream.name, stream.primary_key
+impl Strategy for StepSize {
+    const NAME: &'static str = "step_size";
+    const SEED_PATH: &'static str = "/incremental/step";
+    const SIZE_KEY: Option<&'static str> = Some("step_size");
+    const SEES_UPDATES: bool = false;
+    type Settings = Settings;
+    type State = State;
+
+    fn validate(c: &Settings, stream: &StreamConfig) -> Result<(), ConfigError> {
+        if c.max_id < c.initial_id {
+            return Err(ConfigError::new(
+                "max_id",
+                format!("{} is below initial_id ({})", c.max_id, c.initial_id),
             ));
-        };
-        let first = current_id
-            .saturating_sub(config.rescan_ids)
-            .max(config.initial_id);
+        }
+        if stream.primary_key.len() != 1 {
+            return Err(ConfigError::new(
+                "primary_key",
+                format!(
+                    "step_size needs a single-field primary key (the id), not {:?}",
+                    stream.primary_key
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn start(
+        stream: &StreamConfig,
+        config: &Settings,
+        saved: Option<State>,
+    ) -> Result<Self, String> {
+        let initial = config.initial_id.get();
+        let current_id = saved.map_or(initial, |s| s.current_id);
+        let rescan = config.rescan_ids.unwrap_or(config.step_size.get());
+        let first = current_id.saturating_sub(rescan).max(initial);
         Ok(StepSize {
             config: config.clone(),
-            id_field: id_field.clone(),
+            id_field: stream.primary_key[0].clone(),
             next_start: first,
             current_id,
             empty_in_a_row: 0,
             asked: (0, 0),
-            done: first > config.max_id,
+            done: first > config.max_id.get(),
         })
     }
-}
 
-impl Strategy for StepSize {
     fn next_request(&mut self) -> Option<Next> {
         if self.done {
             return None;
         }
         let start = self.next_start;
         let end = start
-            .saturating_add(self.config.step_size - 1)
-            .min(self.config.max_id);
+            .saturating_add(self.config.step_size.get() - 1)
+            .min(self.config.max_id.get());
         self.asked = (start, end);
         Some(Next::Query(vec![
             (self.config.start_param.clone(), start.to_string()),
@@ -91,7 +145,7 @@ impl Strategy for StepSize {
         false
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
         let (start, end) = self.asked;
         let mut deliver = Vec::with_capacity(page.records.len());
         let mut warnings = Vec::new();
@@ -103,9 +157,9 @@ impl Strategy for StepSize {
                 _ => None,
             }
             .ok_or_else(|| {
-                format!(
-                    "record {i} has an `{}` that is not a whole number",
-                    self.id_field
+                PageError::record(
+                    i,
+                    format!("has an `{}` that is not a whole number", self.id_field),
                 )
             })?;
             let inside = (start..=end).contains(&id);
@@ -135,11 +189,11 @@ impl Strategy for StepSize {
             Some(h) if h < end => h + 1,
             _ => end.saturating_add(1),
         };
-        let out_of_ids = self.next_start > self.config.max_id;
+        let out_of_ids = self.next_start > self.config.max_id.get();
         let gave_up = self
             .config
             .max_empty_ranges
-            .is_some_and(|m| self.empty_in_a_row >= m);
+            .is_some_and(|m| self.empty_in_a_row >= m.get());
         self.done = out_of_ids || gave_up;
         Ok(Verdict {
             deliver,
@@ -148,10 +202,10 @@ impl Strategy for StepSize {
         })
     }
 
-    fn state(&self) -> StreamState {
-        let mut s = StreamState::new();
-        s.insert(STATE_KEY.to_owned(), Value::from(self.current_id));
-        s
+    fn state(&self) -> State {
+        State {
+            current_id: self.current_id,
+        }
     }
 }
 

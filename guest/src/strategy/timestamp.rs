@@ -1,5 +1,4 @@
-//! Timestamp sync (seed 000): `since=<cursor>`, saving `last_timestamp`; and
-//! replay sync, the same with `since` moved back by a buffer.
+//! Timestamp sync (seed 000): `since=<cursor>`, saving `last_timestamp`.
 //!
 //! The endpoint answers the records whose cursor is at or after `since`
 //! (inclusive, as real APIs filter), oldest first, at most `page_size` at a
@@ -23,18 +22,48 @@
 //! - Rows at the boundary already delivered in this sync are not upserted
 //!   again; across syncs the boundary rows are re-delivered (idempotently).
 //!
-//! Replay (for read replicas that make rows visible late): each sync starts at
-//! `since = saved − buffer_hours`, so a row that appears late with a cursor
-//! inside the buffer is picked up by the next sync. The saved state is always
-//! the true maximum seen, never the buffered value.
+//! `replay` (`replay.rs`) is this paging with `since` starting before the
+//! saved cursor.
 
-use super::{Next, Page, Strategy, Verdict, first_unsorted, start_cursor, timestamp_state};
-use crate::config::{StreamConfig, TimestampConfig};
+use super::{Next, Page, Strategy, Verdict, first_unsorted, saved_cursor};
+use crate::config::StreamConfig;
 use crate::cursor::{Cursor, TimestampFormat};
+use crate::error::PageError;
 use crate::rows::{RowVersion, row_version};
-use crate::state::StreamState;
+use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
+use std::num::NonZeroUsize;
 
+/// The stream keys of a `timestamp` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The query parameter that carries the cursor. Default `since`.
+    pub since_param: String,
+    /// The most records the endpoint answers per request, used to tell a
+    /// complete answer from a capped one. Default 50. Set above the real cap,
+    /// a tie group that fills a capped page looks like the end of the answer.
+    pub page_size: NonZeroUsize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "since".to_owned(),
+            page_size: NonZeroUsize::new(50).expect("non-zero"),
+        }
+    }
+}
+
+/// What a `timestamp` (or `replay`) stream saves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// The greatest cursor whose earlier rows are all written, in the
+    /// stream's `filter_format`.
+    pub last_timestamp: String,
+}
+
+/// The field of [`State`], for messages.
 const STATE_KEY: &str = "last_timestamp";
 
 pub(crate) struct Timestamp {
@@ -52,48 +81,67 @@ pub(crate) struct Timestamp {
 }
 
 impl Timestamp {
-    pub(crate) fn new(
+    /// Pages from `since`, never saving a cursor below `floor`.
+    pub(crate) fn paging(
         stream: &StreamConfig,
-        config: &TimestampConfig,
-        buffer_hours: u32,
-        saved: Option<&StreamState>,
-    ) -> Result<Self, String> {
-        let floor = start_cursor(saved, STATE_KEY, stream, config.start)?;
-        let since = if saved.is_some() {
-            floor.minus_hours(buffer_hours)
-        } else {
-            floor
-        };
-        Ok(Timestamp {
-            param: config.since_param.clone(),
-            page_size: config.page_size,
-            format: stream.timestamp_format.clone(),
+        settings: &Settings,
+        since: Cursor,
+        floor: Cursor,
+    ) -> Self {
+        Timestamp {
+            param: settings.since_param.clone(),
+            page_size: settings.page_size.get(),
+            format: stream.filter_format.clone(),
             cursor_field: stream.cursor_field.clone(),
             since,
             floor,
             delivered_at_since: HashSet::new(),
             caught_up: false,
-        })
+        }
+    }
+
+    /// The cursor saved in `saved`, or the stream's start.
+    pub(crate) fn saved_or_start(
+        stream: &StreamConfig,
+        saved: Option<&State>,
+    ) -> Result<Cursor, String> {
+        match saved {
+            Some(s) => saved_cursor(&s.last_timestamp, STATE_KEY, stream),
+            None => Ok(stream.start),
+        }
     }
 }
 
 impl Strategy for Timestamp {
+    const NAME: &'static str = "timestamp";
+    const SEED_PATH: &'static str = "/incremental/timestamp";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = State;
+
+    fn start(
+        stream: &StreamConfig,
+        settings: &Settings,
+        saved: Option<State>,
+    ) -> Result<Self, String> {
+        let from = Self::saved_or_start(stream, saved.as_ref())?;
+        Ok(Self::paging(stream, settings, from, from))
+    }
+
     fn next_request(&mut self) -> Option<Next> {
         (!self.caught_up)
             .then(|| Next::Query(vec![(self.param.clone(), self.format.format(self.since))]))
     }
 
-    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, String> {
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
         let mut verdict = Verdict::default();
         if let Some(i) = first_unsorted(&page.cursors) {
-            return Err(format!(
-                "records are not sorted by `{}`: record {i} ({}) comes after record {} ({}); \
-                 a timestamp endpoint must answer oldest first",
-                self.cursor_field,
-                page.cursors[i],
-                i - 1,
-                page.cursors[i - 1],
-            ));
+            return Err(PageError::Unsorted {
+                field: self.cursor_field.clone(),
+                index: i,
+                cursor: page.cursors[i].to_string(),
+                previous: page.cursors[i - 1].to_string(),
+            });
         }
         let Some(&max) = page.cursors.last() else {
             self.caught_up = true;
@@ -113,16 +161,13 @@ impl Strategy for Timestamp {
                 .collect();
             verdict.checkpoint = true;
         } else if page.records.len() >= self.page_size {
-            return Err(format!(
-                "the endpoint answered a full page of {} records that all have `{}` at or before {}, \
-                 so no `{}` can page past them (page_size = {} or more records share one timestamp); \
-                 raise page_size if the endpoint allows more, or use a strategy that pages within a timestamp",
-                page.records.len(),
-                self.cursor_field,
-                self.format.format(self.since),
-                self.param,
-                self.page_size,
-            ));
+            return Err(PageError::TieGroupTooLarge {
+                records: page.records.len(),
+                field: self.cursor_field.clone(),
+                since: self.format.format(self.since),
+                param: self.param.clone(),
+                page_size: self.page_size,
+            });
         } else {
             let since = self.since;
             self.delivered_at_since.extend(
@@ -135,15 +180,17 @@ impl Strategy for Timestamp {
         Ok(verdict)
     }
 
-    fn state(&self) -> StreamState {
-        timestamp_state(STATE_KEY, self.format.format(self.since.max(self.floor)))
+    fn state(&self) -> State {
+        State {
+            last_timestamp: self.format.format(self.since.max(self.floor)),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::SyncError;
     use crate::sim::{Fault, SimApi, SimWarehouse, sync_once, timestamp_config, ts};
+    use crate::{PageError, SyncError};
     use proptest::prelude::*;
 
     fn first_sync(updated: &[i64], cap: usize) -> (SimApi, SimWarehouse) {
@@ -216,9 +263,14 @@ mod tests {
         let mut api = SimApi::new(&[10, 20, 20, 20, 20, 30], 3);
         let mut wh = SimWarehouse::default();
         let err = sync_once(&timestamp_config(3), &mut api, &mut wh, 100).unwrap_err();
-        let SyncError::BadResponse(msg) = err else {
+        let SyncError::BadResponse(e) = &err else {
             panic!("{err:?}")
         };
+        assert!(
+            matches!(e.problem, PageError::TieGroupTooLarge { .. }),
+            "{err}"
+        );
+        let msg = err.to_string();
         assert!(
             msg.contains("stream `user`") && msg.contains("since=") && msg.contains("page_size"),
             "{msg}"
@@ -304,7 +356,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            matches!(err, SyncError::Http(ref m) if m.contains("timed out")),
+            matches!(err, SyncError::Http { .. }) && err.to_string().contains("timed out"),
             "{err}"
         );
     }
@@ -335,7 +387,7 @@ mod tests {
         let err =
             sync_once(&timestamp_config(2), &mut SimApi::new(&[], 2), &mut wh, 10).unwrap_err();
         assert!(
-            matches!(err, SyncError::InvalidState(ref m) if m.contains("`nope`")),
+            matches!(err, SyncError::InvalidState(_)) && err.to_string().contains("`nope`"),
             "{err}"
         );
         assert!(err.to_string().contains("incsync reset"));
@@ -382,7 +434,7 @@ mod tests {
                     }
                 }
                 Err(SyncError::BadResponse(m)) => {
-                    prop_assert!(m.contains("share one timestamp"), "{}", m);
+                    prop_assert!(matches!(m.problem, PageError::TieGroupTooLarge { .. }), "{}", m);
                     let mut counts = std::collections::BTreeMap::new();
                     for r in &api.records { *counts.entry(r.updated).or_insert(0usize) += 1; }
                     prop_assert!(counts.values().any(|&c| c >= cap), "error without a tie group of a page");
