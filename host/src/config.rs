@@ -1,9 +1,12 @@
-//! The host's part of the config file: where the connector may connect, and
-//! the limits it runs under. The streams are the connector's to parse.
+//! The host's part of the config file: where the connector may connect, the
+//! credentials the host attaches for it, and the limits it runs under. The
+//! streams are the connector's to parse.
 //!
 //! ```json
-//! {"base_url": "http://127.0.0.1:5001",
+//! {"base_url": "https://api.stripe.com",
 //!  "allowed_hosts": ["auth.example.com"],
+//!  "auth": {"type": "bearer", "token": "${STRIPE_API_KEY}"},
+//!  "headers": {"Stripe-Version": "2024-06-20"},
 //!  "http": {"timeout_seconds": 30, "max_response_bytes": 67108864,
 //!           "retries": 5, "retry_budget": 100, "backoff_initial_ms": 250,
 //!           "backoff_max_ms": 30000, "retry_after_max_seconds": 120},
@@ -11,10 +14,12 @@
 //!  "streams": [...]}
 //! ```
 
-use crate::http::{AllowList, HttpSettings};
+use crate::http::{AllowList, Credentials, HttpSettings};
 use crate::runtime::GuestLimits;
-use anyhow::{Result, bail};
-use serde_json::{Map, Value};
+use crate::secrets::{self, Environment};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 use std::time::Duration;
 
 /// The host's settings from a config file.
@@ -22,127 +27,169 @@ use std::time::Duration;
 pub struct HostConfig {
     /// The origins the connector may reach.
     pub allow: AllowList,
+    /// What the host attaches to requests to the `base_url` origin.
+    pub credentials: Credentials,
     /// HTTP client settings.
     pub http: HttpSettings,
     /// Guest limits.
     pub limits: GuestLimits,
 }
 
-fn object<'a>(v: &'a Value, at: &str) -> Result<&'a Map<String, Value>> {
-    match v.as_object() {
-        Some(m) => Ok(m),
-        None => bail!("{at} must be a JSON object"),
+/// A host key that is missing, malformed, or names a secret that is not set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {key}: {problem}")]
+pub struct ConfigError {
+    /// The key's path in the file (`http.timeout_seconds`).
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        }
     }
 }
 
-fn positive(m: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>> {
-    match m.get(key) {
-        None => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) if n > 0 => Ok(Some(n)),
-            _ => bail!("{at}.{key} must be a positive integer, not {v}"),
-        },
-    }
+/// The host's keys; every other key is the connector's.
+#[derive(Deserialize)]
+struct File {
+    base_url: String,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    auth: Option<Auth>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    http: HttpKeys,
+    #[serde(default)]
+    sandbox: SandboxKeys,
 }
 
-fn non_negative(m: &Map<String, Value>, at: &str, key: &str) -> Result<Option<u64>> {
-    match m.get(key) {
-        None => Ok(None),
-        Some(v) => match v.as_u64() {
-            Some(n) => Ok(Some(n)),
-            None => bail!("{at}.{key} must be a whole number, not {v}"),
-        },
-    }
+/// How the API authenticates. Values may name secrets: `${VAR}` is the
+/// environment variable `VAR`, `${file:PATH}` a file's content (trailing
+/// newline removed), `$$` a literal `$`.
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: String },
+    /// `Authorization: Basic base64(<username>:<password>)`.
+    Basic { username: String, password: String },
+    /// A header of the API's own (`X-Shopify-Access-Token`).
+    Header { name: String, value: String },
+    /// A query parameter (`api_key=…`).
+    Query { name: String, value: String },
 }
 
-fn only_keys(m: &Map<String, Value>, at: &str, known: &[&str]) -> Result<()> {
-    match m.keys().find(|k| !known.contains(&k.as_str())) {
-        Some(k) => bail!(
-            "{at}: unknown key `{k}`; known keys are {}",
-            known.join(", ")
-        ),
-        None => Ok(()),
-    }
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HttpKeys {
+    timeout_seconds: Option<NonZeroU64>,
+    max_response_bytes: Option<NonZeroU64>,
+    retries: Option<u32>,
+    retry_budget: Option<u32>,
+    backoff_initial_ms: Option<u64>,
+    backoff_max_ms: Option<u64>,
+    retry_after_max_seconds: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SandboxKeys {
+    memory_mb: Option<NonZeroU64>,
+    deadline_seconds: Option<NonZeroU64>,
 }
 
 impl HostConfig {
-    /// Reads the host's keys of the config file's text.
-    pub fn parse(text: &str) -> Result<HostConfig> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| anyhow::anyhow!("config is not valid JSON: {e}"))?;
-        let top = object(&value, "config")?;
-        let Some(base_url) = top.get("base_url") else {
-            bail!("config: missing required key `base_url`");
+    /// Reads the host's keys of the config file's text, resolving secrets
+    /// from the process's environment.
+    pub fn parse(text: &str) -> Result<HostConfig, ConfigError> {
+        Self::parse_with(text, &secrets::ProcessEnvironment)
+    }
+
+    /// Reads the host's keys, resolving secrets from `env`.
+    pub fn parse_with(text: &str, env: &dyn Environment) -> Result<HostConfig, ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError::new("config", format!("not valid JSON ({e})")))?;
+        let file: File = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let key = if path == "." { "config".into() } else { path };
+            ConfigError::new(key, e.into_inner().to_string())
+        })?;
+        let allow = AllowList::new(&file.base_url, &file.allowed_hosts).map_err(|e| {
+            let (key, problem) = e.split_once(": ").unwrap_or(("base_url", &e));
+            ConfigError::new(key, problem)
+        })?;
+        let secret = |key: &str, template: &str| {
+            secrets::resolve(template, env).map_err(|problem| ConfigError::new(key, problem))
         };
-        let Some(base_url) = base_url.as_str() else {
-            bail!("config.base_url must be a string, not {base_url}");
-        };
-        let extra = match top.get("allowed_hosts") {
-            None => Vec::new(),
-            Some(v) => match v.as_array().and_then(|a| {
-                a.iter()
-                    .map(|h| h.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-            }) {
-                Some(hosts) => hosts,
-                None => bail!("config.allowed_hosts must be an array of host names or URLs"),
-            },
-        };
-        let allow = AllowList::new(base_url, &extra).map_err(|e| anyhow::anyhow!("config.{e}"))?;
-        let mut http = HttpSettings::default();
-        if let Some(v) = top.get("http") {
-            let m = object(v, "config.http")?;
-            only_keys(
-                m,
-                "config.http",
-                &[
-                    "timeout_seconds",
-                    "max_response_bytes",
-                    "retries",
-                    "retry_budget",
-                    "backoff_initial_ms",
-                    "backoff_max_ms",
-                    "retry_after_max_seconds",
-                ],
-            )?;
-            let at = "config.http";
-            if let Some(s) = positive(m, at, "timeout_seconds")? {
-                http.timeout = Duration::from_secs(s);
+        let mut credentials = Credentials::for_base(&file.base_url);
+        match &file.auth {
+            None => {}
+            Some(Auth::Bearer { token }) => {
+                let token = secret("auth.token", token)?;
+                credentials.header("authorization", format!("Bearer {token}"));
             }
-            if let Some(b) = positive(m, at, "max_response_bytes")? {
-                http.max_body = b;
+            Some(Auth::Basic { username, password }) => {
+                use base64::Engine;
+                let pair = format!(
+                    "{}:{}",
+                    secret("auth.username", username)?,
+                    secret("auth.password", password)?
+                );
+                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                credentials.header("authorization", format!("Basic {encoded}"));
             }
-            let retry = &mut http.retry;
-            if let Some(n) = non_negative(m, at, "retries")? {
-                retry.per_request = u32::try_from(n).unwrap_or(u32::MAX);
+            Some(Auth::Header { name, value }) => {
+                credentials.header(name, secret("auth.value", value)?);
             }
-            if let Some(n) = non_negative(m, at, "retry_budget")? {
-                retry.per_sync = u32::try_from(n).unwrap_or(u32::MAX);
-            }
-            if let Some(ms) = non_negative(m, at, "backoff_initial_ms")? {
-                retry.initial_backoff = Duration::from_millis(ms);
-            }
-            if let Some(ms) = non_negative(m, at, "backoff_max_ms")? {
-                retry.max_backoff = Duration::from_millis(ms);
-            }
-            if let Some(s) = non_negative(m, at, "retry_after_max_seconds")? {
-                retry.max_retry_after = Duration::from_secs(s);
+            Some(Auth::Query { name, value }) => {
+                credentials.query(name, secret("auth.value", value)?);
             }
         }
+        for (name, value) in &file.headers {
+            credentials.header(name, secret(&format!("headers.{name}"), value)?);
+        }
+        let mut http = HttpSettings::default();
+        let h = &file.http;
+        if let Some(s) = h.timeout_seconds {
+            http.timeout = Duration::from_secs(s.get());
+        }
+        if let Some(b) = h.max_response_bytes {
+            http.max_body = b.get();
+        }
+        let retry = &mut http.retry;
+        if let Some(n) = h.retries {
+            retry.per_request = n;
+        }
+        if let Some(n) = h.retry_budget {
+            retry.per_sync = n;
+        }
+        if let Some(ms) = h.backoff_initial_ms {
+            retry.initial_backoff = Duration::from_millis(ms);
+        }
+        if let Some(ms) = h.backoff_max_ms {
+            retry.max_backoff = Duration::from_millis(ms);
+        }
+        if let Some(s) = h.retry_after_max_seconds {
+            retry.max_retry_after = Duration::from_secs(s);
+        }
         let mut limits = GuestLimits::default();
-        if let Some(v) = top.get("sandbox") {
-            let m = object(v, "config.sandbox")?;
-            only_keys(m, "config.sandbox", &["memory_mb", "deadline_seconds"])?;
-            if let Some(secs) = positive(m, "config.sandbox", "deadline_seconds")? {
-                limits.deadline = Duration::from_secs(secs);
-            }
-            if let Some(mb) = positive(m, "config.sandbox", "memory_mb")? {
-                limits.memory_bytes =
-                    usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
-            }
+        if let Some(secs) = file.sandbox.deadline_seconds {
+            limits.deadline = Duration::from_secs(secs.get());
+        }
+        if let Some(mb) = file.sandbox.memory_mb {
+            limits.memory_bytes =
+                usize::try_from(mb.get().saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         }
         Ok(HostConfig {
             allow,
+            credentials,
             http,
             limits,
         })
@@ -152,15 +199,16 @@ impl HostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn host_keys_are_checked() {
         let ok = HostConfig::parse(r#"{"base_url": "http://127.0.0.1:1", "http": {"timeout_seconds": 5}, "sandbox": {"memory_mb": 64}, "streams": []}"#).unwrap();
         assert_eq!(ok.http.timeout, Duration::from_secs(5));
         assert_eq!(ok.limits.memory_bytes, 64 << 20);
-        for (text, needle) in [
-            (r#"{}"#, "`base_url`"),
-            (r#"{"base_url": 5}"#, "base_url must be a string"),
+        for (text, key) in [
+            (r#"{}"#, "config"),
+            (r#"{"base_url": 5}"#, "base_url"),
             (r#"{"base_url": "not a url"}"#, "base_url"),
             (
                 r#"{"base_url": "http://x", "allowed_hosts": "y"}"#,
@@ -168,15 +216,49 @@ mod tests {
             ),
             (
                 r#"{"base_url": "http://x", "http": {"timeout": 5}}"#,
-                "config.http: unknown key `timeout`",
+                "http.timeout",
             ),
             (
                 r#"{"base_url": "http://x", "sandbox": {"memory_mb": 0}}"#,
-                "config.sandbox.memory_mb",
+                "sandbox.memory_mb",
+            ),
+            (
+                r#"{"base_url": "http://x", "auth": {"type": "bearer"}}"#,
+                "auth",
+            ),
+            (
+                r#"{"base_url": "http://x", "auth": {"type": "digest", "token": "t"}}"#,
+                "auth.type",
             ),
         ] {
-            let e = HostConfig::parse(text).unwrap_err().to_string();
-            assert!(e.contains(needle), "{text}: {e}");
+            let e = HostConfig::parse(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
         }
+    }
+
+    fn env(vars: &[(&str, &str)]) -> HashMap<String, String> {
+        vars.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn auth_resolves_secrets_and_names_an_unset_variable() {
+        let text = r#"{"base_url": "https://x.zendesk.com", "auth": {"type": "basic",
+            "username": "${ZENDESK_EMAIL}/token", "password": "${ZENDESK_API_TOKEN}"}}"#;
+        let vars = env(&[("ZENDESK_EMAIL", "a@b.c"), ("ZENDESK_API_TOKEN", "s3cret")]);
+        let config = HostConfig::parse_with(text, &vars).unwrap();
+        // base64("a@b.c/token:s3cret")
+        assert_eq!(
+            config.credentials.headers(),
+            [(
+                "authorization".to_owned(),
+                "Basic YUBiLmMvdG9rZW46czNjcmV0".to_owned()
+            )]
+        );
+        let e = HostConfig::parse_with(text, &env(&[("ZENDESK_EMAIL", "a@b.c")])).unwrap_err();
+        assert_eq!(e.key, "auth.password");
+        assert!(e.problem.contains("`ZENDESK_API_TOKEN` is not set"), "{e}");
+        assert!(!format!("{config:?}").contains("s3cret"), "Debug redacts");
     }
 }

@@ -14,4 +14,5 @@ pub mod http;
 pub mod native;
 pub mod runtime;
 pub mod sample_api;
+pub mod secrets;
 pub mod sync;

@@ -92,7 +92,7 @@ fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>
 /// saved in the warehouse.
 pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let started = Instant::now();
-    let host = HostConfig::parse(&job.config)?;
+    let host = HostConfig::parse(&job.config).map_err(anyhow::Error::new)?;
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
     let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
@@ -100,7 +100,10 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let warehouse = Pipelined::new(warehouse, &tables)?;
     let state = warehouse.saved_state()?;
     let retry = host.http.retry.clone();
-    let client = Retrying::new(Client::new(host.allow, host.http), retry);
+    let client = Retrying::new(
+        Client::new(host.allow, host.http).with_credentials(host.credentials),
+        retry,
+    );
     let (result, stats) = runtime.update(
         &job.config,
         state.as_deref(),

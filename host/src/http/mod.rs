@@ -96,6 +96,75 @@ fn origin(url: &Url) -> Option<(String, String, u16)> {
     }
 }
 
+/// What the host attaches to requests to the `base_url` origin: the config's
+/// `auth` and `headers`, with their secrets resolved. The guest never sees
+/// them, and no request to another origin carries them (a redirect or a next
+/// URL to another allowed host goes without).
+#[derive(Clone, Default)]
+pub struct Credentials {
+    origin: Option<(String, String, u16)>,
+    headers: Vec<(String, String)>,
+    query: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names = |pairs: &[(String, String)]| -> Vec<String> {
+            pairs
+                .iter()
+                .map(|(k, _)| format!("{k}: <redacted>"))
+                .collect()
+        };
+        f.debug_struct("Credentials")
+            .field("origin", &self.origin)
+            .field("headers", &names(&self.headers))
+            .field("query", &names(&self.query))
+            .finish()
+    }
+}
+
+impl Credentials {
+    /// No credentials yet, for the origin of `base_url`.
+    pub fn for_base(base_url: &str) -> Self {
+        Credentials {
+            origin: Url::parse(base_url).ok().as_ref().and_then(origin),
+            ..Credentials::default()
+        }
+    }
+
+    /// Sends header `name` with `value` (replacing a header of the guest's
+    /// with the same name).
+    pub fn header(&mut self, name: &str, value: String) {
+        self.headers.push((name.to_ascii_lowercase(), value));
+    }
+
+    /// Adds query parameter `name` = `value`.
+    pub fn query(&mut self, name: &str, value: String) {
+        self.query.push((name.to_owned(), value));
+    }
+
+    /// The headers attached.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    /// Attaches the credentials to a request for `url`, if it goes to the
+    /// base origin.
+    fn apply(&self, url: &mut Url, headers: &mut Vec<(String, String)>) {
+        if self.origin.is_none() || origin(url) != self.origin {
+            return;
+        }
+        headers.retain(|(k, _)| !self.headers.iter().any(|(c, _)| k.eq_ignore_ascii_case(c)));
+        headers.extend(self.headers.iter().cloned());
+        if !self.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &self.query {
+                pairs.append_pair(k, v);
+            }
+        }
+    }
+}
+
 /// Settings of the HTTP client.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
@@ -125,6 +194,7 @@ pub struct Client {
     agent: ureq::Agent,
     allow: AllowList,
     settings: HttpSettings,
+    credentials: Credentials,
 }
 
 impl Client {
@@ -141,7 +211,14 @@ impl Client {
             agent,
             allow,
             settings,
+            credentials: Credentials::default(),
         }
+    }
+
+    /// Attaches `credentials` to every request to their origin.
+    pub fn with_credentials(mut self, credentials: Credentials) -> Client {
+        self.credentials = credentials;
+        self
     }
 
     fn send_once(
@@ -258,7 +335,9 @@ impl HttpBackend for Client {
                 hop.headers
                     .retain(|(k, _)| !CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c)));
             }
-            let response = self.send_once(method, &url, &hop)?;
+            let (mut sent_url, mut sent) = (url.clone(), hop.clone());
+            self.credentials.apply(&mut sent_url, &mut sent.headers);
+            let response = self.send_once(method, &sent_url, &sent)?;
             let location = response
                 .headers
                 .iter()
@@ -285,7 +364,28 @@ impl HttpBackend for Client {
 }
 
 #[cfg(test)]
+mod tests_support {
+    /// A server that answers one request with `reply`, and hands over the
+    /// request it got.
+    pub(super) fn one_shot(reply: String) -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap();
+            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let _ = s.write_all(reply.as_bytes());
+        });
+        (url, rx)
+    }
+}
+
+#[cfg(test)]
 mod tests {
+    use super::tests_support::one_shot;
     use super::*;
 
     #[test]
@@ -308,21 +408,6 @@ mod tests {
     }
 
     /// A one-request server: answers with `reply` and hands back what it got.
-    fn one_shot(reply: String) -> (String, std::sync::mpsc::Receiver<String>) {
-        use std::io::{Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let (mut s, _) = listener.accept().unwrap();
-            let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap();
-            let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let _ = s.write_all(reply.as_bytes());
-        });
-        (url, rx)
-    }
-
     #[test]
     fn credentials_do_not_follow_a_redirect_to_another_origin() {
         let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
@@ -356,5 +441,49 @@ mod tests {
             "{second_request}"
         );
         assert!(second_request.contains("x-keep: 1"), "{second_request}");
+    }
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::tests_support::one_shot;
+    use super::*;
+
+    #[test]
+    fn config_credentials_go_to_the_base_origin_only() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
+        let (base, seen_by_base) = one_shot(ok.clone());
+        let (other, seen_by_other) = one_shot(ok);
+        let allow = AllowList::new(&base, std::slice::from_ref(&other)).unwrap();
+        let mut credentials = Credentials::for_base(&base);
+        credentials.header("X-API-Key", "k3y".into());
+        credentials.query("api_key", "q5ecret".into());
+        let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
+        for url in [format!("{base}/a?x=1"), format!("{other}/next")] {
+            let answer = client
+                .fetch(Request {
+                    method: Method::Get,
+                    url,
+                    headers: vec![("x-api-key".into(), "guest's".into())],
+                    body: None,
+                })
+                .unwrap();
+            assert_eq!(answer.status, 200);
+        }
+        let to_base = seen_by_base.recv().unwrap().to_ascii_lowercase();
+        let to_other = seen_by_other.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            to_base.starts_with("get /a?x=1&api_key=q5ecret "),
+            "{to_base}"
+        );
+        assert!(to_base.contains("x-api-key: k3y"), "{to_base}");
+        assert!(
+            !to_base.contains("guest's"),
+            "the config's value wins: {to_base}"
+        );
+        assert!(
+            !to_other.contains("k3y") && !to_other.contains("q5ecret"),
+            "{to_other}"
+        );
     }
 }
