@@ -46,10 +46,18 @@ pub struct StreamConfig {
     pub strategy: StrategyConfig,
     /// The fields that identify a record. Default `["id"]`.
     pub primary_key: Vec<String>,
-    /// The field whose value orders records in time. Default `updatedAt`.
+    /// The field whose value orders records in time, a dot path into each
+    /// item (`properties.lastmodifieddate`). Default `updatedAt`.
     pub cursor_field: String,
     /// Where the records sit in a response: a path of object keys. Default `data`.
     pub records_path: Vec<String>,
+    /// Where the record sits inside each item of `records_path`: a path of
+    /// object keys (Stripe events: `data.object`). Default: the item itself.
+    /// `cursor_field` is read from the item, `primary_key` from the record.
+    pub record_path: Vec<String>,
+    /// Query parameters sent with every request the connector builds from
+    /// `path` (not added to URLs an answer hands out).
+    pub query: Vec<(String, String)>,
     /// The declared columns, in order. Default: the seeds' `user` columns.
     pub columns: Vec<Column>,
     /// How records' cursor values (and UTC_DATETIME columns) are read.
@@ -175,6 +183,10 @@ struct StreamKeys {
     #[serde(default)]
     records_path: Option<String>,
     #[serde(default)]
+    record_path: Option<String>,
+    #[serde(default)]
+    query: BTreeMap<String, String>,
+    #[serde(default)]
     columns: Option<BTreeMap<String, DataType>>,
     #[serde(default)]
     timestamp_format: Option<TimestampFormat>,
@@ -287,6 +299,11 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
             Some("") => Vec::new(),
             Some(p) => p.split('.').map(str::to_owned).collect(),
         },
+        record_path: match keys.record_path.as_deref() {
+            None | Some("") => Vec::new(),
+            Some(p) => p.split('.').map(str::to_owned).collect(),
+        },
+        query: keys.query.into_iter().collect(),
         columns: match keys.columns {
             None => seed_user_columns(),
             Some(map) => map

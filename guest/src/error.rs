@@ -175,6 +175,9 @@ pub enum PageError {
         /// The configured page size.
         page_size: usize,
     },
+    /// The answer's `Link` header does not parse.
+    #[error("{0}")]
+    BadLink(String),
     /// The answer links on from an empty page.
     #[error("an empty page with a `{0}` to follow")]
     EmptyPageLinksOn(String),

@@ -7,7 +7,7 @@ use crate::http::{HttpError, Method, Request, Response, snippet, url_with_query}
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::SavedState;
 use crate::strategy::{Next, Page, Running};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::VecDeque;
 
 /// How much a log line matters; mirrors the WIT `log-level`.
@@ -188,7 +188,10 @@ impl Sync {
         if let Some(run) = self.streams.get_mut(self.current) {
             if let Some(next) = run.strategy.next_request() {
                 let url = match next {
-                    Next::Query(params) => {
+                    Next::Query(mut params) => {
+                        if !run.config.query.is_empty() {
+                            params.splice(0..0, run.config.query.iter().cloned());
+                        }
                         url_with_query(&self.base_url, &run.config.path, &params)
                     }
                     Next::Url(url) => url,
@@ -226,7 +229,7 @@ impl Sync {
                 request,
                 error,
             }),
-            Ok(response) => Self::take_page(run, &response).map_err(|problem| {
+            Ok(response) => Self::take_page(run, &url, &response).map_err(|problem| {
                 SyncError::BadResponse(Box::new(ResponseError {
                     stream: name,
                     request,
@@ -275,6 +278,7 @@ impl Sync {
     /// the rows to deliver.
     fn take_page(
         run: &mut StreamRun,
+        url: &str,
         response: &Response,
     ) -> Result<(RowBatch, bool, Vec<String>), PageError> {
         if !(200..300).contains(&response.status) {
@@ -313,20 +317,25 @@ impl Sync {
         let mut cursors = Vec::with_capacity(if needs_cursor { list.len() } else { 0 });
         let mut keys = Vec::with_capacity(list.len());
         for (i, item) in list.into_iter().enumerate() {
-            let Value::Object(record) = item else {
+            let Value::Object(item) = item else {
                 return Err(PageError::record(i, "is not an object"));
             };
-            let key =
-                RowKey::of(&record, &config.primary_key).map_err(|e| PageError::record(i, e))?;
+            // The cursor is the item's; the record may sit inside it.
             if needs_cursor {
-                let cursor = cursor_of(&record, &config.cursor_field, &config.timestamp_format)
+                let cursor = cursor_of(&item, &config.cursor_field, &config.timestamp_format)
                     .map_err(|e| PageError::record(i, e))?;
                 cursors.push(cursor);
             }
+            let record =
+                record_in(item, &config.record_path).map_err(|e| PageError::record(i, e))?;
+            let key =
+                RowKey::of(&record, &config.primary_key).map_err(|e| PageError::record(i, e))?;
             records.push(record);
             keys.push(key);
         }
         let page = Page {
+            url,
+            headers: &response.headers,
             body: &body,
             records: records.iter().collect(),
             cursors,
@@ -342,6 +351,26 @@ impl Sync {
             .collect();
         let batch = run.rows.batch_owned(delivered);
         Ok((batch, verdict.checkpoint, verdict.warnings))
+    }
+}
+
+/// The record inside an item of the answer, at the dot path `path` (the item
+/// itself for an empty path): Stripe's events carry theirs at `data.object`.
+fn record_in(item: Map<String, Value>, path: &[String]) -> Result<Map<String, Value>, String> {
+    let Some((first, rest)) = path.split_first() else {
+        return Ok(item);
+    };
+    let mut item = item;
+    let mut value = item.remove(first);
+    for key in rest {
+        value = match value {
+            Some(Value::Object(mut m)) => m.remove(key),
+            _ => None,
+        };
+    }
+    match value {
+        Some(Value::Object(record)) => Ok(record),
+        _ => Err(format!("has no object at `{}`", path.join("."))),
     }
 }
 

@@ -193,13 +193,32 @@ impl RowBuilder {
     }
 }
 
-/// Reads the cursor of a record; `Err` says what is wrong with it.
+/// The value at the dot path `path` of a JSON value (`properties.updated`).
+/// A key that itself holds a dot is found too, before the path is split.
+pub fn at_path<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
+    match value {
+        Json::Object(map) => field_at_path(map, path),
+        _ => None,
+    }
+}
+
+/// The value at the dot path `path` of an object.
+pub fn field_at_path<'a>(object: &'a Map<String, Json>, path: &str) -> Option<&'a Json> {
+    if let Some(v) = object.get(path) {
+        return Some(v);
+    }
+    let (first, rest) = path.split_once('.')?;
+    at_path(object.get(first)?, rest)
+}
+
+/// Reads the cursor of a record at the dot path `field`; `Err` says what is
+/// wrong with it.
 pub fn cursor_of(
     record: &Map<String, Json>,
     field: &str,
     format: &TimestampFormat,
 ) -> Result<Cursor, String> {
-    match record.get(field) {
+    match field_at_path(record, field) {
         None | Some(Json::Null) => Err(format!("has no cursor field `{field}`")),
         Some(value) => format.parse_json(value).ok_or_else(|| match value {
             Json::String(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
@@ -281,5 +300,14 @@ mod tests {
                 .unwrap_err()
                 .contains("no cursor field")
         );
+        let nested = json!({"properties": {"lastmodifieddate": "2024-01-15T10:30:00.5Z"}});
+        let nested = nested.as_object().unwrap();
+        assert_eq!(
+            cursor_of(nested, "properties.lastmodifieddate", &f)
+                .unwrap()
+                .to_string(),
+            "2024-01-15T10:30:00.500Z"
+        );
+        assert!(cursor_of(nested, "properties.nope", &f).is_err());
     }
 }

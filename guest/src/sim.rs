@@ -130,6 +130,9 @@ impl SimApi {
             .unwrap_or(&request.url);
         let path = path.split('?').next().unwrap_or("");
         let query = Self::query(&request.url);
+        if path == "/pagination/link" {
+            return Ok(self.link(&query));
+        }
         let result = match path {
             "/incremental/timestamp" => self.timestamp(&query),
             "/pagination/keyset" => self.keyset(&query),
@@ -309,6 +312,42 @@ impl SimApi {
         Ok(
             json!({ "data": render(page), "total_items": total, "page": page_no, "next_page_url": next }),
         )
+    }
+
+    /// Pages as GitHub does: a bare array, the next page in a `Link` header
+    /// that keeps the query (`state=all` required here), each record wrapped
+    /// in an item as Stripe's events wrap theirs (`data.object`).
+    fn link(&self, q: &BTreeMap<String, String>) -> Response {
+        let mut rest = q.clone();
+        if rest.remove("state").as_deref() != Some("all") {
+            return respond(400, json!({"error": "state=all is required"}).to_string());
+        }
+        let (per_page, page_no, hits) = match self.paged(&rest) {
+            Ok(p) => p,
+            Err(e) => return respond(400, json!({ "error": e }).to_string()),
+        };
+        let more = page_no * per_page < hits.len();
+        let items: Vec<serde_json::Value> = render(
+            hits.into_iter()
+                .skip((page_no - 1) * per_page)
+                .take(per_page),
+        )
+        .into_iter()
+        .map(|r| json!({"updatedAt": r["updatedAt"].clone(), "data": {"object": r}}))
+        .collect();
+        let mut response = respond(200, serde_json::Value::from(items).to_string());
+        if more {
+            let mut next = q.clone();
+            next.insert("page".into(), (page_no + 1).to_string());
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(next.iter())
+                .finish();
+            response.headers.push((
+                "link".into(),
+                format!(r#"<http://sim/pagination/link?{query}>; rel="next", <http://sim/pagination/link?page=1>; rel="first""#),
+            ));
+        }
+        response
     }
 
     fn step(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {

@@ -39,6 +39,10 @@ pub(crate) enum Next {
 
 /// One page of an answer, already checked and parsed by the machine.
 pub(crate) struct Page<'a> {
+    /// The URL that was asked.
+    pub url: &'a str,
+    /// The answer's headers, with lower-case names.
+    pub headers: &'a [(String, String)],
     /// The whole answer, for strategies that read more than the records.
     pub body: &'a Value,
     /// The records, in the order the API sent them.
@@ -397,7 +401,8 @@ impl MaxSeen {
     }
 }
 
-/// The answer's link to its next page (a scroll token or a URL) in `field`:
+/// The answer's link to its next page (a scroll token or a URL) at the dot
+/// path `field`:
 /// `None` at the end (absent, null or empty). An empty page that still links
 /// on is refused: following such links need never end.
 pub(crate) fn next_link(
@@ -405,7 +410,7 @@ pub(crate) fn next_link(
     field: &str,
     what: &'static str,
 ) -> Result<Option<String>, PageError> {
-    let next = match page.body.get(field) {
+    let next = match crate::rows::at_path(page.body, field) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.is_empty() => None,
         Some(Value::String(s)) => Some(s.clone()),

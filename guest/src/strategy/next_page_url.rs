@@ -14,6 +14,7 @@ use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params};
 use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
 use crate::error::PageError;
+use crate::http::link_next;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -34,8 +35,12 @@ pub struct Settings {
     pub per_page_param: String,
     /// Records per page. Default 50.
     pub page_size: NonZeroUsize,
-    /// The answer's field with the next page's URL. Default `next_page_url`.
+    /// The answer's field with the next page's URL, a dot path. Default
+    /// `next_page_url`.
     pub next_url_field: String,
+    /// Follow the `rel="next"` link of the answer's `Link` header (RFC 8288,
+    /// as GitHub and Shopify page) instead of `next_url_field`. Default false.
+    pub link_header: bool,
 }
 
 impl Default for Settings {
@@ -47,6 +52,7 @@ impl Default for Settings {
             per_page_param: "per_page".to_owned(),
             page_size: NonZeroUsize::new(50).expect("non-zero"),
             next_url_field: "next_page_url".to_owned(),
+            link_header: false,
         }
     }
 }
@@ -109,8 +115,16 @@ impl Strategy for NextPageUrl {
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
-        let field = &self.config.next_url_field;
-        let next = next_link(page, field, "a URL or null")?;
+        let (field, next) = if self.config.link_header {
+            let next = link_next(page.headers, page.url).map_err(PageError::BadLink)?;
+            if next.is_some() && page.records.is_empty() {
+                return Err(PageError::EmptyPageLinksOn("Link".to_owned()));
+            }
+            ("Link", next)
+        } else {
+            let field = self.config.next_url_field.as_str();
+            (field, next_link(page, field, "a URL or null")?)
+        };
         if let Some(url) = &next
             && !self.followed.insert(url.clone())
         {
@@ -188,5 +202,63 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("same records"), "{err}");
+    }
+
+    #[test]
+    fn follows_link_headers_with_a_fixed_query_and_nested_records() {
+        let cfg = json!({"base_url": "http://sim", "streams": [{
+            "table": "user", "strategy": "next_page_url", "path": "/pagination/link",
+            "link_header": true, "page_size": 3, "records_path": "",
+            "record_path": "data.object", "query": {"state": "all"}}]})
+        .to_string();
+        let mut api = SimApi::new(&[10, 20, 20, 30, 40, 50, 60], 3);
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(
+            api.requests, 3,
+            "three pages of three, the last without a next link"
+        );
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(60));
+        api.update(2, 70);
+        api.insert(80);
+        let before = api.requests;
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(api.requests - before, 1);
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(80));
+    }
+
+    #[test]
+    fn a_link_header_that_does_not_parse_fails_the_stream() {
+        let err = broken_link();
+        assert!(err.contains("stream `user`: GET http://sim/p"), "{err}");
+        assert!(err.contains("does not parse"), "{err}");
+    }
+
+    /// A page whose Link header is broken, as the machine reports it.
+    fn broken_link() -> String {
+        let mut sync = crate::Sync::new(
+            &json!({"base_url": "http://sim", "streams": [{"table": "user",
+                "strategy": "next_page_url", "path": "/p", "link_header": true}]})
+            .to_string(),
+            None,
+        )
+        .unwrap();
+        let crate::Output::Fetch(_) = sync.poll_output() else {
+            panic!("no request")
+        };
+        sync.handle_response(Ok(crate::Response {
+            status: 200,
+            headers: vec![("link".into(), "<http://sim/p?page=2; rel=next".into())],
+            body: br#"{"data": [{"id": "1", "updatedAt": "2024-01-01T00:00:00Z"}]}"#.to_vec(),
+        }));
+        loop {
+            match sync.poll_output() {
+                crate::Output::Done(r) => return r.unwrap_err().to_string(),
+                crate::Output::Checkpoint(_) => panic!("no checkpoint after a bad page"),
+                _ => {}
+            }
+        }
     }
 }
