@@ -96,6 +96,7 @@ struct HttpKeys {
     backoff_initial_ms: Option<u64>,
     backoff_max_ms: Option<u64>,
     retry_after_max_seconds: Option<u64>,
+    requests_per_second: Option<f64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -179,6 +180,15 @@ impl HostConfig {
         if let Some(s) = h.retry_after_max_seconds {
             retry.max_retry_after = Duration::from_secs(s);
         }
+        if let Some(rps) = h.requests_per_second {
+            if !(rps.is_finite() && rps > 0.0) {
+                return Err(ConfigError::new(
+                    "http.requests_per_second",
+                    format!("must be a number above 0, not {rps}"),
+                ));
+            }
+            retry.min_interval = Some(Duration::from_secs_f64(1.0 / rps));
+        }
         let mut limits = GuestLimits::default();
         if let Some(secs) = file.sandbox.deadline_seconds {
             limits.deadline = Duration::from_secs(secs.get());
@@ -206,6 +216,13 @@ mod tests {
         let ok = HostConfig::parse(r#"{"base_url": "http://127.0.0.1:1", "http": {"timeout_seconds": 5}, "sandbox": {"memory_mb": 64}, "streams": []}"#).unwrap();
         assert_eq!(ok.http.timeout, Duration::from_secs(5));
         assert_eq!(ok.limits.memory_bytes, 64 << 20);
+        let paced =
+            HostConfig::parse(r#"{"base_url": "http://x", "http": {"requests_per_second": 4}}"#)
+                .unwrap();
+        assert_eq!(
+            paced.http.retry.min_interval,
+            Some(Duration::from_millis(250))
+        );
         for (text, key) in [
             (r#"{}"#, "config"),
             (r#"{"base_url": 5}"#, "base_url"),
@@ -225,6 +242,10 @@ mod tests {
             (
                 r#"{"base_url": "http://x", "auth": {"type": "bearer"}}"#,
                 "auth",
+            ),
+            (
+                r#"{"base_url": "http://x", "http": {"requests_per_second": 0}}"#,
+                "http.requests_per_second",
             ),
             (
                 r#"{"base_url": "http://x", "auth": {"type": "digest", "token": "t"}}"#,

@@ -1,13 +1,16 @@
 //! Retries for the `http-fetch` import: exponential backoff with full jitter
-//! for connection errors, timeouts, 429 and 5xx, honouring `Retry-After`, with
-//! a budget per request and per sync. Other 4xx are returned at once.
+//! for connection errors, timeouts, 429, rate-limit 403s and 5xx, honouring
+//! `Retry-After` and the rate-limit reset headers, with a budget per request
+//! and per sync. Other 4xx are returned at once. Requests to one origin are
+//! also paced to at most `requests_per_second`, if the config sets it.
 //!
 //! The guest never sleeps or draws random numbers: both live here, behind the
 //! [`Pause`] trait so tests can run without waiting.
 
 use super::HttpBackend;
 use crate::runtime::bindings::{HttpError, Request, Response};
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
 
 /// How to retry.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,8 +23,12 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// The longest backoff.
     pub max_backoff: Duration,
-    /// The longest `Retry-After` honoured; a longer one is cut to this.
+    /// The longest `Retry-After` (or rate-limit reset) honoured; a longer
+    /// one is cut to this.
     pub max_retry_after: Duration,
+    /// The shortest time between two requests to one origin (from
+    /// `http.requests_per_second`); none by default.
+    pub min_interval: Option<Duration>,
 }
 
 impl Default for RetryPolicy {
@@ -32,14 +39,20 @@ impl Default for RetryPolicy {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(120),
+            min_interval: None,
         }
     }
 }
 
-/// Waits between attempts.
+/// Waits between attempts, and tells the time it waits by.
 pub trait Pause: Send {
     /// Waits `d`.
     fn pause(&mut self, d: Duration);
+
+    /// The current instant.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// Really sleeps.
@@ -58,6 +71,8 @@ pub struct Retrying<B, P = Sleep> {
     pause: P,
     rng: fastrand::Rng,
     retries_left_in_sync: u32,
+    /// When each origin was last sent a request (for the pacing).
+    last_sent: HashMap<String, Instant>,
     /// Retries made so far in this sync.
     pub retries: u32,
 }
@@ -78,8 +93,25 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
             policy,
             pause,
             rng,
+            last_sent: HashMap::new(),
             retries: 0,
         }
+    }
+
+    /// Waits until `url`'s origin may be sent another request.
+    fn pace(&mut self, url: &str) {
+        let Some(interval) = self.policy.min_interval else {
+            return;
+        };
+        let origin = origin_of(url).to_owned();
+        if let Some(&last) = self.last_sent.get(&origin) {
+            let due = last + interval;
+            let now = self.pause.now();
+            if due > now {
+                self.pause.pause(due - now);
+            }
+        }
+        self.last_sent.insert(origin, self.pause.now());
     }
 
     /// The wait before retry number `attempt` (from 0): full jitter over an
@@ -98,12 +130,56 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
     }
 }
 
+/// The scheme, host and port of `url`, as text.
+fn origin_of(url: &str) -> &str {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    &url[..end]
+}
+
+fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
+    response
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// A 403 that is a rate limit, not a refusal: GitHub answers its primary
+/// limit with `x-ratelimit-remaining: 0` and its secondary limits with
+/// `retry-after` (docs.github.com, "Rate limits for the REST API").
+fn rate_limit_403(r: &Response) -> bool {
+    r.status == 403
+        && (header(r, "x-ratelimit-remaining") == Some("0") || header(r, "retry-after").is_some())
+}
+
 fn retryable(answer: &Result<Response, HttpError>) -> bool {
     match answer {
-        Ok(r) => r.status == 429 || (500..600).contains(&r.status),
+        Ok(r) => r.status == 429 || rate_limit_403(r) || (500..600).contains(&r.status),
         Err(HttpError::Timeout | HttpError::Connection(_)) => true,
         Err(_) => false,
     }
+}
+
+/// How long a rate-limited answer (429 or 403) asks to wait: `Retry-After`,
+/// else `x-ratelimit-reset` (an epoch second: GitHub), else `ratelimit-reset` (seconds from now: the IETF draft's header, which
+/// Zendesk sends).
+pub fn rate_limit_wait(response: &Response, now: SystemTime) -> Option<Duration> {
+    if let Some(d) = retry_after(response, now) {
+        return Some(d);
+    }
+    if !(response.status == 429 || response.status == 403) {
+        return None;
+    }
+    if let Some(reset) = header(response, "x-ratelimit-reset").and_then(|v| v.parse::<u64>().ok()) {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(reset);
+        return Some(at.duration_since(now).unwrap_or(Duration::ZERO));
+    }
+    header(response, "ratelimit-reset")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// Reads `Retry-After`: delay-seconds or an HTTP date.
@@ -124,6 +200,7 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
         let mut attempt = 0;
         loop {
+            self.pace(&request.url);
             let answer = self.inner.fetch(request.clone());
             if !retryable(&answer)
                 || attempt >= self.policy.per_request
@@ -139,7 +216,7 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
                 answer
                     .as_ref()
                     .ok()
-                    .and_then(|r| retry_after(r, SystemTime::now())),
+                    .and_then(|r| rate_limit_wait(r, SystemTime::now())),
             );
             let why = match &answer {
                 Ok(r) => format!("HTTP {}", r.status),
@@ -326,5 +403,98 @@ mod tests {
             "one retry left in the sync budget"
         );
         assert_eq!(*sent.lock().unwrap(), 5);
+    }
+
+    #[test]
+    fn rate_limit_403s_wait_for_the_reset_and_other_403s_do_not() {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let reset = (now + 5).to_string();
+        let limited = status(
+            403,
+            &[
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", &reset),
+            ],
+        );
+        let (answer, sent, waits) = run(RetryPolicy::default(), vec![limited, status(200, &[])]);
+        assert_eq!((answer.unwrap().status, sent), (200, 2));
+        assert!(
+            waits[0] > Duration::from_secs(3) && waits[0] <= Duration::from_secs(5),
+            "{waits:?}"
+        );
+        // A secondary limit says retry-after; a 429 may carry only the
+        // draft's relative ratelimit-reset.
+        let (_, sent, waits) = run(
+            RetryPolicy::default(),
+            vec![
+                status(403, &[("retry-after", "7")]),
+                status(429, &[("ratelimit-reset", "9")]),
+                status(200, &[]),
+            ],
+        );
+        assert_eq!(
+            (sent, waits.clone()),
+            (3, vec![Duration::from_secs(7), Duration::from_secs(9)])
+        );
+        // A 403 without those headers is a refusal: not retried.
+        let (_, sent, waits) = run(RetryPolicy::default(), vec![status(403, &[])]);
+        assert_eq!((sent, waits.len()), (1, 0));
+    }
+
+    /// A clock that moves only when paused.
+    #[derive(Clone)]
+    struct FakeClock(Arc<Mutex<(Instant, Vec<Duration>)>>);
+
+    impl Pause for FakeClock {
+        fn pause(&mut self, d: Duration) {
+            let mut t = self.0.lock().unwrap();
+            t.0 += d;
+            t.1.push(d);
+        }
+
+        fn now(&self) -> Instant {
+            self.0.lock().unwrap().0
+        }
+    }
+
+    #[test]
+    fn requests_to_one_origin_are_paced_and_other_origins_are_not() {
+        let policy = RetryPolicy {
+            min_interval: Some(Duration::from_millis(200)),
+            ..RetryPolicy::default()
+        };
+        let clock = FakeClock(Arc::new(Mutex::new((Instant::now(), Vec::new()))));
+        let sent = Arc::new(Mutex::new(0));
+        let script = (0..4).map(|_| status(200, &[])).collect::<Vec<_>>();
+        let mut r = Retrying::with_pause(
+            Script(script.into(), sent),
+            policy,
+            clock.clone(),
+            fastrand::Rng::with_seed(1),
+        );
+        for url in [
+            "http://a:1/x",
+            "http://a:1/y?z",
+            "http://b:1/x",
+            "http://a:1/w",
+        ] {
+            r.fetch(Request {
+                method: Method::Get,
+                url: url.into(),
+                headers: vec![],
+                body: None,
+            })
+            .unwrap();
+        }
+        let waits = clock.0.lock().unwrap().1.clone();
+        // a waits 200 ms after its first request; b goes at once; a's third
+        // request is due 200 ms after its second, which was just now.
+        assert_eq!(
+            waits,
+            vec![Duration::from_millis(200), Duration::from_millis(200)]
+        );
     }
 }
