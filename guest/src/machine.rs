@@ -356,11 +356,10 @@ impl Sync {
 
 /// The record inside an item of the answer, at the dot path `path` (the item
 /// itself for an empty path): Stripe's events carry theirs at `data.object`.
-fn record_in(item: Map<String, Value>, path: &[String]) -> Result<Map<String, Value>, String> {
+fn record_in(mut item: Map<String, Value>, path: &[String]) -> Result<Map<String, Value>, String> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(item);
     };
-    let mut item = item;
     let mut value = item.remove(first);
     for key in rest {
         value = match value {

@@ -163,8 +163,6 @@ pub struct StrategyInfo {
     pub size_key: Option<&'static str>,
     /// Whether a sync picks up updates to records an earlier sync wrote.
     pub sees_updates: bool,
-    /// The stream keys it adds.
-    pub keys: fn() -> &'static [&'static str],
 }
 
 /// Reads a strategy's settings from the stream keys that are not common to
@@ -235,7 +233,6 @@ macro_rules! registry {
                 seed_path: <$module::$ty as Strategy>::SEED_PATH,
                 size_key: <$module::$ty as Strategy>::SIZE_KEY,
                 sees_updates: <$module::$ty as Strategy>::SEES_UPDATES,
-                keys: keys_of::<$module::Settings>,
             },
         )*];
 
