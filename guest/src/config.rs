@@ -16,6 +16,7 @@
 
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::error::ConfigError;
+use crate::http::{Method, check_body_template};
 pub use crate::strategy::StrategyConfig;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
@@ -70,6 +71,11 @@ pub struct StreamConfig {
     pub start: Cursor,
     /// Extra headers sent with every request (e.g. authorization).
     pub headers: Vec<(String, String)>,
+    /// The method of the requests built from `path`. Default GET.
+    pub method: Method,
+    /// A POST's JSON body template, where the request's parameters go (see
+    /// [`crate::http::json_body`]). Default `{}`.
+    pub body: Value,
 }
 
 /// A declared column.
@@ -196,6 +202,10 @@ struct StreamKeys {
     start_timestamp: Option<String>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    #[serde(default)]
+    method: Option<Method>,
+    #[serde(default)]
+    body: Option<Value>,
 }
 
 impl Config {
@@ -286,6 +296,20 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
             "must be a non-empty array of field names",
         ));
     }
+    let method = keys.method.unwrap_or(Method::Get);
+    let body = match (method, keys.body) {
+        (Method::Get, Some(_)) => {
+            return Err(ConfigError::new(
+                key("body"),
+                "is only sent with `\"method\": \"POST\"`",
+            ));
+        }
+        (_, Some(body)) => {
+            check_body_template(&body).map_err(|p| ConfigError::new(key("body"), p))?;
+            body
+        }
+        (_, None) => Value::Object(Map::new()),
+    };
     let strategy = StrategyConfig::parse(&keys.strategy, settings, at)?;
     let stream = StreamConfig {
         name: keys.name.unwrap_or_else(|| keys.table.clone()),
@@ -315,6 +339,8 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         filter_format,
         start,
         headers: keys.headers.into_iter().collect(),
+        method,
+        body,
     };
     stream
         .strategy
@@ -440,6 +466,19 @@ mod tests {
         assert!(e.starts_with("streams[0].table: invalid type"), "{e}");
         let e = stream_error(r#""strategy": "timestamp", "timestamp_format": "%Y""#);
         assert!(e.starts_with("streams[0].timestamp_format: "), "{e}");
+        let e = stream_error(r#""strategy": "timestamp", "body": {"a": 1}"#);
+        assert!(e.starts_with("streams[0].body: is only sent with"), "{e}");
+        let e =
+            stream_error(r#""strategy": "timestamp", "method": "POST", "body": {"a": "{b:x}"}"#);
+        assert!(
+            e.starts_with("streams[0].body: `{b:x}` is not a placeholder"),
+            "{e}"
+        );
+        let e = stream_error(r#""strategy": "timestamp", "method": "PUT""#);
+        assert!(
+            e.starts_with("streams[0].method: unknown variant `PUT`"),
+            "{e}"
+        );
         let e = stream_error(r#""strategy": "timestamp", "start_timestamp": "soon""#);
         assert!(e.starts_with("streams[0].start_timestamp: `soon`"), "{e}");
     }

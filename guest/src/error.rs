@@ -175,6 +175,19 @@ pub enum PageError {
         /// The configured page size.
         page_size: usize,
     },
+    /// The next page would lie past the API's result window.
+    #[error(
+        "the next page would start at position {position}, past the {cap} records the API serves for one filter \
+         (`max_results`); more records than that share the cursor {cursor}, or the API ignored the order"
+    )]
+    ResultWindow {
+        /// The position the next request would ask for.
+        position: usize,
+        /// The configured cap.
+        cap: usize,
+        /// The anchor's cursor.
+        cursor: String,
+    },
     /// The answer's `Link` header does not parse.
     #[error("{0}")]
     BadLink(String),

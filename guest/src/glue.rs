@@ -99,10 +99,11 @@ fn to_wit_request(r: Request) -> wit::Request {
     wit::Request {
         method: match r.method {
             crate::Method::Get => wit::Method::Get,
+            crate::Method::Post => wit::Method::Post,
         },
         url: r.url,
         headers: r.headers,
-        body: None,
+        body: r.body,
     }
 }
 

@@ -3,19 +3,147 @@
 /// An HTTP request for the driver to send; mirrors the WIT `request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    /// Always GET for the strategies so far.
+    /// GET, or POST for a stream whose `method` is POST.
     pub method: Method,
     /// The absolute URL with its query encoded.
     pub url: String,
     /// Extra headers.
     pub headers: Vec<(String, String)>,
+    /// The JSON body of a POST.
+    pub body: Option<Vec<u8>>,
 }
 
 /// An HTTP method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     /// GET.
     Get,
+    /// POST: the request's parameters travel in a JSON body (see
+    /// [`json_body`]).
+    Post,
+}
+
+impl Method {
+    /// The method's name on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+        }
+    }
+}
+
+/// What a body template's placeholder turns its parameter's value into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Placeholder {
+    /// `"{name}"`: a JSON string.
+    String,
+    /// `"{name:number}"`: a JSON number.
+    Number,
+}
+
+/// The parameter a template string stands for, if it is a placeholder.
+fn placeholder(text: &str) -> Option<(&str, Placeholder)> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let (name, kind) = match inner.split_once(':') {
+        None => (inner, Placeholder::String),
+        Some((name, "number")) => (name, Placeholder::Number),
+        Some(_) => return None,
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-.[]$".contains(c);
+    (!name.is_empty() && name.chars().all(plain)).then_some((name, kind))
+}
+
+/// Checks a POST body template: a JSON object whose placeholders are
+/// well-formed. The error says what is wrong.
+pub fn check_body_template(template: &serde_json::Value) -> Result<(), String> {
+    fn walk(v: &serde_json::Value) -> Result<(), String> {
+        match v {
+            serde_json::Value::String(s) if s.starts_with('{') && s.ends_with('}') => {
+                if placeholder(s).is_none() {
+                    return Err(format!(
+                        "`{s}` is not a placeholder: write `{{name}}` for a string or `{{name:number}}` for a number"
+                    ));
+                }
+                Ok(())
+            }
+            serde_json::Value::Array(items) => items.iter().try_for_each(walk),
+            serde_json::Value::Object(map) => map.values().try_for_each(walk),
+            _ => Ok(()),
+        }
+    }
+    if !template.is_object() {
+        return Err("must be a JSON object".to_owned());
+    }
+    walk(template)
+}
+
+/// The body of a POST: `template` with each request parameter put in place.
+///
+/// A string of the exact form `"{name}"` becomes the value of parameter
+/// `name` as a string, `"{name:number}"` as a number; a placeholder whose
+/// parameter this request does not carry is removed with its key (or array
+/// element); a parameter that has no placeholder becomes a top-level key with
+/// a string value. The error names a value that is not a number.
+pub fn json_body(
+    template: &serde_json::Value,
+    params: &[(String, String)],
+) -> Result<Vec<u8>, String> {
+    use serde_json::Value;
+    let mut placed = vec![false; params.len()];
+    fn fill(
+        v: &Value,
+        params: &[(String, String)],
+        placed: &mut [bool],
+    ) -> Result<Option<Value>, String> {
+        Ok(Some(match v {
+            Value::String(s) => match placeholder(s) {
+                None => v.clone(),
+                Some((name, kind)) => {
+                    let Some(i) = params.iter().position(|(k, _)| k == name) else {
+                        return Ok(None);
+                    };
+                    placed[i] = true;
+                    let value = &params[i].1;
+                    match kind {
+                        Placeholder::String => Value::String(value.clone()),
+                        Placeholder::Number => serde_json::from_str::<serde_json::Number>(value)
+                            .map(Value::Number)
+                            .map_err(|_| {
+                                format!("`{s}` stands for `{value}`, which is not a number")
+                            })?,
+                    }
+                }
+            },
+            Value::Array(items) => {
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.extend(fill(item, params, placed)?);
+                }
+                Value::Array(out)
+            }
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (k, item) in map {
+                    if let Some(item) = fill(item, params, placed)? {
+                        out.insert(k.clone(), item);
+                    }
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }))
+    }
+    let mut body = fill(template, params, &mut placed)?.unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut body {
+        for ((k, v), placed) in params.iter().zip(placed) {
+            if !placed {
+                map.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    Ok(body.to_string().into_bytes())
 }
 
 /// An answer of any status; mirrors the WIT `response`.
@@ -174,6 +302,38 @@ pub fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_body_template_takes_the_parameters_in_place() {
+        let template = serde_json::json!({
+            "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate",
+                "operator": "GTE", "value": "{since}"}]}],
+            "limit": "{limit:number}", "after": "{after}", "keep": ["{gone}", 1],
+            "literal": "{not a placeholder}"});
+        let params = [
+            ("since".to_owned(), "1700000000000".to_owned()),
+            ("limit".to_owned(), "100".to_owned()),
+            ("extra".to_owned(), "x".to_owned()),
+        ];
+        let body: serde_json::Value =
+            serde_json::from_slice(&super::json_body(&template, &params).unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "filterGroups": [{"filters": [{"propertyName": "lastmodifieddate",
+                    "operator": "GTE", "value": "1700000000000"}]}],
+                "limit": 100, "keep": [1], "literal": "{not a placeholder}", "extra": "x"})
+        );
+        let bad = [("limit".to_owned(), "ten".to_owned())];
+        let e = super::json_body(&template, &bad).unwrap_err();
+        assert!(e.contains("`{limit:number}` stands for `ten`"), "{e}");
+        assert!(super::check_body_template(&serde_json::json!({"a": "{x:float}"})).is_err());
+        assert!(super::check_body_template(&serde_json::json!([1])).is_err());
+        assert!(
+            super::check_body_template(&template).is_err(),
+            "`{{not a placeholder}}`"
+        );
+    }
 
     #[test]
     fn queries_are_encoded() {

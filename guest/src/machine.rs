@@ -3,7 +3,7 @@
 
 use crate::config::{Column, Config, StreamConfig};
 use crate::error::{ConfigError, PageError, ResponseError, SyncError};
-use crate::http::{HttpError, Method, Request, Response, snippet, url_with_query};
+use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::SavedState;
 use crate::strategy::{Next, Page, Running};
@@ -126,7 +126,7 @@ pub struct Sync {
     current: usize,
     state: SavedState,
     outputs: VecDeque<Output>,
-    in_flight: Option<String>,
+    in_flight: Option<(Method, String)>,
     result: Option<Result<(), SyncError>>,
     requests: u64,
 }
@@ -187,21 +187,46 @@ impl Sync {
         }
         if let Some(run) = self.streams.get_mut(self.current) {
             if let Some(next) = run.strategy.next_request() {
-                let url = match next {
-                    Next::Query(mut params) => {
-                        if !run.config.query.is_empty() {
-                            params.splice(0..0, run.config.query.iter().cloned());
+                let config = &run.config;
+                let (method, url, body) = match next {
+                    Next::Query(params) if config.method == Method::Post => {
+                        match json_body(&config.body, &params) {
+                            Ok(body) => (
+                                Method::Post,
+                                url_with_query(&self.base_url, &config.path, &config.query),
+                                Some(body),
+                            ),
+                            Err(problem) => {
+                                let e = ConfigError::new(
+                                    format!("stream `{}`.body", config.name),
+                                    problem,
+                                );
+                                self.fail(SyncError::InvalidConfig(e));
+                                return self.poll_output();
+                            }
                         }
-                        url_with_query(&self.base_url, &run.config.path, &params)
                     }
-                    Next::Url(url) => url,
+                    Next::Query(mut params) => {
+                        if !config.query.is_empty() {
+                            params.splice(0..0, config.query.iter().cloned());
+                        }
+                        let url = url_with_query(&self.base_url, &config.path, &params);
+                        (Method::Get, url, None)
+                    }
+                    // A URL the API handed out is fetched as it is.
+                    Next::Url(url) => (Method::Get, url, None),
                 };
-                self.in_flight = Some(url.clone());
+                self.in_flight = Some((method, url.clone()));
                 self.requests += 1;
+                let mut headers = config.headers.clone();
+                if body.is_some() {
+                    headers.push(("content-type".to_owned(), "application/json".to_owned()));
+                }
                 return Output::Fetch(Request {
-                    method: Method::Get,
+                    method,
                     url,
-                    headers: run.config.headers.clone(),
+                    headers,
+                    body,
                 });
             }
             let done = format!("stream `{}` is caught up", run.config.name);
@@ -214,7 +239,7 @@ impl Sync {
 
     /// Feeds in the answer to the last [`Output::Fetch`].
     pub fn handle_response(&mut self, answer: Result<Response, HttpError>) {
-        let Some(url) = self.in_flight.take() else {
+        let Some((method, url)) = self.in_flight.take() else {
             self.fail(SyncError::Driver(
                 "handle_response called with no request in flight".to_owned(),
             ));
@@ -222,17 +247,17 @@ impl Sync {
         };
         let run = &mut self.streams[self.current];
         let name = run.config.name.clone();
-        let request = format!("GET {url}");
+        let request = format!("{} {url}", method.name());
         let outcome = match answer {
             Err(error) => Err(SyncError::Http {
                 stream: name,
-                request,
+                request: request.clone(),
                 error,
             }),
             Ok(response) => Self::take_page(run, &url, &response).map_err(|problem| {
                 SyncError::BadResponse(Box::new(ResponseError {
                     stream: name,
-                    request,
+                    request: request.clone(),
                     problem,
                 }))
             }),
@@ -243,7 +268,7 @@ impl Sync {
                 for w in warnings {
                     self.outputs.push_back(Output::Log(
                         Level::Warn,
-                        format!("stream `{}`: GET {url}: {w}", run.config.name),
+                        format!("stream `{}`: {request}: {w}", run.config.name),
                     ));
                 }
                 // Rows are committed only by a checkpoint, so any rows handed

@@ -44,6 +44,8 @@ pub(crate) struct SimApi {
     pub before_answer: Option<Mutation>,
     /// The records as they were when the last request was answered.
     pub snapshot: Vec<SimRecord>,
+    /// The most results the search endpoint serves for one filter.
+    pub window: usize,
     next_id: u64,
 }
 
@@ -71,6 +73,7 @@ impl SimApi {
             faults: BTreeMap::new(),
             before_answer: None,
             snapshot: Vec::new(),
+            window: 10_000,
         }
     }
 
@@ -132,6 +135,9 @@ impl SimApi {
         let query = Self::query(&request.url);
         if path == "/pagination/link" {
             return Ok(self.link(&query));
+        }
+        if path == "/pagination/search" {
+            return Ok(self.search(request));
         }
         let result = match path {
             "/incremental/timestamp" => self.timestamp(&query),
@@ -348,6 +354,58 @@ impl SimApi {
             ));
         }
         response
+    }
+
+    /// Searches as HubSpot's CRM search does: a POST whose JSON body holds
+    /// the filter (`filter.gte`, epoch milliseconds), `limit`
+    /// (a number) and `after` (an offset as a string); records sorted by
+    /// `updatedAt`, their fields under `properties`, and at most `window`
+    /// results for one filter (paging past it is a 400).
+    fn search(&self, request: &Request) -> Response {
+        let bad = |e: &str| respond(400, json!({ "status": "error", "message": e }).to_string());
+        if request.method != crate::Method::Post {
+            return bad("POST only");
+        }
+        let Some(Ok(body)) = request
+            .body
+            .as_ref()
+            .map(|b| serde_json::from_slice::<serde_json::Value>(b))
+        else {
+            return bad("the body is not JSON");
+        };
+        let gte = &body["filter"]["gte"];
+        let Some(since) = (gte.as_str().and_then(|s| s.parse::<i64>().ok())).or(gte.as_i64())
+        else {
+            return bad("filter.gte must be epoch milliseconds");
+        };
+        let Some(limit) = body["limit"].as_u64().map(|l| l as usize) else {
+            return bad("limit must be a number");
+        };
+        let after = match &body["after"] {
+            serde_json::Value::Null => 0,
+            serde_json::Value::String(s) => match s.parse::<usize>() {
+                Ok(a) => a,
+                Err(_) => return bad("after must be a string offset"),
+            },
+            _ => return bad("after must be a string offset"),
+        };
+        if limit == 0 || limit > self.cap {
+            return bad("limit out of range");
+        }
+        if after + limit > self.window {
+            return bad("paging past the result window");
+        }
+        let hits = self.sorted_since((since + 999).div_euclid(1000));
+        let total = hits.len();
+        let results: Vec<serde_json::Value> = render(hits.into_iter().skip(after).take(limit))
+            .into_iter()
+            .map(|r| json!({"id": r["id"].clone(), "properties": r}))
+            .collect();
+        let mut answer = json!({ "total": total, "results": results });
+        if after + limit < total {
+            answer["paging"] = json!({"next": {"after": (after + limit).to_string()}});
+        }
+        respond(200, answer.to_string())
     }
 
     fn step(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {

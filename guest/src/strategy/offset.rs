@@ -35,6 +35,12 @@ pub struct Settings {
     pub total_field: String,
     /// Records per page, at least 2. Default 50.
     pub page_size: usize,
+    /// The most records the API serves for one filter, if it caps them
+    /// (HubSpot's search: 10,000). Re-anchoring on the last cursor keeps
+    /// the position small, so the cap is met only by a tie group that large
+    /// (or an API that ignores the order): the stream then fails with an
+    /// error instead of asking past the cap. Default: no cap.
+    pub max_results: Option<usize>,
 }
 
 impl Default for Settings {
@@ -47,6 +53,7 @@ impl Default for Settings {
             offset_param: "offset".to_owned(),
             total_field: "total".to_owned(),
             page_size: 50,
+            max_results: None,
         }
     }
 }
@@ -130,7 +137,18 @@ impl Strategy for Offset {
             .get(&self.config.total_field)
             .and_then(Value::as_u64)
             .is_some_and(|total| self.asked + page.records.len() >= total as usize);
-        Ok(self.pager.take(page, self.asked, limit, complete)?.into())
+        let taken = self.pager.take(page, self.asked, limit, complete)?;
+        if let Some(cap) = self.config.max_results
+            && !self.pager.done
+            && self.pager.window_start() + self.config.page_size > cap
+        {
+            return Err(PageError::ResultWindow {
+                position: self.pager.window_start(),
+                cap,
+                cursor: self.pager.since(),
+            });
+        }
+        Ok(taken.into())
     }
 
     fn state(&self) -> State {
@@ -160,6 +178,7 @@ mod tests {
                 method: crate::Method::Get,
                 url,
                 headers: vec![],
+                body: None,
             };
             let body: serde_json::Value =
                 serde_json::from_slice(&api.answer(&req).unwrap().body).unwrap();
@@ -312,5 +331,91 @@ mod order_tests {
         sync_once(&config("offset", 3, json!({})), &mut api, &mut wh, 50).unwrap();
         wh.matches(&api).unwrap();
         assert_eq!(wh.saved("last_updated_at").unwrap(), ts(70));
+    }
+}
+
+#[cfg(test)]
+mod search_tests {
+    //! An offset stream over a HubSpot-style search: a POST whose JSON body
+    //! carries the filter, the page size and the position.
+
+    use crate::sim::{SimApi, SimWarehouse, sync_once, ts};
+    use serde_json::json;
+
+    fn cfg(page: usize, max_results: Option<usize>) -> String {
+        json!({"base_url": "http://sim", "streams": [{
+            "table": "user", "strategy": "offset", "path": "/pagination/search",
+            "method": "POST",
+            "body": {"filter": {"gte": "{updated_since}"}, "limit": "{limit:number}",
+                     "after": "{offset}", "properties": ["updatedAt"]},
+            "records_path": "results", "record_path": "properties",
+            "cursor_field": "properties.updatedAt", "filter_format": "epoch_millis",
+            "order_by_param": "", "order_type_param": "", "offset_param": "after",
+            "page_size": page, "max_results": max_results}]})
+        .to_string()
+    }
+
+    #[test]
+    fn a_post_search_pages_by_its_body_and_keeps_rows_moved_mid_sync() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
+        api.before_answer = Some(Box::new(|api: &mut SimApi, n| {
+            if n == 2 {
+                api.update(1, 70);
+            }
+        }));
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg(2, None), &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), json!("70000"));
+        api.before_answer = None;
+        let before = api.requests;
+        api.update(3, 80);
+        sync_once(&cfg(2, None), &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(api.requests - before, 1);
+        let _ = ts(0);
+    }
+
+    #[test]
+    fn re_anchoring_keeps_a_large_answer_inside_the_result_window() {
+        // 40 records, a window of 10 results per filter: paging by position
+        // alone would hit the window's 400 after five pages.
+        let updated: Vec<i64> = (1..=40).collect();
+        let mut api = SimApi::new(&updated, 4);
+        api.window = 10;
+        let mut wh = SimWarehouse::default();
+        sync_once(&cfg(4, Some(10)), &mut api, &mut wh, 100).unwrap();
+        wh.matches(&api).unwrap();
+    }
+
+    #[test]
+    fn a_tie_group_larger_than_the_window_fails_with_a_clear_error() {
+        let updated: Vec<i64> = std::iter::repeat_n(20, 12).collect();
+        let mut api = SimApi::new(&updated, 4);
+        api.window = 10;
+        let mut wh = SimWarehouse::default();
+        let err = sync_once(&cfg(4, Some(10)), &mut api, &mut wh, 100)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("stream `user`: POST http://sim/pagination/search"),
+            "{err}"
+        );
+        assert!(err.contains("past the 10 records"), "{err}");
+        assert!(err.contains("max_results"), "{err}");
+    }
+
+    #[test]
+    fn a_placeholder_for_a_number_that_is_not_one_is_a_config_error() {
+        let text = cfg(2, None).replace("{updated_since}", "{updated_since:number}");
+        let mut api = SimApi::new(&[10], 2);
+        // epoch_millis is a number: fine. RFC 3339 is not.
+        sync_once(&text, &mut api, &mut SimWarehouse::default(), 10).unwrap();
+        let text = text.replace("epoch_millis", "rfc3339");
+        let err = sync_once(&text, &mut api, &mut SimWarehouse::default(), 10)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream `user`.body"), "{err}");
+        assert!(err.contains("not a number"), "{err}");
     }
 }

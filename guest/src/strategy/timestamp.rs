@@ -211,6 +211,7 @@ mod tests {
                 method: crate::Method::Get,
                 url,
                 headers: vec![],
+                body: None,
             };
             let body: serde_json::Value =
                 serde_json::from_slice(&api.answer(&req).unwrap().body).unwrap();
