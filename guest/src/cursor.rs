@@ -135,6 +135,32 @@ impl TimestampFormat {
         }
     }
 
+    /// The first cursor this format writes differently from `cursor` and
+    /// after it: `cursor` plus one unit of the format's precision (a second
+    /// for epoch seconds and the default, a millisecond for epoch
+    /// milliseconds). What "after X" means to a filter in this format.
+    pub fn next_after(&self, cursor: Cursor) -> Cursor {
+        let base = self.truncate(cursor);
+        for step in [
+            chrono::Duration::nanoseconds(1),
+            chrono::Duration::microseconds(1),
+            chrono::Duration::milliseconds(1),
+            chrono::Duration::seconds(1),
+            chrono::Duration::minutes(1),
+            chrono::Duration::hours(1),
+            chrono::Duration::days(1),
+        ] {
+            let Some(later) = base.0.checked_add_signed(step) else {
+                break;
+            };
+            let later = Cursor(later);
+            if self.truncate(later) > base {
+                return self.truncate(later);
+            }
+        }
+        base
+    }
+
     /// Reads a timestamp written as text. `None` if it is not one.
     pub fn parse(&self, text: &str) -> Option<Cursor> {
         match self {
@@ -238,6 +264,12 @@ mod tests {
         assert_eq!(s.format(with_offset), "1705314600", "seconds truncate");
         assert_eq!(r.parse("1705314600"), None);
         assert_eq!(s.parse_json(&serde_json::json!(true)), None);
+        assert_eq!(s.format(s.next_after(with_offset)), "1705314601");
+        assert_eq!(ms.format(ms.next_after(with_offset)), "1705314600251");
+        assert_eq!(
+            TimestampFormat::default().format(TimestampFormat::default().next_after(t)),
+            "2024-01-15T10:30:01Z"
+        );
     }
 
     #[test]

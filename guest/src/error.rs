@@ -188,6 +188,16 @@ pub enum PageError {
         /// The anchor's cursor.
         cursor: String,
     },
+    /// The cursor the answer carries went back.
+    #[error("`{field}` went back from {from} to {to}; an export's cursor never moves backwards")]
+    Backwards {
+        /// The answer's cursor field.
+        field: String,
+        /// The cursor the request started from.
+        from: String,
+        /// The cursor the answer gave.
+        to: String,
+    },
     /// The answer's `Link` header does not parse.
     #[error("{0}")]
     BadLink(String),

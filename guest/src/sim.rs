@@ -46,6 +46,8 @@ pub(crate) struct SimApi {
     pub snapshot: Vec<SimRecord>,
     /// The most results the search endpoint serves for one filter.
     pub window: usize,
+    /// The `Date` header of every answer, if any.
+    pub date: Option<&'static str>,
     next_id: u64,
 }
 
@@ -74,6 +76,7 @@ impl SimApi {
             before_answer: None,
             snapshot: Vec::new(),
             window: 10_000,
+            date: None,
         }
     }
 
@@ -139,19 +142,58 @@ impl SimApi {
         if path == "/pagination/search" {
             return Ok(self.search(request));
         }
+        let mut answer = self.route(path, &query);
+        if let Some(date) = self.date {
+            answer.headers.push(("date".into(), date.into()));
+        }
+        Ok(answer)
+    }
+
+    fn route(&self, path: &str, query: &BTreeMap<String, String>) -> Response {
         let result = match path {
-            "/incremental/timestamp" => self.timestamp(&query),
-            "/pagination/keyset" => self.keyset(&query),
-            "/pagination/offset" => self.offset(&query),
-            "/pagination/page_number" => self.page_number(&query),
-            "/pagination/next_page_url" => self.next_page_url(&query),
-            "/incremental/step" => self.step(&query),
+            "/incremental/timestamp" => self.timestamp(query),
+            "/pagination/keyset" => self.keyset(query),
+            "/pagination/offset" => self.offset(query),
+            "/pagination/page_number" => self.page_number(query),
+            "/pagination/next_page_url" => self.next_page_url(query),
+            "/incremental/step" => self.step(query),
+            "/incremental/export" => self.export(query),
             _ => Err(format!("no endpoint {path}")),
         };
-        Ok(match result {
+        match result {
             Ok(body) => respond(200, body.to_string()),
             Err(e) => respond(400, json!({ "error": e }).to_string()),
-        })
+        }
+    }
+
+    /// Exports as Zendesk's time-based incremental export does: `start_time`
+    /// in epoch seconds, inclusive; pages of `cap` records, grown to hold
+    /// every record at the page's last second; the answer's `end_time` is
+    /// that second, `next_page` always set, `end_of_stream` once nothing is
+    /// left after the page.
+    fn export(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
+        Self::allow(q, &["start_time"])?;
+        let start: i64 = q
+            .get("start_time")
+            .ok_or("start_time is required")?
+            .parse()
+            .map_err(|_| "start_time must be an integer")?;
+        let hits = self.sorted_since(start);
+        let mut n = hits.len().min(self.cap);
+        if let Some(last) = n.checked_sub(1).map(|i| hits[i].updated) {
+            while n < hits.len() && hits[n].updated == last {
+                n += 1;
+            }
+        }
+        let end_time = hits[..n].last().map_or(start, |r| r.updated);
+        let end_of_stream = n == hits.len();
+        Ok(json!({
+            "tickets": render(hits.into_iter().take(n)),
+            "count": n,
+            "end_of_stream": end_of_stream,
+            "end_time": end_time,
+            "next_page": format!("http://sim/incremental/export?start_time={end_time}"),
+        }))
     }
 
     fn allow(query: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), String> {
@@ -562,7 +604,8 @@ pub(crate) fn config(strategy: &str, page_size: usize, extra: serde_json::Value)
         .iter()
         .find(|s| s.name == strategy)
         .unwrap_or_else(|| panic!("no strategy {strategy}"));
-    let mut stream = json!({"table": "user", "strategy": strategy, "path": info.seed_path});
+    let mut stream =
+        json!({"table": "user", "strategy": strategy, "path": info.seed_path.unwrap_or("/")});
     if let Some(key) = info.size_key {
         stream[key] = json!(page_size);
     }

@@ -64,7 +64,8 @@ impl World {
             .iter()
             .find(|s| s.name == strategy)
             .unwrap_or_else(|| panic!("no strategy {strategy}"))
-            .seed_path;
+            .seed_path
+            .unwrap_or_else(|| panic!("{strategy} has no endpoint in the seeds' API"));
         let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
         for (k, v) in extra.as_object().unwrap() {
             stream[k] = v.clone();

@@ -76,7 +76,7 @@ pub(crate) struct Keyset {
 
 impl Strategy for Keyset {
     const NAME: &'static str = "keyset";
-    const SEED_PATH: &'static str = "/pagination/keyset";
+    const SEED_PATH: Option<&'static str> = Some("/pagination/keyset");
     const SIZE_KEY: Option<&'static str> = None;
     type Settings = Settings;
     type State = State;

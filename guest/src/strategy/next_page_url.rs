@@ -73,7 +73,7 @@ pub(crate) struct NextPageUrl {
 
 impl Strategy for NextPageUrl {
     const NAME: &'static str = "next_page_url";
-    const SEED_PATH: &'static str = "/pagination/next_page_url";
+    const SEED_PATH: Option<&'static str> = Some("/pagination/next_page_url");
     const SIZE_KEY: Option<&'static str> = Some("page_size");
     type Settings = Settings;
     type State = State;

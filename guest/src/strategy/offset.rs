@@ -80,7 +80,7 @@ pub(crate) struct Offset {
 
 impl Strategy for Offset {
     const NAME: &'static str = "offset";
-    const SEED_PATH: &'static str = "/pagination/offset";
+    const SEED_PATH: Option<&'static str> = Some("/pagination/offset");
     const SIZE_KEY: Option<&'static str> = Some("page_size");
     type Settings = Settings;
     type State = State;

@@ -75,7 +75,7 @@ pub(crate) struct PageNumber {
 
 impl Strategy for PageNumber {
     const NAME: &'static str = "page_number";
-    const SEED_PATH: &'static str = "/pagination/page_number";
+    const SEED_PATH: Option<&'static str> = Some("/pagination/page_number");
     const SIZE_KEY: Option<&'static str> = Some("page_size");
     type Settings = Settings;
     type State = State;

@@ -49,7 +49,7 @@ pub(crate) struct Replay(Timestamp);
 
 impl Strategy for Replay {
     const NAME: &'static str = "replay";
-    const SEED_PATH: &'static str = "/incremental/timestamp";
+    const SEED_PATH: Option<&'static str> = Some("/incremental/timestamp");
     const SIZE_KEY: Option<&'static str> = Some("page_size");
     type Settings = Settings;
     type State = timestamp::State;

@@ -81,7 +81,7 @@ pub(crate) struct StepSize {
 
 impl Strategy for StepSize {
     const NAME: &'static str = "step_size";
-    const SEED_PATH: &'static str = "/incremental/step";
+    const SEED_PATH: Option<&'static str> = Some("/incremental/step");
     const SIZE_KEY: Option<&'static str> = Some("step_size");
     const SEES_UPDATES: bool = false;
     type Settings = Settings;

@@ -114,7 +114,7 @@ impl Timestamp {
 
 impl Strategy for Timestamp {
     const NAME: &'static str = "timestamp";
-    const SEED_PATH: &'static str = "/incremental/timestamp";
+    const SEED_PATH: Option<&'static str> = Some("/incremental/timestamp");
     const SIZE_KEY: Option<&'static str> = Some("page_size");
     type Settings = Settings;
     type State = State;
