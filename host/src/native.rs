@@ -47,13 +47,15 @@ pub fn update(
     let result = loop {
         match sync.poll_output() {
             Output::Fetch(request) => {
-                let Method::Get = request.method;
                 stats.requests += 1;
                 let answer = http.fetch(wit::Request {
-                    method: wit::Method::Get,
+                    method: match request.method {
+                        Method::Get => wit::Method::Get,
+                        Method::Post => wit::Method::Post,
+                    },
                     url: request.url,
                     headers: request.headers,
-                    body: None,
+                    body: request.body,
                 });
                 if let Ok(r) = &answer {
                     stats.bytes += r.body.len() as u64;
