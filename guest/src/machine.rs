@@ -341,6 +341,8 @@ impl Sync {
         let mut records = Vec::with_capacity(list.len());
         let mut cursors = Vec::with_capacity(if needs_cursor { list.len() } else { 0 });
         let mut keys = Vec::with_capacity(list.len());
+        let item_field = run.strategy.item_field().map(str::to_owned);
+        let mut item_values = Vec::new();
         for (i, item) in list.into_iter().enumerate() {
             let Value::Object(item) = item else {
                 return Err(PageError::record(i, "is not an object"));
@@ -350,6 +352,13 @@ impl Sync {
                 let cursor = cursor_of(&item, &config.cursor_field, &config.timestamp_format)
                     .map_err(|e| PageError::record(i, e))?;
                 cursors.push(cursor);
+            }
+            if let Some(field) = &item_field {
+                item_values.push(
+                    crate::rows::field_at_path(&item, field)
+                        .cloned()
+                        .unwrap_or(Value::Null),
+                );
             }
             let record =
                 record_in(item, &config.record_path).map_err(|e| PageError::record(i, e))?;
@@ -365,6 +374,7 @@ impl Sync {
             records: records.iter().collect(),
             cursors,
             keys,
+            item_values,
         };
         let verdict = run.strategy.handle_page(&page)?;
         let cursors = page.cursors;

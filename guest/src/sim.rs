@@ -48,6 +48,9 @@ pub(crate) struct SimApi {
     pub window: usize,
     /// The `Date` header of every answer, if any.
     pub date: Option<&'static str>,
+    /// Every version of every record, as Stripe's events keep them: (event
+    /// number, the record as it became).
+    pub events: Vec<(u64, SimRecord)>,
     next_id: u64,
 }
 
@@ -77,17 +80,32 @@ impl SimApi {
             snapshot: Vec::new(),
             window: 10_000,
             date: None,
+            events: Vec::new(),
         }
+        .with_creation_events()
+    }
+
+    fn with_creation_events(mut self) -> SimApi {
+        for r in self.records.clone() {
+            self.log_event(r);
+        }
+        self
+    }
+
+    fn log_event(&mut self, r: SimRecord) {
+        self.events.push((self.events.len() as u64 + 1, r));
     }
 
     pub fn insert(&mut self, updated: i64) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
-        self.records.push(SimRecord {
+        let r = SimRecord {
             id,
             updated,
             version: 0,
-        });
+        };
+        self.records.push(r.clone());
+        self.log_event(r);
         id
     }
 
@@ -95,6 +113,8 @@ impl SimApi {
         let r = self.records.iter_mut().find(|r| r.id == id).unwrap();
         r.updated = updated;
         r.version += 1;
+        let r = r.clone();
+        self.log_event(r);
     }
 
     pub fn max_updated(&self) -> i64 {
@@ -158,12 +178,68 @@ impl SimApi {
             "/pagination/next_page_url" => self.next_page_url(query),
             "/incremental/step" => self.step(query),
             "/incremental/export" => self.export(query),
+            "/pagination/starting_after" => self.starting_after(query, false),
+            "/pagination/events" => self.starting_after(query, true),
             _ => Err(format!("no endpoint {path}")),
         };
         match result {
             Ok(body) => respond(200, body.to_string()),
             Err(e) => respond(400, json!({ "error": e }).to_string()),
         }
+    }
+
+    /// Lists as Stripe does: newest first (by `updatedAt`, then id), the
+    /// inclusive `created_gte` filter on every request, `limit`, and
+    /// `starting_after` the id of the last item of the page before; the
+    /// answer's `has_more` says whether more follow. With `events`, the items
+    /// are every version of every record, `{"id": "evt_N", "updatedAt",
+    /// "data": {"object": record}}`, as Stripe's events API lists them.
+    fn starting_after(
+        &self,
+        q: &BTreeMap<String, String>,
+        events: bool,
+    ) -> Result<serde_json::Value, String> {
+        Self::allow(q, &["created_gte", "limit", "starting_after"])?;
+        let since = Self::since(q, "created_gte")?;
+        let limit = Self::number(q, "limit", 10)?;
+        if limit == 0 || limit > self.cap {
+            return Err(format!("limit must be 1..={}", self.cap));
+        }
+        let mut items: Vec<(String, &SimRecord)> = if events {
+            self.events
+                .iter()
+                .map(|(n, r)| (format!("evt_{n}"), r))
+                .collect()
+        } else {
+            self.records.iter().map(|r| (r.id.to_string(), r)).collect()
+        };
+        items.retain(|(_, r)| r.updated >= since);
+        items.sort_by_key(|(id, r)| std::cmp::Reverse((r.updated, id.len(), id.clone())));
+        let start = match q.get("starting_after") {
+            None => 0,
+            Some(after) => {
+                items
+                    .iter()
+                    .position(|(id, _)| id == after)
+                    .ok_or_else(|| format!("No such object: '{after}'"))?
+                    + 1
+            }
+        };
+        let page: Vec<serde_json::Value> = items[start..]
+            .iter()
+            .take(limit)
+            .map(|(id, r)| {
+                let record = render(std::iter::once(*r)).remove(0);
+                if events {
+                    json!({"id": id, "updatedAt": record["updatedAt"].clone(),
+                           "data": {"object": record}})
+                } else {
+                    record
+                }
+            })
+            .collect();
+        let has_more = start + page.len() < items.len();
+        Ok(json!({"object": "list", "data": page, "has_more": has_more}))
     }
 
     /// Exports as Zendesk's time-based incremental export does: `start_time`

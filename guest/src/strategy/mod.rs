@@ -17,6 +17,7 @@ mod next_page_url;
 mod offset;
 mod page_number;
 mod replay;
+mod starting_after;
 mod step_size;
 mod timestamp;
 
@@ -53,6 +54,9 @@ pub(crate) struct Page<'a> {
     pub cursors: Vec<Cursor>,
     /// Each record's primary key, in the same order.
     pub keys: Vec<RowKey>,
+    /// Each item's value at the strategy's [`Strategy::item_field`] (null
+    /// where it has none), in the same order; empty if it names none.
+    pub item_values: Vec<Value>,
 }
 
 /// What to do with a page.
@@ -110,6 +114,13 @@ pub(crate) trait Strategy: Sized + 'static {
         true
     }
 
+    /// A field the strategy reads from each item of the answer (a dot path),
+    /// before the record is taken out of it: Stripe's `starting_after` takes
+    /// the id of the last event, not of the customer inside it.
+    fn item_field(&self) -> Option<&str> {
+        None
+    }
+
     /// Takes the answer to the last request. `Err` fails the stream (the
     /// machine adds the stream and the request).
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
@@ -126,6 +137,8 @@ pub(crate) trait Running {
     fn next_request(&mut self) -> Option<Next>;
     /// See [`Strategy::needs_cursor`].
     fn needs_cursor(&self) -> bool;
+    /// See [`Strategy::item_field`].
+    fn item_field(&self) -> Option<&str>;
     /// See [`Strategy::handle_page`].
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
     /// The state to save, as a JSON object without the `strategy` key.
@@ -139,6 +152,10 @@ impl<S: Strategy> Running for S {
 
     fn needs_cursor(&self) -> bool {
         Strategy::needs_cursor(self)
+    }
+
+    fn item_field(&self) -> Option<&str> {
+        Strategy::item_field(self)
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
@@ -295,6 +312,7 @@ registry! {
     PageNumber => page_number::PageNumber,
     NextPageUrl => next_page_url::NextPageUrl,
     IncrementalExport => incremental_export::IncrementalExport,
+    StartingAfter => starting_after::StartingAfter,
 }
 
 /// Reads a saved timestamp of a stream.
@@ -385,6 +403,18 @@ impl MaxSeen {
         warning
     }
 
+    /// Takes cursors into the maximum only, with no order check.
+    pub(crate) fn observe_max(&mut self, cursors: &[Cursor]) {
+        if let Some(&last) = cursors.iter().max() {
+            self.max = self.max.max(last);
+        }
+    }
+
+    /// The greatest cursor seen.
+    pub(crate) fn max(&self) -> Cursor {
+        self.max
+    }
+
     /// The cursor the state may hold.
     pub(crate) fn saved(&self) -> Cursor {
         self.frozen.unwrap_or(self.max)
@@ -470,9 +500,14 @@ mod tests {
             "step_size" => json!({"max_id": 1000, "max_empty_ranges": 2, "rescan_ids": 100}),
             "incremental_export" => json!({"path": "/incremental/export",
                 "records_path": "tickets", "filter_format": "epoch_seconds"}),
+            "starting_after" => json!({"path": "/pagination/starting_after",
+                "since_param": "created_gte"}),
+            "starting_after_events" => json!({"path": "/pagination/events",
+                "since_param": "created_gte", "record_path": "data.object"}),
             _ => json!({}),
         };
-        let cfg = config(strategy, page, extra);
+        let name = strategy.trim_end_matches("_events");
+        let cfg = config(name, page, extra);
         match sync_once(&cfg, &mut api, &mut wh, bound) {
             Ok(()) => {}
             Err(SyncError::BadResponse(m))
@@ -495,7 +530,29 @@ mod tests {
                 })
                 .collect()
         };
-        if strategy == "step_size" {
+        if strategy.starts_with("starting_after") {
+            // Newest first: a record written after the sync passed its place
+            // is ahead of the first page, and the next sync reads it.
+            api.before_answer = None;
+            sync_once(&cfg, &mut api, &mut wh, bound)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            for r in &api.records {
+                prop_assert_eq!(
+                    wh.rows.get(&r.id.to_string()),
+                    Some(&(
+                        format!("user {} v{}", r.id, r.version),
+                        r.updated * 1_000_000
+                    )),
+                    "{}: record {} is not current",
+                    strategy,
+                    r.id
+                );
+            }
+            prop_assert_eq!(wh.rows.len(), api.records.len());
+            if let Some(max) = api.records.iter().map(|r| r.updated).max() {
+                prop_assert_eq!(wh.saved("last_updated_at"), Some(json!(ts(max))));
+            }
+        } else if strategy == "step_size" {
             // An id created after its range was scanned is the next sync's.
             api.before_answer = None;
             sync_once(&cfg, &mut api, &mut wh, bound)
@@ -554,6 +611,10 @@ mod tests {
             // Page numbers can carry the overlap row at every position of a
             // tie group shorter than lcm(2..=page); 7 covers these groups.
             check("page_number", &updated, page.max(7), &writes, true)?;
+            // Stripe's lists: records by their immutable creation (inserts
+            // only), and the events of every change, newest first.
+            check("starting_after", &updated, page, &writes, false)?;
+            check("starting_after_events", &updated, page, &writes, true)?;
             // These follow the server's positions or scan ids: inserts only.
             for strategy in ["next_page_url", "step_size"] {
                 check(strategy, &updated, page, &writes, false)?;

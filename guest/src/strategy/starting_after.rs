@@ -1,0 +1,364 @@
+//! Pages that start after the last record (Stripe's list API): every request
+//! sends the filter `created[gte]=<cursor>` and `limit`, and every request
+//! after the first also `starting_after=<id of the last item>`, until the
+//! answer's `has_more` is false. Saves `last_updated_at`.
+//!
+//! The token is the last item's own id, so the position survives writes
+//! during the sync. Stripe lists newest first, so `order` defaults to `desc`:
+//!
+//! - The saved cursor moves only when the sync reaches the end of the list,
+//!   that is the old cursor: rows are checkpointed page by page, but with the
+//!   old state, so a crash mid-sync loses nothing and the next run starts
+//!   again from the old cursor. Records created during the sync land before
+//!   the first page, with a cursor at or after the maximum read: the next
+//!   sync's inclusive filter reads them.
+//! - A record can come more than once (Stripe's events: one per change of a
+//!   customer, newest first). Only its first, newest, version in a sync is
+//!   delivered, so an older version never overwrites a newer one; a later
+//!   sync reads only versions at or after the saved cursor.
+//! - Pages out of descending order are delivered, and the saved cursor then
+//!   stays where it was, with a warning.
+//!
+//! With `order: asc`, the state follows the maximum as `keyset` does.
+
+use super::keyset::State;
+use super::{MaxSeen, Next, Page, Strategy, Verdict};
+use crate::config::StreamConfig;
+use crate::cursor::{Cursor, TimestampFormat};
+use crate::error::PageError;
+use crate::rows::RowKey;
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
+
+/// The order the API lists records in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first (Stripe).
+    Desc,
+}
+
+/// The stream keys of a `starting_after` stream.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// The filter parameter, sent with every request (inclusive). Default
+    /// `created[gte]`.
+    pub since_param: String,
+    /// The parameter that carries the last item's id. Default
+    /// `starting_after`.
+    pub token_param: String,
+    /// The field of each item whose value of the last item is the token, a
+    /// dot path (read from the item, not from a record inside it). Default
+    /// `id`.
+    pub token_field: String,
+    /// The answer's boolean that says more pages follow; required in every
+    /// answer. Default `has_more`.
+    pub has_more_field: String,
+    /// The page-size parameter. Default `limit`.
+    pub limit_param: String,
+    /// Records per page. Default 100 (Stripe's most).
+    pub page_size: NonZeroUsize,
+    /// The order the API lists records in: `desc` (newest first, Stripe) or
+    /// `asc`. Default `desc`.
+    pub order: Order,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            since_param: "created[gte]".to_owned(),
+            token_param: "starting_after".to_owned(),
+            token_field: "id".to_owned(),
+            has_more_field: "has_more".to_owned(),
+            limit_param: "limit".to_owned(),
+            page_size: NonZeroUsize::new(100).expect("non-zero"),
+            order: Order::Desc,
+        }
+    }
+}
+
+pub(crate) struct StartingAfter {
+    config: Settings,
+    format: TimestampFormat,
+    cursor_field: String,
+    /// The saved cursor this sync started from.
+    start: Cursor,
+    since: String,
+    /// `asc`: the maximum, saved as it goes. `desc`: the maximum, saved at
+    /// the end.
+    seen: MaxSeen,
+    /// `desc`: the last cursor read, which the next one may not pass.
+    low: Option<Cursor>,
+    /// `desc`: a page out of order was read; the state stays at `start`.
+    unordered: bool,
+    /// `None` before the first request; then the token to send, if any.
+    token: Option<Option<String>>,
+    tokens: HashSet<String>,
+    /// `desc`: the keys delivered in this sync (their newest version).
+    delivered: HashSet<RowKey>,
+    done: bool,
+}
+
+impl Strategy for StartingAfter {
+    const NAME: &'static str = "starting_after";
+    const SIZE_KEY: Option<&'static str> = Some("page_size");
+    type Settings = Settings;
+    type State = State;
+
+    fn start(
+        stream: &StreamConfig,
+        config: &Settings,
+        saved: Option<State>,
+    ) -> Result<Self, String> {
+        let start = State::resume(saved.as_ref(), stream)?;
+        Ok(StartingAfter {
+            since: stream.filter_format.format(start),
+            seen: MaxSeen::new(start),
+            start,
+            format: stream.filter_format.clone(),
+            cursor_field: stream.cursor_field.clone(),
+            config: config.clone(),
+            low: None,
+            unordered: false,
+            token: None,
+            tokens: HashSet::new(),
+            delivered: HashSet::new(),
+            done: false,
+        })
+    }
+
+    fn next_request(&mut self) -> Option<Next> {
+        if self.done {
+            return None;
+        }
+        let c = &self.config;
+        let mut p = vec![
+            (c.since_param.clone(), self.since.clone()),
+            (c.limit_param.clone(), c.page_size.to_string()),
+        ];
+        match &self.token {
+            None => {}
+            Some(Some(token)) => p.push((c.token_param.clone(), token.clone())),
+            Some(None) => return None,
+        }
+        Some(Next::Query(p))
+    }
+
+    fn item_field(&self) -> Option<&str> {
+        Some(&self.config.token_field)
+    }
+
+    fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        let c = &self.config;
+        let has_more = match crate::rows::at_path(page.body, &c.has_more_field) {
+            Some(Value::Bool(b)) => *b,
+            None => return Err(PageError::MissingField(c.has_more_field.clone())),
+            Some(other) => {
+                return Err(PageError::WrongType {
+                    field: c.has_more_field.clone(),
+                    found: crate::http::snippet(other.to_string().as_bytes()),
+                    expected: "true or false",
+                });
+            }
+        };
+        let token = if has_more {
+            let last = page
+                .item_values
+                .last()
+                .ok_or_else(|| PageError::EmptyPageLinksOn(c.has_more_field.clone()))?;
+            let token = match last {
+                Value::String(s) if !s.is_empty() => s.clone(),
+                Value::Number(n) => n.to_string(),
+                other => {
+                    return Err(PageError::record(
+                        page.records.len() - 1,
+                        format!(
+                            "has `{}` = {}, not an id to page from",
+                            c.token_field,
+                            crate::http::snippet(other.to_string().as_bytes())
+                        ),
+                    ));
+                }
+            };
+            if !self.tokens.insert(token.clone()) {
+                return Err(PageError::Loop(format!(
+                    "the page ends at `{}` = {token} again",
+                    c.token_field
+                )));
+            }
+            Some(token)
+        } else {
+            None
+        };
+        self.token = Some(token);
+        self.done = !has_more;
+        if c.order == Order::Asc {
+            return Ok(self.seen.verdict(page, &self.cursor_field));
+        }
+        let mut warnings = Vec::new();
+        for (i, &cursor) in page.cursors.iter().enumerate() {
+            if self.low.is_some_and(|low| cursor > low) && !self.unordered {
+                self.unordered = true;
+                warnings.push(format!(
+                    "record {i} has `{}` = {}, after the records before it in a newest-first list; \
+                     the saved cursor stays at {} for this sync",
+                    self.cursor_field,
+                    self.format.format(cursor),
+                    self.format.format(self.start)
+                ));
+            }
+            self.low = Some(cursor);
+        }
+        self.seen.observe_max(&page.cursors);
+        let deliver = page
+            .keys
+            .iter()
+            .map(|k| self.delivered.insert(k.clone()))
+            .collect();
+        Ok(Verdict {
+            deliver,
+            checkpoint: self.done,
+            warnings,
+        })
+    }
+
+    fn state(&self) -> State {
+        let saved = match self.config.order {
+            Order::Asc => self.seen.saved(),
+            Order::Desc if self.done && !self.unordered => self.seen.max(),
+            Order::Desc => self.start,
+        };
+        State {
+            last_updated_at: self.format.format(saved),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sim::{Fault, SimApi, SimWarehouse, config, sync_once, ts};
+    use serde_json::json;
+
+    fn cfg(path: &str, extra: serde_json::Value) -> String {
+        let mut keys = json!({"path": path, "since_param": "created_gte"});
+        for (k, v) in extra.as_object().unwrap() {
+            keys[k] = v.clone();
+        }
+        config("starting_after", 2, keys)
+    }
+
+    #[test]
+    fn newest_first_moves_the_state_only_at_the_end() {
+        let mut api = SimApi::new(&[10, 20, 20, 30, 40, 50], 2);
+        let mut wh = SimWarehouse::default();
+        let c = cfg("/pagination/starting_after", json!({}));
+        // The third request finds no answer: pages 1 and 2 are written,
+        // with the state the sync started from.
+        api.faults.insert(3, Fault::NoAnswer);
+        assert!(sync_once(&c, &mut api, &mut wh, 50).is_err());
+        assert_eq!(wh.rows.len(), 4, "the rows of the pages read are kept");
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(0));
+        api.faults.clear();
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(50));
+        // Changes, then an incremental sync: the changes and the boundary.
+        let before = api.requests;
+        api.update(1, 60);
+        api.insert(60);
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(api.requests - before, 2, "three rows, pages of two");
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(60));
+    }
+
+    #[test]
+    fn an_older_event_never_overwrites_a_newer_one() {
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        api.update(1, 40);
+        api.update(1, 50);
+        api.update(2, 50);
+        let mut wh = SimWarehouse::default();
+        let c = cfg("/pagination/events", json!({"record_path": "data.object"}));
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.rows["1"].0, "user 1 v2");
+        assert_eq!(wh.delivered, 3, "one version per record");
+    }
+
+    #[test]
+    fn ascending_order_over_a_newest_first_list_keeps_the_old_cursor() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50], 2);
+        let mut wh = SimWarehouse::default();
+        let c = cfg(
+            "/pagination/starting_after",
+            json!({"order": "asc", "page_size": 2}),
+        );
+        // The sim lists newest first: for `asc` that is out of order, so
+        // every row is delivered and the saved cursor stays put.
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(0));
+    }
+
+    fn failure(body: &'static str) -> String {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50], 2);
+        api.faults.insert(2, Fault::Body(body));
+        let err = sync_once(
+            &cfg("/pagination/starting_after", json!({})),
+            &mut api,
+            &mut SimWarehouse::default(),
+            50,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("stream `user`: GET http://sim/pagination/starting_after?"),
+            "{err}"
+        );
+        err
+    }
+
+    #[test]
+    fn a_malformed_answer_fails_the_stream() {
+        let e = failure(r#"{"data": []}"#);
+        assert!(e.contains("no `has_more` field"), "{e}");
+        let e = failure(r#"{"data": [], "has_more": "yes"}"#);
+        assert!(
+            e.contains("`has_more` is \"yes\", not true or false"),
+            "{e}"
+        );
+        let e = failure(r#"{"data": [], "has_more": true}"#);
+        assert!(e.contains("an empty page with a `has_more`"), "{e}");
+        let e = failure(
+            r#"{"data": [{"id": "4", "updatedAt": "1970-01-01T00:00:40Z"}], "has_more": true}"#,
+        );
+        assert!(e.contains("loop forever"), "{e}");
+    }
+
+    #[test]
+    fn a_page_out_of_order_keeps_the_old_cursor() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50], 2);
+        api.faults.insert(
+            2,
+            Fault::Body(
+                r#"{"data": [{"id": "9", "updatedAt": "1970-01-01T00:01:40Z"}], "has_more": false}"#,
+            ),
+        );
+        let mut wh = SimWarehouse::default();
+        sync_once(
+            &cfg("/pagination/starting_after", json!({})),
+            &mut api,
+            &mut wh,
+            50,
+        )
+        .unwrap();
+        assert!(wh.rows.contains_key("9"));
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(0));
+    }
+}
