@@ -14,7 +14,7 @@
 //! ([`StreamConfig`]), and its strategy's own settings, which the strategy's
 //! file declares (see `strategy/`). A key that is neither is an error.
 
-use crate::cursor::{Cursor, TimestampFormat};
+use crate::cursor::{Cursor, Filter, TimestampFormat};
 use crate::error::ConfigError;
 use crate::http::{Method, check_body_template};
 pub use crate::strategy::StrategyConfig;
@@ -67,6 +67,10 @@ pub struct StreamConfig {
     /// How the cursor is written into a request's filter and the saved state.
     /// Default: `timestamp_format`.
     pub filter_format: TimestampFormat,
+    /// Whether the API's filter excludes its value (`created[gt]`): the
+    /// filter is then sent one unit of `filter_format` before the cursor.
+    /// Default false (inclusive, as the seeds' `updated_since`).
+    pub exclusive_filter: bool,
     /// Where a first sync starts (`start_timestamp`). Default the Unix epoch.
     pub start: Cursor,
     /// Extra headers sent with every request (e.g. authorization).
@@ -76,6 +80,16 @@ pub struct StreamConfig {
     /// A POST's JSON body template, where the request's parameters go (see
     /// [`crate::http::json_body`]). Default `{}`.
     pub body: Value,
+}
+
+impl StreamConfig {
+    /// How the cursor goes into a request's filter.
+    pub fn filter(&self) -> Filter {
+        Filter {
+            format: self.filter_format.clone(),
+            exclusive: self.exclusive_filter,
+        }
+    }
 }
 
 /// A declared column.
@@ -198,6 +212,8 @@ struct StreamKeys {
     timestamp_format: Option<TimestampFormat>,
     #[serde(default)]
     filter_format: Option<TimestampFormat>,
+    #[serde(default)]
+    exclusive_filter: bool,
     #[serde(default)]
     start_timestamp: Option<String>,
     #[serde(default)]
@@ -337,6 +353,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         },
         timestamp_format,
         filter_format,
+        exclusive_filter: keys.exclusive_filter,
         start,
         headers: keys.headers.into_iter().collect(),
         method,

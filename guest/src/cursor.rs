@@ -161,6 +161,31 @@ impl TimestampFormat {
         base
     }
 
+    /// The last cursor this format writes before `cursor`: `cursor` minus
+    /// one unit of the format's precision. What an exclusive filter ("after
+    /// X") must be sent to include `cursor` itself.
+    pub fn last_before(&self, cursor: Cursor) -> Cursor {
+        let base = self.truncate(cursor);
+        for step in [
+            chrono::Duration::nanoseconds(1),
+            chrono::Duration::microseconds(1),
+            chrono::Duration::milliseconds(1),
+            chrono::Duration::seconds(1),
+            chrono::Duration::minutes(1),
+            chrono::Duration::hours(1),
+            chrono::Duration::days(1),
+        ] {
+            let Some(earlier) = base.0.checked_sub_signed(step) else {
+                break;
+            };
+            let earlier = self.truncate(Cursor(earlier));
+            if earlier < base {
+                return earlier;
+            }
+        }
+        base
+    }
+
     /// Reads a timestamp written as text. `None` if it is not one.
     pub fn parse(&self, text: &str) -> Option<Cursor> {
         match self {
@@ -200,6 +225,30 @@ impl TimestampFormat {
             }
             _ => None,
         }
+    }
+}
+
+/// How a stream's cursor goes into a request's filter: its format, and
+/// whether the API's filter is exclusive (`created[gt]`, "after").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    /// How the value is written (`filter_format`).
+    pub format: TimestampFormat,
+    /// The API's filter excludes its value (`exclusive_filter`): the value
+    /// sent is one unit of the format before the cursor, so the records at
+    /// the cursor itself are read again, as an inclusive filter reads them.
+    pub exclusive: bool,
+}
+
+impl Filter {
+    /// The filter's value that reads every record at or after `cursor`.
+    pub fn value(&self, cursor: Cursor) -> String {
+        let from = if self.exclusive {
+            self.format.last_before(cursor)
+        } else {
+            cursor
+        };
+        self.format.format(from)
     }
 }
 
@@ -265,6 +314,17 @@ mod tests {
         assert_eq!(r.parse("1705314600"), None);
         assert_eq!(s.parse_json(&serde_json::json!(true)), None);
         assert_eq!(s.format(s.next_after(with_offset)), "1705314601");
+        assert_eq!(s.format(s.last_before(with_offset)), "1705314599");
+        assert_eq!(ms.format(ms.last_before(with_offset)), "1705314600249");
+        assert_eq!(
+            r.format(r.last_before(with_offset)),
+            "2024-01-15T10:30:00.249999999Z"
+        );
+        let gt = Filter {
+            format: TimestampFormat::default(),
+            exclusive: true,
+        };
+        assert_eq!(gt.value(t), "2024-01-15T10:29:59Z");
         assert_eq!(ms.format(ms.next_after(with_offset)), "1705314600251");
         assert_eq!(
             TimestampFormat::default().format(TimestampFormat::default().next_after(t)),

@@ -48,6 +48,8 @@ pub(crate) struct SimApi {
     pub window: usize,
     /// The `Date` header of every answer, if any.
     pub date: Option<&'static str>,
+    /// Whether the filters exclude their value (`updated > since`).
+    pub exclusive: bool,
     /// Every version of every record, as Stripe's events keep them: (event
     /// number, the record as it became).
     pub events: Vec<(u64, SimRecord)>,
@@ -80,6 +82,7 @@ impl SimApi {
             snapshot: Vec::new(),
             window: 10_000,
             date: None,
+            exclusive: false,
             events: Vec::new(),
         }
         .with_creation_events()
@@ -301,8 +304,11 @@ impl SimApi {
 
     /// Records with `updated >= since`, oldest first, ties by id.
     fn sorted_since(&self, since: i64) -> Vec<&SimRecord> {
-        let mut hits: Vec<&SimRecord> =
-            self.records.iter().filter(|r| r.updated >= since).collect();
+        let mut hits: Vec<&SimRecord> = self
+            .records
+            .iter()
+            .filter(|r| r.updated > since || (r.updated == since && !self.exclusive))
+            .collect();
         hits.sort_by_key(|r| (r.updated, r.id));
         hits
     }

@@ -36,6 +36,8 @@ const MAX_STALLED_REQUESTS: usize = 5;
 
 pub(crate) struct Anchored {
     format: TimestampFormat,
+    /// The API's filter is exclusive: `since` is sent one unit earlier.
+    exclusive: bool,
     page_size: usize,
     /// The `updated_since` of the requests (truncated to the wire format).
     anchor: Cursor,
@@ -132,11 +134,10 @@ impl Anchored {
         saved: Option<&State>,
     ) -> Result<Self, String> {
         let start = State::resume(saved, stream)?;
-        Ok(Anchored::new(
-            stream.filter_format.clone(),
-            page_size,
-            start,
-        ))
+        Ok(Anchored {
+            exclusive: stream.exclusive_filter,
+            ..Anchored::new(stream.filter_format.clone(), page_size, start)
+        })
     }
 
     /// The state to save: the anchor, unless an unsorted page froze it.
@@ -150,6 +151,7 @@ impl Anchored {
         Anchored {
             anchor: format.truncate(start),
             format,
+            exclusive: false,
             page_size,
             delivered: HashSet::new(),
             pos: 0,
@@ -174,7 +176,12 @@ impl Anchored {
 
     /// `updated_since` for the next request.
     pub(crate) fn since(&self) -> String {
-        self.format.format(self.anchor)
+        let since = if self.exclusive {
+            self.format.last_before(self.anchor)
+        } else {
+            self.anchor
+        };
+        self.format.format(since)
     }
 
     pub(crate) fn overlap(&self) -> bool {

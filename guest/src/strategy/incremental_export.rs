@@ -21,7 +21,7 @@
 
 use super::{Next, Page, Strategy, Verdict, next_link, saved_cursor};
 use crate::config::StreamConfig;
-use crate::cursor::{Cursor, TimestampFormat};
+use crate::cursor::{Cursor, Filter, TimestampFormat};
 use crate::error::PageError;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -68,6 +68,7 @@ pub struct State {
 pub(crate) struct IncrementalExport {
     config: Settings,
     format: TimestampFormat,
+    filter: Filter,
     /// Where this sync started: the state never goes below it.
     start: Cursor,
     /// The furthest `end_time` of a written page.
@@ -96,6 +97,7 @@ impl Strategy for IncrementalExport {
         Ok(IncrementalExport {
             config: config.clone(),
             format: stream.filter_format.clone(),
+            filter: stream.filter(),
             start,
             reached: start,
             server_now: None,
@@ -107,7 +109,7 @@ impl Strategy for IncrementalExport {
         match &self.next {
             None => Some(Next::Query(vec![(
                 self.config.since_param.clone(),
-                self.format.format(self.start),
+                self.filter.value(self.start),
             )])),
             Some(next) => next.clone(),
         }
@@ -168,7 +170,7 @@ impl Strategy for IncrementalExport {
             self.reached = after;
             Some(Next::Query(vec![(
                 c.since_param.clone(),
-                self.format.format(after),
+                self.filter.value(after),
             )]))
         } else {
             let url = next_link(page, &c.next_url_field, "a URL")?

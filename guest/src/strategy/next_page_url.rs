@@ -85,7 +85,7 @@ impl Strategy for NextPageUrl {
     ) -> Result<Self, String> {
         let start = State::resume(saved.as_ref(), stream)?;
         Ok(NextPageUrl {
-            since: stream.filter_format.format(start),
+            since: stream.filter().value(start),
             seen: MaxSeen::new(start),
             format: stream.filter_format.clone(),
             cursor_field: stream.cursor_field.clone(),

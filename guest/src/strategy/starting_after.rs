@@ -117,7 +117,7 @@ impl Strategy for StartingAfter {
     ) -> Result<Self, String> {
         let start = State::resume(saved.as_ref(), stream)?;
         Ok(StartingAfter {
-            since: stream.filter_format.format(start),
+            since: stream.filter().value(start),
             seen: MaxSeen::new(start),
             start,
             format: stream.filter_format.clone(),

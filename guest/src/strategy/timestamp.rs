@@ -27,7 +27,7 @@
 
 use super::{Next, Page, Strategy, Verdict, first_unsorted, saved_cursor};
 use crate::config::StreamConfig;
-use crate::cursor::{Cursor, TimestampFormat};
+use crate::cursor::{Cursor, Filter, TimestampFormat};
 use crate::error::PageError;
 use crate::rows::{RowVersion, row_version};
 use serde::{Deserialize, Serialize};
@@ -70,6 +70,7 @@ pub(crate) struct Timestamp {
     param: String,
     page_size: usize,
     format: TimestampFormat,
+    filter: Filter,
     cursor_field: String,
     /// The greatest cursor seen; the next request starts here.
     since: Cursor,
@@ -92,6 +93,7 @@ impl Timestamp {
             param: settings.since_param.clone(),
             page_size: settings.page_size.get(),
             format: stream.filter_format.clone(),
+            filter: stream.filter(),
             cursor_field: stream.cursor_field.clone(),
             since,
             floor,
@@ -130,7 +132,7 @@ impl Strategy for Timestamp {
 
     fn next_request(&mut self) -> Option<Next> {
         (!self.caught_up)
-            .then(|| Next::Query(vec![(self.param.clone(), self.format.format(self.since))]))
+            .then(|| Next::Query(vec![(self.param.clone(), self.filter.value(self.since))]))
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
@@ -222,6 +224,30 @@ mod tests {
             since = last["updatedAt"].as_str().unwrap().to_owned();
         }
         None
+    }
+
+    #[test]
+    fn an_exclusive_filter_is_sent_one_second_early() {
+        // Ties at the page cuts: an exclusive API asked with the cursor
+        // itself skips the rest of the tie group.
+        let updated = [10, 20, 20, 30, 30, 40];
+        let exclusive = |flag: bool| {
+            let mut api = SimApi::new(&updated, 4);
+            api.exclusive = true;
+            let mut wh = SimWarehouse::default();
+            let cfg = crate::sim::config(
+                "timestamp",
+                4,
+                serde_json::json!({ "exclusive_filter": flag }),
+            );
+            sync_once(&cfg, &mut api, &mut wh, 1000).unwrap();
+            (api, wh)
+        };
+        let (api, wh) = exclusive(true);
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_timestamp").unwrap(), ts(40));
+        let (api, wh) = exclusive(false);
+        assert!(wh.matches(&api).is_err(), "an inclusive guess loses ties");
     }
 
     #[test]
