@@ -22,8 +22,8 @@
 //! after a page that could not carry the overlap row (page numbers with tiny
 //! pages deep in a tie group): a row skipped there is read by the next sync.
 
+use super::CursorState as State;
 use super::Page;
-use super::keyset::State;
 use crate::config::StreamConfig;
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::error::PageError;

@@ -10,11 +10,11 @@
 //! pages stay in order (see `MaxSeen`), and a token that comes back unchanged
 //! stops the sync instead of looping.
 
-use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, saved_cursor};
+use super::{CursorState as State, MaxSeen, Next, Page, Strategy, Verdict, next_link};
 use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
 use crate::error::PageError;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::HashSet;
 
 /// The stream keys of a `keyset` stream.
@@ -36,28 +36,6 @@ impl Default for Settings {
             since_param: "updated_since".to_owned(),
             scroll_param: "scroll_param".to_owned(),
             scroll_field: "scroll_param".to_owned(),
-        }
-    }
-}
-
-/// What a stream that follows the server's own paging saves (`keyset`,
-/// `next_page_url`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct State {
-    /// The greatest cursor read while pages stayed in order, in the stream's
-    /// `timestamp_format`.
-    pub last_updated_at: String,
-}
-
-impl State {
-    /// The saved cursor, or the stream's start.
-    pub(crate) fn resume(
-        saved: Option<&State>,
-        stream: &StreamConfig,
-    ) -> Result<crate::cursor::Cursor, String> {
-        match saved {
-            Some(s) => saved_cursor(&s.last_updated_at, "last_updated_at", stream),
-            None => Ok(stream.start),
         }
     }
 }

@@ -26,8 +26,8 @@ use crate::cursor::Cursor;
 use crate::error::{ConfigError, PageError, StateError};
 use crate::rows::RowKey;
 use crate::state::StreamState;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The next request a strategy wants.
@@ -313,6 +313,28 @@ registry! {
     NextPageUrl => next_page_url::NextPageUrl,
     IncrementalExport => incremental_export::IncrementalExport,
     StartingAfter => starting_after::StartingAfter,
+}
+
+/// What the strategies that save the greatest cursor read save (`keyset`,
+/// `offset`, `page_number`, `next_page_url`, `starting_after`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CursorState {
+    /// The greatest cursor read while pages stayed in order, in the stream's
+    /// `timestamp_format`.
+    pub last_updated_at: String,
+}
+
+impl CursorState {
+    /// The saved cursor, or the stream's start.
+    pub(crate) fn resume(
+        saved: Option<&CursorState>,
+        stream: &StreamConfig,
+    ) -> Result<crate::cursor::Cursor, String> {
+        match saved {
+            Some(s) => saved_cursor(&s.last_updated_at, "last_updated_at", stream),
+            None => Ok(stream.start),
+        }
+    }
 }
 
 /// Reads a saved timestamp of a stream.

@@ -9,7 +9,7 @@
 //! server that pages its URLs by position can still skip a row moved by a
 //! concurrent update; prefer `offset` or `keyset` for such an API.
 
-use super::keyset::State;
+use super::CursorState as State;
 use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params};
 use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;

@@ -6,8 +6,8 @@
 //! that share it, checking one row of overlap, so that rows moved by
 //! concurrent updates are never skipped (see `anchored`).
 
+use super::CursorState as State;
 use super::anchored::{Anchored, PagedQuery, check_position};
-use super::keyset::State;
 use super::{Next, Page, Strategy, Verdict, at_least_two};
 use crate::config::StreamConfig;
 use crate::error::{ConfigError, PageError};

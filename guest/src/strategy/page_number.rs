@@ -6,8 +6,8 @@
 //! pager: each request asks for the page that holds the row before the
 //! position, skips the rows before it, and checks that row (see `anchored`).
 
+use super::CursorState as State;
 use super::anchored::{Anchored, PagedQuery, check_position};
-use super::keyset::State;
 use super::{Next, Page, Strategy, Verdict, at_least_two};
 use crate::config::StreamConfig;
 use crate::error::{ConfigError, PageError};

@@ -21,7 +21,7 @@
 //!
 //! With `order: asc`, the state follows the maximum as `keyset` does.
 
-use super::keyset::State;
+use super::CursorState as State;
 use super::{MaxSeen, Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
 use crate::cursor::{Cursor, TimestampFormat};
