@@ -122,10 +122,8 @@ impl HostConfig {
             let key = if path == "." { "config".into() } else { path };
             ConfigError::new(key, e.into_inner().to_string())
         })?;
-        let allow = AllowList::new(&file.base_url, &file.allowed_hosts).map_err(|e| {
-            let (key, problem) = e.split_once(": ").unwrap_or(("base_url", &e));
-            ConfigError::new(key, problem)
-        })?;
+        let allow = AllowList::new(&file.base_url, &file.allowed_hosts)
+            .map_err(|e| ConfigError::new(e.key, e.problem))?;
         let secret = |key: &str, template: &str| {
             secrets::resolve(template, env).map_err(|problem| ConfigError::new(key, problem))
         };

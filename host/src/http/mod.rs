@@ -28,6 +28,16 @@ impl HttpBackend for NoHttp {
     }
 }
 
+/// A `base_url` or `allowed_hosts` entry that names no origin.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {problem}")]
+pub struct BadOrigin {
+    /// The config key (`base_url`, `allowed_hosts[2]`).
+    pub key: String,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
 /// The origins (scheme, host, port) a connector may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowList {
@@ -37,29 +47,35 @@ pub struct AllowList {
 impl AllowList {
     /// Allows the origin of `base_url` and each of `extra` (URLs, or bare
     /// `host` / `host:port`, which allow http and https on that host).
-    pub fn new(base_url: &str, extra: &[String]) -> Result<AllowList, String> {
+    pub fn new(base_url: &str, extra: &[String]) -> Result<AllowList, BadOrigin> {
+        let bad = |key: String, problem: String| BadOrigin { key, problem };
         let mut origins = Vec::new();
         let base = Url::parse(base_url)
-            .map_err(|e| format!("base_url: `{base_url}` is not a URL: {e}"))?;
-        origins.push(
-            origin(&base).ok_or_else(|| {
-                format!("base_url: `{base_url}` must be http or https with a host")
-            })?,
-        );
-        for entry in extra {
+            .map_err(|e| bad("base_url".into(), format!("`{base_url}` is not a URL: {e}")))?;
+        origins.push(origin(&base).ok_or_else(|| {
+            bad(
+                "base_url".into(),
+                format!("`{base_url}` must be http or https with a host"),
+            )
+        })?);
+        for (i, entry) in extra.iter().enumerate() {
+            let key = || format!("allowed_hosts[{i}]");
             if entry.contains("://") {
                 let url = Url::parse(entry)
-                    .map_err(|e| format!("allowed_hosts: `{entry}` is not a URL: {e}"))?;
+                    .map_err(|e| bad(key(), format!("`{entry}` is not a URL: {e}")))?;
                 origins.push(origin(&url).ok_or_else(|| {
-                    format!("allowed_hosts: `{entry}` must be http or https with a host")
+                    bad(
+                        key(),
+                        format!("`{entry}` must be http or https with a host"),
+                    )
                 })?);
             } else {
                 for scheme in ["http", "https"] {
                     let url = Url::parse(&format!("{scheme}://{entry}"))
-                        .map_err(|e| format!("allowed_hosts: `{entry}` is not a host: {e}"))?;
+                        .map_err(|e| bad(key(), format!("`{entry}` is not a host: {e}")))?;
                     origins.push(
                         origin(&url)
-                            .ok_or_else(|| format!("allowed_hosts: `{entry}` is not a host"))?,
+                            .ok_or_else(|| bad(key(), format!("`{entry}` is not a host")))?,
                     );
                 }
             }
