@@ -132,6 +132,21 @@ impl DataType {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for DataType {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "DataType".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A column type (case-insensitive).",
+            "type": "string",
+            "enum": ["STRING", "INT", "LONG", "INTEGER", "FLOAT", "DOUBLE", "BOOLEAN", "BOOL", "UTC_DATETIME", "JSON"]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for DataType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let name = String::deserialize(d)?;
@@ -189,37 +204,65 @@ struct File {
 
 /// The keys every stream has, whatever its strategy.
 #[derive(Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct StreamKeys {
+    /// The destination table.
     table: String,
+    /// The stream's name, unique in the config; its state is saved under it.
+    /// Default: the table.
     #[serde(default)]
     name: Option<String>,
+    /// The endpoint's path, appended to `base_url`.
     path: String,
+    /// How the stream pages and what it saves.
     strategy: String,
+    /// The fields that identify a record. Default `["id"]`.
     #[serde(default)]
     primary_key: Option<Vec<String>>,
+    /// The field that orders records in time, a dot path into each item
+    /// (`properties.lastmodifieddate`). Default `updatedAt`.
     #[serde(default)]
     cursor_field: Option<String>,
+    /// Where the records sit in an answer, a dot path; `""` for an answer
+    /// that is a bare array. Default `data`.
     #[serde(default)]
     records_path: Option<String>,
+    /// Where the record sits inside each item, a dot path (`data.object` for
+    /// Stripe's events). Default: the item itself.
     #[serde(default)]
     record_path: Option<String>,
+    /// Fixed query parameters sent with every request built from `path`,
+    /// not added to URLs an answer hands out.
     #[serde(default)]
     query: BTreeMap<String, String>,
+    /// The declared columns: name to type. Default: the seeds' `user` columns.
     #[serde(default)]
     columns: Option<BTreeMap<String, DataType>>,
+    /// How records' cursor values (and UTC_DATETIME columns) are read.
+    /// Default `%Y-%m-%dT%H:%M:%SZ`.
     #[serde(default)]
     timestamp_format: Option<TimestampFormat>,
+    /// How the cursor is written into the filter and the saved state.
+    /// Default: `timestamp_format`.
     #[serde(default)]
     filter_format: Option<TimestampFormat>,
+    /// The API's filter excludes its value (`created[gt]`): the filter is
+    /// sent one unit of `filter_format` before the cursor. Default false.
     #[serde(default)]
     exclusive_filter: bool,
+    /// Where a first sync starts. Default `1970-01-01T00:00:00Z`.
     #[serde(default)]
     start_timestamp: Option<String>,
+    /// Headers the connector sends with every request of the stream (no
+    /// secrets: use the top-level `headers` or `auth`).
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// `GET` (default) or `POST`, whose parameters go in `body`.
     #[serde(default)]
     method: Option<Method>,
+    /// A POST's JSON body template: `"{name}"` becomes parameter `name` as a
+    /// string, `"{name:number}"` as a number.
     #[serde(default)]
     body: Option<Value>,
 }
@@ -364,6 +407,41 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         .validate(&stream)
         .map_err(|e| ConfigError::new(key(&e.key), e.problem))?;
     Ok(stream)
+}
+
+/// The JSON Schema of one stream: for each strategy, the keys every stream
+/// takes and that strategy's own, with `strategy` naming it. (The host adds
+/// the top level.)
+#[cfg(feature = "schema")]
+pub fn stream_schema() -> Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let common = generator.root_schema_for::<StreamKeys>().to_value();
+    let variants: Vec<Value> = crate::strategy::settings_schemas(&mut generator)
+        .into_iter()
+        .map(|(name, settings)| {
+            let mut properties = common["properties"].clone();
+            if let (Some(all), Some(own)) = (
+                properties.as_object_mut(),
+                settings.to_value()["properties"].as_object().cloned(),
+            ) {
+                all.extend(own);
+                all.insert(
+                    "strategy".to_owned(),
+                    serde_json::json!({"const": name, "description": "How the stream pages and what it saves."}),
+                );
+            }
+            serde_json::json!({
+                "title": name,
+                "type": "object",
+                "properties": properties,
+                "required": ["table", "path", "strategy"],
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    serde_json::json!({ "oneOf": variants })
 }
 
 /// The names of the keys every stream takes, whatever its strategy.

@@ -73,6 +73,21 @@ impl Default for TimestampFormat {
     }
 }
 
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for TimestampFormat {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TimestampFormat".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`rfc3339` (any offset and fraction), `epoch_seconds`, `epoch_millis`, or a strftime format such as `%Y-%m-%dT%H:%M:%SZ`",
+            "type": "string",
+            "examples": ["rfc3339", "epoch_seconds", "epoch_millis", "%Y-%m-%dT%H:%M:%SZ"]
+        })
+    }
+}
+
 impl<'de> serde::Deserialize<'de> for TimestampFormat {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;

@@ -17,6 +17,7 @@
 use crate::http::{AllowList, Credentials, HttpSettings};
 use crate::runtime::GuestLimits;
 use crate::secrets::{self, Environment};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
@@ -55,17 +56,26 @@ impl ConfigError {
 }
 
 /// The host's keys; every other key is the connector's.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 struct File {
+    /// Scheme, host, port (and path prefix) of the API; its origin is always
+    /// allowed.
     base_url: String,
+    /// More origins the connector may reach (`host`, `host:port` or a URL).
     #[serde(default)]
     allowed_hosts: Vec<String>,
+    /// How the API authenticates, attached by the host to requests to the
+    /// `base_url` origin only.
     #[serde(default)]
     auth: Option<Auth>,
+    /// More headers the host attaches to requests to the `base_url` origin
+    /// only; values may name secrets (`${VAR}`, `${file:PATH}`).
     #[serde(default)]
     headers: BTreeMap<String, String>,
+    /// HTTP settings.
     #[serde(default)]
     http: HttpKeys,
+    /// The guest's limits.
     #[serde(default)]
     sandbox: SandboxKeys,
 }
@@ -73,7 +83,7 @@ struct File {
 /// How the API authenticates. Values may name secrets: `${VAR}` is the
 /// environment variable `VAR`, `${file:PATH}` a file's content (trailing
 /// newline removed), `$$` a literal `$`.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum Auth {
     /// `Authorization: Bearer <token>`.
@@ -86,24 +96,64 @@ enum Auth {
     Query { name: String, value: String },
 }
 
-#[derive(Deserialize, Default)]
+/// HTTP settings.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct HttpKeys {
+    /// Per request, connect to last byte. Default 30.
     timeout_seconds: Option<NonZeroU64>,
+    /// A larger answer is an error. Default 64 MiB.
     max_response_bytes: Option<NonZeroU64>,
+    /// Retries of one request (connection errors, timeouts, 429, 5xx).
+    /// Default 5.
     retries: Option<u32>,
+    /// Retries over a whole sync. Default 100.
     retry_budget: Option<u32>,
+    /// The first backoff between retries. Default 250.
     backoff_initial_ms: Option<u64>,
+    /// The longest backoff between retries. Default 30000.
     backoff_max_ms: Option<u64>,
+    /// The longest `Retry-After` or rate-limit reset honoured. Default 120.
     retry_after_max_seconds: Option<u64>,
+    /// Paces requests to each origin to at most this many a second.
     requests_per_second: Option<f64>,
 }
 
-#[derive(Deserialize, Default)]
+/// The guest's limits.
+#[derive(Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SandboxKeys {
+    /// The guest's linear-memory cap. Default 512.
     memory_mb: Option<NonZeroU64>,
+    /// The longest the guest may compute without calling the host. Default 10.
     deadline_seconds: Option<NonZeroU64>,
+}
+
+/// The JSON Schema of the whole config file: the host's keys, and the
+/// streams as the connector reads them (one variant per strategy). Editors
+/// that follow a config's `"$schema"` complete and check it.
+pub fn json_schema() -> serde_json::Value {
+    let generator = schemars::generate::SchemaSettings::draft2020_12()
+        .with(|s| s.inline_subschemas = true)
+        .into_generator();
+    let mut schema = generator.into_root_schema_for::<File>().to_value();
+    schema["title"] = "incsync config".into();
+    schema["description"] =
+        "An incsync config: the API, its streams, and the host's HTTP and sandbox settings.".into();
+    schema["additionalProperties"] = false.into();
+    schema["required"] = serde_json::json!(["base_url", "streams"]);
+    let properties = &mut schema["properties"];
+    properties["$schema"] = serde_json::json!({
+        "type": "string",
+        "description": "A JSON Schema reference for editors (this file)."
+    });
+    properties["streams"] = serde_json::json!({
+        "type": "array",
+        "minItems": 1,
+        "description": "The streams to sync, in order: each an endpoint into a table.",
+        "items": incsync_guest::config::stream_schema(),
+    });
+    schema
 }
 
 impl HostConfig {

@@ -68,6 +68,10 @@ enum Command {
         #[arg(long, value_name = "FILE.db")]
         warehouse: PathBuf,
     },
+    /// Print the config file's JSON Schema (the repository ships it as
+    /// config.schema.json): point a config's "$schema" at it and editors
+    /// complete and check the config.
+    ConfigSchema,
     /// Forget the warehouse's saved state: the next run syncs everything again.
     Reset {
         /// The SQLite warehouse file.
@@ -186,6 +190,13 @@ fn execute(command: Command) -> Result<()> {
                     ))
                 }
             }
+        }
+        Command::ConfigSchema => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&incsync::config::json_schema())?
+            );
+            Ok(())
         }
         Command::State { warehouse } => {
             match sync::saved_state(&warehouse)? {

@@ -28,6 +28,7 @@ use serde_json::Value;
 
 /// The stream keys of an `incremental_export` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The first request's cursor parameter. Default `start_time`.

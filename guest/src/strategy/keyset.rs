@@ -19,6 +19,7 @@ use std::collections::HashSet;
 
 /// The stream keys of a `keyset` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The first request's cursor parameter. Default `updated_since`.

@@ -255,6 +255,16 @@ macro_rules! registry {
             },
         )*];
 
+        /// Each strategy's name and the JSON Schema of its settings.
+        #[cfg(feature = "schema")]
+        pub(crate) fn settings_schemas(
+            generator: &mut schemars::SchemaGenerator,
+        ) -> Vec<(&'static str, schemars::Schema)> {
+            vec![$(
+                (<$module::$ty as Strategy>::NAME, generator.root_schema_for::<$module::Settings>()),
+            )*]
+        }
+
         impl StrategyConfig {
             /// The name used in the config and in saved state.
             pub fn name(&self) -> &'static str {

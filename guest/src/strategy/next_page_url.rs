@@ -21,6 +21,7 @@ use std::num::NonZeroUsize;
 
 /// The stream keys of a `next_page_url` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The first request's cursor parameter. Default `updated_since`.

@@ -16,6 +16,7 @@ use serde_json::Value;
 
 /// The stream keys of an `offset` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The cursor parameter. Default `updated_since`.

@@ -15,6 +15,7 @@ use std::num::NonZeroUsize;
 
 /// The stream keys of a `replay` stream: those of `timestamp`, and the buffer.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// As for `timestamp`. Default `since`.

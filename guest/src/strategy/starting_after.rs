@@ -33,7 +33,8 @@ use std::collections::HashSet;
 use std::num::NonZeroUsize;
 
 /// The order the API lists records in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     /// Oldest first.
@@ -44,6 +45,7 @@ pub enum Order {
 
 /// The stream keys of a `starting_after` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The filter parameter, sent with every request (inclusive). Default

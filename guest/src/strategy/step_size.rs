@@ -25,6 +25,7 @@ use std::num::NonZeroU64;
 
 /// The stream keys of a `step_size` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The range's first-id parameter. Default `start_id`.

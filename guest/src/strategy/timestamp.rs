@@ -36,6 +36,7 @@ use std::num::NonZeroUsize;
 
 /// The stream keys of a `timestamp` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The query parameter that carries the cursor. Default `since`.

@@ -1,0 +1,317 @@
+//! The examples of real APIs (`examples/*.json`) against the sample API's
+//! replicas of them (`incsync serve --api …`): a user who replaces only the
+//! scheme, host and port of `base_url` and sets the environment variables
+//! gets a full sync equal to the API, then incremental ones that ask for the
+//! changes and little more.
+
+mod common;
+
+use common::incsync;
+use incsync::sample_api::{Api, SampleApi, ServeOptions};
+use rusqlite::Connection;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A replica, the example's config pointed at it, and a warehouse.
+struct Replica {
+    api: SampleApi,
+    kind: Api,
+    example: Value,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    warehouse: PathBuf,
+}
+
+/// The example config for `name`, as the repository ships it.
+fn example(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(format!("{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+/// `url` with its scheme, host and port replaced by `origin`'s, its path kept.
+fn rebase(url: &str, origin: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map_or("", |i| &rest[i..]);
+    format!("{origin}{path}")
+}
+
+impl Replica {
+    /// Starts the replica of `kind` with `records` objects and writes the
+    /// example's config for it. `paced` keeps the replica's rate limits and
+    /// the example's client-side pacing; otherwise both are off, to keep the
+    /// test fast (the pacing and the limits have their own tests).
+    fn start(name: &str, kind: Api, records: u32, paced: bool) -> Replica {
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records,
+            api: kind,
+            rate_limits: paced,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let mut example = example(name);
+        example["base_url"] = json!(rebase(example["base_url"].as_str().unwrap(), &api.url()));
+        if !paced && let Some(http) = example.get_mut("http").and_then(Value::as_object_mut) {
+            http.remove("requests_per_second");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let warehouse = dir.path().join("warehouse.db");
+        std::fs::write(&config, example.to_string()).unwrap();
+        Replica {
+            api,
+            kind,
+            example,
+            _dir: dir,
+            config,
+            warehouse,
+        }
+    }
+
+    /// Runs one sync with the replica's credentials in the environment;
+    /// returns its JSON report.
+    fn sync(&self) -> Value {
+        let mut cmd = incsync();
+        for (name, value) in self.kind.credentials() {
+            cmd.env(name, value);
+        }
+        let out = cmd
+            .arg("run")
+            .arg("--json")
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--warehouse")
+            .arg(&self.warehouse)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "incsync run failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The first stream's table and its declared columns.
+    fn table(&self) -> (String, BTreeMap<String, String>) {
+        let stream = &self.example["streams"][0];
+        let columns = stream["columns"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        (stream["table"].as_str().unwrap().to_owned(), columns)
+    }
+
+    /// Every declared column of every row of the table, by primary key, as
+    /// comparable JSON.
+    fn warehouse(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
+        let (table, columns) = self.table();
+        let conn = Connection::open(&self.warehouse).unwrap();
+        let names: Vec<&String> = columns.keys().collect();
+        let select = names
+            .iter()
+            .map(|c| format!("\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut stmt = conn
+            .prepare(&format!("SELECT {select} FROM \"{table}\""))
+            .unwrap();
+        let rows = stmt
+            .query_map([], |r| {
+                let mut row = BTreeMap::new();
+                for (i, name) in names.iter().enumerate() {
+                    let value = match r.get_ref(i)? {
+                        rusqlite::types::ValueRef::Null => Value::Null,
+                        rusqlite::types::ValueRef::Integer(n) => json!(n),
+                        rusqlite::types::ValueRef::Real(f) => json!(f),
+                        rusqlite::types::ValueRef::Text(t) => {
+                            json!(String::from_utf8_lossy(t))
+                        }
+                        rusqlite::types::ValueRef::Blob(_) => json!("<blob>"),
+                    };
+                    row.insert((*name).clone(), value);
+                }
+                Ok(row)
+            })
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+        rows.into_iter()
+            .map(|row| {
+                let row: BTreeMap<String, Value> = row
+                    .into_iter()
+                    .map(|(k, v)| {
+                        let v = normalise(&columns[&k], &v);
+                        (k, v)
+                    })
+                    .collect();
+                (key(&row["id"]), row)
+            })
+            .collect()
+    }
+
+    /// The API's objects in the same shape.
+    fn expected(&self) -> BTreeMap<String, BTreeMap<String, Value>> {
+        let (_, columns) = self.table();
+        self.api
+            .objects()
+            .iter()
+            .map(|o| {
+                let row: BTreeMap<String, Value> = columns
+                    .iter()
+                    .map(|(c, t)| (c.clone(), normalise(t, o.get(c).unwrap_or(&Value::Null))))
+                    .collect();
+                (key(&o["id"]), row)
+            })
+            .collect()
+    }
+
+    /// Asserts that the warehouse holds exactly the API's objects.
+    fn assert_equal(&self) {
+        let (got, want) = (self.warehouse(), self.expected());
+        assert_eq!(got.len(), want.len(), "row count");
+        for (id, row) in &want {
+            assert_eq!(got.get(id), Some(row), "object {id}");
+        }
+    }
+}
+
+/// A key as text, whether the API sends it as a number or a string.
+fn key(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A value as the warehouse should hold it for a column of type `ty`:
+/// instants as UTC microseconds, JSON parsed, numbers as numbers.
+fn normalise(ty: &str, v: &Value) -> Value {
+    match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        ("UTC_DATETIME", Value::String(s)) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|t| json!(t.timestamp_micros()))
+            .unwrap_or_else(|_| v.clone()),
+        ("UTC_DATETIME", Value::Number(n)) => json!(n.as_i64().unwrap() * 1_000_000),
+        ("JSON", Value::String(s)) => serde_json::from_str(s).unwrap_or_else(|_| v.clone()),
+        ("BOOLEAN", Value::Number(n)) => json!(n.as_i64() == Some(1)),
+        ("STRING", Value::Number(n)) => json!(n.to_string()),
+        _ => v.clone(),
+    }
+}
+
+fn requests(report: &Value) -> u64 {
+    report["requests"].as_u64().unwrap()
+}
+
+/// Full sync, then changes, then an incremental sync that asks for at most
+/// ⌈changed / page⌉ + `few` pages per stream.
+fn full_then_incremental(name: &str, kind: Api, records: u32, updates: usize, inserts: usize) {
+    let replica = Replica::start(name, kind, records, false);
+    let first = replica.sync();
+    replica.assert_equal();
+    assert!(requests(&first) > 1, "the full sync pages: {first}");
+
+    replica.api.change(updates, inserts);
+    let second = replica.sync();
+    replica.assert_equal();
+    let streams = replica.example["streams"].as_array().unwrap();
+    let bound: u64 = streams
+        .iter()
+        .map(|s| {
+            let page = s["page_size"].as_u64().unwrap_or(1000);
+            ((updates + inserts) as u64).div_ceil(page) + 2
+        })
+        .sum();
+    assert!(
+        requests(&second) <= bound,
+        "{name}: the incremental sync took {} requests for {} changes; at most {bound}",
+        requests(&second),
+        updates + inserts
+    );
+
+    // Nothing changed: the next sync only re-reads its boundary.
+    let third = replica.sync();
+    replica.assert_equal();
+    assert!(requests(&third) <= streams.len() as u64 * 2, "{third}");
+}
+
+#[test]
+fn github_issues() {
+    full_then_incremental("github", Api::Github, 450, 30, 10);
+}
+
+#[test]
+fn shopify_orders() {
+    full_then_incremental("shopify", Api::Shopify, 700, 30, 10);
+}
+
+#[test]
+fn zendesk_tickets() {
+    full_then_incremental("zendesk", Api::Zendesk, 2500, 30, 10);
+}
+
+#[test]
+fn hubspot_contacts() {
+    full_then_incremental("hubspot", Api::Hubspot, 450, 30, 10);
+}
+
+#[test]
+fn stripe_customers_and_their_events() {
+    full_then_incremental("stripe", Api::Stripe, 450, 30, 10);
+}
+
+/// The example exactly as shipped, only its origin replaced: the replica's
+/// rate limits on and the config's own pacing.
+#[test]
+fn an_example_as_shipped_syncs_within_the_replicas_rate_limit() {
+    let replica = Replica::start("shopify", Api::Shopify, 300, true);
+    replica.sync();
+    replica.assert_equal();
+}
+
+/// Without the credentials, the replica answers 401 and the sync says so.
+#[test]
+fn a_missing_secret_is_named_before_any_request() {
+    let replica = Replica::start("github", Api::Github, 10, false);
+    let out = incsync()
+        .env_remove("GITHUB_TOKEN")
+        .arg("run")
+        .arg("--config")
+        .arg(&replica.config)
+        .arg("--warehouse")
+        .arg(&replica.warehouse)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("GITHUB_TOKEN"), "{err}");
+    assert_eq!(replica.api.requests(), 0);
+}
+
+#[test]
+fn a_wrong_secret_is_refused_with_401() {
+    let replica = Replica::start("stripe", Api::Stripe, 10, false);
+    let out = incsync()
+        .env("STRIPE_API_KEY", "sk_test_wrong")
+        .arg("run")
+        .arg("--config")
+        .arg(&replica.config)
+        .arg("--warehouse")
+        .arg(&replica.warehouse)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("401"), "{err}");
+    assert!(
+        !err.contains("sk_test_wrong"),
+        "the secret is never printed: {err}"
+    );
+}
