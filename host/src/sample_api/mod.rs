@@ -455,3 +455,150 @@ fn respond(reply: Reply) -> hyper::Response<Full<Bytes>> {
         .body(Full::new(Bytes::from(reply.body)))
         .expect("a valid response")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(api: Api) -> SampleApi {
+        SampleApi::start(&ServeOptions {
+            api,
+            port: 0,
+            records: 30,
+            rate_limits: false,
+            zendesk_lag_seconds: 0,
+            ..ServeOptions::default()
+        })
+        .expect("the sample API starts")
+    }
+
+    /// GET (or POST, for HubSpot) `path` with the api's credentials.
+    fn fetch(server: &SampleApi, api: Api, path: &str) -> (u16, String, Option<String>) {
+        use base64::Engine as _;
+        let url = format!("{}{path}", server.url());
+        let creds: Vec<&str> = Api::credentials(api).into_iter().map(|(_, v)| v).collect();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = match api {
+            Api::Hubspot => agent
+                .post(&url)
+                .header("authorization", &format!("Bearer {}", creds[0]))
+                .header("content-type", "application/json")
+                .send(r#"{"limit":5}"#),
+            _ => {
+                let request = agent.get(&url);
+                match api {
+                    Api::Seeds => request,
+                    Api::Stripe | Api::Github => {
+                        request.header("authorization", &format!("Bearer {}", creds[0]))
+                    }
+                    Api::Zendesk => {
+                        let basic = format!("{}/token:{}", creds[0], creds[1]);
+                        request.header(
+                            "authorization",
+                            &format!(
+                                "Basic {}",
+                                base64::engine::general_purpose::STANDARD.encode(basic)
+                            ),
+                        )
+                    }
+                    Api::Hubspot | Api::Shopify => {
+                        request.header("x-shopify-access-token", creds[0])
+                    }
+                }
+                .call()
+            }
+        }
+        .expect("an answer");
+        let status = response.status().as_u16();
+        let link = response
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let body = response.into_body().read_to_string().expect("a body");
+        (status, body, link)
+    }
+
+    #[test]
+    fn every_api_answers_over_http_and_shows_changes() {
+        for (api, path, listed) in [
+            (Api::Seeds, "/incremental/timestamp", "data"),
+            (Api::Stripe, "/v1/customers?limit=100", "data"),
+            (
+                Api::Github,
+                "/repos/octocat/hello/issues?state=all&per_page=100",
+                "",
+            ),
+            (
+                Api::Zendesk,
+                "/api/v2/incremental/tickets.json?start_time=0",
+                "tickets",
+            ),
+            (Api::Hubspot, "/crm/v3/objects/contacts/search", "results"),
+            (
+                Api::Shopify,
+                "/admin/api/2024-10/orders.json?status=any&limit=250",
+                "orders",
+            ),
+        ] {
+            let server = start(api);
+            let (status, body, _) = fetch(&server, api, path);
+            assert_eq!(status, 200, "{api}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let items = if listed.is_empty() { &v } else { &v[listed] };
+            assert!(!items.as_array().unwrap().is_empty(), "{api}");
+            assert_eq!(server.requests(), 1, "{api}");
+            let before = server.objects();
+            assert_eq!(before.len(), 30, "{api}");
+            server.change(2, 1);
+            let after = server.objects();
+            assert_eq!(after.len(), 31, "{api}");
+            assert_eq!(
+                before.iter().filter(|o| !after.contains(o)).count(),
+                2,
+                "{api}"
+            );
+            if api != Api::Seeds {
+                let (status, _, _) = {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let r = agent
+                        .get(&format!("{}{path}", server.url()))
+                        .call()
+                        .unwrap();
+                    (r.status().as_u16(), (), ())
+                };
+                assert!(status == 401 || status == 405, "{api}: no credentials");
+            }
+        }
+    }
+
+    #[test]
+    fn the_seeds_api_still_refuses_other_methods() {
+        let server = start(Api::Seeds);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let r = agent
+            .post(&format!("{}/incremental/timestamp", server.url()))
+            .send("{}")
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405);
+        let link = fetch(
+            &start(Api::Github),
+            Api::Github,
+            "/repos/o/r/issues?per_page=5",
+        )
+        .2;
+        assert!(
+            link.unwrap()
+                .contains("/repositories/1300192/issues?per_page=5&page=2>; rel=\"next\"")
+        );
+    }
+}

@@ -89,7 +89,7 @@ impl Github {
         let i = self.issues.len() as u64;
         let h = hash(self.seed, &[i, 13]);
         // About a third closed (closed when last updated), so `state` matters.
-        let closed = (h % 3 == 0 && updated > created).then_some(updated);
+        let closed = (h.is_multiple_of(3) && updated > created).then_some(updated);
         self.issues.push(Issue {
             number: i + 1,
             id: 1_900_000_000 + i * 37 + h % 37,
@@ -99,7 +99,7 @@ impl Github {
             comments: (h >> 8) % 12,
             labels: (h >> 16) % 16,
             author: (h >> 24) as usize % LOGINS.len(),
-            pull_request: (h >> 32) % 7 == 0,
+            pull_request: (h >> 32).is_multiple_of(7),
             version: 0,
         });
     }

@@ -145,6 +145,7 @@ impl Reply {
     }
 
     /// The first header called `name` (case-insensitive).
+    #[cfg(test)]
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
