@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use incsync::destination::Durability;
 use incsync::runtime::ComponentCache;
-use incsync::sample_api::{SampleApi, ServeOptions};
+use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,8 +78,20 @@ enum Command {
         #[arg(long, value_name = "FILE.db")]
         warehouse: PathBuf,
     },
-    /// Serve the sample API (the seeds' contract) on 127.0.0.1.
+    /// Serve the sample API (the seeds' contract, or a replica of a real API) on 127.0.0.1.
     Serve {
+        /// Which API to serve.
+        #[arg(long, value_enum, default_value_t = Api::Seeds)]
+        api: Api,
+        /// Turn the replicas' rate limits off.
+        #[arg(long)]
+        no_rate_limits: bool,
+        /// HubSpot's search result cap.
+        #[arg(long, default_value_t = 10_000, value_name = "N")]
+        result_cap: usize,
+        /// Zendesk leaves out tickets changed within this many seconds.
+        #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+        zendesk_lag_seconds: u32,
         /// The port.
         #[arg(long, default_value_t = 5001)]
         port: u16,
@@ -220,6 +232,10 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Serve {
+            api,
+            no_rate_limits,
+            result_cap,
+            zendesk_lag_seconds,
             port,
             records,
             seed,
@@ -230,7 +246,7 @@ fn execute(command: Command) -> Result<()> {
             write_every,
             late_every,
         } => {
-            let api = SampleApi::start(&ServeOptions {
+            let server = SampleApi::start(&ServeOptions {
                 port,
                 records,
                 seed,
@@ -240,12 +256,19 @@ fn execute(command: Command) -> Result<()> {
                 id_gap_every,
                 write_every,
                 late_every,
+                api,
+                rate_limits: !no_rate_limits,
+                result_cap,
+                zendesk_lag_seconds,
             })?;
             println!(
-                "sample API: {records} records (seed {seed}) at {}",
-                api.url()
+                "sample API ({api}): {records} records (seed {seed}) at {}",
+                server.url()
             );
-            api.wait();
+            for (name, value) in SampleApi::credentials(api) {
+                println!("export {name}={value}");
+            }
+            server.wait();
             Ok(())
         }
         Command::Demo {

@@ -13,28 +13,97 @@
 //! Unknown query parameters get a 400 with a JSON error; `limit` is capped
 //! (50 by default); timestamps must look like `2024-01-15T10:30:00Z`;
 //! `since` and `updated_since` are inclusive.
+//!
+//! With [`ServeOptions::api`] set, it serves a replica of a real API instead
+//! (Stripe, GitHub, Zendesk, HubSpot, Shopify; see [`replicas`]).
 
 pub mod dataset;
 mod endpoints;
+pub(crate) mod replicas;
 
 pub use dataset::Dataset;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use replicas::{Replica, Reply, Request};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+/// Which API the sample API serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum)]
+pub enum Api {
+    /// The seeds' API (the endpoints listed above).
+    #[default]
+    Seeds,
+    /// Stripe: `GET /v1/customers`, `GET /v1/events`.
+    Stripe,
+    /// GitHub: `GET /repos/{owner}/{repo}/issues`.
+    Github,
+    /// Zendesk: `GET /api/v2/incremental/tickets.json`.
+    Zendesk,
+    /// HubSpot: `POST /crm/v3/objects/contacts/search`.
+    Hubspot,
+    /// Shopify: `GET /admin/api/{version}/orders.json`.
+    Shopify,
+}
+
+impl Api {
+    /// The environment variables (and their values) holding the credentials
+    /// the replica accepts; none for the seeds' API.
+    pub fn credentials(self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            Api::Seeds => Vec::new(),
+            Api::Stripe => vec![("STRIPE_API_KEY", replicas::stripe::API_KEY)],
+            Api::Github => vec![("GITHUB_TOKEN", replicas::github::TOKEN)],
+            Api::Zendesk => vec![
+                ("ZENDESK_EMAIL", replicas::zendesk::EMAIL),
+                ("ZENDESK_API_TOKEN", replicas::zendesk::API_TOKEN),
+            ],
+            Api::Hubspot => vec![("HUBSPOT_ACCESS_TOKEN", replicas::hubspot::ACCESS_TOKEN)],
+            Api::Shopify => vec![("SHOPIFY_ACCESS_TOKEN", replicas::shopify::ACCESS_TOKEN)],
+        }
+    }
+
+    /// The name `--api` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::Seeds => "seeds",
+            Api::Stripe => "stripe",
+            Api::Github => "github",
+            Api::Zendesk => "zendesk",
+            Api::Hubspot => "hubspot",
+            Api::Shopify => "shopify",
+        }
+    }
+}
+
+impl std::fmt::Display for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Api {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Api, String> {
+        <Api as clap::ValueEnum>::from_str(s, true)
+    }
+}
+
 /// How to run the sample API.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
+    /// Which API to serve.
+    pub api: Api,
     /// The loopback port; 0 picks a free one.
     pub port: u16,
-    /// How many records to generate.
+    /// How many records to generate (for a replica: customers, issues,
+    /// tickets, contacts or orders).
     pub records: u32,
     /// The data's seed.
     pub seed: u64,
@@ -52,6 +121,15 @@ pub struct ServeOptions {
     /// Every this many requests, insert a record stamped an hour before the
     /// newest, as a read replica shows a row late (0: never).
     pub late_every: u64,
+    /// Whether the replicas enforce their APIs' rate limits (the seeds' API
+    /// has none).
+    pub rate_limits: bool,
+    /// HubSpot's search result cap (documented: 10,000); lower it to reach
+    /// the cap cheaply in tests.
+    pub result_cap: usize,
+    /// Zendesk leaves out tickets changed within this many seconds
+    /// (documented: the most recent minute); 0 shows changes at once.
+    pub zendesk_lag_seconds: u32,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +144,10 @@ impl Default for ServeOptions {
             id_gap_every: 0,
             write_every: 0,
             late_every: 0,
+            api: Api::Seeds,
+            rate_limits: true,
+            result_cap: 10_000,
+            zendesk_lag_seconds: 60,
         }
     }
 }
@@ -86,6 +168,10 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     pub hook: std::sync::Mutex<Option<RequestHook>>,
     pub faults: std::sync::Mutex<Option<FaultHook>>,
+    /// The replica served instead of the seeds' endpoints, if any.
+    pub replica: Option<std::sync::Mutex<Box<dyn Replica>>>,
+    /// How many times `change` ran on the seeds' data.
+    pub changes: AtomicU64,
 }
 
 /// A running sample API; stops when dropped.
@@ -116,6 +202,8 @@ impl SampleApi {
             requests: AtomicU64::new(0),
             hook: std::sync::Mutex::new(None),
             faults: std::sync::Mutex::new(None),
+            replica: replicas::build(options, replicas::now_ms()).map(std::sync::Mutex::new),
+            changes: AtomicU64::new(0),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -179,6 +267,59 @@ impl SampleApi {
         *self.shared.faults.lock().expect("faults lock") = Some(Box::new(faults));
     }
 
+    /// Updates `updates` existing objects, spread over the data, and inserts
+    /// `inserts` new ones, stamped as the served API records changes (a
+    /// replica: the real time now; the seeds: the data's next second).
+    pub fn change(&self, updates: usize, inserts: usize) {
+        match &self.shared.replica {
+            Some(replica) => {
+                replica
+                    .lock()
+                    .expect("replica lock")
+                    .change(updates, inserts, replicas::now_ms())
+            }
+            None => {
+                let round = self.shared.changes.fetch_add(1, Ordering::Relaxed);
+                self.with_data(|d| {
+                    let ids: Vec<u32> = d.by_updated().iter().map(|&(_, id)| id).collect();
+                    let mut picked: Vec<u32> = replicas::spread(ids.len(), updates, round)
+                        .into_iter()
+                        .map(|i| ids[i])
+                        .collect();
+                    picked.sort_unstable();
+                    if !picked.is_empty() {
+                        d.update(&picked);
+                    }
+                    if inserts > 0 {
+                        d.insert(inserts as u32);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Every current object, exactly as the served API's list endpoint
+    /// renders it (the seeds: user records, by id).
+    pub fn objects(&self) -> Vec<serde_json::Value> {
+        match &self.shared.replica {
+            Some(replica) => replica.lock().expect("replica lock").objects(),
+            None => self.with_data(|d| {
+                (1..=d.max_id())
+                    .filter(|&id| d.get(id).is_some())
+                    .map(|id| {
+                        serde_json::to_value(d.render(id, &id.to_string()))
+                            .expect("records serialize")
+                    })
+                    .collect()
+            }),
+        }
+    }
+
+    /// The environment variables and values `api` accepts as credentials.
+    pub fn credentials(api: Api) -> Vec<(&'static str, &'static str)> {
+        api.credentials()
+    }
+
     /// The number of requests answered so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Ordering::Relaxed)
@@ -223,9 +364,16 @@ async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |req| {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let shared = shared.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&shared, &req)) }
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = match body.collect().await {
+                                Ok(collected) => collected.to_bytes(),
+                                Err(_) => Bytes::new(),
+                            };
+                            Ok::<_, std::convert::Infallible>(answer(&shared, &parts, &body))
+                        }
                     });
                     let _ = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service).await;
                 });
@@ -234,7 +382,11 @@ async fn serve(
     }
 }
 
-fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<Bytes>> {
+fn answer(
+    shared: &Shared,
+    req: &hyper::http::request::Parts,
+    body: &[u8],
+) -> hyper::Response<Full<Bytes>> {
     let n = shared.requests.fetch_add(1, Ordering::Relaxed) + 1;
     let fault = shared
         .faults
@@ -243,35 +395,210 @@ fn answer<B>(shared: &Shared, req: &hyper::Request<B>) -> hyper::Response<Full<B
         .as_mut()
         .and_then(|f| f(n));
     if let Some((status, retry_after)) = fault {
-        let mut response = hyper::Response::builder()
-            .status(status)
-            .header("content-type", "application/json");
+        let mut reply = Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: endpoints::error_body(&format!("injected fault {status}")),
+        };
         if let Some(after) = retry_after {
-            response = response.header("retry-after", after);
+            reply = reply.with("retry-after", after);
         }
-        let body = endpoints::error_body(&format!("injected fault {status}"));
-        return response
-            .body(Full::new(Bytes::from(body)))
-            .expect("a valid response");
+        return respond(reply);
     }
     if let Some(hook) = shared.hook.lock().expect("hook lock").as_mut() {
         hook(n, &mut shared.data.write().expect("dataset lock"));
     }
-    let (status, body) = if req.method() != hyper::Method::GET {
+    let host = req
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1");
+    if let Some(replica) = &shared.replica {
+        let request = Request {
+            method: req.method.as_str(),
+            path: req.uri.path(),
+            query: req.uri.query().unwrap_or(""),
+            headers: req
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+                .collect(),
+            body,
+            host,
+        };
+        let reply = replica
+            .lock()
+            .expect("replica lock")
+            .handle(&request, replicas::now_ms());
+        return respond(reply);
+    }
+    let (status, body) = if req.method != hyper::Method::GET {
         (405, endpoints::error_body("Only GET is supported"))
     } else {
-        let host = req
-            .headers()
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("127.0.0.1");
         let data = shared.data.read().expect("dataset lock");
-        let query = req.uri().query().unwrap_or("");
-        endpoints::route(&data, shared.max_page, host, req.uri().path(), query)
+        let query = req.uri.query().unwrap_or("");
+        endpoints::route(&data, shared.max_page, host, req.uri.path(), query)
     };
     hyper::Response::builder()
         .status(status)
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
         .expect("a valid response")
+}
+
+fn respond(reply: Reply) -> hyper::Response<Full<Bytes>> {
+    let mut response = hyper::Response::builder().status(reply.status);
+    for (name, value) in &reply.headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    response
+        .body(Full::new(Bytes::from(reply.body)))
+        .expect("a valid response")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn start(api: Api) -> SampleApi {
+        SampleApi::start(&ServeOptions {
+            api,
+            port: 0,
+            records: 30,
+            rate_limits: false,
+            zendesk_lag_seconds: 0,
+            ..ServeOptions::default()
+        })
+        .expect("the sample API starts")
+    }
+
+    /// GET (or POST, for HubSpot) `path` with the api's credentials.
+    fn fetch(server: &SampleApi, api: Api, path: &str) -> (u16, String, Option<String>) {
+        use base64::Engine as _;
+        let url = format!("{}{path}", server.url());
+        let creds: Vec<&str> = Api::credentials(api).into_iter().map(|(_, v)| v).collect();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let response = match api {
+            Api::Hubspot => agent
+                .post(&url)
+                .header("authorization", &format!("Bearer {}", creds[0]))
+                .header("content-type", "application/json")
+                .send(r#"{"limit":5}"#),
+            _ => {
+                let request = agent.get(&url);
+                match api {
+                    Api::Seeds => request,
+                    Api::Stripe | Api::Github => {
+                        request.header("authorization", &format!("Bearer {}", creds[0]))
+                    }
+                    Api::Zendesk => {
+                        let basic = format!("{}/token:{}", creds[0], creds[1]);
+                        request.header(
+                            "authorization",
+                            &format!(
+                                "Basic {}",
+                                base64::engine::general_purpose::STANDARD.encode(basic)
+                            ),
+                        )
+                    }
+                    Api::Hubspot | Api::Shopify => {
+                        request.header("x-shopify-access-token", creds[0])
+                    }
+                }
+                .call()
+            }
+        }
+        .expect("an answer");
+        let status = response.status().as_u16();
+        let link = response
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_owned);
+        let body = response.into_body().read_to_string().expect("a body");
+        (status, body, link)
+    }
+
+    #[test]
+    fn every_api_answers_over_http_and_shows_changes() {
+        for (api, path, listed) in [
+            (Api::Seeds, "/incremental/timestamp", "data"),
+            (Api::Stripe, "/v1/customers?limit=100", "data"),
+            (
+                Api::Github,
+                "/repos/octocat/hello/issues?state=all&per_page=100",
+                "",
+            ),
+            (
+                Api::Zendesk,
+                "/api/v2/incremental/tickets.json?start_time=0",
+                "tickets",
+            ),
+            (Api::Hubspot, "/crm/v3/objects/contacts/search", "results"),
+            (
+                Api::Shopify,
+                "/admin/api/2024-10/orders.json?status=any&limit=250",
+                "orders",
+            ),
+        ] {
+            let server = start(api);
+            let (status, body, _) = fetch(&server, api, path);
+            assert_eq!(status, 200, "{api}: {body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let items = if listed.is_empty() { &v } else { &v[listed] };
+            assert!(!items.as_array().unwrap().is_empty(), "{api}");
+            assert_eq!(server.requests(), 1, "{api}");
+            let before = server.objects();
+            assert_eq!(before.len(), 30, "{api}");
+            server.change(2, 1);
+            let after = server.objects();
+            assert_eq!(after.len(), 31, "{api}");
+            assert_eq!(
+                before.iter().filter(|o| !after.contains(o)).count(),
+                2,
+                "{api}"
+            );
+            if api != Api::Seeds {
+                let (status, _, _) = {
+                    let agent: ureq::Agent = ureq::Agent::config_builder()
+                        .http_status_as_error(false)
+                        .build()
+                        .into();
+                    let r = agent
+                        .get(&format!("{}{path}", server.url()))
+                        .call()
+                        .unwrap();
+                    (r.status().as_u16(), (), ())
+                };
+                assert!(status == 401 || status == 405, "{api}: no credentials");
+            }
+        }
+    }
+
+    #[test]
+    fn the_seeds_api_still_refuses_other_methods() {
+        let server = start(Api::Seeds);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let r = agent
+            .post(&format!("{}/incremental/timestamp", server.url()))
+            .send("{}")
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 405);
+        let link = fetch(
+            &start(Api::Github),
+            Api::Github,
+            "/repos/o/r/issues?per_page=5",
+        )
+        .2;
+        assert!(
+            link.unwrap()
+                .contains("/repositories/1300192/issues?per_page=5&page=2>; rel=\"next\"")
+        );
+    }
 }
