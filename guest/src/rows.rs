@@ -106,10 +106,16 @@ impl RowBuilder {
             .map(|(i, c)| (c.name.clone(), i))
             .collect();
         sorted.sort();
-        let cursor_column = stream
-            .columns
-            .iter()
-            .position(|c| c.name == stream.cursor_field && c.data_type == DataType::UtcDateTime);
+        // The cursor, already parsed, fills its column, unless it was read
+        // from an item around the record (an event's `created` is not its
+        // customer's).
+        let cursor_column = stream.record_path.is_empty().then(|| {
+            stream
+                .columns
+                .iter()
+                .position(|c| c.name == stream.cursor_field && c.data_type == DataType::UtcDateTime)
+        });
+        let cursor_column = cursor_column.flatten();
         RowBuilder {
             columns: stream.columns.clone(),
             sorted,
@@ -176,6 +182,12 @@ impl RowBuilder {
                 Some(c) => Value::UtcDateTime(c.micros()),
                 None => Value::String(s),
             },
+            (Json::Number(n), Some(DataType::UtcDateTime))
+                if self.format.parse_json(&Json::Number(n.clone())).is_some() =>
+            {
+                let c = self.format.parse_json(&Json::Number(n)).expect("checked");
+                Value::UtcDateTime(c.micros())
+            }
             (Json::Null, _) => Value::Null,
             (Json::Bool(b), _) => Value::Boolean(b),
             (Json::Number(n), _) => match (n.as_i64(), declared) {
@@ -232,6 +244,27 @@ mod tests {
     use super::*;
     use crate::config::Config;
     use serde_json::json;
+
+    #[test]
+    fn a_cursor_read_from_the_item_does_not_fill_the_records_column() {
+        let c = Config::parse(
+            r#"{"base_url": "http://x", "streams": [{"table": "customer", "strategy": "starting_after",
+                "path": "/v1/events", "record_path": "data.object", "cursor_field": "created",
+                "timestamp_format": "epoch_seconds", "columns": {"id": "STRING", "created": "UTC_DATETIME"}}]}"#,
+        )
+        .unwrap();
+        let b = RowBuilder::new(&c.streams[0]);
+        let record = json!({"id": "cus_1", "created": 100})
+            .as_object()
+            .unwrap()
+            .clone();
+        let event_time = crate::cursor::TimestampFormat::EpochSeconds
+            .parse("500")
+            .unwrap();
+        let batch = b.batch_owned(vec![(record, Some(event_time))]);
+        let created = batch.columns.iter().position(|c| c == "created").unwrap();
+        assert_eq!(batch.rows[0][created], Value::UtcDateTime(100_000_000));
+    }
 
     fn builder() -> RowBuilder {
         let c = Config::parse(
