@@ -258,6 +258,90 @@ impl HostConfig {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::path::Path;
+
+    fn repo(path: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+    }
+
+    /// The configs users copy: the examples and the README's.
+    fn shipped_configs() -> Vec<(String, serde_json::Value)> {
+        let mut configs = Vec::new();
+        for entry in std::fs::read_dir(repo("examples")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                configs.push((
+                    path.display().to_string(),
+                    serde_json::from_str(&text).unwrap(),
+                ));
+            }
+        }
+        let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+        for (open, close) in [("```json\n", "```"), ("<<'JSON'\n", "\nJSON")] {
+            let mut rest = readme.as_str();
+            while let Some(at) = rest.find(open) {
+                let block = &rest[at + open.len()..];
+                let end = block.find(close).unwrap();
+                let text = &block[..end];
+                if text.contains("\"base_url\"") {
+                    configs.push(("README.md".into(), serde_json::from_str(text).unwrap()));
+                }
+                rest = &block[end..];
+            }
+        }
+        assert!(
+            configs.len() >= 7,
+            "examples and README configs: {}",
+            configs.len()
+        );
+        configs
+    }
+
+    #[test]
+    fn the_shipped_schema_is_the_generated_one() {
+        let shipped: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(repo("config.schema.json")).unwrap())
+                .unwrap();
+        assert!(
+            shipped == json_schema(),
+            "config.schema.json is stale: run `incsync config-schema > config.schema.json`"
+        );
+    }
+
+    #[test]
+    fn the_examples_and_the_readme_configs_validate_against_the_schema() {
+        let validator = jsonschema::validator_for(&json_schema()).unwrap();
+        for (file, config) in shipped_configs() {
+            let errors: Vec<String> = validator
+                .iter_errors(&config)
+                .map(|e| format!("{} at {}", e, e.instance_path()))
+                .collect();
+            assert!(errors.is_empty(), "{file}: {errors:?}");
+        }
+    }
+
+    #[test]
+    fn the_schema_refuses_what_the_parser_refuses() {
+        let validator = jsonschema::validator_for(&json_schema()).unwrap();
+        let stream = |extra: serde_json::Value| {
+            let mut s = serde_json::json!({"table": "t", "path": "/p", "strategy": "offset"});
+            for (k, v) in extra.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            serde_json::json!({"base_url": "http://x", "streams": [s]})
+        };
+        assert!(validator.is_valid(&stream(serde_json::json!({"page_size": 10}))));
+        // A key of another strategy, a typo, a wrong type, a missing key.
+        assert!(!validator.is_valid(&stream(serde_json::json!({"scroll_param": "s"}))));
+        assert!(!validator.is_valid(&stream(serde_json::json!({"page_sise": 10}))));
+        assert!(!validator.is_valid(&stream(serde_json::json!({"page_size": "10"}))));
+        assert!(!validator.is_valid(&serde_json::json!({"streams": []})));
+        assert!(
+            !validator
+                .is_valid(&serde_json::json!({"base_url": "http://x", "streams": [], "bogus": 1}))
+        );
+    }
 
     #[test]
     fn host_keys_are_checked() {
