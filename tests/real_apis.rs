@@ -75,22 +75,35 @@ impl Replica {
         }
     }
 
-    /// Runs one sync with the replica's credentials in the environment;
-    /// returns its JSON report.
-    fn sync(&self) -> Value {
+    /// Runs `incsync run --json` with `env` set (`None`: removed).
+    fn run(&self, env: &[(&str, Option<&str>)]) -> std::process::Output {
         let mut cmd = incsync();
-        for (name, value) in self.kind.credentials() {
-            cmd.env(name, value);
+        for (name, value) in env {
+            match value {
+                Some(v) => cmd.env(name, v),
+                None => cmd.env_remove(name),
+            };
         }
-        let out = cmd
-            .arg("run")
+        cmd.arg("run")
             .arg("--json")
             .arg("--config")
             .arg(&self.config)
             .arg("--warehouse")
             .arg(&self.warehouse)
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs one sync with the replica's credentials in the environment;
+    /// returns its JSON report.
+    fn sync(&self) -> Value {
+        let env: Vec<(&str, Option<&str>)> = self
+            .kind
+            .credentials()
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        let out = self.run(&env);
         assert!(
             out.status.success(),
             "incsync run failed: {}{}",
@@ -284,15 +297,7 @@ fn an_example_as_shipped_syncs_within_the_replicas_rate_limit() {
 #[test]
 fn a_missing_secret_is_named_before_any_request() {
     let replica = Replica::start("github", Api::Github, 10, false);
-    let out = incsync()
-        .env_remove("GITHUB_TOKEN")
-        .arg("run")
-        .arg("--config")
-        .arg(&replica.config)
-        .arg("--warehouse")
-        .arg(&replica.warehouse)
-        .output()
-        .unwrap();
+    let out = replica.run(&[("GITHUB_TOKEN", None)]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("GITHUB_TOKEN"), "{err}");
@@ -302,15 +307,7 @@ fn a_missing_secret_is_named_before_any_request() {
 #[test]
 fn a_wrong_secret_is_refused_with_401() {
     let replica = Replica::start("stripe", Api::Stripe, 10, false);
-    let out = incsync()
-        .env("STRIPE_API_KEY", "sk_test_wrong")
-        .arg("run")
-        .arg("--config")
-        .arg(&replica.config)
-        .arg("--warehouse")
-        .arg(&replica.warehouse)
-        .output()
-        .unwrap();
+    let out = replica.run(&[("STRIPE_API_KEY", Some("sk_test_wrong"))]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("401"), "{err}");

@@ -155,31 +155,19 @@ impl TimestampFormat {
     /// for epoch seconds and the default, a millisecond for epoch
     /// milliseconds). What "after X" means to a filter in this format.
     pub fn next_after(&self, cursor: Cursor) -> Cursor {
-        let base = self.truncate(cursor);
-        for step in [
-            chrono::Duration::nanoseconds(1),
-            chrono::Duration::microseconds(1),
-            chrono::Duration::milliseconds(1),
-            chrono::Duration::seconds(1),
-            chrono::Duration::minutes(1),
-            chrono::Duration::hours(1),
-            chrono::Duration::days(1),
-        ] {
-            let Some(later) = base.0.checked_add_signed(step) else {
-                break;
-            };
-            let later = Cursor(later);
-            if self.truncate(later) > base {
-                return self.truncate(later);
-            }
-        }
-        base
+        self.one_unit(cursor, true)
     }
 
     /// The last cursor this format writes before `cursor`: `cursor` minus
     /// one unit of the format's precision. What an exclusive filter ("after
     /// X") must be sent to include `cursor` itself.
     pub fn last_before(&self, cursor: Cursor) -> Cursor {
+        self.one_unit(cursor, false)
+    }
+
+    /// `cursor`, truncated, moved by the smallest step this format can
+    /// tell apart, forwards or backwards.
+    fn one_unit(&self, cursor: Cursor, forwards: bool) -> Cursor {
         let base = self.truncate(cursor);
         for step in [
             chrono::Duration::nanoseconds(1),
@@ -190,12 +178,15 @@ impl TimestampFormat {
             chrono::Duration::hours(1),
             chrono::Duration::days(1),
         ] {
-            let Some(earlier) = base.0.checked_sub_signed(step) else {
-                break;
+            let moved = if forwards {
+                base.0.checked_add_signed(step)
+            } else {
+                base.0.checked_sub_signed(step)
             };
-            let earlier = self.truncate(Cursor(earlier));
-            if earlier < base {
-                return earlier;
+            let Some(moved) = moved else { break };
+            let moved = self.truncate(Cursor(moved));
+            if moved != base {
+                return moved;
             }
         }
         base
