@@ -211,7 +211,7 @@ impl Destination for Discard {
     fn rollback(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
-    fn saved_state(&self) -> anyhow::Result<Option<String>> {
+    fn saved_state(&mut self) -> anyhow::Result<Option<String>> {
         Ok(None)
     }
 }
@@ -472,7 +472,9 @@ fn main() {
         }
         let job = SyncJob {
             config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
-            warehouse: dir.file(&format!("incr-{strategy}.db")),
+            warehouse: incsync::destination::Warehouse::Sqlite(
+                dir.file(&format!("incr-{strategy}.db")),
+            ),
             component: ComponentSource::Bundled,
             cache: ComponentCache::Dir(cache.clone()),
             durability: Durability::Normal,

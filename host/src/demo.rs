@@ -93,7 +93,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     remove_warehouse(&options.warehouse)?;
     let job = SyncJob {
         config: demo_config(&api.url()),
-        warehouse: options.warehouse.clone(),
+        warehouse: crate::destination::Warehouse::Sqlite(options.warehouse.clone()),
         component: ComponentSource::Bundled,
         cache: options.cache.clone(),
         durability: Durability::Normal,

@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use incsync::destination::Durability;
+use incsync::destination::{Durability, JsonlTarget, Warehouse};
 use incsync::runtime::ComponentCache;
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
@@ -47,9 +47,11 @@ enum Command {
         /// The config file (JSON).
         #[arg(long, value_name = "CONFIG.json")]
         config: PathBuf,
-        /// The SQLite warehouse file (created if missing).
-        #[arg(long, value_name = "FILE.db")]
-        warehouse: PathBuf,
+        /// The warehouse: a SQLite file (created if missing) or sqlite:PATH,
+        /// postgres://user[:pass]@host:port/db, or jsonl:DIR (jsonl:- for
+        /// standard output).
+        #[arg(long, value_name = "WAREHOUSE")]
+        warehouse: String,
         /// Run this component instead of the bundled one.
         #[arg(long, value_name = "FILE.wasm")]
         component: Option<PathBuf>,
@@ -64,9 +66,9 @@ enum Command {
     },
     /// Print the warehouse's saved state as JSON.
     State {
-        /// The SQLite warehouse file.
-        #[arg(long, value_name = "FILE.db")]
-        warehouse: PathBuf,
+        /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
+        #[arg(long, value_name = "WAREHOUSE")]
+        warehouse: String,
     },
     /// Print the config file's JSON Schema (the repository ships it as
     /// config.schema.json): point a config's "$schema" at it and editors
@@ -74,9 +76,9 @@ enum Command {
     ConfigSchema,
     /// Forget the warehouse's saved state: the next run syncs everything again.
     Reset {
-        /// The SQLite warehouse file.
-        #[arg(long, value_name = "FILE.db")]
-        warehouse: PathBuf,
+        /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
+        #[arg(long, value_name = "WAREHOUSE")]
+        warehouse: String,
     },
     /// Serve the sample API (the seeds' contract, or a replica of a real API) on 127.0.0.1.
     Serve {
@@ -161,6 +163,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Reads `--warehouse`; the error is one line.
+fn warehouse_arg(text: &str) -> Result<Warehouse> {
+    Warehouse::parse(text).map_err(|e| anyhow::anyhow!("--warehouse: {e}"))
+}
+
 fn execute(command: Command) -> Result<()> {
     match command {
         Command::Run {
@@ -171,8 +178,18 @@ fn execute(command: Command) -> Result<()> {
             json,
             cache,
         } => {
+            let warehouse = warehouse_arg(&warehouse)?;
             let text = std::fs::read_to_string(&config)
                 .with_context(|| format!("reading config {}", config.display()))?;
+            // Rows on standard output: the report goes to standard error.
+            let rows_on_stdout = warehouse == Warehouse::Jsonl(JsonlTarget::Stdout);
+            let report_line = |line: String| {
+                if rows_on_stdout {
+                    eprintln!("{line}");
+                } else {
+                    println!("{line}");
+                }
+            };
             let job = SyncJob {
                 config: text,
                 warehouse,
@@ -186,11 +203,11 @@ fn execute(command: Command) -> Result<()> {
             };
             match sync::run(&job) {
                 Ok(report) if json => {
-                    println!("{}", report.to_json());
+                    report_line(report.to_json().to_string());
                     Ok(())
                 }
                 Ok(report) => {
-                    println!("{}", report.summary());
+                    report_line(report.summary());
                     Ok(())
                 }
                 Err(failure) => {
@@ -211,7 +228,7 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::State { warehouse } => {
-            match sync::saved_state(&warehouse)? {
+            match sync::saved_state(&warehouse_arg(&warehouse)?)? {
                 Some(state) => {
                     let value: serde_json::Value =
                         serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
@@ -222,7 +239,7 @@ fn execute(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Reset { warehouse } => {
-            if sync::reset_state(&warehouse)? {
+            if sync::reset_state(&warehouse_arg(&warehouse)?)? {
                 println!(
                     "state forgotten: the next run syncs everything again (rows already in the warehouse stay)"
                 );

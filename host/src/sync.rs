@@ -2,14 +2,14 @@
 //! state, create the tables, run `update`, and report what happened.
 
 use crate::config::HostConfig;
-use crate::destination::{Destination, Durability, Pipelined, SqliteWarehouse};
+use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
 use crate::http::{Client, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 /// Which component to run.
@@ -26,8 +26,8 @@ pub enum ComponentSource {
 pub struct SyncJob {
     /// The config file's text.
     pub config: String,
-    /// The warehouse file.
-    pub warehouse: PathBuf,
+    /// The warehouse.
+    pub warehouse: Warehouse,
     /// The component.
     pub component: ComponentSource,
     /// The compiled-component cache.
@@ -96,8 +96,8 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
     let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
-    let warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
-    let warehouse = Pipelined::new(warehouse, &tables)?;
+    let warehouse = destination::open(&job.warehouse, job.durability)?;
+    let mut warehouse = Pipelined::new(warehouse, &tables)?;
     let state = warehouse.saved_state()?;
     let retry = host.http.retry.clone();
     let client = Retrying::new(
@@ -117,18 +117,12 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
         };
         return Err(SyncFailure { error, stats });
     }
-    let warehouse = SqliteWarehouse::open(&job.warehouse, job.durability)?;
+    let mut warehouse = destination::open(&job.warehouse, job.durability)?;
     let mut table_rows = BTreeMap::new();
     for t in &tables {
-        let n: u64 = warehouse
-            .connection()
-            .query_row(
-                &format!("SELECT count(*) FROM \"{}\"", t.name.replace('"', "\"\"")),
-                [],
-                |r| r.get(0),
-            )
-            .map_err(anyhow::Error::from)?;
-        table_rows.insert(t.name.clone(), n);
+        if let Some(n) = warehouse.row_count(&t.name)? {
+            table_rows.insert(t.name.clone(), n);
+        }
     }
     Ok(SyncReport {
         stats,
@@ -141,24 +135,13 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
 }
 
 /// The saved state of a warehouse, if it has one.
-pub fn saved_state(warehouse: &Path) -> Result<Option<String>> {
-    ensure_exists(warehouse)?;
-    SqliteWarehouse::open(warehouse, Durability::Normal)?.saved_state()
+pub fn saved_state(warehouse: &Warehouse) -> Result<Option<String>> {
+    destination::open_existing(warehouse)?.saved_state()
 }
 
 /// Forgets a warehouse's saved state; returns whether there was one.
-pub fn reset_state(warehouse: &Path) -> Result<bool> {
-    ensure_exists(warehouse)?;
-    SqliteWarehouse::open(warehouse, Durability::Normal)?.reset_state()
-}
-
-fn ensure_exists(warehouse: &Path) -> Result<()> {
-    anyhow::ensure!(
-        warehouse.exists(),
-        "warehouse {} does not exist",
-        warehouse.display()
-    );
-    Ok(())
+pub fn reset_state(warehouse: &Warehouse) -> Result<bool> {
+    destination::open_existing(warehouse)?.reset_state()
 }
 
 impl SyncReport {

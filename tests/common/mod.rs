@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod pg;
+
 use incsync::sample_api::dataset::format_ts;
 use incsync::sample_api::{SampleApi, ServeOptions};
 use rusqlite::Connection;

@@ -1,11 +1,17 @@
 //! Where rows and state go: the `upsert` and `checkpoint` imports delegate to
 //! a [`Destination`]. The default is a SQLite warehouse file.
 
+mod jsonl;
 mod pipelined;
+mod postgres;
 mod sqlite;
+mod url;
 
+pub use jsonl::JsonlWarehouse;
 pub use pipelined::Pipelined;
-pub use sqlite::{Durability, SqliteWarehouse};
+pub use postgres::PostgresWarehouse;
+pub use sqlite::{Durability, SqliteWarehouse, format_utc_micros};
+pub use url::{JsonlTarget, PostgresUrl, Warehouse};
 
 use crate::runtime::bindings::{DestinationError, RowBatch, Table};
 
@@ -33,7 +39,67 @@ pub trait Destination: Send {
     }
 
     /// The state saved by the last checkpoint, if any.
-    fn saved_state(&self) -> anyhow::Result<Option<String>>;
+    fn saved_state(&mut self) -> anyhow::Result<Option<String>>;
+
+    /// Forgets the saved state, so the next sync starts from scratch (rows
+    /// stay). Returns whether there was one.
+    fn reset_state(&mut self) -> anyhow::Result<bool> {
+        anyhow::bail!("this warehouse cannot forget its state")
+    }
+
+    /// How many rows `table` holds, if the warehouse can tell.
+    fn row_count(&mut self, _table: &str) -> anyhow::Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+impl<D: Destination + ?Sized> Destination for Box<D> {
+    fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
+        (**self).create_tables(tables)
+    }
+    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        (**self).upsert(table, batch)
+    }
+    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+        (**self).checkpoint(state)
+    }
+    fn rollback(&mut self) -> anyhow::Result<()> {
+        (**self).rollback()
+    }
+    fn finish(&mut self) -> anyhow::Result<()> {
+        (**self).finish()
+    }
+    fn saved_state(&mut self) -> anyhow::Result<Option<String>> {
+        (**self).saved_state()
+    }
+    fn reset_state(&mut self) -> anyhow::Result<bool> {
+        (**self).reset_state()
+    }
+    fn row_count(&mut self, table: &str) -> anyhow::Result<Option<u64>> {
+        (**self).row_count(table)
+    }
+}
+
+/// Opens the warehouse `warehouse` names (creating a SQLite file or a JSONL
+/// directory if missing; connecting to PostgreSQL).
+pub fn open(warehouse: &Warehouse, durability: Durability) -> anyhow::Result<Box<dyn Destination>> {
+    Ok(match warehouse {
+        Warehouse::Sqlite(path) => Box::new(SqliteWarehouse::open(path, durability)?),
+        Warehouse::Postgres(url) => Box::new(PostgresWarehouse::connect(url)?),
+        Warehouse::Jsonl(target) => Box::new(JsonlWarehouse::open(target)?),
+    })
+}
+
+/// Opens an existing warehouse, to read or reset its state: a SQLite file or
+/// JSONL directory that does not exist is an error, not created.
+pub fn open_existing(warehouse: &Warehouse) -> anyhow::Result<Box<dyn Destination>> {
+    match warehouse {
+        Warehouse::Sqlite(p) | Warehouse::Jsonl(JsonlTarget::Dir(p)) => {
+            anyhow::ensure!(p.exists(), "warehouse {} does not exist", p.display())
+        }
+        _ => {}
+    }
+    open(warehouse, Durability::Normal)
 }
 
 /// A destination for calls that must not write (`schema`).
@@ -56,7 +122,71 @@ impl Destination for NoDestination {
     fn rollback(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
-    fn saved_state(&self) -> anyhow::Result<Option<String>> {
+    fn saved_state(&mut self) -> anyhow::Result<Option<String>> {
         Ok(None)
+    }
+}
+
+/// A checkpoint's state as the rows a warehouse keeps: one per stream of
+/// incsync's state (`{"streams": {name: state}}`), so that streams can commit
+/// on their own, or a single row under the name `""` for a state of any
+/// other shape (the WIT does not fix one).
+pub fn split_state(text: &str) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Streams {
+        streams: serde_json::Map<String, serde_json::Value>,
+    }
+    match serde_json::from_str::<Streams>(text) {
+        Ok(s) if !s.streams.is_empty() => s
+            .streams
+            .into_iter()
+            .map(|(name, state)| (name, state.to_string()))
+            .collect(),
+        _ => vec![(String::new(), text.to_owned())],
+    }
+}
+
+/// The state to hand the connector, from the rows [`split_state`] made:
+/// `None` if there are none.
+pub fn join_state(rows: Vec<(String, String)>) -> Option<String> {
+    if rows.is_empty() {
+        return None;
+    }
+    let mut streams = serde_json::Map::new();
+    let mut whole = None;
+    for (name, text) in rows {
+        if name.is_empty() {
+            whole = Some(text);
+            continue;
+        }
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        streams.insert(name, value);
+    }
+    if streams.is_empty() {
+        return whole;
+    }
+    Some(serde_json::json!({ "streams": streams }).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_split_by_stream_and_join_back() {
+        let text = r#"{"streams":{"a":{"strategy":"timestamp","last_timestamp":"x"},"b":{"strategy":"keyset"}}}"#;
+        let rows = split_state(text);
+        assert_eq!(rows.len(), 2);
+        let joined: serde_json::Value = serde_json::from_str(&join_state(rows).unwrap()).unwrap();
+        assert_eq!(
+            joined,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
+        assert_eq!(
+            split_state(r#"{"n":2}"#),
+            vec![(String::new(), r#"{"n":2}"#.to_owned())]
+        );
+        assert_eq!(join_state(split_state("opaque")), Some("opaque".to_owned()));
+        assert_eq!(join_state(Vec::new()), None);
     }
 }

@@ -206,7 +206,7 @@ impl Destination for Pipelined {
         self.ask_anyway(Op::Flush).map_err(|e| anyhow!(e))
     }
 
-    fn saved_state(&self) -> Result<Option<String>> {
+    fn saved_state(&mut self) -> Result<Option<String>> {
         Ok(self.saved_state.clone())
     }
 }
@@ -261,7 +261,7 @@ mod tests {
         p.finish().unwrap();
         p.rollback().unwrap();
         drop(p);
-        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
         let n: i64 = w
             .connection()
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
@@ -300,7 +300,7 @@ mod tests {
         let err = p.finish().unwrap_err().to_string();
         assert!(err.contains("unknown table `nope`"), "{err}");
         drop(p);
-        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
         let n: i64 = w
             .connection()
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))

@@ -157,15 +157,6 @@ impl SqliteWarehouse {
         })
     }
 
-    /// Forgets the saved state, so the next sync starts from scratch. Rows
-    /// stay (they are upserted again). Returns whether there was a state.
-    pub fn reset_state(&mut self) -> Result<bool> {
-        Ok(self
-            .conn
-            .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?
-            > 0)
-    }
-
     /// The connection, for reading the warehouse.
     pub fn connection(&self) -> &Connection {
         &self.conn
@@ -377,7 +368,23 @@ impl Destination for SqliteWarehouse {
         Ok(())
     }
 
-    fn saved_state(&self) -> Result<Option<String>> {
+    fn reset_state(&mut self) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?
+            > 0)
+    }
+
+    fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
+        let n: u64 =
+            self.conn
+                .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
+                    r.get(0)
+                })?;
+        Ok(Some(n))
+    }
+
+    fn saved_state(&mut self) -> Result<Option<String>> {
         Ok(self
             .conn
             .query_row(
@@ -458,7 +465,7 @@ mod tests {
             .unwrap();
         w.checkpoint(r#"{"n":2}"#).unwrap();
         drop(w);
-        let w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
         assert_eq!(count(&w), 2);
         let (name, at, extra): (String, String, i64) = w
             .connection()

@@ -1,0 +1,593 @@
+//! A PostgreSQL warehouse: tables with typed columns, upserts by primary key,
+//! and each checkpoint's rows and state committed in one transaction.
+//!
+//! | column type | PostgreSQL |
+//! |---|---|
+//! | STRING | `text` |
+//! | INT, LONG | `bigint` |
+//! | FLOAT, DOUBLE | `double precision` |
+//! | BOOLEAN | `boolean` |
+//! | UTC_DATETIME | `timestamptz` |
+//! | JSON | `jsonb` |
+//!
+//! Fields beyond the declared columns become columns of the type of their
+//! first non-null value. A value that does not fit its column's type (text in
+//! a `bigint` column) fails the batch with a message naming the row and the
+//! column; the state stays at the last checkpoint.
+//!
+//! Each batch is one multi-row `INSERT … ON CONFLICT DO UPDATE` per chunk of
+//! rows (the latest row of a key within a batch wins). The state lives in
+//! `_incsync_state`, one row per stream.
+
+use super::url::PostgresUrl;
+use super::{Destination, join_state, split_state};
+use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
+use anyhow::{Result, anyhow};
+use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls};
+use std::collections::HashMap;
+
+const STATE_TABLE: &str = "_incsync_state";
+
+/// The most parameters one statement may carry (PostgreSQL's protocol limit).
+const MAX_PARAMS: usize = 65_535;
+
+/// How a column's values are bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Int,
+    Float,
+    Bool,
+    Timestamp,
+    Json,
+}
+
+impl Kind {
+    fn of(t: DataType) -> Kind {
+        match t {
+            DataType::String => Kind::Text,
+            DataType::Integer => Kind::Int,
+            DataType::Float => Kind::Float,
+            DataType::Boolean => Kind::Bool,
+            DataType::UtcDatetime => Kind::Timestamp,
+            DataType::Json => Kind::Json,
+        }
+    }
+
+    /// The kind of a column as PostgreSQL names its type
+    /// (`information_schema.columns.data_type`).
+    fn of_pg(data_type: &str) -> Kind {
+        match data_type {
+            "bigint" | "integer" | "smallint" => Kind::Int,
+            "double precision" | "real" | "numeric" => Kind::Float,
+            "boolean" => Kind::Bool,
+            "timestamp with time zone" | "timestamp without time zone" => Kind::Timestamp,
+            "json" | "jsonb" => Kind::Json,
+            _ => Kind::Text,
+        }
+    }
+
+    /// The kind a new column gets from a value.
+    fn of_value(v: &Value) -> Kind {
+        match v {
+            Value::Boolean(_) => Kind::Bool,
+            Value::Integer(_) => Kind::Int,
+            Value::Float(_) => Kind::Float,
+            Value::UtcDatetime(_) => Kind::Timestamp,
+            Value::Json(_) => Kind::Json,
+            Value::Null | Value::String(_) => Kind::Text,
+        }
+    }
+
+    fn sql(self) -> &'static str {
+        match self {
+            Kind::Text => "text",
+            Kind::Int => "bigint",
+            Kind::Float => "double precision",
+            Kind::Bool => "boolean",
+            Kind::Timestamp => "timestamptz",
+            Kind::Json => "jsonb",
+        }
+    }
+}
+
+/// One value, converted to its column's type.
+#[derive(Debug)]
+enum Cell {
+    Null,
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Timestamp(chrono::DateTime<chrono::Utc>),
+    Json(serde_json::Value),
+}
+
+impl ToSql for Cell {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Cell::Null => Ok(IsNull::Yes),
+            Cell::Text(s) => s.to_sql(ty, out),
+            Cell::Int(i) => i.to_sql(ty, out),
+            Cell::Float(f) => f.to_sql(ty, out),
+            Cell::Bool(b) => b.to_sql(ty, out),
+            Cell::Timestamp(t) => t.to_sql(ty, out),
+            Cell::Json(j) => postgres::types::Json(j).to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
+}
+
+fn micros_to_time(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp_micros(micros)
+}
+
+/// Converts `v` for a column of `kind`; `None` if it does not fit.
+fn cell(v: &Value, kind: Kind) -> Option<Cell> {
+    Some(match (v, kind) {
+        (Value::Null, _) => Cell::Null,
+        (Value::String(s), Kind::Text) | (Value::Json(s), Kind::Text) => Cell::Text(s.clone()),
+        (Value::Integer(i), Kind::Text) => Cell::Text(i.to_string()),
+        (Value::Float(f), Kind::Text) => Cell::Text(f.to_string()),
+        (Value::Boolean(b), Kind::Text) => Cell::Text(b.to_string()),
+        (Value::UtcDatetime(t), Kind::Text) => Cell::Text(super::sqlite::format_utc_micros(*t)),
+        (Value::Integer(i), Kind::Int) => Cell::Int(*i),
+        (Value::Float(f), Kind::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            Cell::Int(*f as i64)
+        }
+        (Value::String(s), Kind::Int) => Cell::Int(s.trim().parse().ok()?),
+        (Value::Integer(i), Kind::Float) => Cell::Float(*i as f64),
+        (Value::Float(f), Kind::Float) => Cell::Float(*f),
+        (Value::String(s), Kind::Float) => Cell::Float(s.trim().parse().ok()?),
+        (Value::Boolean(b), Kind::Bool) => Cell::Bool(*b),
+        (Value::String(s), Kind::Bool) => Cell::Bool(s.trim().parse().ok()?),
+        (Value::UtcDatetime(t), Kind::Timestamp) => Cell::Timestamp(micros_to_time(*t)?),
+        (Value::String(s), Kind::Timestamp) => Cell::Timestamp(
+            chrono::DateTime::parse_from_rfc3339(s.trim())
+                .ok()?
+                .to_utc(),
+        ),
+        (Value::Json(s), Kind::Json) => Cell::Json(serde_json::from_str(s).ok()?),
+        (Value::String(s), Kind::Json) => Cell::Json(serde_json::Value::String(s.clone())),
+        (Value::Integer(i), Kind::Json) => Cell::Json((*i).into()),
+        (Value::Float(f), Kind::Json) => Cell::Json(serde_json::Number::from_f64(*f)?.into()),
+        (Value::Boolean(b), Kind::Json) => Cell::Json((*b).into()),
+        (Value::UtcDatetime(t), Kind::Json) => {
+            Cell::Json(super::sqlite::format_utc_micros(*t).into())
+        }
+        _ => return None,
+    })
+}
+
+fn describe(v: &Value) -> String {
+    let text = match v {
+        Value::Null => "null".to_owned(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Integer(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::String(s) | Value::Json(s) => format!("{s:?}"),
+        Value::UtcDatetime(t) => super::sqlite::format_utc_micros(*t),
+    };
+    if text.len() > 60 {
+        format!("{}…", &text[..text.floor_char_boundary(60)])
+    } else {
+        text
+    }
+}
+
+/// A quoted identifier.
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn other(e: impl std::fmt::Display) -> DestinationError {
+    DestinationError::Other(e.to_string())
+}
+
+/// One line for a database error: its message and detail, no debug dump.
+fn db_error(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => e.to_string(),
+    }
+}
+
+struct TableInfo {
+    /// Column name → kind, as the table has them now.
+    columns: HashMap<String, Kind>,
+    keys: Vec<String>,
+}
+
+/// A PostgreSQL warehouse.
+pub struct PostgresWarehouse {
+    client: Client,
+    url: PostgresUrl,
+    in_transaction: bool,
+    tables: HashMap<String, TableInfo>,
+}
+
+impl PostgresWarehouse {
+    /// Connects, and creates the state table if it is missing. The error
+    /// names the server (never the password) and what went wrong.
+    pub fn connect(url: &PostgresUrl) -> Result<PostgresWarehouse> {
+        let mut config: postgres::Config = url.url.parse().map_err(|e| anyhow!("{url}: {e}"))?;
+        config.user(&url.user);
+        if let Some(p) = &url.password {
+            config.password(p);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
+        config.application_name("incsync");
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| anyhow!("cannot connect to the warehouse {url}: {}", db_error(&e)))?;
+        let mut w = PostgresWarehouse {
+            client,
+            url: url.clone(),
+            in_transaction: false,
+            tables: HashMap::new(),
+        };
+        w.prepare_state_table()?;
+        Ok(w)
+    }
+
+    /// The server the warehouse is on, without its password.
+    pub fn url(&self) -> &PostgresUrl {
+        &self.url
+    }
+
+    /// The client, for reading the warehouse.
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
+    fn prepare_state_table(&mut self) -> Result<()> {
+        let columns = self.columns_of(STATE_TABLE)?;
+        if columns.is_empty() {
+            self.client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+                         stream text PRIMARY KEY,
+                         state text NOT NULL,
+                         saved_at timestamptz NOT NULL DEFAULT now())"
+                ))
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: cannot create {STATE_TABLE}: {}",
+                        self.url,
+                        db_error(&e)
+                    )
+                })?;
+            return Ok(());
+        }
+        let fits = columns.get("stream") == Some(&Kind::Text)
+            && columns.get("state") == Some(&Kind::Text)
+            && columns.contains_key("saved_at");
+        anyhow::ensure!(
+            fits,
+            "{}: the table {STATE_TABLE} is not incsync's (it needs columns stream text, state text, saved_at); \
+             rename it or use another database",
+            self.url
+        );
+        Ok(())
+    }
+
+    /// The columns of `table` in the current schema, by name; empty if it
+    /// does not exist.
+    fn columns_of(&mut self, table: &str) -> Result<HashMap<String, Kind>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1",
+                &[&table],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), Kind::of_pg(&r.get::<_, String>(1))))
+            .collect())
+    }
+
+    fn begin(&mut self) -> Result<(), DestinationError> {
+        if !self.in_transaction {
+            self.client
+                .batch_execute("BEGIN")
+                .map_err(|e| other(db_error(&e)))?;
+            self.in_transaction = true;
+        }
+        Ok(())
+    }
+
+    fn add_column(
+        &mut self,
+        table: &str,
+        column: &str,
+        kind: Kind,
+    ) -> Result<(), DestinationError> {
+        self.client
+            .batch_execute(&format!(
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                quote(table),
+                quote(column),
+                kind.sql()
+            ))
+            .map_err(|e| {
+                other(format!(
+                    "adding column `{column}` to `{table}`: {}",
+                    db_error(&e)
+                ))
+            })?;
+        self.tables
+            .get_mut(table)
+            .expect("known table")
+            .columns
+            .insert(column.to_owned(), kind);
+        Ok(())
+    }
+}
+
+impl Destination for PostgresWarehouse {
+    fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
+        for t in tables {
+            anyhow::ensure!(
+                !t.primary_key.is_empty(),
+                "table `{}` has no primary key",
+                t.name
+            );
+            anyhow::ensure!(
+                !t.name.to_ascii_lowercase().starts_with("_incsync"),
+                "table name `{}` is reserved",
+                t.name
+            );
+            let mut defs: Vec<String> = t
+                .columns
+                .iter()
+                .map(|c| format!("{} {}", quote(&c.name), Kind::of(c.data_type).sql()))
+                .collect();
+            for k in &t.primary_key {
+                if !t.columns.iter().any(|c| &c.name == k) {
+                    defs.push(format!("{} text", quote(k)));
+                }
+            }
+            let pk = t
+                .primary_key
+                .iter()
+                .map(|k| quote(k))
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.client
+                .batch_execute(&format!(
+                    "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
+                    quote(&t.name),
+                    defs.join(", ")
+                ))
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: creating table `{}`: {}",
+                        self.url,
+                        t.name,
+                        db_error(&e)
+                    )
+                })?;
+            let columns = self.columns_of(&t.name)?;
+            self.tables.insert(
+                t.name.clone(),
+                TableInfo {
+                    columns,
+                    keys: t.primary_key.clone(),
+                },
+            );
+            for c in &t.columns {
+                if !self.tables[&t.name].columns.contains_key(&c.name) {
+                    self.add_column(&t.name, &c.name, Kind::of(c.data_type))
+                        .map_err(|e| anyhow!("{e:?}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        let Some(info) = self.tables.get(table) else {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        };
+        let keys = info.keys.clone();
+        let width = batch.columns.len();
+        let mut seen = std::collections::HashSet::with_capacity(width);
+        for c in &batch.columns {
+            if !seen.insert(c.as_str()) {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "column `{c}` is named twice"
+                )));
+            }
+        }
+        let mut key_slots = Vec::with_capacity(keys.len());
+        for k in &keys {
+            match batch.columns.iter().position(|c| c == k) {
+                Some(i) => key_slots.push(i),
+                None => {
+                    return Err(DestinationError::InvalidBatch(format!(
+                        "primary-key column `{k}` is missing"
+                    )));
+                }
+            }
+        }
+        for (n, row) in batch.rows.iter().enumerate() {
+            if row.len() != width {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "row {n} has {} values for {width} columns",
+                    row.len()
+                )));
+            }
+            if let Some(&slot) = key_slots.iter().find(|&&s| matches!(row[s], Value::Null)) {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "row {n} has a null primary key `{}`",
+                    batch.columns[slot]
+                )));
+            }
+        }
+        if batch.rows.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        for (i, c) in batch.columns.iter().enumerate() {
+            if !self.tables[table].columns.contains_key(c) {
+                let kind = batch
+                    .rows
+                    .iter()
+                    .map(|r| &r[i])
+                    .find(|v| !matches!(v, Value::Null))
+                    .map_or(Kind::Text, Kind::of_value);
+                self.add_column(table, c, kind)?;
+            }
+        }
+        let kinds: Vec<Kind> = batch
+            .columns
+            .iter()
+            .map(|c| self.tables[table].columns[c])
+            .collect();
+        // One statement may not touch a key twice: the last row of a key wins.
+        let mut last: HashMap<Vec<String>, usize> = HashMap::with_capacity(batch.rows.len());
+        for (n, row) in batch.rows.iter().enumerate() {
+            let key: Vec<String> = key_slots.iter().map(|&s| describe(&row[s])).collect();
+            last.insert(key, n);
+        }
+        let mut order: Vec<usize> = last.into_values().collect();
+        order.sort_unstable();
+        let mut cells: Vec<Cell> = Vec::with_capacity(order.len() * width);
+        for &n in &order {
+            for (i, v) in batch.rows[n].iter().enumerate() {
+                let c = cell(v, kinds[i]).ok_or_else(|| {
+                    DestinationError::InvalidBatch(format!(
+                        "row {n}: `{}` = {} does not fit the column's type {}",
+                        batch.columns[i],
+                        describe(v),
+                        kinds[i].sql()
+                    ))
+                })?;
+                cells.push(c);
+            }
+        }
+        let names: Vec<String> = batch.columns.iter().map(|c| quote(c)).collect();
+        let updates: Vec<String> = batch
+            .columns
+            .iter()
+            .filter(|c| !keys.contains(c))
+            .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
+            .collect();
+        let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+        let action = if updates.is_empty() {
+            "NOTHING".to_owned()
+        } else {
+            format!("UPDATE SET {}", updates.join(", "))
+        };
+        let per_chunk = (MAX_PARAMS / width).max(1);
+        for chunk in cells.chunks(per_chunk * width) {
+            let rows = chunk.len() / width;
+            let mut values = String::with_capacity(rows * width * 12);
+            for r in 0..rows {
+                values.push_str(if r == 0 { "(" } else { ",(" });
+                for (i, kind) in kinds.iter().enumerate() {
+                    if i > 0 {
+                        values.push(',');
+                    }
+                    values.push_str(&format!("${}::{}", r * width + i + 1, kind.sql()));
+                }
+                values.push(')');
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES {values} ON CONFLICT ({conflict}) DO {action}",
+                quote(table),
+                names.join(", ")
+            );
+            let params: Vec<&(dyn ToSql + Sync)> =
+                chunk.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            self.client
+                .execute(&sql, &params)
+                .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+        let streams = split_state(state);
+        self.begin()?;
+        let sql = format!(
+            "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES ($1, $2, now())
+             ON CONFLICT (stream) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at"
+        );
+        for (stream, value) in &streams {
+            self.client
+                .execute(&sql, &[stream, value])
+                .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
+        }
+        self.client
+            .batch_execute("COMMIT")
+            .map_err(|e| other(db_error(&e)))?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if self.in_transaction {
+            self.in_transaction = false;
+            self.client
+                .batch_execute("ROLLBACK")
+                .map_err(|e| anyhow!("{}: rollback: {}", self.url, db_error(&e)))?;
+            // Columns added in the rolled-back transaction are gone again.
+            let names: Vec<String> = self.tables.keys().cloned().collect();
+            for name in names {
+                let columns = self.columns_of(&name)?;
+                self.tables.get_mut(&name).expect("known").columns = columns;
+            }
+        }
+        Ok(())
+    }
+
+    fn reset_state(&mut self) -> Result<bool> {
+        let n = self
+            .client
+            .execute(&format!("DELETE FROM {STATE_TABLE}"), &[])
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        Ok(n > 0)
+    }
+
+    fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
+        let n: i64 = self
+            .client
+            .query_one(&format!("SELECT count(*) FROM {}", quote(table)), &[])
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?
+            .get(0);
+        Ok(Some(n as u64))
+    }
+
+    fn saved_state(&mut self) -> Result<Option<String>> {
+        let rows = self
+            .client
+            .query(
+                &format!("SELECT stream, state FROM {STATE_TABLE} ORDER BY stream"),
+                &[],
+            )
+            .map_err(|e| anyhow!("{}: reading {STATE_TABLE}: {}", self.url, db_error(&e)))?;
+        Ok(join_state(
+            rows.iter()
+                .map(|r| (r.get::<_, String>(0), r.get::<_, String>(1)))
+                .collect(),
+        ))
+    }
+}

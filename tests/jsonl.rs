@@ -1,0 +1,117 @@
+//! The JSON-lines warehouse end to end: `--warehouse jsonl:DIR` and
+//! `jsonl:-`.
+
+mod common;
+
+use common::{World, incsync};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+
+fn lines(path: &std::path::Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn rows_are_appended_per_table_and_the_state_follows_them() {
+    let world = World::strategy("keyset", 300, json!({}));
+    let dir = world.dir.path().join("out");
+    let warehouse = format!("jsonl:{}", dir.display());
+    let run = || {
+        let out = incsync()
+            .args(["run", "--json", "--config"])
+            .arg(&world.config)
+            .args(["--warehouse", &warehouse])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let first = run();
+    assert_eq!(first["rows_in_warehouse"]["user"], 300);
+    let got = lines(&dir.join("user.jsonl"));
+    assert_eq!(got.len(), 300);
+    assert!(
+        got.iter()
+            .enumerate()
+            .all(|(i, l)| l["seq"] == i && l["op"] == "upsert")
+    );
+    // The last line of each key is the API's record.
+    let latest: BTreeMap<String, String> = got
+        .iter()
+        .map(|l| {
+            (
+                l["row"]["id"].as_str().unwrap().to_owned(),
+                l["row"]["updatedAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(latest, world.api_rows());
+
+    world.api.with_data(|d| {
+        d.update(&[5, 6]);
+        d.insert(3);
+    });
+    run();
+    let got = lines(&dir.join("user.jsonl"));
+    assert!(
+        got.len() <= 300 + 5 + 2,
+        "the changes and the boundary: {}",
+        got.len()
+    );
+    let latest: BTreeMap<String, String> = got
+        .iter()
+        .map(|l| {
+            (
+                l["row"]["id"].as_str().unwrap().to_owned(),
+                l["row"]["updatedAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(latest, world.api_rows());
+    let state = incsync()
+        .args(["state", "--warehouse", &warehouse])
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["streams"]["user"]["strategy"], "keyset");
+}
+
+#[test]
+fn jsonl_dash_prints_rows_and_checkpoints_and_reports_on_stderr() {
+    let world = World::strategy("timestamp", 120, json!({}));
+    let out = incsync()
+        .args(["run", "--json", "--config"])
+        .arg(&world.config)
+        .args(["--warehouse", "jsonl:-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rows = lines.iter().filter(|l| l["op"] == "upsert").count();
+    assert_eq!(rows, 120);
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["op"] != "upsert" || l["table"] == "user")
+    );
+    let last = lines.last().unwrap();
+    assert_eq!(last["op"], "checkpoint");
+    assert!(last["state"].as_str().unwrap().contains("last_timestamp"));
+    let report: Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(report["rows_upserted"]["user"], 120);
+}

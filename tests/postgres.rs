@@ -1,0 +1,356 @@
+//! The PostgreSQL warehouse against a real server started by the test
+//! (`common::pg`): the same guarantees as SQLite, typed columns, the state in
+//! `_incsync_state`, `incsync state` and `reset`, and one-line errors for a
+//! bad URL, a wrong password, an unreachable server or a foreign state table.
+
+mod common;
+
+use common::incsync;
+use common::pg::{PASSWORD, Postgres};
+use incsync::destination::{Destination, PostgresWarehouse, Warehouse};
+use incsync::runtime::bindings::{Column, DataType, RowBatch, Table, Value};
+use incsync::sample_api::{Api, SampleApi, ServeOptions};
+use serde_json::{Value as Json, json};
+use std::collections::BTreeMap;
+use std::process::Output;
+
+fn run(args: &[&str]) -> Output {
+    incsync().args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "incsync failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn connect(url: &str) -> PostgresWarehouse {
+    let Warehouse::Postgres(u) = Warehouse::parse(url).unwrap() else {
+        panic!("a postgres URL")
+    };
+    PostgresWarehouse::connect(&u).unwrap()
+}
+
+/// `id` → `updatedAt` (as the seeds write it) of every row of `table`.
+fn rows(pg: &Postgres, db: &str, table: &str) -> BTreeMap<String, String> {
+    pg.client(db)
+        .query(
+            &format!(
+                "SELECT id, to_char(\"updatedAt\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM \"{table}\""
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn a_full_then_incremental_sync_keeps_postgres_equal_to_the_api() {
+    let pg = Postgres::start();
+    let url = pg.database("sync");
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: 700,
+        ties: 3,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        json!({"base_url": api.url(), "streams": [
+            {"table": "user", "strategy": "keyset", "path": "/pagination/keyset"},
+            {"table": "user_offset", "strategy": "offset", "path": "/pagination/offset"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let api_rows = || -> BTreeMap<String, String> {
+        api.with_data(|d| {
+            d.by_updated()
+                .iter()
+                .map(|&(t, id)| (id.to_string(), incsync::sample_api::dataset::format_ts(t)))
+                .collect()
+        })
+    };
+    let report: Json = serde_json::from_str(&ok(&run(&[
+        "run",
+        "--json",
+        "--config",
+        config,
+        "--warehouse",
+        &url,
+    ])))
+    .unwrap();
+    assert_eq!(report["rows_in_warehouse"]["user"], 700);
+    assert_eq!(rows(&pg, "sync", "user"), api_rows());
+    assert_eq!(rows(&pg, "sync", "user_offset"), api_rows());
+
+    api.with_data(|d| {
+        d.update(&[3, 50, 400]);
+        d.insert(5);
+    });
+    let report: Json = serde_json::from_str(&ok(&run(&[
+        "run",
+        "--json",
+        "--config",
+        config,
+        "--warehouse",
+        &url,
+    ])))
+    .unwrap();
+    assert_eq!(rows(&pg, "sync", "user"), api_rows());
+    assert_eq!(rows(&pg, "sync", "user_offset"), api_rows());
+    assert!(report["requests"].as_u64().unwrap() < 10, "{report}");
+
+    // The state: one row per stream, read back whole by `incsync state`.
+    let n: i64 = pg
+        .client("sync")
+        .query_one("SELECT count(*) FROM _incsync_state", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    let state: Json = serde_json::from_str(&ok(&run(&["state", "--warehouse", &url]))).unwrap();
+    assert_eq!(state["streams"]["user"]["strategy"], "keyset");
+    assert_eq!(state["streams"]["user_offset"]["strategy"], "offset");
+    assert!(ok(&run(&["reset", "--warehouse", &url])).contains("state forgotten"));
+    assert_eq!(ok(&run(&["state", "--warehouse", &url])).trim(), "null");
+}
+
+fn table() -> Table {
+    let col = |name: &str, data_type| Column {
+        name: name.into(),
+        data_type,
+    };
+    Table {
+        name: "kinds".into(),
+        primary_key: vec!["id".into()],
+        columns: vec![
+            col("id", DataType::String),
+            col("n", DataType::Integer),
+            col("x", DataType::Float),
+            col("ok", DataType::Boolean),
+            col("at", DataType::UtcDatetime),
+            col("doc", DataType::Json),
+        ],
+    }
+}
+
+fn batch(id: &str, n: i64) -> RowBatch {
+    RowBatch {
+        columns: ["id", "n", "x", "ok", "at", "doc", "extra"]
+            .map(String::from)
+            .to_vec(),
+        rows: vec![vec![
+            Value::String(id.into()),
+            Value::Integer(n),
+            Value::Float(1.5),
+            Value::Boolean(true),
+            Value::UtcDatetime(1_705_314_600_250_000),
+            Value::Json(r#"{"a":[1,2]}"#.into()),
+            Value::Integer(7),
+        ]],
+    }
+}
+
+#[test]
+fn columns_are_typed_new_fields_become_columns_and_checkpoints_are_atomic() {
+    let pg = Postgres::start();
+    let url = pg.database("types");
+    let mut w = connect(&url);
+    w.create_tables(&[table()]).unwrap();
+    w.upsert("kinds", batch("a", 1)).unwrap();
+    // Not committed: a rollback takes the row and the new column back.
+    w.rollback().unwrap();
+    assert_eq!(w.row_count("kinds").unwrap(), Some(0));
+    w.upsert("kinds", batch("a", 1)).unwrap();
+    // The same key twice in one batch: the last row wins.
+    let mut twice = batch("b", 2);
+    twice.rows.extend(batch("b", 3).rows);
+    w.upsert("kinds", twice).unwrap();
+    w.checkpoint(r#"{"streams":{"kinds":{"strategy":"keyset","last_updated_at":"x"}}}"#)
+        .unwrap();
+    let types: BTreeMap<String, String> = pg
+        .client("types")
+        .query(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns WHERE table_name = 'kinds'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let want: BTreeMap<String, String> = [
+        ("id", "text"),
+        ("n", "bigint"),
+        ("x", "double precision"),
+        ("ok", "boolean"),
+        ("at", "timestamp with time zone"),
+        ("doc", "jsonb"),
+        ("extra", "bigint"),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_owned(), b.to_owned()))
+    .collect();
+    assert_eq!(types, want);
+    let row = pg
+        .client("types")
+        .query_one(
+            "SELECT n, x, ok, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS'), doc->'a'->>1 FROM kinds WHERE id = 'b'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 3);
+    assert_eq!(row.get::<_, f64>(1), 1.5);
+    assert!(row.get::<_, bool>(2));
+    assert_eq!(row.get::<_, String>(3), "2024-01-15 10:30:00.250");
+    assert_eq!(row.get::<_, String>(4), "2");
+    assert_eq!(w.row_count("kinds").unwrap(), Some(2));
+    // A value that does not fit its column fails the batch, naming both.
+    let mut bad = batch("c", 1);
+    bad.rows[0][1] = Value::String("many".into());
+    let incsync::runtime::bindings::DestinationError::InvalidBatch(e) =
+        w.upsert("kinds", bad).unwrap_err()
+    else {
+        panic!("an invalid batch")
+    };
+    assert!(
+        e.contains("`n` = \"many\" does not fit the column's type bigint"),
+        "{e}"
+    );
+    w.rollback().unwrap();
+    assert!(w.saved_state().unwrap().unwrap().contains("kinds"));
+}
+
+#[test]
+fn a_real_api_example_syncs_into_postgres_with_typed_columns() {
+    let pg = Postgres::start();
+    let url = pg.database("stripe");
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: 250,
+        api: Api::Stripe,
+        rate_limits: false,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let mut example: Json = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/stripe.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    example["base_url"] = json!(api.url());
+    example["http"] = json!({});
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stripe.json");
+    std::fs::write(&config, example.to_string()).unwrap();
+    let mut cmd = incsync();
+    for (k, v) in Api::Stripe.credentials() {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--warehouse",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    ok(&out);
+    let mut client = pg.client("stripe");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM customer", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n as usize, api.objects().len());
+    let t: String = client
+        .query_one(
+            "SELECT data_type::text FROM information_schema.columns WHERE table_name = 'customer' AND column_name = 'livemode'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(t, "boolean");
+}
+
+#[test]
+fn the_password_may_come_from_pgpassword_or_a_password_file() {
+    let pg = Postgres::start();
+    pg.database("pw");
+    let bare = pg.url_without_password("pw");
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!("127.0.0.1:{}:pw:postgres:{PASSWORD}\n", pg.port),
+    )
+    .unwrap();
+    for (var, value) in [
+        ("PGPASSWORD", PASSWORD.to_owned()),
+        ("PGPASSFILE", passfile.display().to_string()),
+    ] {
+        let out = incsync()
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .env(var, &value)
+            .args(["state", "--warehouse", &bare])
+            .output()
+            .unwrap();
+        assert_eq!(ok(&out).trim(), "null", "with {var}");
+    }
+}
+
+#[test]
+fn bad_warehouses_fail_with_one_line_naming_what_is_wrong() {
+    let pg = Postgres::start();
+    pg.database("bad");
+    let error = |warehouse: &str| {
+        let out = incsync()
+            .env_remove("PGPASSWORD")
+            .env_remove("PGPASSFILE")
+            .args(["state", "--warehouse", warehouse])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{warehouse} should fail");
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+        err
+    };
+    let wrong = format!("postgres://postgres:wrong-pw@127.0.0.1:{}/bad", pg.port);
+    let e = error(&wrong);
+    assert!(e.contains("password authentication failed"), "{e}");
+    assert!(
+        e.contains(&format!("postgres://postgres@127.0.0.1:{}/bad", pg.port)),
+        "{e}"
+    );
+    assert!(!e.contains("wrong-pw"), "never the password: {e}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let e = error(&format!("postgres://postgres:x@127.0.0.1:{closed}/bad"));
+    assert!(e.contains("cannot connect to the warehouse"), "{e}");
+
+    let e = error("postgres://postgres@127.0.0.1");
+    assert!(e.contains("must name one database"), "{e}");
+
+    pg.client("bad")
+        .batch_execute("CREATE TABLE _incsync_state (id int primary key, blob bytea)")
+        .unwrap();
+    let e = error(&pg.url("bad"));
+    assert!(e.contains("_incsync_state is not incsync's"), "{e}");
+}
