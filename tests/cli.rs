@@ -234,9 +234,10 @@ fn a_corrupt_or_mismatched_state_is_refused_with_the_reset_hint() {
     let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
     for bad in [
         "{not json",
-        r#"{"streams": {"user": {"strategy": "keyset", "last_updated_at": "2024-01-01T00:00:00Z"}}}"#,
-        r#"{"streams": {"user": {"strategy": "timestamp", "last_timestamp": "yesterday"}}}"#,
+        r#"{"strategy": "keyset", "last_updated_at": "2024-01-01T00:00:00Z"}"#,
+        r#"{"strategy": "timestamp", "last_timestamp": "yesterday"}"#,
     ] {
+        // The state of stream `user`, as the warehouse keeps it: a row of its own.
         conn.execute("UPDATE _incsync_state SET state = ?1", [bad])
             .unwrap();
         let line = stderr_line(&w.run());

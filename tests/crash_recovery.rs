@@ -14,7 +14,11 @@ use std::time::Duration;
 fn check_consistent(w: &World) -> Option<String> {
     let conn = rusqlite::Connection::open(&w.warehouse).ok()?;
     let state: Option<String> = conn
-        .query_row("SELECT state FROM _incsync_state", [], |r| r.get(0))
+        .query_row(
+            "SELECT state FROM _incsync_state WHERE stream = 'user'",
+            [],
+            |r| r.get(0),
+        )
         .ok();
     let (rows, distinct): (i64, i64) = conn
         .query_row("SELECT count(*), count(DISTINCT id) FROM user", [], |r| {
@@ -23,10 +27,7 @@ fn check_consistent(w: &World) -> Option<String> {
         .unwrap_or((0, 0));
     assert_eq!(rows, distinct, "no primary key twice");
     let state: serde_json::Value = serde_json::from_str(&state?).unwrap();
-    let saved = state["streams"]["user"]["last_updated_at"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let saved = state["last_updated_at"].as_str().unwrap().to_owned();
     let written = w.warehouse_rows("user");
     for (id, updated) in w.api_rows() {
         if updated < saved {

@@ -394,6 +394,45 @@ fn main() {
         );
     }
 
+    println!("\n## 7. Parallel streams: 4 streams, 20 ms a request\n");
+    {
+        let records = if quick { 1_000 } else { 2_000 };
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records,
+            latency_ms: 20,
+            threads: 2,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let config = dir.0.join("parallel.json");
+        std::fs::write(
+            &config,
+            json!({"base_url": api.url(), "streams": [
+                {"table": "a", "strategy": "keyset", "path": "/pagination/keyset"},
+                {"table": "b", "strategy": "offset", "path": "/pagination/offset"},
+                {"table": "c", "strategy": "timestamp", "path": "/incremental/timestamp"},
+                {"table": "d", "strategy": "next_page_url", "path": "/pagination/next_page_url"}]})
+            .to_string(),
+        )
+        .unwrap();
+        let mut serial = Vec::new();
+        let mut parallel = Vec::new();
+        for round in 0..3 {
+            for (times, flag) in [(&mut serial, "1"), (&mut parallel, "4")] {
+                let db = dir.file(&format!("parallel-{flag}-{round}.db"));
+                times.push(incsync_run(&config, &db, &cache, &["--parallel", flag]).0);
+            }
+        }
+        let (s, p) = (median(serial), median(parallel));
+        println!(
+            "| N per stream | serial s (`--parallel 1`) | parallel s (`--parallel 4`) | parallel / serial |"
+        );
+        println!("|---:|---:|---:|---:|");
+        println!("| {records} | {s:.2} | {p:.2} | {:.2} |", p / s);
+        println!("\nTarget: parallel / serial ≤ 0.35.");
+    }
+
     println!("\n## 4. Cold start: process start to first HTTP request\n");
     println!("| compiled-component cache | median ms | min ms |");
     println!("|---|---:|---:|");
@@ -471,6 +510,7 @@ fn main() {
             stream["max_empty_ranges"] = json!(1);
         }
         let job = SyncJob {
+            parallel: None,
             config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
             warehouse: incsync::destination::Warehouse::Sqlite(
                 dir.file(&format!("incr-{strategy}.db")),

@@ -61,6 +61,10 @@ enum Command {
         /// Print the report as one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
+        /// How many streams sync at once, each in its own instance with its
+        /// own connections (default: every stream, at most 4).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        parallel: Option<u16>,
         #[command(flatten)]
         cache: CacheArgs,
     },
@@ -94,6 +98,9 @@ enum Command {
         /// Zendesk leaves out tickets changed within this many seconds.
         #[arg(long, default_value_t = 60, value_name = "SECONDS")]
         zendesk_lag_seconds: u32,
+        /// Every answer waits this many milliseconds first, as a distant API does.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        latency_ms: u64,
         /// The port.
         #[arg(long, default_value_t = 5001)]
         port: u16,
@@ -176,6 +183,7 @@ fn execute(command: Command) -> Result<()> {
             component,
             fsync,
             json,
+            parallel,
             cache,
         } => {
             let warehouse = warehouse_arg(&warehouse)?;
@@ -191,6 +199,7 @@ fn execute(command: Command) -> Result<()> {
                 }
             };
             let job = SyncJob {
+                parallel: parallel.map(usize::from),
                 config: text,
                 warehouse,
                 component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
@@ -253,6 +262,7 @@ fn execute(command: Command) -> Result<()> {
             no_rate_limits,
             result_cap,
             zendesk_lag_seconds,
+            latency_ms,
             port,
             records,
             seed,
@@ -277,6 +287,7 @@ fn execute(command: Command) -> Result<()> {
                 rate_limits: !no_rate_limits,
                 result_cap,
                 zendesk_lag_seconds,
+                latency_ms,
             })?;
             println!(
                 "sample API ({api}): {records} records (seed {seed}) at {}",

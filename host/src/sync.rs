@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
-use crate::http::{Client, Retrying};
+use crate::http::{Client, Pacer, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
@@ -34,13 +34,31 @@ pub struct SyncJob {
     pub cache: ComponentCache,
     /// How durable each checkpoint is.
     pub durability: Durability,
+    /// How many streams sync at once (`None`: [`DEFAULT_PARALLEL`]).
+    pub parallel: Option<usize>,
+}
+
+/// What one stream did.
+#[derive(Debug)]
+pub struct StreamReport {
+    /// The stream's name (empty for a config that is not split by stream).
+    pub name: String,
+    /// Its requests, rows and checkpoints.
+    pub stats: SyncStats,
+    /// Why it failed, if it did (its rows after its last checkpoint were
+    /// rolled back).
+    pub error: Option<anyhow::Error>,
+    /// Its wall time.
+    pub elapsed: Duration,
 }
 
 /// What a sync did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SyncReport {
-    /// Requests, rows and checkpoints.
+    /// Requests, rows and checkpoints, over every stream.
     pub stats: SyncStats,
+    /// Each stream's, in the config's order.
+    pub streams: Vec<StreamReport>,
     /// Rows in each table afterwards.
     pub table_rows: BTreeMap<String, u64>,
     /// The state saved at the end.
@@ -88,34 +106,183 @@ fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>
     })
 }
 
-/// Runs one sync of every stream in `job.config`, resuming from the state
-/// saved in the warehouse.
+/// One stream's part of a sync: its own config (the config with only this
+/// stream) and its own saved state.
+struct Unit {
+    name: String,
+    config: String,
+}
+
+/// Splits a config into one unit per stream. A config without a `streams`
+/// array (a component of another shape) is one unit.
+fn units(config: &str) -> Vec<Unit> {
+    let whole = || {
+        vec![Unit {
+            name: String::new(),
+            config: config.to_owned(),
+        }]
+    };
+    let Ok(serde_json::Value::Object(top)) = serde_json::from_str::<serde_json::Value>(config)
+    else {
+        return whole();
+    };
+    let Some(serde_json::Value::Array(streams)) = top.get("streams") else {
+        return whole();
+    };
+    if streams.len() < 2 {
+        return whole();
+    }
+    streams
+        .iter()
+        .map(|stream| {
+            // A stream's name defaults to its table (the connector's rule).
+            let name = (stream.get("name").or_else(|| stream.get("table")))
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let mut one = top.clone();
+            one.insert(
+                "streams".into(),
+                serde_json::Value::Array(vec![stream.clone()]),
+            );
+            Unit {
+                name,
+                config: serde_json::Value::Object(one).to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The part of a saved state a unit starts from: its own stream's, so that a
+/// unit's checkpoints never carry (and overwrite) another stream's state.
+fn state_of(state: Option<&str>, unit: &Unit) -> Option<String> {
+    let state = state?;
+    if unit.name.is_empty() {
+        return Some(state.to_owned());
+    }
+    let parsed: serde_json::Value = serde_json::from_str(state).ok()?;
+    let own = parsed.get("streams")?.get(&unit.name)?;
+    Some(serde_json::json!({"streams": {&unit.name: own}}).to_string())
+}
+
+/// How many streams run at once by default: every stream, at most 4.
+pub const DEFAULT_PARALLEL: usize = 4;
+
+/// Runs one sync of every stream in `job.config`, each resuming from its
+/// state saved in the warehouse.
+///
+/// Each stream runs in an instance of its own (one compiled component, one
+/// store per stream), with its own HTTP client and warehouse connection, up
+/// to `job.parallel` at a time; its rows and state commit on their own, so a
+/// stream that fails rolls back to its own last checkpoint and the others go
+/// on. The pacing of `http.requests_per_second` is shared by all.
 pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     let started = Instant::now();
     let host = HostConfig::parse(&job.config).map_err(anyhow::Error::new)?;
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
     let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
-    let warehouse = destination::open(&job.warehouse, job.durability)?;
-    let mut warehouse = Pipelined::new(warehouse, &tables)?;
-    let state = warehouse.saved_state()?;
-    let retry = host.http.retry.clone();
-    let client = Retrying::new(
-        Client::new(host.allow, host.http).with_credentials(host.credentials),
-        retry,
-    );
-    let (result, stats) = runtime.update(
-        &job.config,
-        state.as_deref(),
-        Box::new(client),
-        Box::new(warehouse),
-    );
-    if let Err(e) = result {
-        let error = match e {
-            RunError::Host(e) => e,
-            other => anyhow::Error::new(other),
+    let state = {
+        let mut warehouse = destination::open(&job.warehouse, job.durability)?;
+        warehouse.create_tables(&tables)?;
+        warehouse.saved_state()?
+    };
+    let units = units(&job.config);
+    let pacer = Pacer::default();
+    let run_unit = |unit: &Unit| -> StreamReport {
+        let started = Instant::now();
+        let outcome = (|| -> Result<SyncStats, (anyhow::Error, SyncStats)> {
+            let fail = |e: anyhow::Error| (e, SyncStats::default());
+            let warehouse = destination::open(&job.warehouse, job.durability).map_err(fail)?;
+            let warehouse = Pipelined::new(warehouse, &tables).map_err(fail)?;
+            let client = Retrying::new(
+                Client::new(host.allow.clone(), host.http.clone())
+                    .with_credentials(host.credentials.clone()),
+                host.http.retry.clone(),
+            )
+            .with_pacer(pacer.clone());
+            let (result, stats) = runtime.update(
+                &unit.config,
+                state_of(state.as_deref(), unit).as_deref(),
+                Box::new(client),
+                Box::new(warehouse),
+            );
+            match result {
+                Ok(()) => Ok(stats),
+                Err(RunError::Host(e)) => Err((e, stats)),
+                Err(other) => Err((anyhow::Error::new(other), stats)),
+            }
+        })();
+        let (stats, error) = match outcome {
+            Ok(stats) => (stats, None),
+            Err((e, stats)) => (stats, Some(e)),
         };
-        return Err(SyncFailure { error, stats });
+        StreamReport {
+            name: unit.name.clone(),
+            stats,
+            error,
+            elapsed: started.elapsed(),
+        }
+    };
+    let parallel = job
+        .parallel
+        .unwrap_or(DEFAULT_PARALLEL)
+        .clamp(1, units.len().max(1));
+    let streams: Vec<StreamReport> = if parallel == 1 {
+        units.iter().map(run_unit).collect()
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done = std::sync::Mutex::new(Vec::with_capacity(units.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..parallel {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else { break };
+                        let report = run_unit(unit);
+                        done.lock().expect("reports lock").push((i, report));
+                    }
+                });
+            }
+        });
+        let mut done = done.into_inner().expect("reports lock");
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
+    };
+    let mut stats = SyncStats::default();
+    for s in &streams {
+        stats.requests += s.stats.requests;
+        stats.bytes += s.stats.bytes;
+        stats.checkpoints += s.stats.checkpoints;
+        for (table, n) in &s.stats.rows {
+            *stats.rows.entry(table.clone()).or_default() += n;
+        }
+    }
+    let failed: Vec<&StreamReport> = streams.iter().filter(|s| s.error.is_some()).collect();
+    if !failed.is_empty() {
+        let mut error = String::new();
+        for (i, s) in failed.iter().enumerate() {
+            let e = s.error.as_ref().expect("failed");
+            if i > 0 {
+                error.push_str("; ");
+            }
+            if s.name.is_empty() || format!("{e:#}").contains(&format!("stream `{}`", s.name)) {
+                error.push_str(&format!("{e:#}"));
+            } else {
+                error.push_str(&format!("stream `{}`: {e:#}", s.name));
+            }
+        }
+        if streams.len() > 1 {
+            error.push_str(&format!(
+                " ({} of {} streams synced)",
+                streams.len() - failed.len(),
+                streams.len()
+            ));
+        }
+        return Err(SyncFailure {
+            error: anyhow::anyhow!(error),
+            stats,
+        });
     }
     let mut warehouse = destination::open(&job.warehouse, job.durability)?;
     let mut table_rows = BTreeMap::new();
@@ -126,6 +293,7 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
     }
     Ok(SyncReport {
         stats,
+        streams,
         table_rows,
         state: warehouse.saved_state()?,
         elapsed: started.elapsed(),
@@ -153,6 +321,13 @@ impl SyncReport {
             "rows_upserted": self.stats.rows,
             "checkpoints": self.stats.checkpoints,
             "rows_in_warehouse": self.table_rows,
+            "streams": self.streams.iter().map(|s| serde_json::json!({
+                "name": s.name,
+                "requests": s.stats.requests,
+                "rows_upserted": s.stats.rows,
+                "checkpoints": s.stats.checkpoints,
+                "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
+            })).collect::<Vec<_>>(),
             "state": self.state.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
             "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
             "component_load_ms": self.load_time.as_secs_f64() * 1000.0,
@@ -178,6 +353,18 @@ impl SyncReport {
             delivered as f64 / secs.max(1e-9),
             self.stats.checkpoints
         );
+        if self.streams.len() > 1 {
+            for st in &self.streams {
+                let rows: u64 = st.stats.rows.values().sum();
+                let _ = writeln!(
+                    s,
+                    "  stream {:<19} {rows:>9} rows upserted, {:>5} requests, {:.2} s",
+                    st.name,
+                    st.stats.requests,
+                    st.elapsed.as_secs_f64()
+                );
+            }
+        }
         for (table, total) in &self.table_rows {
             let upserted = self.stats.rows.get(table).copied().unwrap_or(0);
             let _ = writeln!(

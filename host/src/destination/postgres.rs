@@ -467,8 +467,11 @@ impl Destination for PostgresWarehouse {
             let key: Vec<String> = key_slots.iter().map(|&s| describe(&row[s])).collect();
             last.insert(key, n);
         }
-        let mut order: Vec<usize> = last.into_values().collect();
+        // Rows in key order: concurrent streams writing one table then take
+        // their row locks in one order, so they cannot deadlock each other.
+        let mut order: Vec<(Vec<String>, usize)> = last.into_iter().collect();
         order.sort_unstable();
+        let order: Vec<usize> = order.into_iter().map(|(_, n)| n).collect();
         let mut cells: Vec<Cell> = Vec::with_capacity(order.len() * width);
         for &n in &order {
             for (i, v) in batch.rows[n].iter().enumerate() {

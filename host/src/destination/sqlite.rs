@@ -132,6 +132,56 @@ fn other(e: impl std::fmt::Display) -> DestinationError {
     DestinationError::Other(e.to_string())
 }
 
+/// Creates `_incsync_state` (one row per stream), or moves the state of a
+/// warehouse written by an earlier version (one row holding every stream)
+/// into it.
+fn prepare_state_table(conn: &Connection) -> Result<()> {
+    let columns: Vec<String> = conn
+        .prepare(&format!("PRAGMA table_info({STATE_TABLE})"))?
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    let create = format!(
+        "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
+             stream TEXT PRIMARY KEY,
+             state TEXT NOT NULL,
+             saved_at TEXT NOT NULL)"
+    );
+    match columns
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => conn.execute_batch(&create)?,
+        ["stream", "state", "saved_at"] => {}
+        ["id", "state", "saved_at"] => {
+            conn.execute_batch("BEGIN IMMEDIATE")?;
+            let old: Option<(String, String)> = conn
+                .query_row(
+                    &format!("SELECT state, saved_at FROM {STATE_TABLE} WHERE id = 1"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            conn.execute_batch(&format!("DROP TABLE {STATE_TABLE}; {create}"))?;
+            if let Some((state, saved_at)) = old {
+                for (stream, text) in super::split_state(&state) {
+                    conn.execute(
+                        &format!("INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES (?1, ?2, ?3)"),
+                        params![stream, text, saved_at],
+                    )?;
+                }
+            }
+            conn.execute_batch("COMMIT")?;
+        }
+        other => anyhow::bail!(
+            "the table {STATE_TABLE} is not incsync's (columns {}); move it away or use another file",
+            other.join(", ")
+        ),
+    }
+    Ok(())
+}
+
 impl SqliteWarehouse {
     /// Opens (or creates) the warehouse file at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
@@ -142,13 +192,10 @@ impl SqliteWarehouse {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=5000;
-             CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
-                 id INTEGER PRIMARY KEY CHECK (id = 1),
-                 state TEXT NOT NULL,
-                 saved_at TEXT NOT NULL);"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=30000;"
         ))
         .with_context(|| format!("preparing warehouse {}", path.display()))?;
+        prepare_state_table(&conn).with_context(|| format!("warehouse {}", path.display()))?;
         Ok(SqliteWarehouse {
             conn,
             in_transaction: false,
@@ -186,13 +233,20 @@ impl SqliteWarehouse {
         column: &str,
         sql_type: &str,
     ) -> Result<(), DestinationError> {
-        self.conn
-            .execute_batch(&format!(
-                "ALTER TABLE {} ADD COLUMN {} {sql_type}",
-                quote(table),
-                quote(column)
-            ))
-            .map_err(other)?;
+        let added = self.conn.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {sql_type}",
+            quote(table),
+            quote(column)
+        ));
+        if let Err(e) = added {
+            // Another stream's connection may have added it since we looked.
+            let now = self.table_columns(table).map_err(other)?;
+            if !now.iter().any(|c| c == column) {
+                return Err(other(e));
+            }
+            *self.columns.get_mut(table).expect("known table") = now;
+            return Ok(());
+        }
         self.columns
             .get_mut(table)
             .expect("known table")
@@ -339,13 +393,17 @@ impl Destination for SqliteWarehouse {
         let now = chrono::Utc::now()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
             .to_string();
-        self.conn
+        let mut save = self
+            .conn
             .prepare_cached(&format!(
-                "INSERT INTO {STATE_TABLE} (id, state, saved_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
+                "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (stream) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
             ))
-            .and_then(|mut s| s.execute(params![state, now]))
             .map_err(other)?;
+        for (stream, text) in super::split_state(state) {
+            save.execute(params![stream, text, now]).map_err(other)?;
+        }
+        drop(save);
         self.conn.execute_batch("COMMIT").map_err(other)?;
         self.in_transaction = false;
         Ok(())
@@ -385,14 +443,14 @@ impl Destination for SqliteWarehouse {
     }
 
     fn saved_state(&mut self) -> Result<Option<String>> {
-        Ok(self
+        let rows: Vec<(String, String)> = self
             .conn
-            .query_row(
-                &format!("SELECT state FROM {STATE_TABLE} WHERE id = 1"),
-                [],
-                |r| r.get(0),
-            )
-            .optional()?)
+            .prepare(&format!(
+                "SELECT stream, state FROM {STATE_TABLE} ORDER BY stream"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(super::join_state(rows))
     }
 }
 
@@ -508,6 +566,41 @@ mod tests {
         assert!(
             matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`"))
         );
+    }
+
+    #[test]
+    fn a_warehouse_of_an_earlier_version_keeps_its_state_per_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let state = r#"{"streams":{"a":{"strategy":"keyset"},"b":{"strategy":"offset"}}}"#;
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {STATE_TABLE} (id INTEGER PRIMARY KEY CHECK (id = 1), state TEXT NOT NULL, saved_at TEXT NOT NULL);
+             INSERT INTO {STATE_TABLE} VALUES (1, '{state}', '2024-01-01T00:00:00Z');"
+        ))
+        .unwrap();
+        drop(conn);
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        let got: serde_json::Value =
+            serde_json::from_str(&w.saved_state().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            got,
+            serde_json::from_str::<serde_json::Value>(state).unwrap()
+        );
+        let rows: i64 = w
+            .connection()
+            .query_row(&format!("SELECT count(*) FROM {STATE_TABLE}"), [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(rows, 2);
+        // A checkpoint of one stream leaves the other's state alone.
+        w.checkpoint(r#"{"streams":{"a":{"strategy":"keyset","last_updated_at":"x"}}}"#)
+            .unwrap();
+        let got: serde_json::Value =
+            serde_json::from_str(&w.saved_state().unwrap().unwrap()).unwrap();
+        assert_eq!(got["streams"]["b"]["strategy"], "offset");
+        assert_eq!(got["streams"]["a"]["last_updated_at"], "x");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 mod retry;
 
-pub use retry::{Pause, RetryPolicy, Retrying, Sleep, retry_after};
+pub use retry::{Pacer, Pause, RetryPolicy, Retrying, Sleep, retry_after};
 
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
 use std::io::Read;

@@ -64,6 +64,11 @@ impl Pause for Sleep {
     }
 }
 
+/// When each origin may next be sent a request: one per sync, shared by the
+/// clients of its streams.
+#[derive(Clone, Default)]
+pub struct Pacer(std::sync::Arc<std::sync::Mutex<HashMap<String, Instant>>>);
+
 /// Wraps a backend with retries.
 pub struct Retrying<B, P = Sleep> {
     inner: B,
@@ -71,8 +76,9 @@ pub struct Retrying<B, P = Sleep> {
     pause: P,
     rng: fastrand::Rng,
     retries_left_in_sync: u32,
-    /// When each origin was last sent a request (for the pacing).
-    last_sent: HashMap<String, Instant>,
+    /// When each origin may next be sent a request (for the pacing),
+    /// shared by every stream of a sync.
+    pacer: Pacer,
     /// Retries made so far in this sync.
     pub retries: u32,
 }
@@ -93,9 +99,16 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
             policy,
             pause,
             rng,
-            last_sent: HashMap::new(),
+            pacer: Pacer::default(),
             retries: 0,
         }
+    }
+
+    /// Paces with `pacer`, which other clients may share: streams synced in
+    /// parallel then keep to one `requests_per_second` per origin together.
+    pub fn with_pacer(mut self, pacer: Pacer) -> Self {
+        self.pacer = pacer;
+        self
     }
 
     /// Waits until `url`'s origin may be sent another request.
@@ -103,15 +116,17 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
         let Some(interval) = self.policy.min_interval else {
             return;
         };
-        let origin = origin_of(url).to_owned();
-        if let Some(&last) = self.last_sent.get(&origin) {
-            let due = last + interval;
-            let now = self.pause.now();
-            if due > now {
-                self.pause.pause(due - now);
-            }
+        let now = self.pause.now();
+        let due = {
+            let mut next = self.pacer.0.lock().expect("pacer lock");
+            let slot = next.entry(origin_of(url).to_owned()).or_insert(now);
+            let due = (*slot).max(now);
+            *slot = due + interval;
+            due
+        };
+        if due > now {
+            self.pause.pause(due - now);
         }
-        self.last_sent.insert(origin, self.pause.now());
     }
 
     /// The wait before retry number `attempt` (from 0): full jitter over an
@@ -496,5 +511,35 @@ mod tests {
             waits,
             vec![Duration::from_millis(200), Duration::from_millis(200)]
         );
+    }
+
+    #[test]
+    fn clients_that_share_a_pacer_keep_to_one_rate_together() {
+        let policy = RetryPolicy {
+            min_interval: Some(Duration::from_millis(200)),
+            ..RetryPolicy::default()
+        };
+        let clock = FakeClock(Arc::new(Mutex::new((Instant::now(), Vec::new()))));
+        let pacer = Pacer::default();
+        let client = || {
+            Retrying::with_pause(
+                Script(vec![status(200, &[])].into(), Arc::new(Mutex::new(0))),
+                policy.clone(),
+                clock.clone(),
+                fastrand::Rng::with_seed(1),
+            )
+            .with_pacer(pacer.clone())
+        };
+        let (mut one, mut two) = (client(), client());
+        for r in [&mut one, &mut two] {
+            r.fetch(Request {
+                method: Method::Get,
+                url: "http://a:1/x".into(),
+                headers: vec![],
+                body: None,
+            })
+            .unwrap();
+        }
+        assert_eq!(clock.0.lock().unwrap().1, vec![Duration::from_millis(200)]);
     }
 }

@@ -130,6 +130,9 @@ pub struct ServeOptions {
     /// Zendesk leaves out tickets changed within this many seconds
     /// (documented: the most recent minute); 0 shows changes at once.
     pub zendesk_lag_seconds: u32,
+    /// Every answer waits this long first, as a distant API does (the
+    /// requests of other connections are served meanwhile).
+    pub latency_ms: u64,
 }
 
 impl Default for ServeOptions {
@@ -148,6 +151,7 @@ impl Default for ServeOptions {
             rate_limits: true,
             result_cap: 10_000,
             zendesk_lag_seconds: 60,
+            latency_ms: 0,
         }
     }
 }
@@ -172,6 +176,8 @@ pub(crate) struct Shared {
     pub replica: Option<std::sync::Mutex<Box<dyn Replica>>>,
     /// How many times `change` ran on the seeds' data.
     pub changes: AtomicU64,
+    /// The wait before each answer.
+    pub latency: std::time::Duration,
 }
 
 /// A running sample API; stops when dropped.
@@ -204,6 +210,7 @@ impl SampleApi {
             faults: std::sync::Mutex::new(None),
             replica: replicas::build(options, replicas::now_ms()).map(std::sync::Mutex::new),
             changes: AtomicU64::new(0),
+            latency: std::time::Duration::from_millis(options.latency_ms),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -368,6 +375,9 @@ async fn serve(
                         let shared = shared.clone();
                         async move {
                             let (parts, body) = req.into_parts();
+                            if !shared.latency.is_zero() {
+                                tokio::time::sleep(shared.latency).await;
+                            }
                             let body = match body.collect().await {
                                 Ok(collected) => collected.to_bytes(),
                                 Err(_) => Bytes::new(),
