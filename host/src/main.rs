@@ -1,9 +1,11 @@
 //! The `incsync` command line.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use incsync::cassette;
 use incsync::destination::Durability;
-use incsync::runtime::ComponentCache;
+use incsync::exit;
+use incsync::runtime::{ComponentCache, Runtime};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
 use std::path::PathBuf;
@@ -11,7 +13,7 @@ use std::process::ExitCode;
 
 /// Incremental REST-to-warehouse sync, as a sandboxed WebAssembly plugin.
 #[derive(Parser)]
-#[command(name = "incsync", version, about)]
+#[command(name = "incsync", version, about, after_help = exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,14 +61,83 @@ enum Command {
         /// Print the report as one JSON object instead of the summary.
         #[arg(long)]
         json: bool,
+        /// Sync only this stream (its `name`, else its `table`); the others' state is kept.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Record every request, answer and checkpoint into this folder (a cassette
+        /// for `incsync replay`; secrets redacted).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArgs,
+    },
+    /// Try a config without syncing: validate it, resolve its secrets, and send each
+    /// stream's first request (nothing is written). Exit 0 only if every stream passes.
+    Check {
+        /// The config file (JSON).
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Check with this component instead of the bundled one.
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print the tables and columns a config's sync creates (the component's `schema`).
+    Schema {
+        /// The config file (JSON).
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// Print the tables as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Ask this component instead of the bundled one.
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Run a sync offline from a cassette of `run --record`; fails at the first request
+    /// the cassette does not hold (matched by method, URL and body).
+    Replay {
+        /// The cassette folder.
+        #[arg(value_name = "DIR")]
+        cassette: PathBuf,
+        /// The config file (JSON); its secrets need not be set.
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// The SQLite warehouse file (created if missing).
+        #[arg(long, value_name = "FILE.db")]
+        warehouse: PathBuf,
+        /// Replay with this component instead of the bundled one (to test a change).
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Write the bundled connector component, for other hosts (wasmtime, jco).
+    Component {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE.wasm")]
+        out: PathBuf,
     },
     /// Print the warehouse's saved state as JSON.
     State {
         /// The SQLite warehouse file.
         #[arg(long, value_name = "FILE.db")]
         warehouse: PathBuf,
+        /// Print only this stream's state (`null` if it has none).
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Print compact JSON on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the config file's JSON Schema (the repository ships it as
     /// config.schema.json): point a config's "$schema" at it and editors
@@ -77,6 +148,18 @@ enum Command {
         /// The SQLite warehouse file.
         #[arg(long, value_name = "FILE.db")]
         warehouse: PathBuf,
+        /// Forget only this stream's state; the others' stays.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Print the outcome as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Serve the sample API (the seeds' contract, or a replica of a real API) on 127.0.0.1.
     Serve {
@@ -152,13 +235,19 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
             eprintln!("incsync: error: {line}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_for(&e))
         }
     }
+}
+
+/// Reads a config file; a missing or unreadable one is a usage error.
+fn read_config(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| exit::usage(format!("reading config {}: {e}", path.display())))
 }
 
 fn execute(command: Command) -> Result<()> {
@@ -169,10 +258,36 @@ fn execute(command: Command) -> Result<()> {
             component,
             fsync,
             json,
+            stream,
+            record,
             cache,
         } => {
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading config {}", config.display()))?;
+            let mut text = read_config(&config)?;
+            if let Some(name) = &stream {
+                text = incsync::streams::only(&text, name)?;
+            }
+            let mut hooks = sync::Hooks::default();
+            let recorder = match &record {
+                Some(dir) => {
+                    let before = if warehouse.exists() {
+                        sync::saved_state(&warehouse)?
+                    } else {
+                        None
+                    };
+                    let redactor = cassette::Redactor::for_config(
+                        &text,
+                        &incsync::secrets::ProcessEnvironment,
+                    );
+                    let recorder = cassette::Recorder::create(dir, redactor, before.as_deref())?;
+                    let (h, d) = (recorder.clone(), recorder.clone());
+                    hooks.http.push(Box::new(move |inner| h.wrap_http(inner)));
+                    hooks
+                        .destination
+                        .push(Box::new(move |inner| d.wrap_destination(inner)));
+                    Some(recorder)
+                }
+                None => None,
+            };
             let job = SyncJob {
                 config: text,
                 warehouse,
@@ -184,7 +299,11 @@ fn execute(command: Command) -> Result<()> {
                     Durability::Normal
                 },
             };
-            match sync::run(&job) {
+            let result = sync::run_with(&job, hooks);
+            if let Some(recorder) = &recorder {
+                recorder.finish()?;
+            }
+            match result {
                 Ok(report) if json => {
                     println!("{}", report.to_json());
                     Ok(())
@@ -195,11 +314,14 @@ fn execute(command: Command) -> Result<()> {
                 }
                 Err(failure) => {
                     let rows: u64 = failure.stats.rows.values().sum();
-                    Err(anyhow::anyhow!(
+                    let line = format!(
                         "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
-                        failure.error,
-                        failure.stats.requests
-                    ))
+                        failure.error, failure.stats.requests
+                    );
+                    Err(match exit::code_for(&failure.error) {
+                        exit::USAGE => exit::usage(line),
+                        _ => anyhow::anyhow!(line),
+                    })
                 }
             }
         }
@@ -210,25 +332,196 @@ fn execute(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::State { warehouse } => {
-            match sync::saved_state(&warehouse)? {
-                Some(state) => {
-                    let value: serde_json::Value =
-                        serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
-                    println!("{}", serde_json::to_string_pretty(&value)?);
+        Command::State {
+            warehouse,
+            stream,
+            json,
+        } => {
+            let saved = sync::saved_state(&warehouse)?;
+            let value = match (saved, &stream) {
+                (None, _) => serde_json::Value::Null,
+                (Some(state), Some(name)) => {
+                    incsync::streams::state_of(&state, name)?.unwrap_or_default()
                 }
-                None => println!("null"),
+                (Some(state), None) => {
+                    serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state))
+                }
+            };
+            if json {
+                println!("{value}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&value)?);
             }
             Ok(())
         }
-        Command::Reset { warehouse } => {
-            if sync::reset_state(&warehouse)? {
+        Command::Reset {
+            warehouse,
+            stream,
+            json,
+        } => {
+            let forgotten = match &stream {
+                None => sync::reset_state(&warehouse)?,
+                Some(name) => match sync::saved_state(&warehouse)? {
+                    None => false,
+                    Some(state) => {
+                        let (rest, removed) = incsync::streams::without(&state, name)?;
+                        if removed {
+                            sync::replace_state(&warehouse, &rest)?;
+                        }
+                        removed
+                    }
+                },
+            };
+            if json {
                 println!(
-                    "state forgotten: the next run syncs everything again (rows already in the warehouse stay)"
+                    "{}",
+                    serde_json::json!({"stream": stream, "forgotten": forgotten})
                 );
             } else {
-                println!("no saved state");
+                let whose = stream.map_or("the".to_owned(), |s| format!("stream `{s}`'s"));
+                if forgotten {
+                    println!(
+                        "{whose} state forgotten: the next run syncs it all again (rows already in the warehouse stay)"
+                    );
+                } else {
+                    println!("no saved state to forget ({whose})");
+                }
             }
+            Ok(())
+        }
+        Command::Check {
+            config,
+            json,
+            component,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let host = incsync::config::HostConfig::parse(&text)?;
+            let wasm = sync::load_wasm(
+                &component.map_or(ComponentSource::Bundled, ComponentSource::File),
+            )?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+            runtime.schema(&text)?;
+            let checks = incsync::check::check(&text, &host, &runtime)?;
+            let passed = checks.iter().all(|c| c.passed);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"passed": passed, "streams": checks})
+                );
+            } else {
+                for c in &checks {
+                    println!("{}", c.summary());
+                }
+            }
+            let failed: Vec<&str> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.stream.as_str())
+                .collect();
+            anyhow::ensure!(
+                failed.is_empty(),
+                "check failed for stream(s) {}",
+                failed.join(", ")
+            );
+            Ok(())
+        }
+        Command::Schema {
+            config,
+            json,
+            component,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let wasm = sync::load_wasm(
+                &component.map_or(ComponentSource::Bundled, ComponentSource::File),
+            )?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), Default::default())?;
+            let tables = runtime.schema(&text)?;
+            if json {
+                println!("{}", incsync::check::tables_json(&tables));
+            } else {
+                println!("{}", incsync::check::tables_text(&tables));
+            }
+            Ok(())
+        }
+        Command::Replay {
+            cassette: dir,
+            config,
+            warehouse,
+            component,
+            json,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let redactor =
+                cassette::Redactor::for_config(&text, &incsync::secrets::ProcessEnvironment);
+            let tape = cassette::Cassette::open(&dir)?;
+            let recorded = tape.len();
+            let state_before = tape.state_before.clone();
+            let (replayer, outcome) = cassette::Replayer::new(tape, redactor);
+            let mut hooks = sync::Hooks::default();
+            hooks.http.push(Box::new(move |_live| Box::new(replayer)));
+            let o = outcome.clone();
+            hooks.destination.push(Box::new(move |inner| {
+                cassette::Replayer::wrap_destination(o, inner)
+            }));
+            let job = SyncJob {
+                config: cassette::offline_config(&text),
+                warehouse: warehouse.clone(),
+                component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
+                cache: cache.cache(),
+                durability: Durability::Normal,
+            };
+            let before: serde_json::Value = if warehouse.exists() {
+                sync::saved_state(&warehouse)?
+                    .and_then(|s| serde_json::from_str(&s).ok())
+                    .unwrap_or_default()
+            } else {
+                serde_json::Value::Null
+            };
+            let result = sync::run_with(&job, hooks);
+            let outcome = outcome.lock().expect("replay outcome");
+            if let Some(divergence) = cassette::Replayer::verdict(&outcome, recorded) {
+                let hint = if before == state_before {
+                    ""
+                } else {
+                    " (the warehouse's saved state is not the one the recording started from)"
+                };
+                anyhow::bail!("{divergence}{hint}");
+            }
+            let report = result.map_err(|f| f.error)?;
+            if json {
+                let mut value = report.to_json();
+                value["replayed_requests"] = outcome.answered.into();
+                println!("{value}");
+            } else {
+                println!(
+                    "replayed {} requests offline from {}",
+                    outcome.answered,
+                    dir.display()
+                );
+                println!("{}", report.summary());
+            }
+            Ok(())
+        }
+        Command::Component { out } => {
+            std::fs::write(&out, incsync::runtime::BUNDLED_COMPONENT)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote the connector component ({} bytes, world incsync:connector/connector@0.1.0) to {}",
+                incsync::runtime::BUNDLED_COMPONENT.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "incsync",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Serve {

@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{Destination, Durability, Pipelined, SqliteWarehouse};
-use crate::http::{Client, Retrying};
+use crate::http::{Client, HttpBackend, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
@@ -79,7 +79,8 @@ impl From<anyhow::Error> for SyncFailure {
     }
 }
 
-fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
+/// The bytes of the component `source` names.
+pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
     Ok(match source {
         ComponentSource::Bundled => BUNDLED_COMPONENT.into(),
         ComponentSource::File(p) => std::fs::read(p)
@@ -88,9 +89,27 @@ fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>
     })
 }
 
+/// Wraps one of a sync's backends in another (recording, replay, progress).
+pub type Wrap<T> = Box<dyn FnOnce(Box<T>) -> Box<T>>;
+
+/// What a sync's backends are wrapped in, innermost first: the HTTP client
+/// (after its retries) and the warehouse (after its pipelining).
+#[derive(Default)]
+pub struct Hooks {
+    /// Wrappers of the HTTP backend.
+    pub http: Vec<Wrap<dyn HttpBackend>>,
+    /// Wrappers of the destination.
+    pub destination: Vec<Wrap<dyn Destination>>,
+}
+
 /// Runs one sync of every stream in `job.config`, resuming from the state
 /// saved in the warehouse.
 pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
+    run_with(job, Hooks::default())
+}
+
+/// [`run`], with its backends wrapped as `hooks` say.
+pub fn run_with(job: &SyncJob, hooks: Hooks) -> Result<SyncReport, SyncFailure> {
     let started = Instant::now();
     let host = HostConfig::parse(&job.config).map_err(anyhow::Error::new)?;
     let wasm = load_wasm(&job.component)?;
@@ -104,12 +123,17 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
         Client::new(host.allow, host.http).with_credentials(host.credentials),
         retry,
     );
-    let (result, stats) = runtime.update(
-        &job.config,
-        state.as_deref(),
-        Box::new(client),
-        Box::new(warehouse),
+    let http = hooks
+        .http
+        .into_iter()
+        .fold(Box::new(client) as Box<dyn HttpBackend>, |inner, wrap| {
+            wrap(inner)
+        });
+    let destination = hooks.destination.into_iter().fold(
+        Box::new(warehouse) as Box<dyn Destination>,
+        |inner, wrap| wrap(inner),
     );
+    let (result, stats) = runtime.update(&job.config, state.as_deref(), http, destination);
     if let Err(e) = result {
         let error = match e {
             RunError::Host(e) => e,
@@ -152,12 +176,21 @@ pub fn reset_state(warehouse: &Path) -> Result<bool> {
     SqliteWarehouse::open(warehouse, Durability::Normal)?.reset_state()
 }
 
+/// Replaces a warehouse's saved state with `state` (for `reset --stream`).
+pub fn replace_state(warehouse: &Path, state: &str) -> Result<()> {
+    ensure_exists(warehouse)?;
+    SqliteWarehouse::open(warehouse, Durability::Normal)?
+        .checkpoint(state)
+        .map_err(|e| anyhow::anyhow!("saving the state: {e:?}"))
+}
+
 fn ensure_exists(warehouse: &Path) -> Result<()> {
-    anyhow::ensure!(
-        warehouse.exists(),
-        "warehouse {} does not exist",
-        warehouse.display()
-    );
+    if !warehouse.exists() {
+        return Err(crate::exit::usage(format!(
+            "warehouse {} does not exist",
+            warehouse.display()
+        )));
+    }
     Ok(())
 }
 
