@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use incsync::cassette;
 use incsync::destination::Durability;
 use incsync::exit;
+use incsync::progress::{LogFormat, Progress, ProgressMode};
 use incsync::runtime::{ComponentCache, Runtime};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
@@ -20,6 +21,9 @@ struct Cli {
     /// Log more (-v: debug, -vv: trace). INCSYNC_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How log and progress lines are written to stderr: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
@@ -64,6 +68,12 @@ enum Command {
         /// Sync only this stream (its `name`, else its `table`); the others' state is kept.
         #[arg(long, value_name = "NAME")]
         stream: Option<String>,
+        /// Show progress per stream: live lines on a terminal, else a line every few seconds.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+        /// Seconds between plain progress lines (when not on a terminal).
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        progress_every: f64,
         /// Record every request, answer and checkpoint into this folder (a cassette
         /// for `incsync replay`; secrets redacted).
         #[arg(long, value_name = "DIR")]
@@ -216,7 +226,7 @@ enum Command {
     },
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn,connector=warn",
         1 => "debug",
@@ -224,17 +234,20 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("INCSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(true)
-        .init();
+        .with_target(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    match execute(cli.command) {
+    init_logging(cli.verbose, cli.log_format);
+    match execute(cli.command, cli.log_format) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
@@ -250,7 +263,7 @@ fn read_config(path: &std::path::Path) -> Result<String> {
         .map_err(|e| exit::usage(format!("reading config {}: {e}", path.display())))
 }
 
-fn execute(command: Command) -> Result<()> {
+fn execute(command: Command, log_format: LogFormat) -> Result<()> {
     match command {
         Command::Run {
             config,
@@ -259,6 +272,8 @@ fn execute(command: Command) -> Result<()> {
             fsync,
             json,
             stream,
+            progress,
+            progress_every,
             record,
             cache,
         } => {
@@ -299,7 +314,28 @@ fn execute(command: Command) -> Result<()> {
                     Durability::Normal
                 },
             };
+            if !(progress_every.is_finite() && progress_every > 0.0) {
+                return Err(exit::usage(
+                    "--progress-every must be a number of seconds above 0",
+                ));
+            }
+            let progress = Progress::start(
+                &job.config,
+                progress,
+                log_format,
+                std::time::Duration::from_secs_f64(progress_every),
+            );
+            if let Some(p) = &progress {
+                let (h, d) = (p.clone(), p.clone());
+                hooks.http.push(Box::new(move |inner| h.wrap_http(inner)));
+                hooks
+                    .destination
+                    .push(Box::new(move |inner| d.wrap_destination(inner)));
+            }
             let result = sync::run_with(&job, hooks);
+            if let Some(p) = &progress {
+                p.finish();
+            }
             if let Some(recorder) = &recorder {
                 recorder.finish()?;
             }
