@@ -7,12 +7,17 @@
 //! [`sync`] (one sync end to end), and the CLI in `main.rs`. [`sample_api`] is
 //! the seeds' API, for the demo, the tests and the benchmarks.
 
+pub mod cassette;
+pub mod check;
 pub mod config;
 pub mod demo;
 pub mod destination;
+pub mod exit;
 pub mod http;
 pub mod native;
+pub mod progress;
 pub mod runtime;
 pub mod sample_api;
 pub mod secrets;
+pub mod streams;
 pub mod sync;

@@ -1,9 +1,12 @@
 //! The `incsync` command line.
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use incsync::cassette;
 use incsync::destination::{Durability, JsonlTarget, Warehouse};
-use incsync::runtime::ComponentCache;
+use incsync::exit;
+use incsync::progress::{LogFormat, Progress, ProgressMode};
+use incsync::runtime::{ComponentCache, Runtime};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
 use std::path::PathBuf;
@@ -11,13 +14,16 @@ use std::process::ExitCode;
 
 /// Incremental REST-to-warehouse sync, as a sandboxed WebAssembly plugin.
 #[derive(Parser)]
-#[command(name = "incsync", version, about)]
+#[command(name = "incsync", version, about, after_help = exit::HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Log more (-v: debug, -vv: trace). INCSYNC_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// How log and progress lines are written to stderr: text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
 }
 
 #[derive(clap::Args)]
@@ -65,14 +71,89 @@ enum Command {
         /// own connections (default: every stream, at most 4).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         parallel: Option<u16>,
+        /// Sync only this stream (its `name`, else its `table`); the others' state is kept.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Show progress per stream: live lines on a terminal, else a line every few seconds.
+        #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+        progress: ProgressMode,
+        /// Seconds between plain progress lines (when not on a terminal).
+        #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+        progress_every: f64,
+        /// Record every request, answer and checkpoint into this folder (a cassette
+        /// for `incsync replay`; secrets redacted).
+        #[arg(long, value_name = "DIR")]
+        record: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArgs,
+    },
+    /// Try a config without syncing: validate it, resolve its secrets, and send each
+    /// stream's first request (nothing is written). Exit 0 only if every stream passes.
+    Check {
+        /// The config file (JSON).
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// Print the result as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Check with this component instead of the bundled one.
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Print the tables and columns a config's sync creates (the component's `schema`).
+    Schema {
+        /// The config file (JSON).
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// Print the tables as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Ask this component instead of the bundled one.
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Run a sync offline from a cassette of `run --record`; fails at the first request
+    /// the cassette does not hold (matched by method, URL and body).
+    Replay {
+        /// The cassette folder.
+        #[arg(value_name = "DIR")]
+        cassette: PathBuf,
+        /// The config file (JSON); its secrets need not be set.
+        #[arg(long, value_name = "CONFIG.json")]
+        config: PathBuf,
+        /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
+        #[arg(long, value_name = "WAREHOUSE")]
+        warehouse: String,
+        /// Replay with this component instead of the bundled one (to test a change).
+        #[arg(long, value_name = "FILE.wasm")]
+        component: Option<PathBuf>,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Write the bundled connector component, for other hosts (wasmtime, jco).
+    Component {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE.wasm")]
+        out: PathBuf,
     },
     /// Print the warehouse's saved state as JSON.
     State {
         /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
         #[arg(long, value_name = "WAREHOUSE")]
         warehouse: String,
+        /// Print only this stream's state (`null` if it has none).
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Print compact JSON on one line.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the config file's JSON Schema (the repository ships it as
     /// config.schema.json): point a config's "$schema" at it and editors
@@ -83,6 +164,18 @@ enum Command {
         /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
         #[arg(long, value_name = "WAREHOUSE")]
         warehouse: String,
+        /// Forget only this stream's state; the others' stays.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// Print the outcome as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Serve the sample API (the seeds' contract, or a replica of a real API) on 127.0.0.1.
     Serve {
@@ -142,7 +235,7 @@ enum Command {
     },
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, format: LogFormat) {
     let default = match verbose {
         0 => "warn,connector=warn",
         1 => "debug",
@@ -150,32 +243,41 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("INCSYNC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(true)
-        .init();
+        .with_target(true);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
-    match execute(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+    init_logging(cli.verbose, cli.log_format);
+    match execute(cli.command, cli.log_format) {
+        Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             let line = format!("{e:#}").replace('\n', " ");
             eprintln!("incsync: error: {line}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::code_for(&e))
         }
     }
 }
 
-/// Reads `--warehouse`; the error is one line.
+/// Reads `--warehouse`; the error is one line, and a usage error.
 fn warehouse_arg(text: &str) -> Result<Warehouse> {
-    Warehouse::parse(text).map_err(|e| anyhow::anyhow!("--warehouse: {e}"))
+    Warehouse::parse(text).map_err(|e| exit::usage(format!("--warehouse: {e}")))
 }
 
-fn execute(command: Command) -> Result<()> {
+/// Reads a config file; a missing or unreadable one is a usage error.
+fn read_config(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| exit::usage(format!("reading config {}: {e}", path.display())))
+}
+
+fn execute(command: Command, log_format: LogFormat) -> Result<()> {
     match command {
         Command::Run {
             config,
@@ -184,11 +286,13 @@ fn execute(command: Command) -> Result<()> {
             fsync,
             json,
             parallel,
+            stream,
+            progress,
+            progress_every,
+            record,
             cache,
         } => {
             let warehouse = warehouse_arg(&warehouse)?;
-            let text = std::fs::read_to_string(&config)
-                .with_context(|| format!("reading config {}", config.display()))?;
             // Rows on standard output: the report goes to standard error.
             let rows_on_stdout = warehouse == Warehouse::Jsonl(JsonlTarget::Stdout);
             let report_line = |line: String| {
@@ -197,6 +301,31 @@ fn execute(command: Command) -> Result<()> {
                 } else {
                     println!("{line}");
                 }
+            };
+            let mut text = read_config(&config)?;
+            if let Some(name) = &stream {
+                text = incsync::streams::only(&text, name)?;
+            }
+            let mut hooks = sync::Hooks::default();
+            let recorder = match &record {
+                Some(dir) => {
+                    // The state the recording starts from (none in a new warehouse).
+                    let before = sync::saved_state(&warehouse).ok().flatten();
+                    let redactor = cassette::Redactor::for_config(
+                        &text,
+                        &incsync::secrets::ProcessEnvironment,
+                    );
+                    let recorder = cassette::Recorder::create(dir, redactor, before.as_deref())?;
+                    let (h, d) = (recorder.clone(), recorder.clone());
+                    hooks
+                        .http
+                        .push(Box::new(move |_stream, inner| h.wrap_http(inner)));
+                    hooks
+                        .destination
+                        .push(Box::new(move |_stream, inner| d.wrap_destination(inner)));
+                    Some(recorder)
+                }
+                None => None,
             };
             let job = SyncJob {
                 parallel: parallel.map(usize::from),
@@ -210,7 +339,34 @@ fn execute(command: Command) -> Result<()> {
                     Durability::Normal
                 },
             };
-            match sync::run(&job) {
+            if !(progress_every.is_finite() && progress_every > 0.0) {
+                return Err(exit::usage(
+                    "--progress-every must be a number of seconds above 0",
+                ));
+            }
+            let progress = Progress::start(
+                &job.config,
+                progress,
+                log_format,
+                std::time::Duration::from_secs_f64(progress_every),
+            );
+            if let Some(p) = &progress {
+                let (h, d) = (p.clone(), p.clone());
+                hooks
+                    .http
+                    .push(Box::new(move |stream, inner| h.wrap_http(stream, inner)));
+                hooks.destination.push(Box::new(move |stream, inner| {
+                    d.wrap_destination(stream, inner)
+                }));
+            }
+            let result = sync::run_with(&job, &hooks);
+            if let Some(p) = &progress {
+                p.finish();
+            }
+            if let Some(recorder) = &recorder {
+                recorder.finish()?;
+            }
+            match result {
                 Ok(report) if json => {
                     report_line(report.to_json().to_string());
                     Ok(())
@@ -221,11 +377,14 @@ fn execute(command: Command) -> Result<()> {
                 }
                 Err(failure) => {
                     let rows: u64 = failure.stats.rows.values().sum();
-                    Err(anyhow::anyhow!(
+                    let line = format!(
                         "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
-                        failure.error,
-                        failure.stats.requests
-                    ))
+                        failure.error, failure.stats.requests
+                    );
+                    Err(match exit::code_for(&failure.error) {
+                        exit::USAGE => exit::usage(line),
+                        _ => anyhow::anyhow!(line),
+                    })
                 }
             }
         }
@@ -236,25 +395,192 @@ fn execute(command: Command) -> Result<()> {
             );
             Ok(())
         }
-        Command::State { warehouse } => {
-            match sync::saved_state(&warehouse_arg(&warehouse)?)? {
-                Some(state) => {
-                    let value: serde_json::Value =
-                        serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state));
-                    println!("{}", serde_json::to_string_pretty(&value)?);
+        Command::State {
+            warehouse,
+            stream,
+            json,
+        } => {
+            let saved = sync::saved_state(&warehouse_arg(&warehouse)?)?;
+            let value = match (saved, &stream) {
+                (None, _) => serde_json::Value::Null,
+                (Some(state), Some(name)) => {
+                    incsync::streams::state_of(&state, name)?.unwrap_or_default()
                 }
-                None => println!("null"),
+                (Some(state), None) => {
+                    serde_json::from_str(&state).unwrap_or(serde_json::Value::String(state))
+                }
+            };
+            if json {
+                println!("{value}");
+            } else {
+                println!("{}", serde_json::to_string_pretty(&value)?);
             }
             Ok(())
         }
-        Command::Reset { warehouse } => {
-            if sync::reset_state(&warehouse_arg(&warehouse)?)? {
+        Command::Reset {
+            warehouse,
+            stream,
+            json,
+        } => {
+            let warehouse = warehouse_arg(&warehouse)?;
+            let forgotten = match &stream {
+                None => sync::reset_state(&warehouse)?,
+                Some(name) => sync::forget_stream(&warehouse, name)?,
+            };
+            if json {
                 println!(
-                    "state forgotten: the next run syncs everything again (rows already in the warehouse stay)"
+                    "{}",
+                    serde_json::json!({"stream": stream, "forgotten": forgotten})
                 );
             } else {
-                println!("no saved state");
+                let whose = stream.map_or("the".to_owned(), |s| format!("stream `{s}`'s"));
+                if forgotten {
+                    println!(
+                        "{whose} state forgotten: the next run syncs it all again (rows already in the warehouse stay)"
+                    );
+                } else {
+                    println!("no saved state to forget ({whose})");
+                }
             }
+            Ok(())
+        }
+        Command::Check {
+            config,
+            json,
+            component,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let host = incsync::config::HostConfig::parse(&text)?;
+            let wasm = sync::load_wasm(
+                &component.map_or(ComponentSource::Bundled, ComponentSource::File),
+            )?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+            runtime.schema(&text)?;
+            let checks = incsync::check::check(&text, &host, &runtime)?;
+            let passed = checks.iter().all(|c| c.passed);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"passed": passed, "streams": checks})
+                );
+            } else {
+                for c in &checks {
+                    println!("{}", c.summary());
+                }
+            }
+            let failed: Vec<&str> = checks
+                .iter()
+                .filter(|c| !c.passed)
+                .map(|c| c.stream.as_str())
+                .collect();
+            anyhow::ensure!(
+                failed.is_empty(),
+                "check failed for stream(s) {}",
+                failed.join(", ")
+            );
+            Ok(())
+        }
+        Command::Schema {
+            config,
+            json,
+            component,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let wasm = sync::load_wasm(
+                &component.map_or(ComponentSource::Bundled, ComponentSource::File),
+            )?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), Default::default())?;
+            let tables = runtime.schema(&text)?;
+            if json {
+                println!("{}", incsync::check::tables_json(&tables));
+            } else {
+                println!("{}", incsync::check::tables_text(&tables));
+            }
+            Ok(())
+        }
+        Command::Replay {
+            cassette: dir,
+            config,
+            warehouse,
+            component,
+            json,
+            cache,
+        } => {
+            let text = read_config(&config)?;
+            let redactor =
+                cassette::Redactor::for_config(&text, &incsync::secrets::ProcessEnvironment);
+            let tape = cassette::Cassette::open(&dir)?;
+            let recorded = tape.len();
+            let state_before = tape.state_before.clone();
+            let (replayer, outcome) = cassette::Replayer::new(tape, redactor);
+            let replayer = cassette::SharedReplayer::new(replayer);
+            let mut hooks = sync::Hooks::default();
+            hooks
+                .http
+                .push(Box::new(move |_stream, _live| Box::new(replayer.clone())));
+            let o = outcome.clone();
+            hooks.destination.push(Box::new(move |_stream, inner| {
+                cassette::Replayer::wrap_destination(o.clone(), inner)
+            }));
+            let warehouse = warehouse_arg(&warehouse)?;
+            let job = SyncJob {
+                // One stream after another: a replay is deterministic.
+                parallel: Some(1),
+                config: cassette::offline_config(&text),
+                warehouse: warehouse.clone(),
+                component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
+                cache: cache.cache(),
+                durability: Durability::Normal,
+            };
+            let before: serde_json::Value = sync::saved_state(&warehouse)
+                .ok()
+                .flatten()
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_default();
+            let result = sync::run_with(&job, &hooks);
+            let outcome = outcome.lock().expect("replay outcome");
+            if let Some(divergence) = cassette::Replayer::verdict(&outcome, recorded) {
+                let hint = if before == state_before {
+                    ""
+                } else {
+                    " (the warehouse's saved state is not the one the recording started from)"
+                };
+                anyhow::bail!("{divergence}{hint}");
+            }
+            let report = result.map_err(|f| f.error)?;
+            if json {
+                let mut value = report.to_json();
+                value["replayed_requests"] = outcome.answered.into();
+                println!("{value}");
+            } else {
+                println!(
+                    "replayed {} requests offline from {}",
+                    outcome.answered,
+                    dir.display()
+                );
+                println!("{}", report.summary());
+            }
+            Ok(())
+        }
+        Command::Component { out } => {
+            std::fs::write(&out, incsync::runtime::BUNDLED_COMPONENT)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "wrote the connector component ({} bytes, world incsync:connector/connector@0.1.0) to {}",
+                incsync::runtime::BUNDLED_COMPONENT.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "incsync",
+                &mut std::io::stdout(),
+            );
             Ok(())
         }
         Command::Serve {

@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
-use crate::http::{Client, Pacer, Retrying};
+use crate::http::{Client, HttpBackend, Pacer, Retrying};
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
@@ -97,7 +97,8 @@ impl From<anyhow::Error> for SyncFailure {
     }
 }
 
-fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
+/// The bytes of the component `source` names.
+pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
     Ok(match source {
         ComponentSource::Bundled => BUNDLED_COMPONENT.into(),
         ComponentSource::File(p) => std::fs::read(p)
@@ -177,6 +178,26 @@ pub const DEFAULT_PARALLEL: usize = 4;
 /// stream that fails rolls back to its own last checkpoint and the others go
 /// on. The pacing of `http.requests_per_second` is shared by all.
 pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
+    run_with(job, &Hooks::default())
+}
+
+/// Wraps one of a stream's backends in another (recording, replay,
+/// progress); gets the stream's name (empty for a config not split by
+/// stream). Called once per stream, from the stream's thread.
+pub type Wrap<T> = Box<dyn Fn(&str, Box<T>) -> Box<T> + Send + Sync>;
+
+/// What each stream's backends are wrapped in, innermost first: the HTTP
+/// client (after its retries) and the warehouse (after its pipelining).
+#[derive(Default)]
+pub struct Hooks {
+    /// Wrappers of the HTTP backend.
+    pub http: Vec<Wrap<dyn HttpBackend>>,
+    /// Wrappers of the destination.
+    pub destination: Vec<Wrap<dyn Destination>>,
+}
+
+/// [`run`], with each stream's backends wrapped as `hooks` say.
+pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure> {
     let started = Instant::now();
     let host = HostConfig::parse(&job.config).map_err(anyhow::Error::new)?;
     let wasm = load_wasm(&job.component)?;
@@ -201,11 +222,21 @@ pub fn run(job: &SyncJob) -> Result<SyncReport, SyncFailure> {
                 host.http.retry.clone(),
             )
             .with_pacer(pacer.clone());
+            let http = hooks
+                .http
+                .iter()
+                .fold(Box::new(client) as Box<dyn HttpBackend>, |inner, wrap| {
+                    wrap(&unit.name, inner)
+                });
+            let warehouse = hooks.destination.iter().fold(
+                Box::new(warehouse) as Box<dyn Destination>,
+                |inner, wrap| wrap(&unit.name, inner),
+            );
             let (result, stats) = runtime.update(
                 &unit.config,
                 state_of(state.as_deref(), unit).as_deref(),
-                Box::new(client),
-                Box::new(warehouse),
+                http,
+                warehouse,
             );
             match result {
                 Ok(()) => Ok(stats),
@@ -310,6 +341,12 @@ pub fn saved_state(warehouse: &Warehouse) -> Result<Option<String>> {
 /// Forgets a warehouse's saved state; returns whether there was one.
 pub fn reset_state(warehouse: &Warehouse) -> Result<bool> {
     destination::open_existing(warehouse)?.reset_state()
+}
+
+/// Forgets one stream's saved state (the others' stays); returns whether it
+/// had one.
+pub fn forget_stream(warehouse: &Warehouse, stream: &str) -> Result<bool> {
+    destination::open_existing(warehouse)?.forget_stream(stream)
 }
 
 impl SyncReport {

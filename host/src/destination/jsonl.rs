@@ -316,6 +316,25 @@ impl Destination for JsonlWarehouse {
         Ok(had)
     }
 
+    fn forget_stream(&mut self, stream: &str) -> Result<bool> {
+        let Some(state) = self.saved.state.clone() else {
+            return Ok(false);
+        };
+        let rows = super::split_state(&state);
+        let had = rows.iter().any(|(name, _)| name == stream);
+        if !had {
+            return Ok(false);
+        }
+        let rest: Vec<(String, String)> = rows.into_iter().filter(|(n, _)| n != stream).collect();
+        let joined = super::join_state(rest);
+        if joined.is_none() {
+            return self.reset_state();
+        }
+        self.checkpoint(joined.as_deref().expect("some"))
+            .map_err(|e| anyhow!("{e:?}"))?;
+        Ok(true)
+    }
+
     fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
         let Sink::Dir { dir, .. } = &self.sink else {
             return Ok(None);

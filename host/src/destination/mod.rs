@@ -47,6 +47,12 @@ pub trait Destination: Send {
         anyhow::bail!("this warehouse cannot forget its state")
     }
 
+    /// Forgets one stream's saved state; the others' stays. Returns
+    /// whether it had one.
+    fn forget_stream(&mut self, _stream: &str) -> anyhow::Result<bool> {
+        anyhow::bail!("this warehouse cannot forget a stream's state")
+    }
+
     /// How many rows `table` holds, if the warehouse can tell.
     fn row_count(&mut self, _table: &str) -> anyhow::Result<Option<u64>> {
         Ok(None)
@@ -75,6 +81,9 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     fn reset_state(&mut self) -> anyhow::Result<bool> {
         (**self).reset_state()
     }
+    fn forget_stream(&mut self, stream: &str) -> anyhow::Result<bool> {
+        (**self).forget_stream(stream)
+    }
     fn row_count(&mut self, table: &str) -> anyhow::Result<Option<u64>> {
         (**self).row_count(table)
     }
@@ -93,11 +102,13 @@ pub fn open(warehouse: &Warehouse, durability: Durability) -> anyhow::Result<Box
 /// Opens an existing warehouse, to read or reset its state: a SQLite file or
 /// JSONL directory that does not exist is an error, not created.
 pub fn open_existing(warehouse: &Warehouse) -> anyhow::Result<Box<dyn Destination>> {
-    match warehouse {
-        Warehouse::Sqlite(p) | Warehouse::Jsonl(JsonlTarget::Dir(p)) => {
-            anyhow::ensure!(p.exists(), "warehouse {} does not exist", p.display())
-        }
-        _ => {}
+    if let Warehouse::Sqlite(p) | Warehouse::Jsonl(JsonlTarget::Dir(p)) = warehouse
+        && !p.exists()
+    {
+        return Err(crate::exit::usage(format!(
+            "warehouse {} does not exist",
+            p.display()
+        )));
     }
     open(warehouse, Durability::Normal)
 }

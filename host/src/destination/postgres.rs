@@ -570,6 +570,17 @@ impl Destination for PostgresWarehouse {
         Ok(n > 0)
     }
 
+    fn forget_stream(&mut self, stream: &str) -> Result<bool> {
+        let n = self
+            .client
+            .execute(
+                &format!("DELETE FROM {STATE_TABLE} WHERE stream = $1"),
+                &[&stream],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        Ok(n > 0)
+    }
+
     fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
         let n: i64 = self
             .client

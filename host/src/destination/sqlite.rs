@@ -433,6 +433,13 @@ impl Destination for SqliteWarehouse {
             > 0)
     }
 
+    fn forget_stream(&mut self, stream: &str) -> Result<bool> {
+        Ok(self.conn.execute(
+            &format!("DELETE FROM {STATE_TABLE} WHERE stream = ?1"),
+            [stream],
+        )? > 0)
+    }
+
     fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
         let n: u64 =
             self.conn

@@ -1,0 +1,154 @@
+// The `incsync:connector/host` imports for the jco-transpiled connector:
+// http-fetch (synchronous, as the WIT declares it), upsert, checkpoint, log.
+// jco maps the interface onto this module (`--map incsync:connector/host=…`);
+// host.mjs calls configure() before the connector's first call.
+import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
+import { writeFileSync, renameSync } from 'node:fs';
+
+let settings = null;
+const stats = { requests: 0, bytes: 0, rows_upserted: {}, checkpoints: 0 };
+
+// The warehouse: tables of rows keyed by primary key, and the saved state.
+// Upserts wait in `pending` until a checkpoint commits them with the state.
+let warehouse = { tables: {}, state: null };
+let pending = [];
+
+/// Sets the sandbox, the credentials, the warehouse file and its contents.
+export function configure(s) {
+  settings = s;
+  warehouse = s.warehouse;
+}
+
+export function report() {
+  return stats;
+}
+
+// --- http-fetch: a worker does the asynchronous fetch; this thread waits.
+const signal = new Int32Array(new SharedArrayBuffer(4));
+const channel = new MessageChannel();
+const worker = new Worker(new URL('./fetch-worker.mjs', import.meta.url), {
+  workerData: { port: channel.port2, signal },
+  transferList: [channel.port2],
+});
+worker.unref();
+channel.port1.unref();
+
+export function shutdown() {
+  return worker.terminate();
+}
+
+function fetchOnce(req) {
+  Atomics.store(signal, 0, 0);
+  channel.port1.postMessage(req);
+  Atomics.wait(signal, 0, 0);
+  return receiveMessageOnPort(channel.port1).message;
+}
+
+function allowed(url) {
+  return (url.protocol === 'http:' || url.protocol === 'https:') && settings.allowedOrigins.includes(url.origin);
+}
+
+export function httpFetch(request) {
+  stats.requests += 1;
+  let url;
+  try {
+    url = new URL(request.url);
+  } catch (e) {
+    return { tag: 'err', val: { tag: 'invalid-request', val: `${request.url} is not a URL` } };
+  }
+  let method = request.method.toUpperCase();
+  let body = request.body;
+  const guestHeaders = Object.fromEntries(request.headers.map(([k, v]) => [k.toLowerCase(), v]));
+  for (let hop = 0; hop <= 5; hop++) {
+    if (!allowed(url)) {
+      return { tag: 'err', val: { tag: 'denied', val: `${url.origin} is not an allowed host` } };
+    }
+    const headers = { ...guestHeaders };
+    const sent = new URL(url);
+    if (url.origin === settings.baseOrigin) {
+      Object.assign(headers, settings.credentialHeaders);
+      for (const [k, v] of settings.credentialQuery) sent.searchParams.append(k, v);
+    } else {
+      delete headers.authorization;
+      delete headers.cookie;
+    }
+    const answer = fetchOnce({
+      url: sent.href, method, headers, body,
+      timeoutMs: settings.timeoutMs, maxBytes: settings.maxBytes,
+    });
+    if (answer.tag === 'err') return answer;
+    const res = answer.val;
+    const location = res.headers.find(([k]) => k === 'location')?.[1];
+    if ([301, 302, 303, 307, 308].includes(res.status) && location) {
+      url = new URL(location, url);
+      if (res.status === 303) { method = 'GET'; body = undefined; }
+      continue;
+    }
+    stats.bytes += res.body.byteLength;
+    return answer;
+  }
+  return { tag: 'err', val: { tag: 'other', val: `more than 5 redirects from ${request.url}` } };
+}
+
+// --- upsert and checkpoint: a JSON file, rewritten atomically at each checkpoint.
+function plain(value) {
+  switch (value.tag) {
+    case 'null': return null;
+    case 'integer': {
+      const n = value.val;
+      return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+    }
+    case 'utc-datetime': {
+      const micros = value.val;
+      return new Date(Number(micros / 1000n)).toISOString().replace('.000Z', 'Z');
+    }
+    case 'json': return JSON.parse(value.val);
+    default: return value.val;
+  }
+}
+
+export function upsert(table, batch) {
+  const keys = settings.primaryKeys[table];
+  if (!keys) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
+  for (const row of batch.rows) {
+    if (row.length !== batch.columns.length) {
+      return { tag: 'err', val: { tag: 'invalid-batch', val: `a row of ${row.length} values for ${batch.columns.length} columns` } };
+    }
+    const record = {};
+    batch.columns.forEach((c, i) => { record[c] = plain(row[i]); });
+    if (keys.some((k) => record[k] === null || record[k] === undefined)) {
+      return { tag: 'err', val: { tag: 'invalid-batch', val: `a row without its key ${keys.join(', ')}` } };
+    }
+    pending.push([table, JSON.stringify(keys.map((k) => record[k])), record]);
+  }
+  stats.rows_upserted[table] = (stats.rows_upserted[table] ?? 0) + batch.rows.length;
+  return { tag: 'ok', val: undefined };
+}
+
+export function checkpoint(state) {
+  for (const [table, key, record] of pending) {
+    (warehouse.tables[table] ??= {})[key] = record;
+  }
+  pending = [];
+  warehouse.state = state;
+  const tmp = `${settings.warehouseFile}.tmp`;
+  try {
+    writeFileSync(tmp, JSON.stringify(warehouse));
+    renameSync(tmp, settings.warehouseFile);
+  } catch (e) {
+    return { tag: 'err', val: { tag: 'other', val: String(e.message ?? e) } };
+  }
+  stats.checkpoints += 1;
+  return { tag: 'ok', val: undefined };
+}
+
+// Rows after the last checkpoint are dropped when a sync fails.
+export function rollback() {
+  pending = [];
+}
+
+export function log(level, message) {
+  if (level !== 'debug' || process.env.INCSYNC_DEBUG) {
+    process.stderr.write(`connector ${level}: ${message}\n`);
+  }
+}

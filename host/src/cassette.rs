@@ -1,0 +1,701 @@
+//! Record and replay: a sync's HTTP traffic and checkpoints as a folder of
+//! readable files (a *cassette*), and an HTTP backend that answers from one.
+//!
+//! ```text
+//! DIR/meta.json            the incsync version and the state the sync started from
+//! DIR/0001-request.json    {"method", "url", "headers", "body" | "body_base64"}
+//! DIR/0001-response.json   {"status", "headers", "body" | "body_base64"} or {"error": {...}}
+//! DIR/checkpoints.jsonl    one {"after_request", "state"} per checkpoint
+//! ```
+//!
+//! Recording wraps the live backend *after* its retries, so one entry is one
+//! `http-fetch` as the connector saw it. Secrets never reach the files: the
+//! host attaches credentials below this layer, and a [`Redactor`] blanks
+//! credential headers, the config's auth header or query parameter, its
+//! `headers`, and any literal occurrence of a resolved secret. Replay matches
+//! each request by method, URL and body (after the same redaction); the
+//! machine is deterministic (it reads no clock), so a replay of an unchanged
+//! connector and config asks exactly the recorded requests.
+
+use crate::destination::Destination;
+use crate::http::HttpBackend;
+use crate::runtime::bindings::{
+    DestinationError, HttpError, Method, Request, Response, RowBatch, Table,
+};
+use crate::secrets::{self, Environment};
+use anyhow::{Context, Result};
+use base64::Engine;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+const REDACTED: &str = "<redacted>";
+
+/// A method's name on the wire.
+pub fn method_name(m: Method) -> &'static str {
+    match m {
+        Method::Get => "GET",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Patch => "PATCH",
+        Method::Delete => "DELETE",
+        Method::Head => "HEAD",
+    }
+}
+
+/// An `http-error` in one line.
+pub fn describe_http_error(e: &HttpError) -> String {
+    match e {
+        HttpError::Denied(m) => format!("denied: {m}"),
+        HttpError::Timeout => "timeout".into(),
+        HttpError::Connection(m) => format!("connection: {m}"),
+        HttpError::TooLarge(n) => format!("too large: over {n} bytes"),
+        HttpError::InvalidRequest(m) => format!("invalid request: {m}"),
+        HttpError::Other(m) => m.clone(),
+    }
+}
+
+fn error_json(e: &HttpError) -> Value {
+    let (kind, detail) = match e {
+        HttpError::Denied(m) => ("denied", json!(m)),
+        HttpError::Timeout => ("timeout", Value::Null),
+        HttpError::Connection(m) => ("connection", json!(m)),
+        HttpError::TooLarge(n) => ("too-large", json!(n)),
+        HttpError::InvalidRequest(m) => ("invalid-request", json!(m)),
+        HttpError::Other(m) => ("other", json!(m)),
+    };
+    json!({"kind": kind, "detail": detail})
+}
+
+fn error_from_json(v: &Value) -> HttpError {
+    let text = || v["detail"].as_str().unwrap_or_default().to_owned();
+    match v["kind"].as_str() {
+        Some("denied") => HttpError::Denied(text()),
+        Some("timeout") => HttpError::Timeout,
+        Some("connection") => HttpError::Connection(text()),
+        Some("too-large") => HttpError::TooLarge(v["detail"].as_u64().unwrap_or(0)),
+        Some("invalid-request") => HttpError::InvalidRequest(text()),
+        _ => HttpError::Other(text()),
+    }
+}
+
+/// Keeps secrets out of a cassette.
+#[derive(Debug, Clone, Default)]
+pub struct Redactor {
+    /// Header names (lower case) whose values are blanked.
+    headers: Vec<String>,
+    /// Query parameter names whose values are blanked.
+    query: Vec<String>,
+    /// Secret values blanked wherever they appear.
+    values: Vec<String>,
+}
+
+impl Redactor {
+    /// The redactor for a config: credential headers, the `auth` header or
+    /// query name, the `headers` keys, and every secret they resolve to in
+    /// `env` (a secret that does not resolve is skipped: its name still
+    /// blanks it).
+    pub fn for_config(config: &str, env: &dyn Environment) -> Redactor {
+        let mut r = Redactor {
+            headers: [
+                "authorization",
+                "proxy-authorization",
+                "cookie",
+                "set-cookie",
+            ]
+            .map(String::from)
+            .to_vec(),
+            ..Redactor::default()
+        };
+        let Ok(value) = serde_json::from_str::<Value>(config) else {
+            return r;
+        };
+        let mut secret = |template: Option<&str>| {
+            if let Some(Ok(v)) = template.map(|t| secrets::resolve(t, env)) {
+                r.values.push(v);
+            }
+        };
+        let auth = &value["auth"];
+        for key in ["token", "username", "password", "value"] {
+            secret(auth[key].as_str());
+        }
+        if let Some(obj) = value["headers"].as_object() {
+            for v in obj.values() {
+                secret(v.as_str());
+            }
+        }
+        let name = auth["name"].as_str().map(str::to_ascii_lowercase);
+        match (auth["type"].as_str(), name) {
+            (Some("header"), Some(n)) => r.headers.push(n),
+            (Some("query"), Some(n)) => r.query.push(n),
+            _ => {}
+        }
+        if let Some(obj) = value["headers"].as_object() {
+            r.headers.extend(obj.keys().map(|k| k.to_ascii_lowercase()));
+        }
+        // Too short a value would blank innocent text.
+        r.values.retain(|v| v.len() >= 4);
+        r.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        r
+    }
+
+    fn text(&self, s: &str) -> String {
+        let mut s = s.to_owned();
+        for v in &self.values {
+            if s.contains(v.as_str()) {
+                s = s.replace(v.as_str(), REDACTED);
+            }
+        }
+        s
+    }
+
+    fn url(&self, url: &str) -> String {
+        let url = match url::Url::parse(url) {
+            Ok(mut u) if !self.query.is_empty() && u.query().is_some() => {
+                let pairs: Vec<(String, String)> = u
+                    .query_pairs()
+                    .map(|(k, v)| {
+                        let hidden = self.query.iter().any(|q| k.eq_ignore_ascii_case(q));
+                        (
+                            k.into_owned(),
+                            if hidden {
+                                REDACTED.into()
+                            } else {
+                                v.into_owned()
+                            },
+                        )
+                    })
+                    .collect();
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+                u.to_string()
+            }
+            _ => url.to_owned(),
+        };
+        self.text(&url)
+    }
+
+    fn headers(&self, headers: &[(String, String)]) -> Value {
+        headers
+            .iter()
+            .map(|(k, v)| {
+                let hidden = self.headers.iter().any(|h| k.eq_ignore_ascii_case(h));
+                json!([
+                    k,
+                    if hidden {
+                        REDACTED.to_owned()
+                    } else {
+                        self.text(v)
+                    }
+                ])
+            })
+            .collect()
+    }
+
+    /// A body as `{"body": text}` when UTF-8, else `{"body_base64": …}`.
+    fn body(&self, body: &[u8], into: &mut serde_json::Map<String, Value>) {
+        match std::str::from_utf8(body) {
+            Ok(text) => into.insert("body".into(), json!(self.text(text))),
+            Err(_) => into.insert(
+                "body_base64".into(),
+                json!(base64::engine::general_purpose::STANDARD.encode(body)),
+            ),
+        };
+    }
+
+    /// The request as the cassette holds it.
+    pub fn request(&self, r: &Request) -> Value {
+        let mut obj = serde_json::Map::new();
+        obj.insert("method".into(), json!(method_name(r.method)));
+        obj.insert("url".into(), json!(self.url(&r.url)));
+        obj.insert("headers".into(), self.headers(&r.headers));
+        match &r.body {
+            Some(b) => self.body(b, &mut obj),
+            None => {
+                obj.insert("body".into(), Value::Null);
+            }
+        }
+        Value::Object(obj)
+    }
+
+    /// The answer as the cassette holds it.
+    pub fn response(&self, answer: &Result<Response, HttpError>) -> Value {
+        match answer {
+            Ok(r) => {
+                let mut obj = serde_json::Map::new();
+                obj.insert("status".into(), json!(r.status));
+                obj.insert("headers".into(), self.headers(&r.headers));
+                self.body(&r.body, &mut obj);
+                Value::Object(obj)
+            }
+            Err(e) => json!({"error": error_json(e)}),
+        }
+    }
+}
+
+/// What identifies a request in a cassette: method, URL and body.
+fn key(recorded: &Value) -> (Value, Value, Value, Value) {
+    (
+        recorded["method"].clone(),
+        recorded["url"].clone(),
+        recorded["body"].clone(),
+        recorded.get("body_base64").cloned().unwrap_or(Value::Null),
+    )
+}
+
+fn describe(recorded: &Value) -> String {
+    let mut s = format!(
+        "{} {}",
+        recorded["method"].as_str().unwrap_or("?"),
+        recorded["url"].as_str().unwrap_or("?")
+    );
+    if let Some(body) = recorded["body"].as_str() {
+        let short: String = body.chars().take(120).collect();
+        s.push_str(&format!(" with body {short}"));
+    }
+    s
+}
+
+fn write_json(path: &Path, value: &Value) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn entry_path(dir: &Path, n: usize, what: &str) -> PathBuf {
+    dir.join(format!("{n:04}-{what}.json"))
+}
+
+struct RecorderState {
+    dir: PathBuf,
+    redactor: Redactor,
+    requests: usize,
+    checkpoints: std::fs::File,
+    failed: Option<anyhow::Error>,
+}
+
+impl RecorderState {
+    fn keep<T>(&mut self, written: Result<T>) {
+        if let Err(e) = written {
+            self.failed.get_or_insert(e);
+        }
+    }
+}
+
+/// Records a sync into a cassette folder: an HTTP wrapper and a destination
+/// wrapper sharing one request counter.
+#[derive(Clone)]
+pub struct Recorder {
+    state: Arc<Mutex<RecorderState>>,
+}
+
+impl Recorder {
+    /// Starts a cassette in `dir` (created; an existing cassette in it is
+    /// refused) for a sync starting from `state_before`.
+    pub fn create(dir: &Path, redactor: Redactor, state_before: Option<&str>) -> Result<Recorder> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the cassette folder {}", dir.display()))?;
+        if dir.join("meta.json").exists() {
+            return Err(crate::exit::usage(format!(
+                "{} already holds a cassette; record into an empty folder",
+                dir.display()
+            )));
+        }
+        let state: Value = state_before
+            .map(|s| serde_json::from_str(s).unwrap_or(Value::String(s.to_owned())))
+            .unwrap_or(Value::Null);
+        write_json(
+            &dir.join("meta.json"),
+            &json!({"incsync": env!("CARGO_PKG_VERSION"), "format": 1, "state_before": state}),
+        )?;
+        let checkpoints = std::fs::File::create(dir.join("checkpoints.jsonl"))
+            .with_context(|| format!("creating {}", dir.join("checkpoints.jsonl").display()))?;
+        Ok(Recorder {
+            state: Arc::new(Mutex::new(RecorderState {
+                dir: dir.to_owned(),
+                redactor,
+                requests: 0,
+                checkpoints,
+                failed: None,
+            })),
+        })
+    }
+
+    /// Wraps the live HTTP backend.
+    pub fn wrap_http(&self, inner: Box<dyn HttpBackend>) -> Box<dyn HttpBackend> {
+        Box::new(RecordingHttp {
+            inner,
+            recorder: self.clone(),
+        })
+    }
+
+    /// Wraps the destination.
+    pub fn wrap_destination(&self, inner: Box<dyn Destination>) -> Box<dyn Destination> {
+        Box::new(RecordingDestination {
+            inner,
+            recorder: self.clone(),
+        })
+    }
+
+    /// The first error writing the cassette, if any; and how many requests it holds.
+    pub fn finish(&self) -> Result<usize> {
+        let mut s = self.state.lock().expect("recorder lock");
+        match s.failed.take() {
+            Some(e) => Err(e.context("recording the cassette")),
+            None => Ok(s.requests),
+        }
+    }
+}
+
+struct RecordingHttp {
+    inner: Box<dyn HttpBackend>,
+    recorder: Recorder,
+}
+
+impl HttpBackend for RecordingHttp {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let recorded = self
+            .recorder
+            .state
+            .lock()
+            .expect("recorder lock")
+            .redactor
+            .request(&request);
+        let answer = self.inner.fetch(request);
+        let mut s = self.recorder.state.lock().expect("recorder lock");
+        s.requests += 1;
+        let n = s.requests;
+        let response = s.redactor.response(&answer);
+        let written = write_json(&entry_path(&s.dir, n, "request"), &recorded)
+            .and_then(|()| write_json(&entry_path(&s.dir, n, "response"), &response));
+        s.keep(written);
+        answer
+    }
+}
+
+struct RecordingDestination {
+    inner: Box<dyn Destination>,
+    recorder: Recorder,
+}
+
+impl Destination for RecordingDestination {
+    fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
+        self.inner.create_tables(tables)
+    }
+    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        self.inner.upsert(table, batch)
+    }
+    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+        self.inner.checkpoint(state)?;
+        use std::io::Write;
+        let mut s = self.recorder.state.lock().expect("recorder lock");
+        let value: Value = serde_json::from_str(state).unwrap_or(Value::String(state.to_owned()));
+        let line = json!({"after_request": s.requests, "state": value}).to_string();
+        let line = s.redactor.text(&line);
+        let written = writeln!(s.checkpoints, "{line}").map_err(Into::into);
+        s.keep(written);
+        Ok(())
+    }
+    fn rollback(&mut self) -> Result<()> {
+        self.inner.rollback()
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.inner.finish()
+    }
+    fn saved_state(&mut self) -> Result<Option<String>> {
+        self.inner.saved_state()
+    }
+}
+
+/// `config` without the host's credentials (`auth`, `headers`): a replay
+/// sends nothing, so its secrets need not be set.
+pub fn offline_config(config: &str) -> String {
+    match serde_json::from_str::<Value>(config) {
+        Ok(Value::Object(mut obj)) => {
+            obj.remove("auth");
+            obj.remove("headers");
+            Value::Object(obj).to_string()
+        }
+        _ => config.to_owned(),
+    }
+}
+
+/// A recorded exchange.
+struct Exchange {
+    request: Value,
+    response: Value,
+    used: bool,
+}
+
+/// A cassette read back: its exchanges in order, its checkpoints and the
+/// state its sync started from.
+pub struct Cassette {
+    dir: PathBuf,
+    exchanges: Vec<Exchange>,
+    /// The checkpoints recorded, in order.
+    pub checkpoints: Vec<Value>,
+    /// The state the recorded sync started from.
+    pub state_before: Value,
+}
+
+impl Cassette {
+    /// Reads the cassette in `dir`; a missing or malformed one is a usage error.
+    pub fn open(dir: &Path) -> Result<Cassette> {
+        let bad = |what: String| crate::exit::usage(format!("cassette {}: {what}", dir.display()));
+        let read = |path: &Path| -> Result<Value> {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
+            serde_json::from_str(&text)
+                .map_err(|e| bad(format!("{}: not JSON ({e})", path.display())))
+        };
+        let meta = read(&dir.join("meta.json"))?;
+        let mut exchanges = Vec::new();
+        for n in 1.. {
+            let path = entry_path(dir, n, "request");
+            if !path.exists() {
+                break;
+            }
+            exchanges.push(Exchange {
+                request: read(&path)?,
+                response: read(&entry_path(dir, n, "response"))?,
+                used: false,
+            });
+        }
+        let text = std::fs::read_to_string(dir.join("checkpoints.jsonl")).unwrap_or_default();
+        let checkpoints = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str::<Value>(l).map(|v| v["state"].clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(format!("checkpoints.jsonl: {e}")))?;
+        Ok(Cassette {
+            dir: dir.to_owned(),
+            exchanges,
+            checkpoints,
+            state_before: meta["state_before"].clone(),
+        })
+    }
+
+    /// How many requests it holds.
+    pub fn len(&self) -> usize {
+        self.exchanges.len()
+    }
+
+    /// Whether it holds no request.
+    pub fn is_empty(&self) -> bool {
+        self.exchanges.is_empty()
+    }
+}
+
+/// Where a replay stands: the first divergence, once there is one.
+#[derive(Default)]
+pub struct ReplayOutcome {
+    /// The first request the cassette did not hold, as a one-line message.
+    pub divergence: Option<String>,
+    /// Requests answered from the cassette.
+    pub answered: usize,
+    /// The states checkpointed during the replay.
+    pub checkpoints: Vec<Value>,
+}
+
+/// Answers requests from a cassette, never from the network.
+pub struct Replayer {
+    cassette: Cassette,
+    redactor: Redactor,
+    outcome: Arc<Mutex<ReplayOutcome>>,
+}
+
+impl Replayer {
+    /// A backend that answers from `cassette`, redacting each request as the
+    /// recording did before matching it; `outcome` collects what happened.
+    pub fn new(cassette: Cassette, redactor: Redactor) -> (Replayer, Arc<Mutex<ReplayOutcome>>) {
+        let outcome = Arc::new(Mutex::new(ReplayOutcome::default()));
+        (
+            Replayer {
+                cassette,
+                redactor,
+                outcome: outcome.clone(),
+            },
+            outcome,
+        )
+    }
+
+    /// Wraps a destination to collect the replay's checkpoints.
+    pub fn wrap_destination(
+        outcome: Arc<Mutex<ReplayOutcome>>,
+        inner: Box<dyn Destination>,
+    ) -> Box<dyn Destination> {
+        Box::new(ReplayDestination { inner, outcome })
+    }
+}
+
+/// A replayer the streams of a sync share: each stream's backend answers
+/// from the one cassette.
+#[derive(Clone)]
+pub struct SharedReplayer(Arc<Mutex<Replayer>>);
+
+impl SharedReplayer {
+    /// Shares `replayer`.
+    pub fn new(replayer: Replayer) -> SharedReplayer {
+        SharedReplayer(Arc::new(Mutex::new(replayer)))
+    }
+}
+
+impl HttpBackend for SharedReplayer {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        self.0.lock().expect("replayer lock").fetch(request)
+    }
+}
+
+impl HttpBackend for Replayer {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        let asked = self.redactor.request(&request);
+        let wanted = key(&asked);
+        let mut outcome = self.outcome.lock().expect("replay lock");
+        if let Some(d) = &outcome.divergence {
+            return Err(HttpError::Other(d.clone()));
+        }
+        let n = outcome.answered + 1;
+        // In order first; then any unused exchange that matches, so streams
+        // synced in another order still replay.
+        let found = self
+            .cassette
+            .exchanges
+            .iter()
+            .position(|e| !e.used && key(&e.request) == wanted);
+        let Some(at) = found else {
+            let next = self.cassette.exchanges.iter().find(|e| !e.used);
+            let message = format!(
+                "replay diverged at request {n}: {} is not in the cassette {} ({})",
+                describe(&asked),
+                self.cassette.dir.display(),
+                match next {
+                    Some(e) => format!("the next recorded request is {}", describe(&e.request)),
+                    None => format!("it holds only {} requests", self.cassette.len()),
+                }
+            );
+            outcome.divergence = Some(message.clone());
+            return Err(HttpError::Other(message));
+        };
+        outcome.answered += 1;
+        let exchange = &mut self.cassette.exchanges[at];
+        exchange.used = true;
+        let r = &exchange.response;
+        if let Some(e) = r.get("error") {
+            return Err(error_from_json(e));
+        }
+        let body = match (r["body"].as_str(), r["body_base64"].as_str()) {
+            (Some(text), _) => text.as_bytes().to_vec(),
+            (None, Some(b64)) => base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| HttpError::Other(format!("cassette response {at}: {e}")))?,
+            (None, None) => Vec::new(),
+        };
+        let headers = r["headers"]
+            .as_array()
+            .map(|hs| {
+                hs.iter()
+                    .filter_map(|h| Some((h[0].as_str()?.to_owned(), h[1].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Response {
+            status: r["status"].as_u64().unwrap_or(0) as u16,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Replayer {
+    /// The first divergence after a replay: a request the cassette did not
+    /// hold, or recorded requests the replay never asked.
+    pub fn verdict(outcome: &ReplayOutcome, recorded: usize) -> Option<String> {
+        if let Some(d) = &outcome.divergence {
+            return Some(d.clone());
+        }
+        (outcome.answered < recorded).then(|| {
+            format!(
+                "replay diverged: the sync ended after {} requests, the cassette holds {recorded}",
+                outcome.answered
+            )
+        })
+    }
+}
+
+struct ReplayDestination {
+    inner: Box<dyn Destination>,
+    outcome: Arc<Mutex<ReplayOutcome>>,
+}
+
+impl Destination for ReplayDestination {
+    fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
+        self.inner.create_tables(tables)
+    }
+    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+        self.inner.upsert(table, batch)
+    }
+    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+        self.inner.checkpoint(state)?;
+        let value: Value = serde_json::from_str(state).unwrap_or(Value::String(state.to_owned()));
+        self.outcome
+            .lock()
+            .expect("replay lock")
+            .checkpoints
+            .push(value);
+        Ok(())
+    }
+    fn rollback(&mut self) -> Result<()> {
+        self.inner.rollback()
+    }
+    fn finish(&mut self) -> Result<()> {
+        self.inner.finish()
+    }
+    fn saved_state(&mut self) -> Result<Option<String>> {
+        self.inner.saved_state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Env(HashMap<&'static str, &'static str>);
+    impl Environment for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0.get(name).map(|v| v.to_string())
+        }
+    }
+
+    #[test]
+    fn the_redactor_blanks_credentials_by_name_and_by_value() {
+        let config = json!({"base_url": "http://x", "auth": {"type": "query", "name": "api_key", "value": "${K}"},
+            "headers": {"X-Tenant": "tenant-s3cret"}, "streams": []})
+        .to_string();
+        let r = Redactor::for_config(&config, &Env(HashMap::from([("K", "k3y-value")])));
+        let request = Request {
+            method: Method::Post,
+            url: "http://x/a?api_key=whatever&page=2&echo=k3y-value".into(),
+            headers: vec![
+                ("Authorization".into(), "Bearer abc".into()),
+                ("x-tenant".into(), "t".into()),
+                ("accept".into(), "application/json".into()),
+            ],
+            body: Some(b"{\"token\": \"tenant-s3cret\"}".to_vec()),
+        };
+        let text = r.request(&request).to_string();
+        for secret in ["whatever", "k3y-value", "Bearer abc", "tenant-s3cret"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("page=2") && text.contains("application/json"),
+            "{text}"
+        );
+        let binary = r.response(&Ok(Response {
+            status: 200,
+            headers: vec![("set-cookie".into(), "sid=1".into())],
+            body: vec![0xff, 0xfe],
+        }));
+        assert_eq!(binary["body_base64"], "//4=");
+        assert_eq!(binary["headers"][0][1], REDACTED);
+    }
+}

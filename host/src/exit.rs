@@ -1,0 +1,51 @@
+//! The exit codes of the `incsync` command: a contract with the scripts and
+//! schedulers that run it, documented in `--help` and the README.
+
+use crate::config::ConfigError;
+use crate::runtime::RunError;
+use crate::runtime::bindings::ConnectorError;
+
+/// Everything asked for was done.
+pub const SUCCESS: u8 = 0;
+/// A sync (or a `check` of a stream, or a replay) failed; the warehouse keeps
+/// its last checkpoint.
+pub const SYNC_FAILED: u8 = 1;
+/// The command line or the config is wrong (a bad key, an unset secret, an
+/// unknown stream, a missing file): nothing was run. Also clap's own code for
+/// usage errors.
+pub const USAGE: u8 = 2;
+/// Another sync holds the warehouse's lease. Reserved: the lease arrives in a
+/// parallel change; no command returns it yet.
+pub const LEASE_BUSY: u8 = 3;
+
+/// The exit codes as `--help` shows them.
+pub const HELP: &str = "Exit codes:
+  0  success
+  1  the sync failed (the warehouse keeps its last checkpoint); check: a stream did not pass; replay: diverged
+  2  usage or config error (a bad flag or key, an unset secret, an unknown stream, a missing file): nothing ran
+  3  the warehouse's lease is held by another sync";
+
+/// A mistake in the command line or its files, found before anything ran.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// A [`UsageError`] with `message`, as an `anyhow::Error`.
+pub fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// The exit code for `error`: [`USAGE`] when it is the user's input (a usage
+/// error, a host config key, the connector's `invalid-config`), else
+/// [`SYNC_FAILED`].
+pub fn code_for(error: &anyhow::Error) -> u8 {
+    let usage = error.chain().any(|cause| {
+        cause.is::<UsageError>()
+            || cause.is::<ConfigError>()
+            || matches!(
+                cause.downcast_ref::<RunError>(),
+                Some(RunError::Connector(ConnectorError::InvalidConfig(_)))
+            )
+    });
+    if usage { USAGE } else { SYNC_FAILED }
+}

@@ -1,0 +1,190 @@
+//! `incsync check` tries a config without syncing (one request per stream,
+//! nothing written), and `incsync schema` prints the tables it creates.
+
+mod common;
+
+use common::{World, incsync};
+use incsync::sample_api::{Api, SampleApi, ServeOptions};
+use serde_json::{Value, json};
+use std::process::Output;
+
+fn check(config: &std::path::Path, env: &[(&str, &str)]) -> (Output, Value) {
+    let out = incsync()
+        .args(["check", "--json", "--config"])
+        .arg(config)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, report)
+}
+
+#[test]
+fn check_sends_one_request_per_stream_and_writes_nothing() {
+    let w = World::new(
+        300,
+        json!([
+            {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "by_key", "table": "user", "strategy": "keyset", "path": "/pagination/keyset"}
+        ]),
+    );
+    let (out, report) = check(&w.config, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["passed"], true);
+    assert_eq!(w.api.requests(), 2, "the first page of each stream only");
+    assert!(!w.warehouse.exists());
+    let streams = report["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 2);
+    for s in streams {
+        assert_eq!(s["reachable"], true);
+        assert_eq!(s["status"], 200);
+        assert_eq!(s["auth_accepted"], true);
+        assert_eq!(s["records"], 50);
+        assert_eq!(s["cursor_parsed"], true);
+        assert_eq!(s["complete"], false);
+    }
+    assert_eq!(streams[1]["stream"], "by_key");
+    assert_eq!(streams[0]["would_save"]["strategy"], "timestamp");
+    assert!(
+        streams[0]["would_save"]["last_timestamp"]
+            .as_str()
+            .unwrap()
+            .starts_with("20"),
+        "{report}"
+    );
+
+    // A stream whose answer has no cursor fails, and only that one.
+    w.write_config(json!({"base_url": w.api.url(), "streams": [
+        {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+        {"name": "broken", "table": "user", "strategy": "timestamp", "path": "/incremental/timestamp", "cursor_field": "nope"}]}));
+    let (out, report) = check(&w.config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(report["streams"][0]["passed"], true);
+    let broken = &report["streams"][1];
+    assert_eq!(broken["passed"], false);
+    assert_eq!(broken["cursor_parsed"], false);
+    assert!(
+        broken["error"].as_str().unwrap().contains("nope"),
+        "{broken}"
+    );
+    let human = incsync()
+        .args(["check", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&human.stdout);
+    assert!(
+        text.contains("stream broken: FAILED") && text.contains("stream user: ok"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_tells_refused_credentials_and_unset_secrets() {
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        api: Api::Github,
+        records: 120,
+        rate_limits: false,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("github.json");
+    let mut example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/github.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    example["base_url"] = api.url().into();
+    example.as_object_mut().unwrap().remove("http");
+    example.as_object_mut().unwrap().remove("$schema");
+    std::fs::write(&config, example.to_string()).unwrap();
+    let token = SampleApi::credentials(Api::Github)[0].1;
+
+    let (out, report) = check(&config, &[("GITHUB_TOKEN", token)]);
+    assert!(out.status.success(), "{report}");
+    assert_eq!(report["streams"][0]["records"], 100);
+
+    let (out, report) = check(&config, &[("GITHUB_TOKEN", "ghp_wrong")]);
+    assert_eq!(out.status.code(), Some(1));
+    let s = &report["streams"][0];
+    assert_eq!(
+        (s["reachable"].clone(), s["status"].clone()),
+        (json!(true), json!(401))
+    );
+    assert_eq!(s["auth_accepted"], false);
+    assert_eq!(s["passed"], false);
+
+    let out = incsync()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env_remove("GITHUB_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("auth.token") && err.contains("GITHUB_TOKEN"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_names_the_bad_key() {
+    let w = World::new(
+        10,
+        json!([{"table": "user", "strategy": "timestamp", "path": "/p", "page_size": -1}]),
+    );
+    let (out, _) = check(&w.config, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("page_size"));
+    assert_eq!(w.api.requests(), 0);
+}
+
+#[test]
+fn schema_prints_the_tables_and_columns() {
+    let w = World::new(
+        10,
+        json!([{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp",
+                "columns": {"id": "STRING", "score": "DOUBLE", "tags": "JSON"}}]),
+    );
+    let out = incsync()
+        .args(["schema", "--json", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(tables[0]["name"], "user");
+    assert_eq!(tables[0]["primary_key"], json!(["id"]));
+    let columns = tables[0]["columns"].as_array().unwrap();
+    assert!(
+        columns.contains(&json!({"name": "score", "type": "FLOAT"})),
+        "{tables}"
+    );
+    assert!(
+        columns.contains(&json!({"name": "tags", "type": "JSON"})),
+        "{tables}"
+    );
+    let out = incsync()
+        .args(["schema", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("table user (primary key: id)"), "{text}");
+    assert!(text.contains("tags") && text.contains("JSON"), "{text}");
+    assert_eq!(w.api.requests(), 0);
+}

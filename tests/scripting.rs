@@ -1,0 +1,147 @@
+//! Scripts and habits: `--stream` on `run`, `state` and `reset`, `--json`
+//! output, the documented exit codes, and shell completions.
+
+mod common;
+
+use common::{World, incsync};
+use serde_json::{Value, json};
+use std::process::Output;
+
+fn two_streams() -> World {
+    World::new(
+        80,
+        json!([
+            {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "by_key", "table": "user_by_key", "strategy": "keyset", "path": "/pagination/keyset"}
+        ]),
+    )
+}
+
+fn json_out(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn state(w: &World, stream: Option<&str>) -> Value {
+    let mut cmd = incsync();
+    cmd.args(["state", "--json", "--warehouse"])
+        .arg(&w.warehouse);
+    if let Some(s) = stream {
+        cmd.args(["--stream", s]);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim().lines().count(),
+        1,
+        "--json prints one line"
+    );
+    json_out(&out)
+}
+
+#[test]
+fn one_stream_is_synced_read_and_reset_alone() {
+    let w = two_streams();
+    let report = json_out(&w.run_with(["--json", "--stream", "by_key"]));
+    assert_eq!(report["rows_upserted"], json!({"user_by_key": 80}));
+    let saved = state(&w, None);
+    assert!(saved["streams"]["by_key"].is_object(), "{saved}");
+    assert!(saved["streams"].get("user").is_none(), "{saved}");
+
+    let report = json_out(&w.run_with(["--json", "--stream", "user"]));
+    assert_eq!(report["rows_upserted"], json!({"user": 80}));
+    let saved = state(&w, None);
+    assert!(
+        saved["streams"]["by_key"].is_object() && saved["streams"]["user"].is_object(),
+        "syncing one stream keeps the other's state: {saved}"
+    );
+    assert_eq!(state(&w, Some("user")), saved["streams"]["user"]);
+    assert_eq!(state(&w, Some("nobody")), Value::Null);
+
+    let out = incsync()
+        .args(["reset", "--json", "--stream", "user", "--warehouse"])
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    assert_eq!(json_out(&out), json!({"stream": "user", "forgotten": true}));
+    let saved = state(&w, None);
+    assert!(saved["streams"].get("user").is_none(), "{saved}");
+    assert!(saved["streams"]["by_key"].is_object(), "{saved}");
+
+    // The whole run now re-reads only `user` from the start.
+    let report = w.sync();
+    assert_eq!(report["rows_upserted"]["user"], 80);
+    assert!(report["rows_upserted"]["user_by_key"].as_u64().unwrap() < 80);
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().expect("exited")
+}
+
+#[test]
+fn exit_codes_tell_usage_from_sync_failure() {
+    let w = two_streams();
+    // 2: an unknown stream, a bad config key, a missing config, a bad flag.
+    let out = w.run_with(["--stream", "nobody"]);
+    assert_eq!(code(&out), 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no stream `nobody`") && err.contains("user, by_key"),
+        "{err}"
+    );
+    assert_eq!(
+        code(&incsync().args(["run", "--bogus"]).output().unwrap()),
+        2
+    );
+    let out = incsync()
+        .args(["run", "--config", "/nonexistent/c.json", "--warehouse"])
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    let out = incsync()
+        .args(["state", "--warehouse", "/nonexistent/w.db"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    w.write_config(json!({"base_url": w.api.url(), "streams": [{"table": "user", "strategy": "sometimes", "path": "/p"}]}));
+    assert_eq!(code(&w.run()), 2, "the connector's invalid-config");
+    w.write_config(json!({"base_url": w.api.url(), "http": {"retries": -1}, "streams": []}));
+    assert_eq!(code(&w.run()), 2, "a host key");
+    // 1: the sync itself failed.
+    w.write_config(json!({"base_url": w.api.url(), "streams": [{"table": "user", "strategy": "timestamp", "path": "/no/such/endpoint"}]}));
+    assert_eq!(code(&w.run()), 1);
+    // 0.
+    w.write_config(json!({"base_url": w.api.url(), "streams": [{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"}]}));
+    assert_eq!(code(&w.run()), 0);
+    // --help documents them.
+    let help = incsync().arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("Exit codes:") && help.contains("3  the warehouse's lease"),
+        "{help}"
+    );
+}
+
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    for (shell, needle, flag) in [
+        ("bash", "complete -F", "--stream"),
+        ("zsh", "#compdef incsync", "--stream"),
+        ("fish", "complete -c incsync", "-l stream"),
+    ] {
+        let out = incsync().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains(needle), "{shell}: {script}");
+        assert!(script.contains(flag), "{shell} knows the flags");
+    }
+    assert_eq!(
+        code(&incsync().args(["completions", "tcsh"]).output().unwrap()),
+        2
+    );
+}
