@@ -12,6 +12,7 @@ pub mod demo;
 pub mod destination;
 pub mod http;
 pub mod native;
+pub mod printable;
 pub mod runtime;
 pub mod sample_api;
 pub mod secrets;
