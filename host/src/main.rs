@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use incsync::destination::Durability;
+use incsync::printable::printable;
 use incsync::runtime::ComponentCache;
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
@@ -144,6 +145,8 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file gets no escape sequences.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .init();
 }
@@ -154,7 +157,8 @@ fn main() -> ExitCode {
     match execute(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
+            // Errors quote the connector and the API: escape what they say.
+            let line = printable(&format!("{e:#}").replace('\n', " "), 16 << 10);
             eprintln!("incsync: error: {line}");
             ExitCode::FAILURE
         }

@@ -4,6 +4,7 @@
 
 pub mod bindings;
 mod cache;
+mod guest_output;
 
 pub use cache::{CacheOutcome, ComponentCache};
 
@@ -30,9 +31,13 @@ pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("INCSYNC_GUEST_WASM"))
 pub struct GuestLimits {
     /// The most linear memory (bytes) the guest may grow to.
     pub memory_bytes: usize,
-    /// The longest the guest may compute without calling the host. Time in
-    /// host calls (waiting on the network, writing rows) does not count.
+    /// The longest the guest may compute without making progress: a call
+    /// to `http-fetch`, `upsert` or `checkpoint` (`log` is no progress).
+    /// Time in those calls (waiting on the network, writing rows) does not
+    /// count.
     pub deadline: Duration,
+    /// The longest a whole `update` may take, wall clock; none by default.
+    pub max_run: Option<Duration>,
 }
 
 impl Default for GuestLimits {
@@ -40,6 +45,7 @@ impl Default for GuestLimits {
         GuestLimits {
             memory_bytes: 512 << 20,
             deadline: Duration::from_secs(10),
+            max_run: None,
         }
     }
 }
@@ -109,10 +115,13 @@ pub struct HostState {
     http: Box<dyn HttpBackend>,
     destination: Box<dyn Destination>,
     stats: SyncStats,
-    /// Host calls so far, and at the last deadline check: the guest made
-    /// progress between two checks if they differ.
-    calls: u64,
-    calls_at_check: u64,
+    /// When the store was made: the start of the run's wall clock.
+    started: Instant,
+    /// When the guest last made progress (returned from `http-fetch`,
+    /// `upsert` or `checkpoint`); its compute deadline counts from here.
+    last_progress: Instant,
+    /// The log text printed so far.
+    log: guest_output::LogBudget,
 }
 
 impl WasiView for HostState {
@@ -128,9 +137,9 @@ impl bindings::TypesHost for HostState {}
 
 impl bindings::HostImports for HostState {
     fn http_fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        self.calls += 1;
         self.stats.requests += 1;
         let answer = self.http.fetch(request);
+        self.last_progress = Instant::now();
         if let Ok(r) = &answer {
             self.stats.bytes += r.body.len() as u64;
         }
@@ -138,22 +147,26 @@ impl bindings::HostImports for HostState {
     }
 
     fn upsert(&mut self, table: String, batch: RowBatch) -> Result<(), DestinationError> {
-        self.calls += 1;
         let n = batch.rows.len() as u64;
-        self.destination.upsert(&table, batch)?;
+        let written = self.destination.upsert(&table, batch);
+        self.last_progress = Instant::now();
+        written?;
         *self.stats.rows.entry(table).or_default() += n;
         Ok(())
     }
 
     fn checkpoint(&mut self, state: String) -> Result<(), DestinationError> {
-        self.calls += 1;
-        self.destination.checkpoint(&state)?;
+        let saved = self.destination.checkpoint(&state);
+        self.last_progress = Instant::now();
+        saved?;
         self.stats.checkpoints += 1;
         Ok(())
     }
 
     fn log(&mut self, level: LogLevel, message: String) {
-        self.calls += 1;
+        let Some(message) = self.log.admit(&message) else {
+            return;
+        };
         match level {
             LogLevel::Debug => tracing::debug!(target: "connector", "{message}"),
             LogLevel::Info => tracing::info!(target: "connector", "{message}"),
@@ -225,7 +238,7 @@ impl Runtime {
         // WASI as far as Rust's std needs it: stderr for panics, and no
         // files, sockets, environment or arguments.
         let wasi = WasiCtx::builder()
-            .inherit_stderr()
+            .stderr(guest_output::CappedStderr::default())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -247,27 +260,28 @@ impl Runtime {
                 http,
                 destination,
                 stats: SyncStats::default(),
-                calls: 0,
-                calls_at_check: 0,
+                started: Instant::now(),
+                last_progress: Instant::now(),
+                log: guest_output::LogBudget::default(),
             },
         );
         store.limiter(|s| &mut s.limits);
-        // The deadline restarts whenever the guest calls the host: a guest
-        // is stopped only after computing for a whole deadline (up to two)
-        // without a single call.
-        let ticks = (self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
-        let deadline = self.limits.deadline;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let data = ctx.data_mut();
-            if data.calls != data.calls_at_check {
-                data.calls_at_check = data.calls;
-                Ok(UpdateDeadline::Continue(ticks))
-            } else {
-                Err(wasmtime::Error::from_anyhow(anyhow!(DeadlineExceeded(
-                    deadline
-                ))))
+        // Every tick the guest computes, check its two clocks: the time
+        // since its last progress, and the run's wall clock.
+        let (deadline, max_run) = (self.limits.deadline, self.limits.max_run);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            let data = ctx.data();
+            let now = Instant::now();
+            if let Some(max) = max_run.filter(|m| now.duration_since(data.started) >= *m) {
+                return Err(wasmtime::Error::from_anyhow(anyhow!(RunTimeExceeded(max))));
             }
+            if now.duration_since(data.last_progress) >= deadline {
+                return Err(wasmtime::Error::from_anyhow(anyhow!(DeadlineExceeded(
+                    deadline
+                ))));
+            }
+            Ok(UpdateDeadline::Continue(1))
         });
         store
     }
@@ -325,16 +339,24 @@ impl Runtime {
     }
 }
 
-/// The guest computed for longer than its deadline without calling the host.
+/// The guest computed for longer than its deadline without progress.
 #[derive(Debug, thiserror::Error)]
 #[error("the connector computed for more than {} s without calling the host (an endless loop?) and was stopped; raise sandbox.deadline_seconds if it needs longer", .0.as_secs_f64())]
 struct DeadlineExceeded(Duration);
+
+/// The run took longer than `sandbox.max_run_seconds`.
+#[derive(Debug, thiserror::Error)]
+#[error("the sync ran for more than {} s and was stopped (sandbox.max_run_seconds); the warehouse keeps its last checkpoint", .0.as_secs_f64())]
+struct RunTimeExceeded(Duration);
 
 impl Runtime {
     fn trap(&self, e: wasmtime::Error) -> RunError {
         let e: anyhow::Error = e.into();
         if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
             return RunError::Trap(d.to_string());
+        }
+        if let Some(r) = e.chain().find_map(|c| c.downcast_ref::<RunTimeExceeded>()) {
+            return RunError::Trap(r.to_string());
         }
         let text = format!("{e:#}");
         if text.contains("forcing trap when growing memory")
