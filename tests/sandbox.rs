@@ -381,3 +381,27 @@ fn colliding_odd_and_too_many_fields_are_all_kept_and_reruns_succeed() {
     // Fields 1..=2505 (ID, Id, a NUL, two reserved names, 2,500 more): none lost.
     assert_eq!(seen, (1..=2505).collect(), "every field kept");
 }
+
+#[test]
+fn a_huge_state_or_call_is_refused_with_a_clear_error() {
+    let w = world();
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "big-state", "state_mb": 20}),
+    );
+    let line = one_line_error(&out);
+    assert!(line.contains("over the limit of 16 MiB"), "{line}");
+
+    // Past the hostcall fuel (2 × 8 MiB + 16 MiB): stopped, and told why.
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "big-state", "state_mb": 40,
+               "http": {"max_response_bytes": 8388608}}),
+    );
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("more than 32 MiB to one host call")
+            && line.contains("http.max_response_bytes"),
+        "{line}"
+    );
+}

@@ -266,6 +266,7 @@ impl HostConfig {
         if let Some(secs) = file.sandbox.deadline_seconds {
             limits.deadline = Duration::from_secs(secs.get());
         }
+        limits.hostcall_bytes = crate::runtime::hostcall_bytes_for(http.max_body);
         limits.max_run = file
             .sandbox
             .max_run_seconds

@@ -38,7 +38,14 @@ pub struct GuestLimits {
     pub deadline: Duration,
     /// The longest a whole `update` may take, wall clock; none by default.
     pub max_run: Option<Duration>,
+    /// The most bytes the host lifts out of the guest in one call (its
+    /// arguments: an `upsert` batch, a `checkpoint` state, a request);
+    /// wasmtime's hostcall fuel. A guest past it is stopped.
+    pub hostcall_bytes: usize,
 }
+
+/// The largest state one `checkpoint` may save.
+pub const MAX_STATE_BYTES: usize = 16 << 20;
 
 impl Default for GuestLimits {
     fn default() -> Self {
@@ -46,8 +53,16 @@ impl Default for GuestLimits {
             memory_bytes: 512 << 20,
             deadline: Duration::from_secs(10),
             max_run: None,
+            hostcall_bytes: hostcall_bytes_for(64 << 20),
         }
     }
+}
+
+/// The hostcall fuel for a guest whose answers are at most `max_response`
+/// bytes: an `upsert` batch is one parsed page, so twice the largest answer
+/// (the values' own overhead included) and 16 MiB for requests and state.
+pub fn hostcall_bytes_for(max_response: u64) -> usize {
+    usize::try_from(max_response.saturating_mul(2).saturating_add(16 << 20)).unwrap_or(usize::MAX)
 }
 
 /// How often the engine's epoch advances; the deadline's resolution.
@@ -156,6 +171,13 @@ impl bindings::HostImports for HostState {
     }
 
     fn checkpoint(&mut self, state: String) -> Result<(), DestinationError> {
+        if state.len() > MAX_STATE_BYTES {
+            return Err(DestinationError::Other(format!(
+                "a checkpoint's state of {} bytes is over the limit of {} MiB; nothing was saved",
+                state.len(),
+                MAX_STATE_BYTES >> 20
+            )));
+        }
         let saved = self.destination.checkpoint(&state);
         self.last_progress = Instant::now();
         saved?;
@@ -247,6 +269,7 @@ impl Runtime {
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .table_elements(1 << 20)
+            .tables(64)
             .instances(16)
             // The cap is per memory: allow only one, so it caps the guest.
             .memories(1)
@@ -266,6 +289,7 @@ impl Runtime {
             },
         );
         store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(self.limits.hostcall_bytes);
         // Every tick the guest computes, check its two clocks: the time
         // since its last progress, and the run's wall clock.
         let (deadline, max_run) = (self.limits.deadline, self.limits.max_run);
@@ -359,6 +383,14 @@ impl Runtime {
             return RunError::Trap(r.to_string());
         }
         let text = format!("{e:#}");
+        // wasmtime's error type for this is private: its message is all
+        // there is to recognise.
+        if text.contains("fuel allocated for hostcalls has been exhausted") {
+            return RunError::Trap(format!(
+                "the connector passed more than {} MiB to one host call (an upsert batch, a checkpoint or a request) and was stopped; raise http.max_response_bytes if its pages are that large",
+                self.limits.hostcall_bytes >> 20
+            ));
+        }
         if text.contains("forcing trap when growing memory")
             || text.contains("forcing a memory growth failure")
         {
