@@ -405,3 +405,27 @@ fn a_huge_state_or_call_is_refused_with_a_clear_error() {
         "{line}"
     );
 }
+
+#[test]
+fn a_warehouse_fault_stops_the_sync_and_never_reaches_the_guest() {
+    let w = world();
+    // A warehouse whose every insert fails, as a full disk would.
+    let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE user (id TEXT, name TEXT, PRIMARY KEY (id));
+         CREATE TRIGGER fail BEFORE INSERT ON user BEGIN SELECT RAISE(FAIL, 'disk on fire'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run_hostile(&w, json!({"base_url": w.api.url(), "behaviour": "swallow"}));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("guest saw"),
+        "the guest was handed the fault: {stderr}"
+    );
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("writing to the warehouse") && line.contains("disk on fire"),
+        "{line}"
+    );
+}

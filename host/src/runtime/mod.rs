@@ -126,7 +126,7 @@ pub struct SyncStats {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: RecordingLimits,
     http: Box<dyn HttpBackend>,
     destination: Box<dyn Destination>,
     stats: SyncStats,
@@ -150,44 +150,69 @@ impl WasiView for HostState {
 
 impl bindings::TypesHost for HostState {}
 
+/// A fault of the host (the warehouse failed), not of the guest: it traps
+/// instead of reaching the guest, so no connector can mistake or swallow it.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to the warehouse: {0}")]
+struct HostFault(String);
+
+/// Splits a destination's answer: the guest's mistakes (an unknown table, a
+/// malformed batch) are its to see; anything else is the host's fault.
+fn guest_visible(
+    result: Result<(), DestinationError>,
+) -> wasmtime::Result<Result<(), DestinationError>> {
+    match result {
+        Err(DestinationError::Other(why)) => {
+            Err(wasmtime::Error::from_anyhow(anyhow!(HostFault(why))))
+        }
+        visible => Ok(visible),
+    }
+}
+
 impl bindings::HostImports for HostState {
-    fn http_fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+    fn http_fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         self.stats.requests += 1;
         let answer = self.http.fetch(request);
         self.last_progress = Instant::now();
         if let Ok(r) = &answer {
             self.stats.bytes += r.body.len() as u64;
         }
-        answer
+        Ok(answer)
     }
 
-    fn upsert(&mut self, table: String, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(
+        &mut self,
+        table: String,
+        batch: RowBatch,
+    ) -> wasmtime::Result<Result<(), DestinationError>> {
         let n = batch.rows.len() as u64;
-        let written = self.destination.upsert(&table, batch);
+        let written = guest_visible(self.destination.upsert(&table, batch))?;
         self.last_progress = Instant::now();
-        written?;
-        *self.stats.rows.entry(table).or_default() += n;
-        Ok(())
+        if written.is_ok() {
+            *self.stats.rows.entry(table).or_default() += n;
+        }
+        Ok(written)
     }
 
-    fn checkpoint(&mut self, state: String) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: String) -> wasmtime::Result<Result<(), DestinationError>> {
         if state.len() > MAX_STATE_BYTES {
-            return Err(DestinationError::Other(format!(
+            return Ok(Err(DestinationError::InvalidBatch(format!(
                 "a checkpoint's state of {} bytes is over the limit of {} MiB; nothing was saved",
                 state.len(),
                 MAX_STATE_BYTES >> 20
-            )));
+            ))));
         }
-        let saved = self.destination.checkpoint(&state);
+        let saved = guest_visible(self.destination.checkpoint(&state))?;
         self.last_progress = Instant::now();
-        saved?;
-        self.stats.checkpoints += 1;
-        Ok(())
+        if saved.is_ok() {
+            self.stats.checkpoints += 1;
+        }
+        Ok(saved)
     }
 
-    fn log(&mut self, level: LogLevel, message: String) {
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
         let Some(message) = self.log.admit(&message) else {
-            return;
+            return Ok(());
         };
         match level {
             LogLevel::Debug => tracing::debug!(target: "connector", "{message}"),
@@ -195,6 +220,67 @@ impl bindings::HostImports for HostState {
             LogLevel::Warn => tracing::warn!(target: "connector", "{message}"),
             LogLevel::Error => tracing::error!(target: "connector", "{message}"),
         }
+        Ok(())
+    }
+}
+
+/// A limit the guest ran into, as the limiter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitHit {
+    /// Linear memory would have grown past the cap.
+    Memory,
+    /// A table would have grown past the cap.
+    Table,
+}
+
+/// The store's limits, remembering the first one the guest hit, so a trap is
+/// explained from what happened rather than from wasmtime's wording.
+struct RecordingLimits {
+    inner: StoreLimits,
+    hit: Option<LimitHit>,
+}
+
+impl RecordingLimits {
+    fn record(&mut self, hit: LimitHit, allowed: &wasmtime::Result<bool>) {
+        if !matches!(allowed, Ok(true)) && self.hit.is_none() {
+            self.hit = Some(hit);
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for RecordingLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        self.record(LimitHit::Memory, &allowed);
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.table_growing(current, desired, maximum);
+        self.record(LimitHit::Table, &allowed);
+        allowed
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -265,7 +351,7 @@ impl Runtime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
+        let inner = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .table_elements(1 << 20)
@@ -274,6 +360,7 @@ impl Runtime {
             // The cap is per memory: allow only one, so it caps the guest.
             .memories(1)
             .build();
+        let limits = RecordingLimits { inner, hit: None };
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -316,11 +403,13 @@ impl Runtime {
             Box::new(crate::http::NoHttp),
             Box::new(crate::destination::NoDestination),
         );
-        let connector = self.pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
-        connector
-            .incsync_connector_source()
-            .call_schema(&mut store, config)
-            .map_err(|e| self.trap(e))?
+        let result = self.pre.instantiate(&mut store).and_then(|connector| {
+            connector
+                .incsync_connector_source()
+                .call_schema(&mut store, config)
+        });
+        result
+            .map_err(|e| self.trap(e, store.data()))?
             .map_err(RunError::Connector)
     }
 
@@ -335,16 +424,14 @@ impl Runtime {
         destination: Box<dyn Destination>,
     ) -> (Result<(), RunError>, SyncStats) {
         let mut store = self.store(http, destination);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.trap(e))
-            .and_then(|c| {
-                c.incsync_connector_source()
-                    .call_update(&mut store, config, state)
-                    .map_err(|e| self.trap(e))?
-                    .map_err(RunError::Connector)
-            });
+        let called = self.pre.instantiate(&mut store).and_then(|c| {
+            c.incsync_connector_source()
+                .call_update(&mut store, config, state)
+        });
+        let result = match called {
+            Ok(answer) => answer.map_err(RunError::Connector),
+            Err(e) => Err(self.trap(e, store.data())),
+        };
         let data = store.data_mut();
         let result = match result {
             Ok(()) => data
@@ -374,8 +461,11 @@ struct DeadlineExceeded(Duration);
 struct RunTimeExceeded(Duration);
 
 impl Runtime {
-    fn trap(&self, e: wasmtime::Error) -> RunError {
+    fn trap(&self, e: wasmtime::Error, state: &HostState) -> RunError {
         let e: anyhow::Error = e.into();
+        if let Some(fault) = e.chain().find_map(|c| c.downcast_ref::<HostFault>()) {
+            return RunError::Host(anyhow!("{fault}"));
+        }
         if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
             return RunError::Trap(d.to_string());
         }
@@ -391,13 +481,20 @@ impl Runtime {
                 self.limits.hostcall_bytes >> 20
             ));
         }
-        if text.contains("forcing trap when growing memory")
-            || text.contains("forcing a memory growth failure")
-        {
-            return RunError::Trap(format!(
-                "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
-                self.limits.memory_bytes >> 20
-            ));
+        match state.limits.hit {
+            Some(LimitHit::Memory) => {
+                return RunError::Trap(format!(
+                    "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
+                    self.limits.memory_bytes >> 20
+                ));
+            }
+            Some(LimitHit::Table) => {
+                return RunError::Trap(
+                    "the connector tried to grow a table past the sandbox's limit and was stopped"
+                        .into(),
+                );
+            }
+            None => {}
         }
         let first = text.lines().next().unwrap_or("").to_owned();
         RunError::Trap(format!("the connector crashed: {first}"))

@@ -15,7 +15,9 @@
 //!   stderr, then fails with an error full of escape sequences;
 //! - `columns`: upserts one row whose fields collide (`id`/`ID`, `_INCSYNC_x`),
 //!   hold a NUL, and number `"fields"` (default 2,500), then checkpoints;
-//! - `big-state`: checkpoints a state of `"state_mb"` MiB (default 64).
+//! - `big-state`: checkpoints a state of `"state_mb"` MiB (default 64);
+//! - `swallow`: upserts rows 1–3 and checkpoints, logging any error it is
+//!   handed (`guest saw: …`) and carrying on, then succeeds.
 //!
 //! Built for `wasm32-wasip2` only; natively it is empty.
 
@@ -207,6 +209,17 @@ mod component {
                     )
                     .map_err(|e| Error::Destination(format!("{e:?}")))?;
                     host::checkpoint(r#"{"n":1}"#).map_err(|e| Error::Destination(format!("{e:?}")))
+                }
+                "swallow" => {
+                    for _ in 0..3 {
+                        if let Err(e) = host::upsert("user", &rows(1..=3)) {
+                            host::log(LogLevel::Error, &format!("guest saw: {e:?}"));
+                        }
+                        if let Err(e) = host::checkpoint(r#"{"n":1}"#) {
+                            host::log(LogLevel::Error, &format!("guest saw: {e:?}"));
+                        }
+                    }
+                    Ok(())
                 }
                 "big-state" => {
                     let mb = config["state_mb"].as_u64().unwrap_or(64) as usize;
