@@ -613,6 +613,7 @@ impl Destination for SqliteWarehouse {
 mod tests {
     use super::*;
     use crate::runtime::bindings::Column;
+    use sha2::Digest;
 
     fn user_table() -> Table {
         Table {
@@ -693,6 +694,98 @@ mod tests {
             ("b4", "2024-01-15T10:30:00Z", 7)
         );
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":2}"#));
+    }
+
+    fn one_row(columns: &[&str]) -> RowBatch {
+        RowBatch {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: vec![
+                (0..columns.len())
+                    .map(|i| {
+                        if i == 0 {
+                            Value::String("1".into())
+                        } else {
+                            Value::Integer(i as i64)
+                        }
+                    })
+                    .collect(),
+            ],
+        }
+    }
+
+    fn column_names(w: &SqliteWarehouse) -> Vec<String> {
+        let stmt = w.connection().prepare("SELECT * FROM user").unwrap();
+        stmt.column_names().iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn colliding_and_odd_names_get_their_own_columns_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let fields = [
+            "id",
+            "ID",
+            "Name",
+            "a\0b",
+            "",
+            "_INCSYNC_STATE",
+            "_incsync_overflow",
+        ];
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        w.upsert("user", one_row(&fields)).unwrap();
+        w.checkpoint("{}").unwrap();
+        let first = column_names(&w);
+        assert!(first.contains(&format!(
+            "ID__{}",
+            &hex::encode(sha2::Sha256::digest(b"ID"))[..8]
+        )));
+        for name in &first {
+            assert!(!name.contains('\0'), "{name:?}");
+        }
+        let reserved: Vec<_> = first.iter().filter(|c| is_reserved(c)).collect();
+        assert!(reserved.is_empty(), "{reserved:?}");
+        drop(w);
+        // Reopened, in another order: the same columns, no new ones.
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        let mut reversed = fields;
+        reversed[1..].reverse();
+        w.upsert("user", one_row(&reversed)).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert_eq!(column_names(&w), first);
+        assert_eq!(count(&w), 1);
+    }
+
+    #[test]
+    fn fields_past_the_budget_overflow_into_json_and_checks_stay_linear() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        let names: Vec<String> = std::iter::once("id".to_owned())
+            .chain((1..200_000).map(|i| format!("f{i}")))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        w.upsert("user", one_row(&refs)).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let columns = column_names(&w);
+        assert!(columns.len() <= COLUMN_BUDGET + 1, "{}", columns.len());
+        let overflow: String = w
+            .connection()
+            .query_row("SELECT _incsync_overflow FROM user", [], |r| r.get(0))
+            .unwrap();
+        let overflow: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&overflow).unwrap();
+        // Every field f1… is in a column (not id, name, updatedAt or the
+        // overflow itself) or in the overflow object.
+        assert_eq!(columns.len() - 4 + overflow.len(), 199_999, "nothing lost");
+        assert_eq!(overflow["f199999"], 199_999);
     }
 
     #[test]
