@@ -166,7 +166,13 @@ fn the_compiled_component_is_cached_on_disk() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
     assert_eq!(run()["component_cache"], "miss");
-    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+    let mut files: Vec<String> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 2, "the entry and its digest: {files:?}");
+    assert!(files[0].ends_with(".cwasm") && files[1] == format!("{}.sha256", files[0]));
     assert_eq!(run()["component_cache"], "hit");
 }
 

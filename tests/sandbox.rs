@@ -162,3 +162,270 @@ fn a_panic_is_a_clear_error_and_changes_nothing() {
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "null");
 }
+
+#[test]
+fn the_guest_may_not_set_host_framing_or_hop_by_hop_headers() {
+    let w = world();
+    let out = run_hostile(
+        &w,
+        json!({
+            "base_url": w.api.url(),
+            "behaviour": "headers",
+            "url": format!("{}/incremental/timestamp", w.api.url()),
+            "guest_headers": [
+                ["Host", "internal.example"],
+                ["content-length", "0"],
+                ["Transfer-Encoding", "chunked"],
+                ["Connection", "close"],
+                ["TE", "trailers"],
+                ["Upgrade", "websocket"],
+                ["Proxy-Authorization", "Basic eDp5"],
+                ["proxy-connection", "keep-alive"],
+            ],
+        }),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "every header refused: {stderr}");
+    assert_eq!(w.api.requests(), 0, "nothing was sent");
+}
+
+#[test]
+fn an_allowed_name_that_resolves_to_loopback_is_refused_unless_named_or_opted_in() {
+    let w = world();
+    let port = w.api.url().rsplit(':').next().unwrap().to_owned();
+    let url = format!("http://localhost:{port}/incremental/timestamp");
+    let config = |extra: Value| {
+        let mut c = json!({"base_url": w.api.url(), "allowed_hosts": [format!("localhost:{port}")],
+                           "behaviour": "fetch", "urls": [url]});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let out = run_hostile(&w, config(json!({})));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "localhost refused: {stderr}");
+    assert!(stderr.contains("resolves to"), "{stderr}");
+    assert_eq!(w.api.requests(), 0, "nothing reached the API");
+
+    let out = run_hostile(
+        &w,
+        config(json!({"http": {"allow_private_networks": true}})),
+    );
+    assert!(one_line_error(&out).contains("reached"));
+}
+
+/// A listener on loopback that counts connections and answers each with
+/// `502 Bad Gateway`: a proxy nobody should use.
+fn counting_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn proxy_variables_are_ignored_unless_the_config_names_a_proxy() {
+    use std::sync::atomic::Ordering;
+    let w = World::new(
+        20,
+        json!([{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"}]),
+    );
+    let (proxy, seen) = counting_proxy();
+    let run = |w: &World| {
+        let mut cmd = incsync();
+        for var in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env(var, &proxy);
+        }
+        cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+        cmd.args(["run", "--json", "--config"])
+            .arg(&w.config)
+            .arg("--warehouse")
+            .arg(&w.warehouse)
+            .output()
+            .unwrap()
+    };
+    let out = run(&w);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        0,
+        "the environment's proxy was not used"
+    );
+    assert!(w.api.requests() > 0);
+
+    w.write_config(
+        json!({"base_url": w.api.url(), "http": {"proxy": proxy, "retries": 0},
+        "streams": [{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"}]}),
+    );
+    let _ = run(&w);
+    assert!(
+        seen.load(Ordering::SeqCst) > 0,
+        "the configured proxy was used"
+    );
+}
+
+#[test]
+fn logging_is_no_progress_and_a_run_has_a_wall_clock_limit() {
+    let w = world();
+    let started = Instant::now();
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "log-loop", "sandbox": {"deadline_seconds": 1}}),
+    );
+    let line = one_line_error(&out);
+    assert!(line.contains("without calling the host"), "{line}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Progress forever: stopped by the run's own limit.
+    let started = Instant::now();
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "busy",
+               "sandbox": {"deadline_seconds": 1, "max_run_seconds": 2}}),
+    );
+    let line = one_line_error(&out);
+    assert!(line.contains("sandbox.max_run_seconds"), "{line}");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+}
+
+#[test]
+fn what_the_guest_prints_is_escaped_and_capped() {
+    let w = world();
+    let out = run_hostile(&w, json!({"base_url": w.api.url(), "behaviour": "noisy"}));
+    let line = one_line_error(&out);
+    assert!(line.contains("forged"), "{line}");
+    let stderr = &out.stderr;
+    for (byte, name) in [(0x1bu8, "ESC"), (0x07, "BEL"), (b'\r', "CR")] {
+        assert!(
+            !stderr.contains(&byte),
+            "no raw {name} reaches the terminal"
+        );
+    }
+    let text = String::from_utf8_lossy(stderr);
+    assert!(!text.contains('\u{202e}'), "no bidi override");
+    assert!(text.contains("\\u{1b}]0;pwned"), "escaped, not dropped");
+    assert!(
+        text.contains("further log lines are dropped") && text.contains("the rest is dropped"),
+        "the caps say so"
+    );
+    // 100,000 log lines, a 1 MiB line and 19 MB of stderr, printed in under 1.5 MB.
+    assert!(stderr.len() < 1_500_000, "{} bytes printed", stderr.len());
+}
+
+#[test]
+fn colliding_odd_and_too_many_fields_are_all_kept_and_reruns_succeed() {
+    let w = world();
+    let config = json!({"base_url": w.api.url(), "behaviour": "columns", "fields": 2500});
+    for run in 0..2 {
+        let out = run_hostile(&w, config.clone());
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
+    let mut stmt = conn.prepare("SELECT * FROM user").unwrap();
+    let names: Vec<String> = stmt.column_names().iter().map(|n| n.to_string()).collect();
+    assert!(names.len() <= 1002, "{} columns", names.len());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rows = stmt.query([]).unwrap();
+    let row = rows.next().unwrap().expect("one row");
+    for (i, name) in names.iter().enumerate() {
+        match row.get_ref(i).unwrap() {
+            rusqlite::types::ValueRef::Integer(n) => {
+                seen.insert(n);
+            }
+            rusqlite::types::ValueRef::Text(t) if name == "_incsync_overflow" => {
+                let object: serde_json::Map<String, Value> = serde_json::from_slice(t).unwrap();
+                seen.extend(object.values().filter_map(Value::as_i64));
+            }
+            _ => {}
+        }
+    }
+    assert!(rows.next().unwrap().is_none(), "one row");
+    // Fields 1..=2505 (ID, Id, a NUL, two reserved names, 2,500 more): none lost.
+    assert_eq!(seen, (1..=2505).collect(), "every field kept");
+}
+
+#[test]
+fn a_huge_state_or_call_is_refused_with_a_clear_error() {
+    let w = world();
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "big-state", "state_mb": 20}),
+    );
+    let line = one_line_error(&out);
+    assert!(line.contains("over the limit of 16 MiB"), "{line}");
+
+    // Past the hostcall fuel (2 × 8 MiB + 16 MiB): stopped, and told why.
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "big-state", "state_mb": 40,
+               "http": {"max_response_bytes": 8388608}}),
+    );
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("more than 32 MiB to one host call")
+            && line.contains("http.max_response_bytes"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_warehouse_fault_stops_the_sync_and_never_reaches_the_guest() {
+    let w = world();
+    // A warehouse whose every insert fails, as a full disk would.
+    let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE user (id TEXT, name TEXT, PRIMARY KEY (id));
+         CREATE TRIGGER fail BEFORE INSERT ON user BEGIN SELECT RAISE(FAIL, 'disk on fire'); END;",
+    )
+    .unwrap();
+    drop(conn);
+    let out = run_hostile(&w, json!({"base_url": w.api.url(), "behaviour": "swallow"}));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("guest saw"),
+        "the guest was handed the fault: {stderr}"
+    );
+    let line = one_line_error(&out);
+    assert!(
+        line.contains("writing to the warehouse") && line.contains("disk on fire"),
+        "{line}"
+    );
+}

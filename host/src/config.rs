@@ -22,6 +22,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
 use std::time::Duration;
+use url::Url;
 
 /// The host's settings from a config file.
 #[derive(Debug, Clone)]
@@ -117,6 +118,14 @@ struct HttpKeys {
     retry_after_max_seconds: Option<u64>,
     /// Paces requests to each origin to at most this many a second.
     requests_per_second: Option<f64>,
+    /// Sends every request through this proxy (`http://host:port`, with
+    /// `user:password@` if it needs them). Without it, the environment's
+    /// `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` are ignored.
+    proxy: Option<String>,
+    /// Lets the connector reach loopback, private, link-local, unique-local,
+    /// unspecified and multicast addresses that an allowed host name
+    /// resolves to. Default false: only those the config names literally.
+    allow_private_networks: Option<bool>,
 }
 
 /// The guest's limits.
@@ -125,8 +134,11 @@ struct HttpKeys {
 struct SandboxKeys {
     /// The guest's linear-memory cap. Default 512.
     memory_mb: Option<NonZeroU64>,
-    /// The longest the guest may compute without calling the host. Default 10.
+    /// The longest the guest may compute without progress (a request, an
+    /// upsert or a checkpoint; logging is none). Default 10.
     deadline_seconds: Option<NonZeroU64>,
+    /// The longest a whole run may take, wall clock. Default: no limit.
+    max_run_seconds: Option<NonZeroU64>,
 }
 
 /// The JSON Schema of the whole config file: the host's keys, and the
@@ -237,10 +249,28 @@ impl HostConfig {
             }
             retry.min_interval = Some(Duration::from_secs_f64(1.0 / rps));
         }
+        if let Some(proxy) = &h.proxy {
+            let parsed = ureq::Proxy::new(proxy)
+                .ok()
+                .filter(|_| Url::parse(proxy).is_ok_and(|u| u.host_str().is_some()));
+            let Some(parsed) = parsed else {
+                return Err(ConfigError::new(
+                    "http.proxy",
+                    format!("`{proxy}` is not a proxy URL (`http://host:port`)"),
+                ));
+            };
+            http.proxy = Some(parsed);
+        }
+        http.allow_private_networks = h.allow_private_networks.unwrap_or(false);
         let mut limits = GuestLimits::default();
         if let Some(secs) = file.sandbox.deadline_seconds {
             limits.deadline = Duration::from_secs(secs.get());
         }
+        limits.hostcall_bytes = crate::runtime::hostcall_bytes_for(http.max_body);
+        limits.max_run = file
+            .sandbox
+            .max_run_seconds
+            .map(|s| Duration::from_secs(s.get()));
         if let Some(mb) = file.sandbox.memory_mb {
             limits.memory_bytes =
                 usize::try_from(mb.get().saturating_mul(1 << 20)).unwrap_or(usize::MAX);
@@ -382,6 +412,18 @@ mod tests {
             (
                 r#"{"base_url": "http://x", "auth": {"type": "digest", "token": "t"}}"#,
                 "auth.type",
+            ),
+            (
+                r#"{"base_url": "http://x", "http": {"proxy": "not a proxy"}}"#,
+                "http.proxy",
+            ),
+            (
+                r#"{"base_url": "http://x", "http": {"allow_private_networks": "yes"}}"#,
+                "http.allow_private_networks",
+            ),
+            (
+                r#"{"base_url": "http://x", "sandbox": {"max_run_seconds": 0}}"#,
+                "sandbox.max_run_seconds",
             ),
         ] {
             let e = HostConfig::parse(text).unwrap_err();

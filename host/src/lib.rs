@@ -15,6 +15,7 @@ pub mod destination;
 pub mod exit;
 pub mod http;
 pub mod native;
+pub mod printable;
 pub mod progress;
 pub mod runtime;
 pub mod sample_api;

@@ -5,6 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use incsync::cassette;
 use incsync::destination::{Durability, JsonlTarget, Warehouse};
 use incsync::exit;
+use incsync::printable::printable;
 use incsync::progress::{LogFormat, Progress, ProgressMode};
 use incsync::runtime::{ComponentCache, Runtime};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
@@ -246,6 +247,8 @@ fn init_logging(verbose: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: a log file gets no escape sequences.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);
     match format {
         LogFormat::Text => builder.init(),
@@ -259,7 +262,8 @@ fn main() -> ExitCode {
     match execute(cli.command, cli.log_format) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
-            let line = format!("{e:#}").replace('\n', " ");
+            // Errors quote the connector and the API: escape what they say.
+            let line = printable(&format!("{e:#}").replace('\n', " "), 16 << 10);
             eprintln!("incsync: error: {line}");
             ExitCode::from(exit::code_for(&e))
         }

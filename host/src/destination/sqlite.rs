@@ -7,11 +7,110 @@ use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Valu
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The table that holds the connector's state; one row.
 const STATE_TABLE: &str = "_incsync_state";
+
+/// Where a field lives when its name cannot be its column's: one row per
+/// renamed field (`id` beside `ID`, a name with a NUL, a reserved name).
+const COLUMNS_TABLE: &str = "_incsync_columns";
+
+/// The JSON object that holds a row's fields beyond [`COLUMN_BUDGET`].
+const OVERFLOW_COLUMN: &str = "_incsync_overflow";
+
+/// The most columns a table gets (SQLite allows 2,000); later fields go into
+/// [`OVERFLOW_COLUMN`].
+pub const COLUMN_BUDGET: usize = 1000;
+
+/// Names the host keeps for itself, compared case-insensitively as SQLite
+/// compares column names.
+fn is_reserved(name: &str) -> bool {
+    name.get(..8)
+        .is_some_and(|p| p.eq_ignore_ascii_case("_incsync"))
+}
+
+/// Where one field of a table is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    /// In this column.
+    Column(String),
+    /// As a key of the row's overflow JSON object.
+    Overflow,
+}
+
+/// A table's columns, and which field each holds. Every lookup is a hash
+/// lookup, so a batch of n fields costs O(n).
+#[derive(Debug, Default)]
+struct TableColumns {
+    /// The columns, as SQLite names them.
+    exact: HashSet<String>,
+    /// The columns, lower-cased: SQLite's notion of a name collision.
+    folded: HashSet<String>,
+    /// Fields stored under another name (from [`COLUMNS_TABLE`]) or in the
+    /// overflow object.
+    renamed: HashMap<String, Slot>,
+    /// Columns that hold a renamed field: never a field of the same name.
+    targets: HashSet<String>,
+    /// The primary key's fields and their columns.
+    keys: Vec<(String, String)>,
+    /// Columns not reserved by the host: what counts against the budget.
+    user_columns: usize,
+}
+
+impl TableColumns {
+    fn has_column(&self, column: &str) -> bool {
+        self.folded.contains(&column.to_lowercase())
+    }
+
+    fn add_column(&mut self, column: &str) {
+        if !is_reserved(column) {
+            self.user_columns += 1;
+        }
+        self.exact.insert(column.to_owned());
+        self.folded.insert(column.to_lowercase());
+    }
+
+    /// The slot of a field that has one already.
+    fn slot(&self, field: &str) -> Option<Slot> {
+        if let Some(slot) = self.renamed.get(field) {
+            return Some(slot.clone());
+        }
+        (self.exact.contains(field) && !self.targets.contains(field) && !is_reserved(field))
+            .then(|| Slot::Column(field.to_owned()))
+    }
+
+    /// The column a new field gets: its own name if it is free, else a
+    /// deterministic variant (`ID__3f2a9c1e`, from the name's SHA-256); the
+    /// overflow object once the budget is spent (unless `always_column`).
+    fn allocate(&self, field: &str, always_column: bool) -> Slot {
+        if !always_column && self.user_columns >= COLUMN_BUDGET {
+            return Slot::Overflow;
+        }
+        let own_name_is_free = !field.is_empty()
+            && !field.contains('\0')
+            && !is_reserved(field)
+            && !self.has_column(field);
+        if own_name_is_free {
+            return Slot::Column(field.to_owned());
+        }
+        use sha2::Digest;
+        let hash = hex::encode(&sha2::Sha256::digest(field.as_bytes())[..4]);
+        let mut base = field.replace('\0', "_");
+        if is_reserved(&base) {
+            base.insert(0, 'x');
+        }
+        let candidate = format!("{base}__{hash}");
+        let mut column = candidate.clone();
+        let mut n = 2;
+        while self.has_column(&column) {
+            column = format!("{candidate}_{n}");
+            n += 1;
+        }
+        Slot::Column(column)
+    }
+}
 
 /// How hard each commit presses the data to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,10 +128,8 @@ pub enum Durability {
 pub struct SqliteWarehouse {
     conn: Connection,
     in_transaction: bool,
-    /// Known columns of each table, in order.
-    columns: HashMap<String, Vec<String>>,
-    /// Primary-key columns of each table.
-    keys: HashMap<String, Vec<String>>,
+    /// The columns of each table the connector writes.
+    tables: HashMap<String, TableColumns>,
 }
 
 fn quote(name: &str) -> String {
@@ -109,11 +206,34 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-struct Bind<'a>(&'a Value);
+/// One bound parameter: a value of the batch, or a row's overflow object.
+enum Bind<'a> {
+    Value(&'a Value),
+    Json(String),
+}
+
+/// A value as JSON, for the overflow object.
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => (*i).into(),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::String(s) => s.clone().into(),
+        Value::UtcDatetime(t) => format_utc_micros(*t).into(),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
+    }
+}
 
 impl rusqlite::ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self.0 {
+        let value = match self {
+            Bind::Value(v) => v,
+            Bind::Json(text) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))),
+        };
+        Ok(match value {
             Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
             Value::Boolean(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
             Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
@@ -125,6 +245,22 @@ impl rusqlite::ToSql for Bind<'_> {
                 ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(*t)))
             }
         })
+    }
+}
+
+/// Creates the warehouse file `0600` if it does not exist: it holds customer
+/// data. SQLite gives its `-wal` and `-shm` files the same mode.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating warehouse {}", path.display())),
     }
 }
 
@@ -185,6 +321,7 @@ fn prepare_state_table(conn: &Connection) -> Result<()> {
 impl SqliteWarehouse {
     /// Opens (or creates) the warehouse file at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
+        create_private(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("opening warehouse {}", path.display()))?;
         let synchronous = match durability {
@@ -192,15 +329,19 @@ impl SqliteWarehouse {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=30000;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=30000;
+             CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
+                 tbl TEXT NOT NULL,
+                 field TEXT NOT NULL,
+                 col TEXT NOT NULL,
+                 PRIMARY KEY (tbl, field));"
         ))
         .with_context(|| format!("preparing warehouse {}", path.display()))?;
         prepare_state_table(&conn).with_context(|| format!("warehouse {}", path.display()))?;
         Ok(SqliteWarehouse {
             conn,
             in_transaction: false,
-            columns: HashMap::new(),
-            keys: HashMap::new(),
+            tables: HashMap::new(),
         })
     }
 
@@ -217,41 +358,93 @@ impl SqliteWarehouse {
         Ok(())
     }
 
-    fn table_columns(&self, table: &str) -> Result<Vec<String>> {
+    /// Reads a table's columns and renamed fields from the warehouse.
+    fn load_table(&self, table: &str, keys: Vec<(String, String)>) -> Result<TableColumns> {
+        let mut t = TableColumns {
+            keys,
+            ..TableColumns::default()
+        };
         let mut stmt = self
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-        let cols = stmt
-            .query_map([], |r| r.get::<_, String>(1))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(cols)
+        for column in stmt.query_map([], |r| r.get::<_, String>(1))? {
+            t.add_column(&column?);
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT field, col FROM {COLUMNS_TABLE} WHERE tbl = ?1"
+        ))?;
+        for row in stmt.query_map([table], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })? {
+            let (field, column) = row?;
+            t.targets.insert(column.clone());
+            t.renamed.insert(field, Slot::Column(column));
+        }
+        Ok(t)
     }
 
-    fn add_column(
+    /// The slot of `field` in `table`, adding a column (of `sql_type`) for a
+    /// new field while the budget lasts, and the overflow column when it is
+    /// first needed.
+    fn slot_for(
         &mut self,
         table: &str,
-        column: &str,
+        field: &str,
         sql_type: &str,
-    ) -> Result<(), DestinationError> {
+    ) -> Result<Slot, DestinationError> {
+        let t = self.tables.get(table).expect("known table");
+        if let Some(slot) = t.slot(field) {
+            return Ok(slot);
+        }
+        let slot = t.allocate(field, false);
+        let (column, ty) = match &slot {
+            Slot::Column(c) => (c.as_str(), sql_type),
+            Slot::Overflow if t.exact.contains(OVERFLOW_COLUMN) => {
+                let t = self.tables.get_mut(table).expect("known table");
+                t.renamed.insert(field.to_owned(), Slot::Overflow);
+                return Ok(Slot::Overflow);
+            }
+            Slot::Overflow => (OVERFLOW_COLUMN, "TEXT"),
+        };
         let added = self.conn.execute_batch(&format!(
-            "ALTER TABLE {} ADD COLUMN {} {sql_type}",
+            "ALTER TABLE {} ADD COLUMN {} {ty}",
             quote(table),
             quote(column)
         ));
         if let Err(e) = added {
-            // Another stream's connection may have added it since we looked.
-            let now = self.table_columns(table).map_err(other)?;
-            if !now.iter().any(|c| c == column) {
+            // Another stream's connection may have added it since this one
+            // looked (streams sync in parallel): then it is there to use.
+            let there = self
+                .conn
+                .prepare(&format!("PRAGMA table_info({})", quote(table)))
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get::<_, String>(1))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(other)?
+                .iter()
+                .any(|c| c == column);
+            if !there {
                 return Err(other(e));
             }
-            *self.columns.get_mut(table).expect("known table") = now;
-            return Ok(());
         }
-        self.columns
-            .get_mut(table)
-            .expect("known table")
-            .push(column.to_owned());
-        Ok(())
+        if slot != Slot::Column(field.to_owned()) && slot != Slot::Overflow {
+            self.conn
+                .execute(
+                    &format!("INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"),
+                    params![table, field, column],
+                )
+                .map_err(other)?;
+        }
+        let t = self.tables.get_mut(table).expect("known table");
+        t.add_column(column);
+        if slot != Slot::Column(field.to_owned()) {
+            if let Slot::Column(c) = &slot {
+                t.targets.insert(c.clone());
+            }
+            t.renamed.insert(field.to_owned(), slot.clone());
+        }
+        Ok(slot)
     }
 
     fn upsert_sql(table: &str, columns: &[String], keys: &[String]) -> String {
@@ -285,61 +478,74 @@ impl Destination for SqliteWarehouse {
                 "table `{}` has no primary key",
                 t.name
             );
-            anyhow::ensure!(
-                !t.name.starts_with("_incsync"),
-                "table name `{}` is reserved",
-                t.name
-            );
-            let mut defs: Vec<String> = t
-                .columns
-                .iter()
-                .map(|c| format!("{} {}", quote(&c.name), sql_type(c.data_type)))
-                .collect();
+            anyhow::ensure!(!is_reserved(&t.name), "table name `{}` is reserved", t.name);
+            let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
+            // The key's columns, named as any new field would be.
+            let mut columns = self.load_table(&t.name, Vec::new())?;
+            let exists = !columns.exact.is_empty();
+            let mut keys = Vec::with_capacity(t.primary_key.len());
+            let mut defs = Vec::new();
             for k in &t.primary_key {
-                if !t.columns.iter().any(|c| &c.name == k) {
-                    defs.push(format!("{} TEXT", quote(k)));
+                let slot = columns.slot(k).unwrap_or_else(|| columns.allocate(k, true));
+                let Slot::Column(column) = slot else {
+                    unreachable!("a key always gets a column")
+                };
+                if !exists {
+                    let ty = declared(k).map_or("TEXT", |c| sql_type(c.data_type));
+                    defs.push(format!("{} {ty}", quote(&column)));
+                    columns.add_column(&column);
+                    if &column != k {
+                        columns.targets.insert(column.clone());
+                        columns
+                            .renamed
+                            .insert(k.clone(), Slot::Column(column.clone()));
+                        self.conn.execute(
+                            &format!("INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"),
+                            params![t.name, k, column],
+                        )?;
+                    }
                 }
+                keys.push((k.clone(), column));
             }
-            let pk = t
-                .primary_key
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.conn.execute_batch(&format!(
-                "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
-                quote(&t.name),
-                defs.join(", ")
-            ))?;
-            let existing = self.table_columns(&t.name)?;
-            self.columns.insert(t.name.clone(), existing);
-            self.keys.insert(t.name.clone(), t.primary_key.clone());
+            if !exists {
+                let pk: Vec<String> = keys.iter().map(|(_, c)| quote(c)).collect();
+                self.conn.execute_batch(&format!(
+                    "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
+                    quote(&t.name),
+                    defs.join(", "),
+                    pk.join(", ")
+                ))?;
+            }
+            columns.keys = keys;
+            self.tables.insert(t.name.clone(), columns);
             for c in &t.columns {
-                if !self.columns[&t.name].contains(&c.name) {
-                    self.add_column(&t.name, &c.name, sql_type(c.data_type))
-                        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-                }
+                self.slot_for(&t.name, &c.name, sql_type(c.data_type))
+                    .map_err(|e| {
+                        anyhow::anyhow!("table `{}`, column `{}`: {e:?}", t.name, c.name)
+                    })?;
             }
         }
         Ok(())
     }
 
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
-        let Some(keys) = self.keys.get(table).cloned() else {
+        let Some(t) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
         let width = batch.columns.len();
+        let mut position = HashMap::with_capacity(width);
         for (i, c) in batch.columns.iter().enumerate() {
-            if batch.columns[..i].contains(c) {
+            if position.insert(c.as_str(), i).is_some() {
                 return Err(DestinationError::InvalidBatch(format!(
-                    "column `{c}` is named twice"
+                    "column `{}` is named twice",
+                    crate::printable::printable(c, 200)
                 )));
             }
         }
-        let mut key_slots = Vec::with_capacity(keys.len());
-        for k in &keys {
-            match batch.columns.iter().position(|c| c == k) {
-                Some(i) => key_slots.push(i),
+        let mut key_slots = Vec::with_capacity(t.keys.len());
+        for (k, _) in &t.keys {
+            match position.get(k.as_str()) {
+                Some(&i) => key_slots.push(i),
                 None => {
                     return Err(DestinationError::InvalidBatch(format!(
                         "primary-key column `{k}` is missing"
@@ -347,6 +553,7 @@ impl Destination for SqliteWarehouse {
                 }
             }
         }
+        let key_columns: Vec<String> = t.keys.iter().map(|(_, c)| c.clone()).collect();
         for (n, row) in batch.rows.iter().enumerate() {
             if row.len() != width {
                 return Err(DestinationError::InvalidBatch(format!(
@@ -365,23 +572,46 @@ impl Destination for SqliteWarehouse {
             return Ok(());
         }
         self.begin()?;
+        let mut slots = Vec::with_capacity(width);
         for (i, c) in batch.columns.iter().enumerate() {
-            if !self.columns[table].contains(c) {
-                let ty = batch
-                    .rows
-                    .iter()
-                    .map(|r| &r[i])
-                    .find(|v| !matches!(v, Value::Null))
-                    .map_or("TEXT", value_type);
-                self.add_column(table, c, ty)?;
-            }
+            let ty = batch
+                .rows
+                .iter()
+                .map(|r| &r[i])
+                .find(|v| !matches!(v, Value::Null))
+                .map_or("TEXT", value_type);
+            slots.push(self.slot_for(table, c, ty)?);
         }
-        let sql = Self::upsert_sql(table, &batch.columns, &keys);
+        let mut sql_columns: Vec<String> = slots
+            .iter()
+            .filter_map(|s| match s {
+                Slot::Column(c) => Some(c.clone()),
+                Slot::Overflow => None,
+            })
+            .collect();
+        let overflow: Vec<usize> = (0..width).filter(|&i| slots[i] == Slot::Overflow).collect();
+        if !overflow.is_empty() {
+            sql_columns.push(OVERFLOW_COLUMN.to_owned());
+        }
+        let sql = Self::upsert_sql(table, &sql_columns, &key_columns);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
-        let mut binds: Vec<Bind<'_>> = Vec::with_capacity(width);
+        let mut binds: Vec<Bind<'_>> = Vec::with_capacity(sql_columns.len());
         for row in &batch.rows {
             binds.clear();
-            binds.extend(row.iter().map(Bind));
+            binds.extend(
+                row.iter()
+                    .zip(&slots)
+                    .filter(|(_, s)| matches!(s, Slot::Column(_)))
+                    .map(|(v, _)| Bind::Value(v)),
+            );
+            if !overflow.is_empty() {
+                let object: serde_json::Map<String, serde_json::Value> = overflow
+                    .iter()
+                    .filter(|&&i| !matches!(row[i], Value::Null))
+                    .map(|&i| (batch.columns[i].clone(), to_json(&row[i])))
+                    .collect();
+                binds.push(Bind::Json(serde_json::Value::Object(object).to_string()));
+            }
             stmt.execute(rusqlite::params_from_iter(binds.iter()))
                 .map_err(other)?;
         }
@@ -414,13 +644,11 @@ impl Destination for SqliteWarehouse {
             self.conn.execute_batch("ROLLBACK")?;
             self.in_transaction = false;
             // Columns added in the rolled-back transaction are gone again.
-            for (table, cols) in self.columns.iter_mut() {
-                let mut stmt = self
-                    .conn
-                    .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-                *cols = stmt
-                    .query_map([], |r| r.get::<_, String>(1))?
-                    .collect::<rusqlite::Result<_>>()?;
+            let names: Vec<String> = self.tables.keys().cloned().collect();
+            for table in names {
+                let keys = std::mem::take(&mut self.tables.get_mut(&table).expect("known").keys);
+                let reloaded = self.load_table(&table, keys)?;
+                self.tables.insert(table, reloaded);
             }
         }
         Ok(())
@@ -465,6 +693,7 @@ impl Destination for SqliteWarehouse {
 mod tests {
     use super::*;
     use crate::runtime::bindings::Column;
+    use sha2::Digest;
 
     fn user_table() -> Table {
         Table {
@@ -545,6 +774,113 @@ mod tests {
             ("b4", "2024-01-15T10:30:00Z", 7)
         );
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":2}"#));
+    }
+
+    fn one_row(columns: &[&str]) -> RowBatch {
+        RowBatch {
+            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
+            rows: vec![
+                (0..columns.len())
+                    .map(|i| {
+                        if i == 0 {
+                            Value::String("1".into())
+                        } else {
+                            Value::Integer(i as i64)
+                        }
+                    })
+                    .collect(),
+            ],
+        }
+    }
+
+    fn column_names(w: &SqliteWarehouse) -> Vec<String> {
+        let stmt = w.connection().prepare("SELECT * FROM user").unwrap();
+        stmt.column_names().iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn colliding_and_odd_names_get_their_own_columns_across_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let fields = [
+            "id",
+            "ID",
+            "Name",
+            "a\0b",
+            "",
+            "_INCSYNC_STATE",
+            "_incsync_overflow",
+        ];
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        w.upsert("user", one_row(&fields)).unwrap();
+        w.checkpoint("{}").unwrap();
+        let first = column_names(&w);
+        assert!(first.contains(&format!(
+            "ID__{}",
+            &hex::encode(sha2::Sha256::digest(b"ID"))[..8]
+        )));
+        for name in &first {
+            assert!(!name.contains('\0'), "{name:?}");
+        }
+        let reserved: Vec<_> = first.iter().filter(|c| is_reserved(c)).collect();
+        assert!(reserved.is_empty(), "{reserved:?}");
+        drop(w);
+        // Reopened, in another order: the same columns, no new ones.
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        let mut reversed = fields;
+        reversed[1..].reverse();
+        w.upsert("user", one_row(&reversed)).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert_eq!(column_names(&w), first);
+        assert_eq!(count(&w), 1);
+    }
+
+    #[test]
+    fn fields_past_the_budget_overflow_into_json_and_checks_stay_linear() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        let names: Vec<String> = std::iter::once("id".to_owned())
+            .chain((1..200_000).map(|i| format!("f{i}")))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let started = std::time::Instant::now();
+        w.upsert("user", one_row(&refs)).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        let columns = column_names(&w);
+        assert!(columns.len() <= COLUMN_BUDGET + 1, "{}", columns.len());
+        let overflow: String = w
+            .connection()
+            .query_row("SELECT _incsync_overflow FROM user", [], |r| r.get(0))
+            .unwrap();
+        let overflow: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&overflow).unwrap();
+        // Every field f1… is in a column (not id, name, updatedAt or the
+        // overflow itself) or in the overflow object.
+        assert_eq!(columns.len() - 4 + overflow.len(), 199_999, "nothing lost");
+        assert_eq!(overflow["f199999"], 199_999);
+    }
+
+    #[test]
+    fn the_warehouse_files_are_private() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        w.upsert("user", batch(&[("1", "a")])).unwrap();
+        w.checkpoint("{}").unwrap();
+        for name in ["w.db", "w.db-wal", "w.db-shm"] {
+            let mode = std::fs::metadata(dir.path().join(name)).unwrap().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{name}: {mode:o}");
+        }
     }
 
     #[test]

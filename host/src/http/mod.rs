@@ -1,12 +1,18 @@
 //! Outbound HTTP for the `http-fetch` import: a keep-alive client behind the
 //! sandbox's allow-list, wrapped in retries.
 
+mod resolve;
 mod retry;
 
+pub use resolve::{AddressPolicy, Lookup, SystemLookup, is_non_public};
 pub use retry::{Pacer, Pause, RetryPolicy, Retrying, Sleep, retry_after};
 
+use crate::printable::printable;
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
+use std::collections::HashSet;
 use std::io::Read;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -81,6 +87,20 @@ impl AllowList {
             }
         }
         Ok(AllowList { origins })
+    }
+
+    /// The IP addresses the config names literally (`http://127.0.0.1:5001`):
+    /// these may be reached even when they are loopback or private.
+    pub fn literal_ips(&self) -> HashSet<IpAddr> {
+        self.origins
+            .iter()
+            .filter_map(|(_, host, _)| {
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .ok()
+            })
+            .collect()
     }
 
     /// Checks `url`; `Err` says why it is refused.
@@ -192,6 +212,13 @@ pub struct HttpSettings {
     pub max_redirects: u32,
     /// How failed requests are retried.
     pub retry: RetryPolicy,
+    /// The proxy the config names (`http.proxy`); none: connect directly,
+    /// whatever the environment's proxy variables say.
+    pub proxy: Option<ureq::Proxy>,
+    /// Whether an allowed host name may resolve to a loopback, private,
+    /// link-local, unique-local, unspecified or multicast address
+    /// (`http.allow_private_networks`).
+    pub allow_private_networks: bool,
 }
 
 impl Default for HttpSettings {
@@ -201,6 +228,8 @@ impl Default for HttpSettings {
             max_body: 64 << 20,
             max_redirects: 5,
             retry: RetryPolicy::default(),
+            proxy: None,
+            allow_private_networks: false,
         }
     }
 }
@@ -214,15 +243,39 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client that reaches only `allow`.
+    /// A client that reaches only `allow`, resolving names with the system.
     pub fn new(allow: AllowList, settings: HttpSettings) -> Client {
-        let agent = ureq::Agent::config_builder()
+        Client::with_lookup(allow, settings, Arc::new(SystemLookup))
+    }
+
+    /// A client that reaches only `allow`, resolving names with `lookup`.
+    pub fn with_lookup(
+        allow: AllowList,
+        settings: HttpSettings,
+        lookup: Arc<dyn Lookup>,
+    ) -> Client {
+        let policy = AddressPolicy {
+            named: allow.literal_ips(),
+            allow_private_networks: settings.allow_private_networks,
+            proxy: settings
+                .proxy
+                .as_ref()
+                .map(|p| format!("{}:{}", p.host(), p.port())),
+        };
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .max_redirects(0)
             .timeout_global(Some(settings.timeout))
+            // ureq reads HTTP_PROXY & co. by default: only a proxy the config
+            // names may see the requests and their credentials.
+            .proxy(settings.proxy.clone())
             .user_agent(concat!("incsync/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            resolve::SandboxResolver::new(lookup, policy),
+        );
         Client {
             agent,
             allow,
@@ -303,6 +356,14 @@ impl Client {
         use std::io::ErrorKind::*;
         match e.kind() {
             TimedOut | WouldBlock => HttpError::Timeout,
+            PermissionDenied
+                if e.get_ref()
+                    .is_some_and(|i| i.downcast_ref::<resolve::AddressRefused>().is_some()) =>
+            {
+                let why = e.get_ref().map(|i| i.to_string()).unwrap_or_default();
+                tracing::warn!("sandbox: refused {}", printable(&why, 1024));
+                HttpError::Denied(why)
+            }
             _ => {
                 // ureq wraps its own errors (limits, timeouts) in io::Error.
                 match e
@@ -331,29 +392,109 @@ fn method_name(m: Method) -> &'static str {
     }
 }
 
-/// Headers that carry credentials: not sent on to another origin by a redirect.
-const CREDENTIALS: &[&str] = &["authorization", "cookie", "proxy-authorization"];
+/// The guest's headers that a redirect carries to another origin; any other
+/// (`authorization`, `cookie`, an API key under any name) stays behind.
+const SAFE_ACROSS_ORIGINS: &[&str] = &["accept", "accept-language", "content-type"];
+
+/// Where a redirect `status` with `location` from `from` leads, and what the
+/// next hop sends: never from https down to http; a 303, or a 301 or 302 to
+/// another origin, becomes a GET without a body; a hop to another origin
+/// keeps only the guest's [`SAFE_ACROSS_ORIGINS`] headers (the config's
+/// credentials are attached per hop, to the `base_url` origin only).
+fn follow_redirect(
+    from: &Url,
+    status: u16,
+    location: &str,
+    hop: &mut Request,
+) -> Result<Url, HttpError> {
+    let next = from.join(location).map_err(|e| {
+        HttpError::Other(format!(
+            "redirect to a bad location `{}`: {e}",
+            printable(location, 1024)
+        ))
+    })?;
+    if from.scheme() == "https" && next.scheme() == "http" {
+        tracing::warn!(
+            "sandbox: refused a redirect from {} down to {}",
+            printable(from.as_str(), 1024),
+            printable(next.as_str(), 1024)
+        );
+        return Err(HttpError::Denied(format!(
+            "redirect from https down to http ({})",
+            printable(next.as_str(), 1024)
+        )));
+    }
+    let cross_origin = origin(&next) != origin(from);
+    let to_get = status == 303 || (cross_origin && matches!(status, 301 | 302));
+    if to_get && hop.method != Method::Head {
+        hop.method = Method::Get;
+        hop.body = None;
+        hop.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
+    }
+    if cross_origin {
+        hop.headers.retain(|(k, _)| {
+            SAFE_ACROSS_ORIGINS
+                .iter()
+                .any(|safe| k.eq_ignore_ascii_case(safe))
+        });
+    }
+    Ok(next)
+}
+
+/// Headers the guest may not set: they pick the virtual host (`host`), frame
+/// the body (`content-length`, `transfer-encoding`, `te`), or govern the
+/// connection and proxies (`connection`, `upgrade`, `proxy-*`), all of which
+/// are the host's to decide.
+const HOST_ONLY_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+
+/// Refuses a guest header the host alone may set.
+fn check_guest_headers(headers: &[(String, String)]) -> Result<(), HttpError> {
+    for (name, _) in headers {
+        let host_only = HOST_ONLY_HEADERS
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h))
+            || name
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"));
+        if host_only {
+            return Err(HttpError::InvalidRequest(format!(
+                "header `{}` is set by the host, not the connector",
+                printable(name, 200)
+            )));
+        }
+    }
+    Ok(())
+}
 
 impl HttpBackend for Client {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        check_guest_headers(&request.headers)?;
         let first = Url::parse(&request.url).map_err(|e| {
             HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url))
         })?;
-        let mut url = first.clone();
-        let mut method = request.method;
+        let mut url = first;
         let mut hop = request.clone();
         for _ in 0..=self.settings.max_redirects {
             if let Err(why) = self.allow.check(&url) {
-                tracing::warn!("sandbox: refused {} {url}: {why}", method_name(method));
+                tracing::warn!(
+                    "sandbox: refused {} {}: {}",
+                    method_name(hop.method),
+                    printable(url.as_str(), 1024),
+                    printable(&why, 1024)
+                );
                 return Err(HttpError::Denied(why));
-            }
-            if origin(&url) != origin(&first) {
-                hop.headers
-                    .retain(|(k, _)| !CREDENTIALS.iter().any(|c| k.eq_ignore_ascii_case(c)));
             }
             let (mut sent_url, mut sent) = (url.clone(), hop.clone());
             self.credentials.apply(&mut sent_url, &mut sent.headers);
-            let response = self.send_once(method, &sent_url, &sent)?;
+            let response = self.send_once(hop.method, &sent_url, &sent)?;
             let location = response
                 .headers
                 .iter()
@@ -361,13 +502,7 @@ impl HttpBackend for Client {
                 .map(|(_, v)| v.clone());
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => {
-                    url = url.join(&location).map_err(|e| {
-                        HttpError::Other(format!("redirect to a bad location `{location}`: {e}"))
-                    })?;
-                    if response.status == 303 {
-                        method = Method::Get;
-                        hop.body = None;
-                    }
+                    url = follow_redirect(&url, response.status, &location, &mut hop)?;
                 }
                 _ => return Ok(response),
             }
@@ -440,7 +575,8 @@ mod tests {
                 url: format!("{first}/a"),
                 headers: vec![
                     ("Authorization".into(), "Bearer secret".into()),
-                    ("x-keep".into(), "1".into()),
+                    ("X-Api-Key".into(), "guest-k3y".into()),
+                    ("accept".into(), "application/json".into()),
                 ],
                 body: None,
             })
@@ -456,7 +592,132 @@ mod tests {
             !second_request.contains("authorization"),
             "{second_request}"
         );
-        assert!(second_request.contains("x-keep: 1"), "{second_request}");
+        assert!(!second_request.contains("guest-k3y"), "{second_request}");
+        assert!(
+            second_request.contains("accept: application/json"),
+            "{second_request}"
+        );
+    }
+
+    #[test]
+    fn config_credentials_do_not_follow_a_redirect_to_another_origin() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
+        let (target, seen_by_target) = one_shot(ok);
+        let redirect = format!(
+            "HTTP/1.1 301 Moved\r\nLocation: {target}/b\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let (base, seen_by_base) = one_shot(redirect);
+        let allow = AllowList::new(&base, std::slice::from_ref(&target)).unwrap();
+        let mut credentials = Credentials::for_base(&base);
+        credentials.header("X-API-Key", "k3y".into());
+        credentials.query("api_key", "q5ecret".into());
+        let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
+        let answer = client
+            .fetch(Request {
+                method: Method::Post,
+                url: format!("{base}/a"),
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: Some(b"{\"q\":1}".to_vec()),
+            })
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        let to_base = seen_by_base.recv().unwrap().to_ascii_lowercase();
+        let to_target = seen_by_target.recv().unwrap().to_ascii_lowercase();
+        assert!(to_base.contains("x-api-key: k3y"), "{to_base}");
+        assert!(
+            !to_target.contains("k3y") && !to_target.contains("q5ecret"),
+            "{to_target}"
+        );
+        assert!(
+            to_target.starts_with("get /b "),
+            "a 301 elsewhere is a GET: {to_target}"
+        );
+        assert!(
+            !to_target.contains("{\"q\":1}"),
+            "without the body: {to_target}"
+        );
+    }
+
+    #[test]
+    fn redirects_never_downgrade_and_turn_into_gets_only_as_the_rules_say() {
+        let hop = |method: Method| Request {
+            method,
+            url: String::new(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("x-api-key".into(), "k".into()),
+            ],
+            body: Some(b"{}".to_vec()),
+        };
+        let https = Url::parse("https://api.example.com/a").unwrap();
+        let mut r = hop(Method::Get);
+        assert!(matches!(
+            follow_redirect(&https, 302, "http://api.example.com/b", &mut r),
+            Err(HttpError::Denied(m)) if m.contains("https down to http")
+        ));
+        // Same origin: 302 and 307 keep the method, the body and the headers.
+        for status in [301, 302, 307, 308] {
+            let mut r = hop(Method::Post);
+            let next = follow_redirect(&https, status, "/b", &mut r).unwrap();
+            assert_eq!(next.as_str(), "https://api.example.com/b");
+            assert_eq!(
+                (r.method, r.body.is_some(), r.headers.len()),
+                (Method::Post, true, 2)
+            );
+        }
+        // A 303 anywhere, and a 301 or 302 elsewhere, is a GET without a body.
+        let mut r = hop(Method::Post);
+        follow_redirect(&https, 303, "/b", &mut r).unwrap();
+        assert_eq!(
+            (r.method, r.body.is_some(), r.headers.len()),
+            (Method::Get, false, 1)
+        );
+        for status in [301, 302] {
+            let mut r = hop(Method::Post);
+            follow_redirect(&https, status, "https://other.example.com/b", &mut r).unwrap();
+            assert_eq!((r.method, r.body.is_some()), (Method::Get, false));
+            assert!(r.headers.is_empty(), "{:?}", r.headers);
+        }
+        // A 307 elsewhere keeps the POST and its body, not the API key.
+        let mut r = hop(Method::Post);
+        follow_redirect(&https, 307, "https://other.example.com/b", &mut r).unwrap();
+        assert_eq!((r.method, r.body.is_some()), (Method::Post, true));
+        assert_eq!(
+            r.headers,
+            [("content-type".to_owned(), "application/json".to_owned())]
+        );
+    }
+
+    #[test]
+    fn the_guest_may_not_set_host_only_headers() {
+        for name in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "connection",
+            "TE",
+            "upgrade",
+            "Proxy-Authorization",
+            "proxy-connection",
+        ] {
+            let e = check_guest_headers(&[(name.to_owned(), "x".to_owned())]).unwrap_err();
+            assert!(
+                matches!(&e, HttpError::InvalidRequest(m) if m.contains(name)),
+                "{name}: {e:?}"
+            );
+        }
+        for name in [
+            "accept",
+            "content-type",
+            "x-proxy",
+            "authorization",
+            "tenant",
+        ] {
+            assert!(
+                check_guest_headers(&[(name.to_owned(), "x".to_owned())]).is_ok(),
+                "{name}"
+            );
+        }
     }
 }
 
@@ -501,5 +762,91 @@ mod credential_tests {
             !to_other.contains("k3y") && !to_other.contains("q5ecret"),
             "{to_other}"
         );
+    }
+}
+
+#[cfg(test)]
+mod address_tests {
+    use super::tests_support::one_shot;
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// A resolver whose every name resolves to `to`.
+    struct FakeDns(Vec<IpAddr>);
+
+    impl Lookup for FakeDns {
+        fn lookup(&self, _host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            Ok(self.0.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+        }
+    }
+
+    fn get(client: &mut Client, url: String) -> Result<Response, HttpError> {
+        client.fetch(Request {
+            method: Method::Get,
+            url,
+            headers: vec![],
+            body: None,
+        })
+    }
+
+    #[test]
+    fn an_allowed_name_that_resolves_to_a_private_address_is_refused() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://rebind.test:{port}");
+        let allow = AllowList::new(&base, &[]).unwrap();
+        let dns = Arc::new(FakeDns(vec!["127.0.0.1".parse().unwrap()]));
+        let mut client = Client::with_lookup(allow, HttpSettings::default(), dns);
+        let answer = get(&mut client, format!("{base}/latest/meta-data"));
+        assert!(
+            matches!(&answer, Err(HttpError::Denied(m)) if m.contains("127.0.0.1") && m.contains("allow_private_networks")),
+            "{answer:?}"
+        );
+        assert!(listener.accept().is_err(), "no connection was made");
+    }
+
+    #[test]
+    fn the_opt_in_or_a_literal_address_reaches_a_private_network() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
+        let (url, _) = one_shot(ok);
+        let port = Url::parse(&url).unwrap().port().unwrap();
+        let base = format!("http://rebind.test:{port}");
+        let settings = HttpSettings {
+            allow_private_networks: true,
+            ..HttpSettings::default()
+        };
+        let dns = Arc::new(FakeDns(vec!["127.0.0.1".parse().unwrap()]));
+        let mut client = Client::with_lookup(AllowList::new(&base, &[]).unwrap(), settings, dns);
+        assert_eq!(get(&mut client, format!("{base}/")).unwrap().status, 200);
+
+        // The literal address in the config is reached; a name resolving to
+        // it is not.
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+        let (literal, _) = one_shot(ok.to_owned());
+        let port = Url::parse(&literal).unwrap().port().unwrap();
+        let name = format!("http://rebind.test:{port}");
+        let allow = AllowList::new(&literal, std::slice::from_ref(&name)).unwrap();
+        let dns = Arc::new(FakeDns(vec!["127.0.0.1".parse().unwrap()]));
+        let mut client = Client::with_lookup(allow, HttpSettings::default(), dns);
+        assert!(matches!(
+            get(&mut client, format!("{name}/")),
+            Err(HttpError::Denied(_))
+        ));
+        assert_eq!(get(&mut client, format!("{literal}/")).unwrap().status, 200);
+    }
+
+    #[test]
+    fn only_the_checked_addresses_are_handed_to_the_connector() {
+        let dns = Arc::new(FakeDns(vec![
+            "169.254.169.254".parse().unwrap(),
+            "93.184.216.34".parse().unwrap(),
+            "fd00::1".parse().unwrap(),
+        ]));
+        let resolver = resolve::SandboxResolver::new(dns, AddressPolicy::default());
+        let addrs = resolver.addresses("api.example.com", 443).unwrap();
+        assert_eq!(addrs, ["93.184.216.34:443".parse::<SocketAddr>().unwrap()]);
+        let refused = resolver.addresses("169.254.169.254", 80).unwrap_err();
+        assert!(refused.to_string().contains("169.254.169.254"), "{refused}");
     }
 }

@@ -222,7 +222,10 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
                 || self.retries_left_in_sync == 0
             {
                 if retryable(&answer) && attempt > 0 {
-                    tracing::warn!("{}: giving up after {attempt} retries", request.url);
+                    tracing::warn!(
+                        "{}: giving up after {attempt} retries",
+                        crate::printable::printable(&request.url, 1024)
+                    );
                 }
                 return answer;
             }
@@ -237,7 +240,12 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => format!("{e:?}"),
             };
-            tracing::info!("{}: {why}; retry {} in {wait:?}", request.url, attempt + 1);
+            tracing::info!(
+                "{}: {}; retry {} in {wait:?}",
+                crate::printable::printable(&request.url, 1024),
+                crate::printable::printable(&why.to_string(), 1024),
+                attempt + 1
+            );
             self.pause.pause(wait);
             attempt += 1;
             self.retries += 1;

@@ -5,6 +5,10 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "connector",
+        // Every import returns `wasmtime::Result<…>`: an `Err` traps (a host
+        // fault or a sandbox limit, which the guest must not see or handle),
+        // the inner result is what the guest sees.
+        imports: { default: trappable },
     });
 }
 

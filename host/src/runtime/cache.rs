@@ -3,10 +3,20 @@
 //! A cache entry is keyed by the SHA-256 of the component's bytes and by the
 //! engine's compatibility hash (wasmtime's version and every compilation
 //! setting), so a new wasmtime or another config never loads a stale entry.
+//!
+//! Loading an entry runs native code from disk (wasmtime's `unsafe`
+//! deserialize), so the cache trusts nothing it did not check: the directory
+//! is created `0700` and refused if another user owns it or others may write
+//! to it; entries are opened without following symlinks, must be regular
+//! files of this user, and must match the SHA-256 written beside them. On
+//! any doubt the component is compiled instead.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
+use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -27,7 +37,7 @@ pub enum CacheOutcome {
     Hit,
     /// Compiled, and saved the result.
     Miss,
-    /// Compiled; the cache is off.
+    /// Compiled; the cache is off (or its directory was refused).
     Off,
 }
 
@@ -44,20 +54,30 @@ impl ComponentCache {
         dir.map_or(ComponentCache::Off, ComponentCache::Dir)
     }
 
-    /// Loads `wasm` as a component, from the cache when it holds it.
+    /// Loads `wasm` as a component, from the cache when it holds a verified
+    /// entry of it.
     pub fn load(&self, engine: &Engine, wasm: &[u8]) -> Result<(Component, CacheOutcome)> {
         let ComponentCache::Dir(dir) = self else {
             return Ok((compile(engine, wasm)?, CacheOutcome::Off));
         };
+        if let Err(e) = trusted_dir(dir) {
+            tracing::warn!("not using the component cache {}: {e:#}", dir.display());
+            return Ok((compile(engine, wasm)?, CacheOutcome::Off));
+        }
         let path = dir.join(entry_name(engine, wasm));
-        if path.exists() {
-            // SAFETY: the file was written by `Component::serialize` of an
-            // engine with the same compatibility hash (its name says so), into
-            // a directory this user owns; wasmtime checks the header again.
-            match unsafe { Component::deserialize_file(engine, &path) } {
-                Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::debug!("ignoring cache entry {}: {e}", path.display()),
+        match read_verified(&path) {
+            Ok(bytes) => {
+                // SAFETY: the bytes were written by `Component::serialize` of
+                // an engine with the same compatibility hash (the name says
+                // so), into a directory only this user may write, as a regular
+                // file of this user, and they match the digest written beside
+                // them; wasmtime checks the header again.
+                match unsafe { Component::deserialize(engine, &bytes) } {
+                    Ok(component) => return Ok((component, CacheOutcome::Hit)),
+                    Err(e) => tracing::debug!("ignoring cache entry {}: {e}", path.display()),
+                }
             }
+            Err(e) => tracing::debug!("not loading cache entry {}: {e:#}", path.display()),
         }
         let component = compile(engine, wasm)?;
         if let Err(e) = store(&path, &component) {
@@ -89,20 +109,180 @@ fn entry_name(engine: &Engine, wasm: &[u8]) -> String {
     )
 }
 
-fn store(path: &Path, component: &Component) -> Result<()> {
+/// The file beside an entry that holds its SHA-256, in hex.
+fn digest_path(entry: &Path) -> PathBuf {
+    let mut name = entry.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Creates `dir` (`0700`) if missing, and checks that only this user may
+/// write to it: a directory, not a symlink, owned by this user, not
+/// writable by group or others.
+fn trusted_dir(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .context("creating it")?;
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() {
+        bail!("it is not a directory (a symlink?)");
+    }
+    if meta.uid() != euid() {
+        bail!("it is owned by user {}, not this user", meta.uid());
+    }
+    if meta.mode() & 0o022 != 0 {
+        bail!(
+            "group or others may write to it (mode {:o}; `chmod 700` it)",
+            meta.mode() & 0o777
+        );
+    }
+    Ok(())
+}
+
+/// Reads a regular file of this user that others cannot write, without
+/// following a symlink.
+fn read_own_file(path: &Path) -> Result<Vec<u8>> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.uid() != euid() || meta.mode() & 0o022 != 0 {
+        bail!("not a regular file of this user that only it may write");
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// An entry's bytes, if they match the digest beside them.
+fn read_verified(path: &Path) -> Result<Vec<u8>> {
+    let bytes = read_own_file(path)?;
+    let digest = read_own_file(&digest_path(path))?;
+    if hex::encode(Sha256::digest(&bytes)).as_bytes() != digest.trim_ascii() {
+        bail!("it does not match its digest");
+    }
+    Ok(bytes)
+}
+
+/// Writes `bytes` to a new file `0600` beside `path`, then renames it onto
+/// `path`: a killed writer leaves no truncated entry, and a symlink at
+/// `path` is replaced, never written through.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().context("cache path has a parent")?;
-    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        path.file_name().context("a file name")?.to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file: File = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    drop(file);
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn store(path: &Path, component: &Component) -> Result<()> {
     let bytes = component
         .serialize()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    // Write then rename, so a concurrent or killed writer never leaves a
-    // truncated entry behind.
-    let tmp = dir.join(format!(
-        ".{}.{}",
-        std::process::id(),
-        path.file_name().unwrap().to_string_lossy()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+    write_new(path, &bytes)?;
+    write_new(
+        &digest_path(path),
+        hex::encode(Sha256::digest(&bytes)).as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The smallest component: compiles in no time.
+    const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";
+
+    fn load(dir: &Path) -> CacheOutcome {
+        let engine = Engine::default();
+        ComponentCache::Dir(dir.to_owned())
+            .load(&engine, EMPTY)
+            .unwrap()
+            .1
+    }
+
+    fn entry(dir: &Path) -> PathBuf {
+        dir.join(entry_name(&Engine::default(), EMPTY))
+    }
+
+    #[test]
+    fn the_directory_is_private_and_a_second_load_hits() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/cache");
+        assert_eq!(load(&dir), CacheOutcome::Miss);
+        let mode = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{mode:o}");
+        let mode = std::fs::metadata(entry(&dir)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        assert_eq!(load(&dir), CacheOutcome::Hit);
+    }
+
+    #[test]
+    fn a_tampered_entry_is_compiled_again_not_loaded() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        load(&dir);
+        let mut bytes = std::fs::read(entry(&dir)).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(entry(&dir), &bytes).unwrap();
+        assert_eq!(load(&dir), CacheOutcome::Miss);
+        assert_eq!(load(&dir), CacheOutcome::Hit, "rewritten");
+    }
+
+    #[test]
+    fn a_symlinked_entry_is_neither_loaded_nor_written_through() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        load(&dir);
+        let elsewhere = root.path().join("elsewhere.cwasm");
+        std::fs::rename(entry(&dir), &elsewhere).unwrap();
+        let before = std::fs::read(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, entry(&dir)).unwrap();
+        assert_eq!(load(&dir), CacheOutcome::Miss);
+        assert!(!std::fs::symlink_metadata(entry(&dir)).unwrap().is_symlink());
+        assert_eq!(std::fs::read(&elsewhere).unwrap(), before);
+    }
+
+    #[test]
+    fn a_directory_others_may_write_or_own_is_not_used() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("cache");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(load(&dir), CacheOutcome::Off);
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            0,
+            "nothing written"
+        );
+        if euid() == 0 {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&dir, Some(4242), None).unwrap();
+            assert_eq!(load(&dir), CacheOutcome::Off);
+        }
+    }
 }

@@ -4,6 +4,7 @@
 
 pub mod bindings;
 mod cache;
+mod guest_output;
 
 pub use cache::{CacheOutcome, ComponentCache};
 
@@ -30,18 +31,38 @@ pub static BUNDLED_COMPONENT: &[u8] = include_bytes!(env!("INCSYNC_GUEST_WASM"))
 pub struct GuestLimits {
     /// The most linear memory (bytes) the guest may grow to.
     pub memory_bytes: usize,
-    /// The longest the guest may compute without calling the host. Time in
-    /// host calls (waiting on the network, writing rows) does not count.
+    /// The longest the guest may compute without making progress: a call
+    /// to `http-fetch`, `upsert` or `checkpoint` (`log` is no progress).
+    /// Time in those calls (waiting on the network, writing rows) does not
+    /// count.
     pub deadline: Duration,
+    /// The longest a whole `update` may take, wall clock; none by default.
+    pub max_run: Option<Duration>,
+    /// The most bytes the host lifts out of the guest in one call (its
+    /// arguments: an `upsert` batch, a `checkpoint` state, a request);
+    /// wasmtime's hostcall fuel. A guest past it is stopped.
+    pub hostcall_bytes: usize,
 }
+
+/// The largest state one `checkpoint` may save.
+pub const MAX_STATE_BYTES: usize = 16 << 20;
 
 impl Default for GuestLimits {
     fn default() -> Self {
         GuestLimits {
             memory_bytes: 512 << 20,
             deadline: Duration::from_secs(10),
+            max_run: None,
+            hostcall_bytes: hostcall_bytes_for(64 << 20),
         }
     }
+}
+
+/// The hostcall fuel for a guest whose answers are at most `max_response`
+/// bytes: an `upsert` batch is one parsed page, so twice the largest answer
+/// (the values' own overhead included) and 16 MiB for requests and state.
+pub fn hostcall_bytes_for(max_response: u64) -> usize {
+    usize::try_from(max_response.saturating_mul(2).saturating_add(16 << 20)).unwrap_or(usize::MAX)
 }
 
 /// How often the engine's epoch advances; the deadline's resolution.
@@ -105,14 +126,17 @@ pub struct SyncStats {
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: RecordingLimits,
     http: Box<dyn HttpBackend>,
     destination: Box<dyn Destination>,
     stats: SyncStats,
-    /// Host calls so far, and at the last deadline check: the guest made
-    /// progress between two checks if they differ.
-    calls: u64,
-    calls_at_check: u64,
+    /// When the store was made: the start of the run's wall clock.
+    started: Instant,
+    /// When the guest last made progress (returned from `http-fetch`,
+    /// `upsert` or `checkpoint`); its compute deadline counts from here.
+    last_progress: Instant,
+    /// The log text printed so far.
+    log: guest_output::LogBudget,
 }
 
 impl WasiView for HostState {
@@ -126,40 +150,137 @@ impl WasiView for HostState {
 
 impl bindings::TypesHost for HostState {}
 
+/// A fault of the host (the warehouse failed), not of the guest: it traps
+/// instead of reaching the guest, so no connector can mistake or swallow it.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to the warehouse: {0}")]
+struct HostFault(String);
+
+/// Splits a destination's answer: the guest's mistakes (an unknown table, a
+/// malformed batch) are its to see; anything else is the host's fault.
+fn guest_visible(
+    result: Result<(), DestinationError>,
+) -> wasmtime::Result<Result<(), DestinationError>> {
+    match result {
+        Err(DestinationError::Other(why)) => {
+            Err(wasmtime::Error::from_anyhow(anyhow!(HostFault(why))))
+        }
+        visible => Ok(visible),
+    }
+}
+
 impl bindings::HostImports for HostState {
-    fn http_fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        self.calls += 1;
+    fn http_fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         self.stats.requests += 1;
         let answer = self.http.fetch(request);
+        self.last_progress = Instant::now();
         if let Ok(r) = &answer {
             self.stats.bytes += r.body.len() as u64;
         }
-        answer
+        Ok(answer)
     }
 
-    fn upsert(&mut self, table: String, batch: RowBatch) -> Result<(), DestinationError> {
-        self.calls += 1;
+    fn upsert(
+        &mut self,
+        table: String,
+        batch: RowBatch,
+    ) -> wasmtime::Result<Result<(), DestinationError>> {
         let n = batch.rows.len() as u64;
-        self.destination.upsert(&table, batch)?;
-        *self.stats.rows.entry(table).or_default() += n;
-        Ok(())
+        let written = guest_visible(self.destination.upsert(&table, batch))?;
+        self.last_progress = Instant::now();
+        if written.is_ok() {
+            *self.stats.rows.entry(table).or_default() += n;
+        }
+        Ok(written)
     }
 
-    fn checkpoint(&mut self, state: String) -> Result<(), DestinationError> {
-        self.calls += 1;
-        self.destination.checkpoint(&state)?;
-        self.stats.checkpoints += 1;
-        Ok(())
+    fn checkpoint(&mut self, state: String) -> wasmtime::Result<Result<(), DestinationError>> {
+        if state.len() > MAX_STATE_BYTES {
+            return Ok(Err(DestinationError::InvalidBatch(format!(
+                "a checkpoint's state of {} bytes is over the limit of {} MiB; nothing was saved",
+                state.len(),
+                MAX_STATE_BYTES >> 20
+            ))));
+        }
+        let saved = guest_visible(self.destination.checkpoint(&state))?;
+        self.last_progress = Instant::now();
+        if saved.is_ok() {
+            self.stats.checkpoints += 1;
+        }
+        Ok(saved)
     }
 
-    fn log(&mut self, level: LogLevel, message: String) {
-        self.calls += 1;
+    fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        let Some(message) = self.log.admit(&message) else {
+            return Ok(());
+        };
         match level {
             LogLevel::Debug => tracing::debug!(target: "connector", "{message}"),
             LogLevel::Info => tracing::info!(target: "connector", "{message}"),
             LogLevel::Warn => tracing::warn!(target: "connector", "{message}"),
             LogLevel::Error => tracing::error!(target: "connector", "{message}"),
         }
+        Ok(())
+    }
+}
+
+/// A limit the guest ran into, as the limiter saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LimitHit {
+    /// Linear memory would have grown past the cap.
+    Memory,
+    /// A table would have grown past the cap.
+    Table,
+}
+
+/// The store's limits, remembering the first one the guest hit, so a trap is
+/// explained from what happened rather than from wasmtime's wording.
+struct RecordingLimits {
+    inner: StoreLimits,
+    hit: Option<LimitHit>,
+}
+
+impl RecordingLimits {
+    fn record(&mut self, hit: LimitHit, allowed: &wasmtime::Result<bool>) {
+        if !matches!(allowed, Ok(true)) && self.hit.is_none() {
+            self.hit = Some(hit);
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for RecordingLimits {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum);
+        self.record(LimitHit::Memory, &allowed);
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.table_growing(current, desired, maximum);
+        self.record(LimitHit::Table, &allowed);
+        allowed
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
     }
 }
 
@@ -225,19 +346,21 @@ impl Runtime {
         // WASI as far as Rust's std needs it: stderr for panics, and no
         // files, sockets, environment or arguments.
         let wasi = WasiCtx::builder()
-            .inherit_stderr()
+            .stderr(guest_output::CappedStderr::default())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = StoreLimitsBuilder::new()
+        let inner = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)
             .trap_on_grow_failure(true)
             .table_elements(1 << 20)
+            .tables(64)
             .instances(16)
             // The cap is per memory: allow only one, so it caps the guest.
             .memories(1)
             .build();
+        let limits = RecordingLimits { inner, hit: None };
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -247,27 +370,29 @@ impl Runtime {
                 http,
                 destination,
                 stats: SyncStats::default(),
-                calls: 0,
-                calls_at_check: 0,
+                started: Instant::now(),
+                last_progress: Instant::now(),
+                log: guest_output::LogBudget::default(),
             },
         );
         store.limiter(|s| &mut s.limits);
-        // The deadline restarts whenever the guest calls the host: a guest
-        // is stopped only after computing for a whole deadline (up to two)
-        // without a single call.
-        let ticks = (self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
-        let deadline = self.limits.deadline;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_callback(move |mut ctx| {
-            let data = ctx.data_mut();
-            if data.calls != data.calls_at_check {
-                data.calls_at_check = data.calls;
-                Ok(UpdateDeadline::Continue(ticks))
-            } else {
-                Err(wasmtime::Error::from_anyhow(anyhow!(DeadlineExceeded(
-                    deadline
-                ))))
+        store.set_hostcall_fuel(self.limits.hostcall_bytes);
+        // Every tick the guest computes, check its two clocks: the time
+        // since its last progress, and the run's wall clock.
+        let (deadline, max_run) = (self.limits.deadline, self.limits.max_run);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |ctx| {
+            let data = ctx.data();
+            let now = Instant::now();
+            if let Some(max) = max_run.filter(|m| now.duration_since(data.started) >= *m) {
+                return Err(wasmtime::Error::from_anyhow(anyhow!(RunTimeExceeded(max))));
             }
+            if now.duration_since(data.last_progress) >= deadline {
+                return Err(wasmtime::Error::from_anyhow(anyhow!(DeadlineExceeded(
+                    deadline
+                ))));
+            }
+            Ok(UpdateDeadline::Continue(1))
         });
         store
     }
@@ -278,11 +403,13 @@ impl Runtime {
             Box::new(crate::http::NoHttp),
             Box::new(crate::destination::NoDestination),
         );
-        let connector = self.pre.instantiate(&mut store).map_err(|e| self.trap(e))?;
-        connector
-            .incsync_connector_source()
-            .call_schema(&mut store, config)
-            .map_err(|e| self.trap(e))?
+        let result = self.pre.instantiate(&mut store).and_then(|connector| {
+            connector
+                .incsync_connector_source()
+                .call_schema(&mut store, config)
+        });
+        result
+            .map_err(|e| self.trap(e, store.data()))?
             .map_err(RunError::Connector)
     }
 
@@ -297,16 +424,14 @@ impl Runtime {
         destination: Box<dyn Destination>,
     ) -> (Result<(), RunError>, SyncStats) {
         let mut store = self.store(http, destination);
-        let result = self
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| self.trap(e))
-            .and_then(|c| {
-                c.incsync_connector_source()
-                    .call_update(&mut store, config, state)
-                    .map_err(|e| self.trap(e))?
-                    .map_err(RunError::Connector)
-            });
+        let called = self.pre.instantiate(&mut store).and_then(|c| {
+            c.incsync_connector_source()
+                .call_update(&mut store, config, state)
+        });
+        let result = match called {
+            Ok(answer) => answer.map_err(RunError::Connector),
+            Err(e) => Err(self.trap(e, store.data())),
+        };
         let data = store.data_mut();
         let result = match result {
             Ok(()) => data
@@ -325,25 +450,51 @@ impl Runtime {
     }
 }
 
-/// The guest computed for longer than its deadline without calling the host.
+/// The guest computed for longer than its deadline without progress.
 #[derive(Debug, thiserror::Error)]
 #[error("the connector computed for more than {} s without calling the host (an endless loop?) and was stopped; raise sandbox.deadline_seconds if it needs longer", .0.as_secs_f64())]
 struct DeadlineExceeded(Duration);
 
+/// The run took longer than `sandbox.max_run_seconds`.
+#[derive(Debug, thiserror::Error)]
+#[error("the sync ran for more than {} s and was stopped (sandbox.max_run_seconds); the warehouse keeps its last checkpoint", .0.as_secs_f64())]
+struct RunTimeExceeded(Duration);
+
 impl Runtime {
-    fn trap(&self, e: wasmtime::Error) -> RunError {
+    fn trap(&self, e: wasmtime::Error, state: &HostState) -> RunError {
         let e: anyhow::Error = e.into();
+        if let Some(fault) = e.chain().find_map(|c| c.downcast_ref::<HostFault>()) {
+            return RunError::Host(anyhow!("{fault}"));
+        }
         if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
             return RunError::Trap(d.to_string());
         }
+        if let Some(r) = e.chain().find_map(|c| c.downcast_ref::<RunTimeExceeded>()) {
+            return RunError::Trap(r.to_string());
+        }
         let text = format!("{e:#}");
-        if text.contains("forcing trap when growing memory")
-            || text.contains("forcing a memory growth failure")
-        {
+        // wasmtime's error type for this is private: its message is all
+        // there is to recognise.
+        if text.contains("fuel allocated for hostcalls has been exhausted") {
             return RunError::Trap(format!(
-                "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
-                self.limits.memory_bytes >> 20
+                "the connector passed more than {} MiB to one host call (an upsert batch, a checkpoint or a request) and was stopped; raise http.max_response_bytes if its pages are that large",
+                self.limits.hostcall_bytes >> 20
             ));
+        }
+        match state.limits.hit {
+            Some(LimitHit::Memory) => {
+                return RunError::Trap(format!(
+                    "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
+                    self.limits.memory_bytes >> 20
+                ));
+            }
+            Some(LimitHit::Table) => {
+                return RunError::Trap(
+                    "the connector tried to grow a table past the sandbox's limit and was stopped"
+                        .into(),
+                );
+            }
+            None => {}
         }
         let first = text.lines().next().unwrap_or("").to_owned();
         RunError::Trap(format!("the connector crashed: {first}"))

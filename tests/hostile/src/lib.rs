@@ -6,7 +6,18 @@
 //! - `fetch`: requests every URL of `"urls"`; succeeds only if the host
 //!   refused each one (`denied`), else fails naming the URL it reached;
 //! - `partial`: upserts rows 1–3, checkpoints, upserts rows 4–6, then traps;
-//! - `panic`: panics at once.
+//! - `panic`: panics at once;
+//! - `headers`: sends `"url"` once with each header of `"guest_headers"`
+//!   (pairs); succeeds only if the host refused each as `invalid-request`;
+//! - `log-loop`: logs forever, never calling anything else;
+//! - `busy`: upserts empty batches forever (progress, but no end);
+//! - `noisy`: logs escape sequences, a huge line and many lines, floods
+//!   stderr, then fails with an error full of escape sequences;
+//! - `columns`: upserts one row whose fields collide (`id`/`ID`, `_INCSYNC_x`),
+//!   hold a NUL, and number `"fields"` (default 2,500), then checkpoints;
+//! - `big-state`: checkpoints a state of `"state_mb"` MiB (default 64);
+//! - `swallow`: upserts rows 1–3 and checkpoints, logging any error it is
+//!   handed (`guest saw: …`) and carrying on, then succeeds.
 //!
 //! Built for `wasm32-wasip2` only; natively it is empty.
 
@@ -110,6 +121,111 @@ mod component {
                     std::process::abort()
                 }
                 "panic" => panic!("hostile connector panics on purpose"),
+                "headers" => {
+                    let url = config["url"].as_str().unwrap_or_default().to_owned();
+                    for pair in config["guest_headers"].as_array().into_iter().flatten() {
+                        let name = pair[0].as_str().unwrap_or_default().to_owned();
+                        let value = pair[1].as_str().unwrap_or_default().to_owned();
+                        let answer = host::http_fetch(&Request {
+                            method: Method::Get,
+                            url: url.clone(),
+                            headers: vec![(name.clone(), value)],
+                            body: None,
+                        });
+                        match answer {
+                            Err(HttpError::InvalidRequest(why)) => host::log(
+                                LogLevel::Info,
+                                &format!("refused as expected: {name}: {why}"),
+                            ),
+                            other => {
+                                return Err(Error::Other(format!(
+                                    "header {name} not refused: {:?}",
+                                    other.map(|r| r.status)
+                                )));
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+                "log-loop" => loop {
+                    host::log(LogLevel::Debug, "still here");
+                },
+                "busy" => loop {
+                    host::upsert(
+                        "user",
+                        &RowBatch {
+                            columns: vec!["id".into()],
+                            rows: vec![],
+                        },
+                    )
+                    .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                },
+                "noisy" => {
+                    host::log(LogLevel::Error, "\x1b]0;pwned\x07\x1b[2J\rforged line");
+                    host::log(LogLevel::Error, &"x".repeat(1 << 20));
+                    for i in 0..100_000 {
+                        host::log(
+                            LogLevel::Error,
+                            &format!("line {i} \x1b[31m{}", "y".repeat(100)),
+                        );
+                    }
+                    use std::io::Write;
+                    let chunk = "\x1b[2Jstderr flood ".repeat(1000);
+                    for _ in 0..1000 {
+                        let _ = std::io::stderr().write_all(chunk.as_bytes());
+                    }
+                    Err(Error::BadResponse(
+                        "HTTP 500: \x1b]0;pwned\x07\x1b[2J\r\u{202e}forged".into(),
+                    ))
+                }
+                "columns" => {
+                    let fields = config["fields"].as_u64().unwrap_or(2500) as usize;
+                    let mut columns: Vec<String> = vec![
+                        "id".into(),
+                        "ID".into(),
+                        "Id".into(),
+                        "name\0hidden".into(),
+                        "_INCSYNC_state".into(),
+                        "_incsync_overflow".into(),
+                    ];
+                    columns.extend((0..fields).map(|i| format!("field_{i}")));
+                    let row: Vec<Value> = columns
+                        .iter()
+                        .enumerate()
+                        .map(|(i, _)| {
+                            if i == 0 {
+                                Value::String("1".into())
+                            } else {
+                                Value::Integer(i as i64)
+                            }
+                        })
+                        .collect();
+                    host::upsert(
+                        "user",
+                        &RowBatch {
+                            columns,
+                            rows: vec![row],
+                        },
+                    )
+                    .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                    host::checkpoint(r#"{"n":1}"#).map_err(|e| Error::Destination(format!("{e:?}")))
+                }
+                "swallow" => {
+                    for _ in 0..3 {
+                        if let Err(e) = host::upsert("user", &rows(1..=3)) {
+                            host::log(LogLevel::Error, &format!("guest saw: {e:?}"));
+                        }
+                        if let Err(e) = host::checkpoint(r#"{"n":1}"#) {
+                            host::log(LogLevel::Error, &format!("guest saw: {e:?}"));
+                        }
+                    }
+                    Ok(())
+                }
+                "big-state" => {
+                    let mb = config["state_mb"].as_u64().unwrap_or(64) as usize;
+                    let state = format!("\"{}\"", "s".repeat(mb << 20));
+                    host::checkpoint(&state).map_err(|e| Error::Destination(format!("{e:?}")))
+                }
                 other => Err(Error::InvalidConfig(format!("unknown behaviour `{other}`"))),
             }
         }

@@ -1,0 +1,254 @@
+//! Name resolution for the sandbox: every address an allowed host name
+//! resolves to is checked before the client connects, and the client connects
+//! to exactly the addresses checked (ureq hands the resolver's answer to the
+//! connector; nothing resolves the name a second time), so a name that
+//! rebinds to `169.254.169.254` or a private network is refused.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::mpsc;
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::NextTimeout;
+
+/// Looks a host name up; the system's resolver, or a fake in tests.
+pub trait Lookup: Send + Sync + 'static {
+    /// The addresses of `host` (a name, never an IP literal) at `port`.
+    fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>>;
+}
+
+/// The system's resolver (`getaddrinfo`).
+pub struct SystemLookup;
+
+impl Lookup for SystemLookup {
+    fn lookup(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        Ok((host, port).to_socket_addrs()?.collect())
+    }
+}
+
+/// Which resolved addresses a request may connect to.
+#[derive(Debug, Clone, Default)]
+pub struct AddressPolicy {
+    /// Addresses the config names literally (`base_url`, `allowed_hosts`):
+    /// a URL whose host is one of them may reach it. A host *name* that
+    /// resolves to one gets no such pass.
+    pub named: HashSet<IpAddr>,
+    /// `http.allow_private_networks`: every address is allowed.
+    pub allow_private_networks: bool,
+    /// The configured proxy's `host:port`: the config names it, so its
+    /// addresses are not checked (the proxy resolves the targets).
+    pub proxy: Option<String>,
+}
+
+/// Whether `ip` is outside the public internet: loopback, private,
+/// shared (CGNAT), link-local (the cloud metadata service), unique-local,
+/// unspecified, broadcast or multicast, also as an IPv4-mapped IPv6 address.
+pub fn is_non_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_non_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+                || (first & 0xffc0) == 0xfe80 // link local fe80::/10
+                || (first & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated)
+        }
+    }
+}
+
+impl AddressPolicy {
+    /// Whether a connection to `ip` is allowed; `literal` if the URL named
+    /// the address itself rather than a name that resolved to it.
+    pub fn permits(&self, ip: IpAddr, literal: bool) -> bool {
+        self.allow_private_networks || !is_non_public(ip) || (literal && self.named.contains(&ip))
+    }
+}
+
+/// Why a host's addresses were refused; carried inside ureq's error so the
+/// client can report it as `denied`.
+#[derive(Debug)]
+pub struct AddressRefused(pub String);
+
+impl fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AddressRefused {}
+
+/// ureq's resolver, with the sandbox's address check.
+pub struct SandboxResolver {
+    lookup: Arc<dyn Lookup>,
+    policy: AddressPolicy,
+}
+
+impl fmt::Debug for SandboxResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SandboxResolver")
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl SandboxResolver {
+    /// Resolves with `lookup`, then keeps only the addresses `policy` permits.
+    pub fn new(lookup: Arc<dyn Lookup>, policy: AddressPolicy) -> SandboxResolver {
+        SandboxResolver { lookup, policy }
+    }
+
+    /// The addresses of `host` at `port` a connection may use; `Err` says
+    /// why there are none.
+    pub fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ureq::Error> {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let literal = bare.parse::<IpAddr>().ok();
+        let found = match literal {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => self.lookup.lookup(bare, port)?,
+        };
+        if self
+            .policy
+            .proxy
+            .as_deref()
+            .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{host}:{port}")))
+        {
+            return Ok(found);
+        }
+        let (allowed, refused): (Vec<_>, Vec<_>) = found
+            .into_iter()
+            .partition(|a| self.policy.permits(a.ip(), literal.is_some()));
+        match (allowed.is_empty(), refused.first()) {
+            (false, _) => Ok(allowed),
+            (true, Some(first)) => Err(refusal(format!(
+                "{host} resolves to {}, a loopback, private, link-local or multicast address (name the address in base_url or allowed_hosts, or set http.allow_private_networks)",
+                first.ip()
+            ))),
+            (true, None) => Err(ureq::Error::HostNotFound),
+        }
+    }
+}
+
+fn refusal(why: String) -> ureq::Error {
+    ureq::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::PermissionDenied,
+        AddressRefused(why),
+    ))
+}
+
+impl Resolver for SandboxResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        _config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let (Some(host), Some(scheme)) = (uri.host(), uri.scheme_str()) else {
+            return Err(ureq::Error::BadUri(format!("{uri}: no host")));
+        };
+        let port = uri.port_u16().unwrap_or(match scheme {
+            "https" => 443,
+            _ => 80,
+        });
+        let addrs = if timeout.after.is_not_happening() {
+            self.addresses(host, port)?
+        } else {
+            // getaddrinfo has no timeout: wait for it on another thread.
+            let (tx, rx) = mpsc::sync_channel(1);
+            let (resolver, host) = (self.clone_shallow(), host.to_owned());
+            std::thread::spawn(move || tx.send(resolver.addresses(&host, port)).ok());
+            rx.recv_timeout(*timeout.after)
+                .map_err(|_| ureq::Error::Timeout(timeout.reason))??
+        };
+        let mut out = self.empty();
+        for a in addrs.into_iter().take(16) {
+            out.push(a);
+        }
+        Ok(out)
+    }
+}
+
+impl SandboxResolver {
+    fn clone_shallow(&self) -> SandboxResolver {
+        SandboxResolver {
+            lookup: self.lookup.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_public_addresses_are_recognised() {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "100.64.0.1",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fd00::1",
+            "fe80::1",
+            "ff02::1",
+            "::ffff:169.254.169.254",
+            "::ffff:127.0.0.1",
+        ] {
+            assert!(is_non_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert!(!is_non_public(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn a_literal_address_in_the_config_is_allowed_and_nothing_else_private() {
+        let policy = AddressPolicy {
+            named: ["127.0.0.1".parse().unwrap()].into(),
+            ..AddressPolicy::default()
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(policy.permits(ip("127.0.0.1"), true));
+        assert!(
+            !policy.permits(ip("127.0.0.1"), false),
+            "a name that resolves to it"
+        );
+        assert!(!policy.permits(ip("127.0.0.2"), true));
+        assert!(!policy.permits(ip("169.254.169.254"), true));
+        assert!(policy.permits(ip("93.184.216.34"), false));
+        let open = AddressPolicy {
+            allow_private_networks: true,
+            ..AddressPolicy::default()
+        };
+        assert!(open.permits(ip("169.254.169.254"), false));
+    }
+}
