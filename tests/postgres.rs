@@ -354,3 +354,110 @@ fn bad_warehouses_fail_with_one_line_naming_what_is_wrong() {
     let e = error(&pg.url("bad"));
     assert!(e.contains("_incsync_state is not incsync's"), "{e}");
 }
+
+/// Eight workers on eight streams and two racing on a ninth, all into one
+/// PostgreSQL database at once: every table equals the API, no key is there
+/// twice, and the racer that loses the lease ends cleanly (exit 3) or, if
+/// the other was already done, syncs incrementally.
+#[test]
+fn many_workers_share_one_postgres_and_the_lease_keeps_racers_apart() {
+    let pg = Postgres::start();
+    let url = pg.database("many");
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: 600,
+        latency_ms: 5,
+        threads: 4,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, path: &str, strategy: &str| {
+        let file = dir.path().join(format!("{name}.json"));
+        std::fs::write(
+            &file,
+            json!({"base_url": api.url(), "streams": [
+                {"name": name, "table": name, "strategy": strategy, "path": path}]})
+            .to_string(),
+        )
+        .unwrap();
+        file
+    };
+    let mut configs: Vec<std::path::PathBuf> = (0..8)
+        .map(|i| {
+            let (path, strategy) = [
+                ("/pagination/keyset", "keyset"),
+                ("/pagination/offset", "offset"),
+                ("/incremental/timestamp", "timestamp"),
+                ("/pagination/page_number", "page_number"),
+            ][i % 4];
+            config(&format!("w{i}"), path, strategy)
+        })
+        .collect();
+    let race = config("race", "/pagination/offset", "offset");
+    configs.push(race.clone());
+    configs.push(race);
+    let children: Vec<std::process::Child> = configs
+        .iter()
+        .map(|c| {
+            incsync()
+                .arg("run")
+                .arg("--config")
+                .arg(c)
+                .args(["--warehouse", &url])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (i, out) in outs.iter().enumerate().take(8) {
+        assert!(
+            out.status.success(),
+            "worker {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let racers: Vec<Option<i32>> = outs[8..].iter().map(|o| o.status.code()).collect();
+    assert!(racers.contains(&Some(0)), "one racer syncs: {racers:?}");
+    for out in &outs[8..] {
+        let code = out.status.code();
+        assert!(
+            code == Some(0) || code == Some(3),
+            "{code:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if code == Some(3) {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("stream `race` is leased by"));
+        }
+    }
+    let want: BTreeMap<String, String> = api.with_data(|d| {
+        d.by_updated()
+            .iter()
+            .map(|&(t, id)| (id.to_string(), incsync::sample_api::dataset::format_ts(t)))
+            .collect()
+    });
+    let mut client = pg.client("many");
+    for table in (0..8).map(|i| format!("w{i}")).chain(["race".to_owned()]) {
+        assert_eq!(rows(&pg, "many", &table), want, "table {table}");
+        let (n, distinct): (i64, i64) = {
+            let r = client
+                .query_one(
+                    &format!("SELECT count(*), count(DISTINCT id) FROM \"{table}\""),
+                    &[],
+                )
+                .unwrap();
+            (r.get(0), r.get(1))
+        };
+        assert_eq!(n, distinct, "no key twice in {table}");
+    }
+    let leases: i64 = client
+        .query_one("SELECT count(*) FROM _incsync_lease", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(leases, 0, "every lease given up");
+}

@@ -122,7 +122,7 @@ fn exit_codes_tell_usage_from_sync_failure() {
     let help = incsync().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
-        help.contains("Exit codes:") && help.contains("3  the warehouse's lease"),
+        help.contains("Exit codes:") && help.contains("3  another sync holds the lease of a stream"),
         "{help}"
     );
 }

@@ -510,6 +510,8 @@ fn main() {
             stream["max_empty_ranges"] = json!(1);
         }
         let job = SyncJob {
+            wait_for_lease: None,
+            lease_ttl: None,
             parallel: None,
             config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
             warehouse: incsync::destination::Warehouse::Sqlite(

@@ -92,6 +92,8 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     println!("sample API: {} records at {}", options.records, api.url());
     remove_warehouse(&options.warehouse)?;
     let job = SyncJob {
+        wait_for_lease: None,
+        lease_ttl: None,
         parallel: None,
         config: demo_config(&api.url()),
         warehouse: crate::destination::Warehouse::Sqlite(options.warehouse.clone()),

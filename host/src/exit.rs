@@ -14,8 +14,8 @@ pub const SYNC_FAILED: u8 = 1;
 /// unknown stream, a missing file): nothing was run. Also clap's own code for
 /// usage errors.
 pub const USAGE: u8 = 2;
-/// Another sync holds the warehouse's lease. Reserved: the lease arrives in a
-/// parallel change; no command returns it yet.
+/// Another sync holds the lease of a stream this one was to sync (and no
+/// other stream failed).
 pub const LEASE_BUSY: u8 = 3;
 
 /// The exit codes as `--help` shows them.
@@ -23,7 +23,12 @@ pub const HELP: &str = "Exit codes:
   0  success
   1  the sync failed (the warehouse keeps its last checkpoint); check: a stream did not pass; replay: diverged
   2  usage or config error (a bad flag or key, an unset secret, an unknown stream, a missing file): nothing ran
-  3  the warehouse's lease is held by another sync";
+  3  another sync holds the lease of a stream (see --wait-for-lease)";
+
+/// A stream's lease is held by another sync.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LeaseBusy(pub String);
 
 /// A mistake in the command line or its files, found before anything ran.
 #[derive(Debug, thiserror::Error)]
@@ -47,5 +52,11 @@ pub fn code_for(error: &anyhow::Error) -> u8 {
                 Some(RunError::Connector(ConnectorError::InvalidConfig(_)))
             )
     });
-    if usage { USAGE } else { SYNC_FAILED }
+    if usage {
+        USAGE
+    } else if error.chain().any(|cause| cause.is::<LeaseBusy>()) {
+        LEASE_BUSY
+    } else {
+        SYNC_FAILED
+    }
 }

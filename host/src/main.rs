@@ -72,6 +72,14 @@ enum Command {
         /// own connections (default: every stream, at most 4).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         parallel: Option<u16>,
+        /// When another sync holds a stream's lease, wait up to this long for
+        /// it instead of failing that stream with exit code 3.
+        #[arg(long, value_name = "SECONDS")]
+        wait_for_lease: Option<u64>,
+        /// How long a stream's lease lasts past each checkpoint: a worker that
+        /// dies holds it this long at most.
+        #[arg(long, value_name = "SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
+        lease_seconds: u64,
         /// Sync only this stream (its `name`, else its `table`); the others' state is kept.
         #[arg(long, value_name = "NAME")]
         stream: Option<String>,
@@ -290,6 +298,8 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
             fsync,
             json,
             parallel,
+            wait_for_lease,
+            lease_seconds,
             stream,
             progress,
             progress_every,
@@ -332,6 +342,8 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
                 None => None,
             };
             let job = SyncJob {
+                wait_for_lease: wait_for_lease.map(std::time::Duration::from_secs),
+                lease_ttl: Some(std::time::Duration::from_secs(lease_seconds)),
                 parallel: parallel.map(usize::from),
                 config: text,
                 warehouse,
@@ -387,6 +399,7 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
                     );
                     Err(match exit::code_for(&failure.error) {
                         exit::USAGE => exit::usage(line),
+                        exit::LEASE_BUSY => anyhow::Error::new(exit::LeaseBusy(line)),
                         _ => anyhow::anyhow!(line),
                     })
                 }
@@ -530,6 +543,8 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
             }));
             let warehouse = warehouse_arg(&warehouse)?;
             let job = SyncJob {
+                wait_for_lease: None,
+                lease_ttl: None,
                 // One stream after another: a replay is deterministic.
                 parallel: Some(1),
                 config: cassette::offline_config(&text),

@@ -36,6 +36,93 @@ pub struct SyncJob {
     pub durability: Durability,
     /// How many streams sync at once (`None`: [`DEFAULT_PARALLEL`]).
     pub parallel: Option<usize>,
+    /// How long to wait for a stream's lease held by another sync (`None`:
+    /// not at all: the stream fails with [`crate::exit::LeaseBusy`]).
+    pub wait_for_lease: Option<Duration>,
+    /// How long a lease lasts past each checkpoint (default
+    /// [`DEFAULT_LEASE`]): a worker that dies loses it after this.
+    pub lease_ttl: Option<Duration>,
+}
+
+/// How long a stream's lease lasts past each checkpoint, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
+
+/// Who this process is, for leases: host, process id and a random part.
+fn holder_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Whether `holder` (`host:pid:random`) is a process of this machine that no
+/// longer runs. A holder on another machine is never known dead: its lease
+/// ends when it expires.
+fn is_dead(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let this_host = holder_id();
+    let this_host = this_host.rsplitn(3, ':').nth(2).unwrap_or_default();
+    host == this_host
+        && pid.parse::<u32>().is_ok_and(|pid| {
+            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        })
+}
+
+/// Takes the lease of `stream` in `warehouse`, waiting up to `wait` for
+/// another holder's to end.
+fn take_lease(
+    warehouse: &mut dyn Destination,
+    stream: &str,
+    holder: &str,
+    ttl: Duration,
+    wait: Option<Duration>,
+) -> Result<crate::destination::Lease> {
+    let deadline = wait.map(|w| Instant::now() + w);
+    let mut steal_from: Option<String> = None;
+    loop {
+        match warehouse.acquire_lease(stream, holder, ttl, steal_from.as_deref())? {
+            Ok(token) => {
+                return Ok(crate::destination::Lease {
+                    stream: stream.to_owned(),
+                    holder: holder.to_owned(),
+                    token,
+                    ttl,
+                });
+            }
+            Err(held) => {
+                if steal_from.is_none() && is_dead(&held.holder) {
+                    // Its process on this machine is gone (killed, crashed):
+                    // no need to wait for the lease to expire.
+                    tracing::warn!(
+                        "stream `{stream}`: the lease holder `{}` is no longer running; taking the lease over",
+                        held.holder
+                    );
+                    steal_from = Some(held.holder);
+                    continue;
+                }
+                if deadline.is_some_and(|d| Instant::now() < d) {
+                    std::thread::sleep(Duration::from_millis(500));
+                    continue;
+                }
+                return Err(anyhow::Error::new(crate::exit::LeaseBusy(format!(
+                    "stream `{stream}` is leased by `{}` until {}: another sync is running it{}",
+                    held.holder,
+                    held.until,
+                    if wait.is_some() {
+                        " (waited as long as --wait-for-lease said)"
+                    } else {
+                        " (wait for it with --wait-for-lease SECONDS)"
+                    }
+                ))));
+            }
+        }
+    }
 }
 
 /// What one stream did.
@@ -130,7 +217,7 @@ fn units(config: &str) -> Vec<Unit> {
     let Some(serde_json::Value::Array(streams)) = top.get("streams") else {
         return whole();
     };
-    if streams.len() < 2 {
+    if streams.is_empty() {
         return whole();
     }
     streams
@@ -168,6 +255,26 @@ fn state_of(state: Option<&str>, unit: &Unit) -> Option<String> {
 
 /// How many streams run at once by default: every stream, at most 4.
 pub const DEFAULT_PARALLEL: usize = 4;
+
+/// Gives a lease up when the stream is done, however it ended (a process
+/// that dies loses it when it expires).
+struct Release<'a> {
+    warehouse: &'a Warehouse,
+    lease: crate::destination::Lease,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let released = destination::open(self.warehouse, Durability::Normal)
+            .and_then(|mut w| w.release_lease(&self.lease));
+        if let Err(e) = released {
+            tracing::warn!(
+                "could not give up the lease of stream `{}`: {e:#}",
+                self.lease.stream
+            );
+        }
+    }
+}
 
 /// Runs one sync of every stream in `job.config`, each resuming from its
 /// state saved in the warehouse.
@@ -210,11 +317,30 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     };
     let units = units(&job.config);
     let pacer = Pacer::default();
+    let holder = holder_id();
     let run_unit = |unit: &Unit| -> StreamReport {
         let started = Instant::now();
         let outcome = (|| -> Result<SyncStats, (anyhow::Error, SyncStats)> {
             let fail = |e: anyhow::Error| (e, SyncStats::default());
-            let warehouse = destination::open(&job.warehouse, job.durability).map_err(fail)?;
+            let mut warehouse = destination::open(&job.warehouse, job.durability).map_err(fail)?;
+            let key = if unit.name.is_empty() {
+                "*"
+            } else {
+                &unit.name
+            };
+            let lease = take_lease(
+                &mut *warehouse,
+                key,
+                &holder,
+                job.lease_ttl.unwrap_or(DEFAULT_LEASE),
+                job.wait_for_lease,
+            )
+            .map_err(fail)?;
+            warehouse.hold_lease(lease.clone());
+            let _release = Release {
+                warehouse: &job.warehouse,
+                lease,
+            };
             let warehouse = Pipelined::new(warehouse, &tables).map_err(fail)?;
             let client = Retrying::new(
                 Client::new(host.allow.clone(), host.http.clone())
@@ -290,6 +416,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         }
     }
     let failed: Vec<&StreamReport> = streams.iter().filter(|s| s.error.is_some()).collect();
+    let only_busy = failed.iter().all(|s| {
+        s.error
+            .as_ref()
+            .is_some_and(|e| e.chain().any(|c| c.is::<crate::exit::LeaseBusy>()))
+    });
     if !failed.is_empty() {
         let mut error = String::new();
         for (i, s) in failed.iter().enumerate() {
@@ -310,10 +441,12 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 streams.len()
             ));
         }
-        return Err(SyncFailure {
-            error: anyhow::anyhow!(error),
-            stats,
-        });
+        let error = if only_busy {
+            anyhow::Error::new(crate::exit::LeaseBusy(error))
+        } else {
+            anyhow::anyhow!(error)
+        };
+        return Err(SyncFailure { error, stats });
     }
     let mut warehouse = destination::open(&job.warehouse, job.durability)?;
     let mut table_rows = BTreeMap::new();

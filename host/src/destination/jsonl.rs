@@ -22,7 +22,7 @@
 //! may keep the last checkpoint's state itself).
 
 use super::url::JsonlTarget;
-use super::{Destination, format_utc_micros};
+use super::{Destination, Lease, LeaseHeld, format_utc_micros};
 use crate::runtime::bindings::{DestinationError, RowBatch, Table, Value};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
@@ -54,6 +54,8 @@ enum Sink {
 /// A JSON-lines warehouse.
 pub struct JsonlWarehouse {
     sink: Sink,
+    /// The lease every checkpoint renews, if this sync holds one.
+    lease: Option<Lease>,
     saved: Saved,
     /// The next line's `seq`.
     seq: u64,
@@ -91,6 +93,35 @@ fn json(v: &Value) -> serde_json::Value {
         Value::UtcDatetime(t) => format_utc_micros(*t).into(),
         Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
     }
+}
+
+/// A lease as its file in the directory holds it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LeaseFile {
+    holder: String,
+    token: u64,
+    expires_ms: i64,
+}
+
+fn lease_path(dir: &Path, stream: &str) -> PathBuf {
+    dir.join(format!("_incsync_lease.{}", file_name(stream)))
+}
+
+fn read_lease(dir: &Path, stream: &str) -> Option<LeaseFile> {
+    serde_json::from_slice(&std::fs::read(lease_path(dir, stream)).ok()?).ok()
+}
+
+/// Writes `lease` as renewed now, atomically (a temporary file renamed).
+fn write_lease(dir: &Path, lease: &Lease) -> std::io::Result<()> {
+    let file = LeaseFile {
+        holder: lease.holder.clone(),
+        token: lease.token,
+        expires_ms: chrono::Utc::now().timestamp_millis() + lease.ttl.as_millis() as i64,
+    };
+    let path = lease_path(dir, &lease.stream);
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(&file)?)?;
+    std::fs::rename(tmp, path)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -142,6 +173,7 @@ impl JsonlWarehouse {
             }
         };
         Ok(JsonlWarehouse {
+            lease: None,
             seq: saved.seq,
             sink,
             saved,
@@ -240,6 +272,17 @@ impl Destination for JsonlWarehouse {
                 Ok(())
             }
             Sink::Dir { dir, files } => {
+                if let Some(lease) = &self.lease {
+                    // The fence: go on only while the lease is still ours.
+                    let now = read_lease(dir, &lease.stream);
+                    if now.as_ref().map(|l| l.token) != Some(lease.token) {
+                        return Err(super::sqlite::lease_lost(
+                            &lease.stream,
+                            now.map(|l| l.holder),
+                        ));
+                    }
+                    write_lease(dir, lease).map_err(other)?;
+                }
                 // The lines first, on disk; then the state that covers them.
                 let mut lengths = self.saved.files.clone();
                 for (name, out) in files.iter_mut() {
@@ -333,6 +376,51 @@ impl Destination for JsonlWarehouse {
         self.checkpoint(joined.as_deref().expect("some"))
             .map_err(|e| anyhow!("{e:?}"))?;
         Ok(true)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        stream: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        steal_from: Option<&str>,
+    ) -> Result<Result<u64, LeaseHeld>> {
+        let Sink::Dir { dir, .. } = &self.sink else {
+            return Ok(Ok(0));
+        };
+        let now = chrono::Utc::now().timestamp_millis();
+        let held = read_lease(dir, stream);
+        if let Some(l) = &held
+            && l.expires_ms > now
+            && l.holder != holder
+            && Some(l.holder.as_str()) != steal_from
+        {
+            return Ok(Err(LeaseHeld {
+                holder: l.holder.clone(),
+                until: format_utc_micros(l.expires_ms * 1000),
+            }));
+        }
+        let lease = Lease {
+            stream: stream.to_owned(),
+            holder: holder.to_owned(),
+            token: held.map_or(1, |l| l.token + 1),
+            ttl,
+        };
+        write_lease(dir, &lease)?;
+        Ok(Ok(lease.token))
+    }
+
+    fn hold_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
+    fn release_lease(&mut self, lease: &Lease) -> Result<()> {
+        if let Sink::Dir { dir, .. } = &self.sink
+            && read_lease(dir, &lease.stream).is_some_and(|l| l.token == lease.token)
+        {
+            std::fs::remove_file(lease_path(dir, &lease.stream))?;
+        }
+        Ok(())
     }
 
     fn row_count(&mut self, table: &str) -> Result<Option<u64>> {

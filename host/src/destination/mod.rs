@@ -14,6 +14,7 @@ pub use sqlite::{Durability, SqliteWarehouse, format_utc_micros};
 pub use url::{JsonlTarget, PostgresUrl, Warehouse};
 
 use crate::runtime::bindings::{DestinationError, RowBatch, Table};
+use std::time::Duration;
 
 /// A warehouse that upserts rows by primary key and saves the connector's
 /// state atomically with them.
@@ -57,7 +58,58 @@ pub trait Destination: Send {
     fn row_count(&mut self, _table: &str) -> anyhow::Result<Option<u64>> {
         Ok(None)
     }
+
+    /// Takes the lease of `stream` for `holder` until `ttl` from now, if no
+    /// other holder has an unexpired one (a holder named `steal_from`, known
+    /// to be dead, counts as expired): `Ok(Ok(token))`, the fencing token,
+    /// or `Ok(Err(held))`. A warehouse without leases (standard output)
+    /// grants every one.
+    fn acquire_lease(
+        &mut self,
+        _stream: &str,
+        _holder: &str,
+        _ttl: Duration,
+        _steal_from: Option<&str>,
+    ) -> anyhow::Result<Result<u64, LeaseHeld>> {
+        Ok(Ok(0))
+    }
+
+    /// From now on every checkpoint of this connection renews `lease` inside
+    /// its transaction, and fails (committing nothing) if another holder has
+    /// taken it.
+    fn hold_lease(&mut self, _lease: Lease) {}
+
+    /// Gives the lease up, if this holder still has it.
+    fn release_lease(&mut self, _lease: &Lease) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
+
+/// A stream's lease, as its holder keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The stream.
+    pub stream: String,
+    /// Who holds it (`host:pid:random`).
+    pub holder: String,
+    /// Its fencing token: it grows with every new holder, and a checkpoint
+    /// commits only while the lease still has the holder's token.
+    pub token: u64,
+    /// How long each renewal lasts.
+    pub ttl: Duration,
+}
+
+/// Who holds a lease that could not be taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseHeld {
+    /// The holder.
+    pub holder: String,
+    /// When it expires, as UTC text.
+    pub until: String,
+}
+
+/// The table of leases, one row per stream.
+pub const LEASE_TABLE: &str = "_incsync_lease";
 
 impl<D: Destination + ?Sized> Destination for Box<D> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
@@ -86,6 +138,21 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     }
     fn row_count(&mut self, table: &str) -> anyhow::Result<Option<u64>> {
         (**self).row_count(table)
+    }
+    fn acquire_lease(
+        &mut self,
+        stream: &str,
+        holder: &str,
+        ttl: Duration,
+        steal_from: Option<&str>,
+    ) -> anyhow::Result<Result<u64, LeaseHeld>> {
+        (**self).acquire_lease(stream, holder, ttl, steal_from)
+    }
+    fn hold_lease(&mut self, lease: Lease) {
+        (**self).hold_lease(lease)
+    }
+    fn release_lease(&mut self, lease: &Lease) -> anyhow::Result<()> {
+        (**self).release_lease(lease)
     }
 }
 

@@ -20,7 +20,7 @@
 //! `_incsync_state`, one row per stream.
 
 use super::url::PostgresUrl;
-use super::{Destination, join_state, split_state};
+use super::{Destination, LEASE_TABLE, Lease, LeaseHeld, join_state, split_state};
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Result, anyhow};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -216,6 +216,8 @@ pub struct PostgresWarehouse {
     client: Client,
     url: PostgresUrl,
     in_transaction: bool,
+    /// The lease every checkpoint renews, if this sync holds one.
+    lease: Option<Lease>,
     tables: HashMap<String, TableInfo>,
 }
 
@@ -239,9 +241,19 @@ impl PostgresWarehouse {
             client,
             url: url.clone(),
             in_transaction: false,
+            lease: None,
             tables: HashMap::new(),
         };
         w.prepare_state_table()?;
+        w.client
+            .batch_execute(&format!(
+                "CREATE TABLE IF NOT EXISTS {LEASE_TABLE} (
+                     stream text PRIMARY KEY,
+                     holder text NOT NULL,
+                     token bigint NOT NULL,
+                     expires_at timestamptz NOT NULL)"
+            ))
+            .map_err(|e| anyhow!("{}: cannot create {LEASE_TABLE}: {}", w.url, db_error(&e)))?;
         Ok(w)
     }
 
@@ -568,6 +580,73 @@ impl Destination for PostgresWarehouse {
             .execute(&format!("DELETE FROM {STATE_TABLE}"), &[])
             .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
         Ok(n > 0)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        stream: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        steal_from: Option<&str>,
+    ) -> Result<Result<u64, LeaseHeld>> {
+        // One statement: take the lease if it is free, expired, ours, or a
+        // dead holder's.
+        let taken = self
+            .client
+            .query_opt(
+                &format!(
+                    "INSERT INTO {LEASE_TABLE} AS l (stream, holder, token, expires_at)
+                     VALUES ($1, $2, 1, now() + make_interval(secs => $3))
+                     ON CONFLICT (stream) DO UPDATE SET holder = EXCLUDED.holder,
+                         token = l.token + 1, expires_at = EXCLUDED.expires_at
+                     WHERE l.expires_at < now() OR l.holder = EXCLUDED.holder OR l.holder = $4
+                     RETURNING token"
+                ),
+                &[
+                    &stream,
+                    &holder,
+                    &ttl.as_secs_f64(),
+                    &steal_from.unwrap_or(""),
+                ],
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: taking the lease of `{stream}`: {}",
+                    self.url,
+                    db_error(&e)
+                )
+            })?;
+        if let Some(row) = taken {
+            return Ok(Ok(row.get::<_, i64>(0) as u64));
+        }
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT holder, to_char(expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')
+                     FROM {LEASE_TABLE} WHERE stream = $1"
+                ),
+                &[&stream],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        Ok(Err(LeaseHeld {
+            holder: row.get(0),
+            until: row.get(1),
+        }))
+    }
+
+    fn hold_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
+    fn release_lease(&mut self, lease: &Lease) -> Result<()> {
+        self.client
+            .execute(
+                &format!("DELETE FROM {LEASE_TABLE} WHERE stream = $1 AND token = $2"),
+                &[&lease.stream, &(lease.token as i64)],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        Ok(())
     }
 
     fn forget_stream(&mut self, stream: &str) -> Result<bool> {

@@ -2,7 +2,7 @@
 //! state, in WAL mode, with each checkpoint committing its rows and the state
 //! in one transaction.
 
-use super::Destination;
+use super::{Destination, LEASE_TABLE, Lease, LeaseHeld};
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -128,6 +128,8 @@ pub enum Durability {
 pub struct SqliteWarehouse {
     conn: Connection,
     in_transaction: bool,
+    /// The lease every checkpoint renews, if this sync holds one.
+    lease: Option<Lease>,
     /// The columns of each table the connector writes.
     tables: HashMap<String, TableColumns>,
 }
@@ -268,6 +270,19 @@ fn other(e: impl std::fmt::Display) -> DestinationError {
     DestinationError::Other(e.to_string())
 }
 
+/// Milliseconds since the epoch, now.
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The error of a checkpoint whose lease another sync took.
+pub(super) fn lease_lost(stream: &str, holder: Option<String>) -> DestinationError {
+    DestinationError::Other(format!(
+        "the lease of stream `{stream}` expired and {} took it over: this sync stops without committing its last rows",
+        holder.map_or("another sync".to_owned(), |h| format!("`{h}`"))
+    ))
+}
+
 /// Creates `_incsync_state` (one row per stream), or moves the state of a
 /// warehouse written by an earlier version (one row holding every stream)
 /// into it.
@@ -338,9 +353,18 @@ impl SqliteWarehouse {
         ))
         .with_context(|| format!("preparing warehouse {}", path.display()))?;
         prepare_state_table(&conn).with_context(|| format!("warehouse {}", path.display()))?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {LEASE_TABLE} (
+                 stream TEXT PRIMARY KEY,
+                 holder TEXT NOT NULL,
+                 token INTEGER NOT NULL,
+                 expires_at INTEGER NOT NULL)"
+        ))
+        .with_context(|| format!("preparing warehouse {}", path.display()))?;
         Ok(SqliteWarehouse {
             conn,
             in_transaction: false,
+            lease: None,
             tables: HashMap::new(),
         })
     }
@@ -634,6 +658,34 @@ impl Destination for SqliteWarehouse {
             save.execute(params![stream, text, now]).map_err(other)?;
         }
         drop(save);
+        if let Some(lease) = &self.lease {
+            // The fence: commit only while the lease is still this holder's.
+            let renewed = self
+                .conn
+                .execute(
+                    &format!(
+                        "UPDATE {LEASE_TABLE} SET expires_at = ?1 WHERE stream = ?2 AND token = ?3"
+                    ),
+                    params![
+                        now_ms() + lease.ttl.as_millis() as i64,
+                        lease.stream,
+                        lease.token as i64
+                    ],
+                )
+                .map_err(other)?;
+            if renewed == 0 {
+                let holder: Option<String> = self
+                    .conn
+                    .query_row(
+                        &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = ?1"),
+                        [&lease.stream],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(other)?;
+                return Err(lease_lost(&lease.stream, holder));
+            }
+        }
         self.conn.execute_batch("COMMIT").map_err(other)?;
         self.in_transaction = false;
         Ok(())
@@ -659,6 +711,66 @@ impl Destination for SqliteWarehouse {
             .conn
             .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?
             > 0)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        stream: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+        steal_from: Option<&str>,
+    ) -> Result<Result<u64, LeaseHeld>> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let outcome = (|| -> Result<Result<u64, LeaseHeld>> {
+            let now = now_ms();
+            let row: Option<(String, i64, i64)> = self
+                .conn
+                .query_row(
+                    &format!(
+                        "SELECT holder, token, expires_at FROM {LEASE_TABLE} WHERE stream = ?1"
+                    ),
+                    [stream],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .optional()?;
+            if let Some((other, _, expires)) = &row
+                && *expires > now
+                && other != holder
+                && Some(other.as_str()) != steal_from
+            {
+                return Ok(Err(LeaseHeld {
+                    holder: other.clone(),
+                    until: format_utc_micros(expires * 1000),
+                }));
+            }
+            let token = row.map_or(1, |(_, t, _)| t + 1);
+            self.conn.execute(
+                &format!(
+                    "INSERT INTO {LEASE_TABLE} (stream, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (stream) DO UPDATE SET holder = excluded.holder,
+                         token = excluded.token, expires_at = excluded.expires_at"
+                ),
+                params![stream, holder, token, now + ttl.as_millis() as i64],
+            )?;
+            Ok(Ok(token as u64))
+        })();
+        match &outcome {
+            Ok(Ok(_)) => self.conn.execute_batch("COMMIT")?,
+            _ => self.conn.execute_batch("ROLLBACK")?,
+        }
+        outcome
+    }
+
+    fn hold_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
+    }
+
+    fn release_lease(&mut self, lease: &Lease) -> Result<()> {
+        self.conn.execute(
+            &format!("DELETE FROM {LEASE_TABLE} WHERE stream = ?1 AND token = ?2"),
+            params![lease.stream, lease.token as i64],
+        )?;
+        Ok(())
     }
 
     fn forget_stream(&mut self, stream: &str) -> Result<bool> {
