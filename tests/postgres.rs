@@ -461,3 +461,124 @@ fn many_workers_share_one_postgres_and_the_lease_keeps_racers_apart() {
         .get(0);
     assert_eq!(leases, 0, "every lease given up");
 }
+
+/// Deletes and truncates on SQLite and PostgreSQL, soft and hard: durable
+/// only at the checkpoint, a soft-deleted row marked and brought back by a
+/// later upsert, a hard-deleted one gone.
+#[test]
+fn deletes_and_truncates_are_soft_by_default_or_hard() {
+    use incsync::destination::{Deletes, Durability, open_with};
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = |ids: &[&str]| RowBatch {
+        columns: vec!["id".into()],
+        rows: ids
+            .iter()
+            .map(|i| vec![Value::String((*i).into())])
+            .collect(),
+    };
+    for (n, deletes) in [Deletes::Soft, Deletes::Hard].into_iter().enumerate() {
+        let warehouses = [
+            Warehouse::parse(&pg.database(&format!("del{n}"))).unwrap(),
+            Warehouse::parse(dir.path().join(format!("del{n}.db")).to_str().unwrap()).unwrap(),
+        ];
+        for warehouse in warehouses {
+            let what = format!("{deletes:?} {warehouse}");
+            let mut w = open_with(&warehouse, Durability::Normal, deletes).unwrap();
+            w.create_tables(&[table()]).unwrap();
+            for id in ["a", "b", "c"] {
+                w.upsert("kinds", batch(id, 1)).unwrap();
+            }
+            w.checkpoint("{}").unwrap();
+            w.delete("kinds", key(&["b", "zzz"])).unwrap();
+            w.rollback().unwrap();
+            assert_eq!(
+                w.row_count("kinds").unwrap(),
+                Some(3),
+                "{what}: rolled back"
+            );
+            w.delete("kinds", key(&["b"])).unwrap();
+            w.checkpoint("{}").unwrap();
+            let total = w.row_count("kinds").unwrap().unwrap();
+            match deletes {
+                Deletes::Hard => assert_eq!(total, 2, "{what}"),
+                Deletes::Soft => assert_eq!(total, 3, "{what}: the row stays, marked"),
+            }
+            // An upsert brings a soft-deleted row back.
+            w.upsert("kinds", batch("b", 2)).unwrap();
+            w.checkpoint("{}").unwrap();
+            assert_eq!(w.row_count("kinds").unwrap(), Some(3), "{what}");
+            w.truncate("kinds").unwrap();
+            w.checkpoint("{}").unwrap();
+            let after = w.row_count("kinds").unwrap().unwrap();
+            match deletes {
+                Deletes::Hard => assert_eq!(after, 0, "{what}"),
+                Deletes::Soft => assert_eq!(after, 3, "{what}"),
+            }
+            assert!(matches!(
+                w.truncate("nope"),
+                Err(incsync::runtime::bindings::DestinationError::UnknownTable(
+                    _
+                ))
+            ));
+        }
+        if deletes == Deletes::Soft {
+            // The marks, as a reader sees them.
+            let marked: Vec<(String, bool, bool)> = pg
+                .client(&format!("del{n}"))
+                .query(
+                    "SELECT id, _incsync_deleted, _incsync_deleted_at IS NOT NULL FROM kinds ORDER BY id",
+                    &[],
+                )
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            assert!(marked.iter().all(|(_, d, at)| *d && *at), "{marked:?}");
+            let conn = rusqlite::Connection::open(dir.path().join(format!("del{n}.db"))).unwrap();
+            let soft: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM kinds WHERE _incsync_deleted = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(soft, 3);
+        }
+    }
+}
+
+/// Between the delete of `b` and the truncate, `b` was soft-deleted then
+/// upserted again: the mark was cleared.
+#[test]
+fn an_upsert_clears_a_soft_delete() {
+    use incsync::destination::{Deletes, Durability, open_with};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.db");
+    let warehouse = Warehouse::parse(path.to_str().unwrap()).unwrap();
+    let mut w = open_with(&warehouse, Durability::Normal, Deletes::Soft).unwrap();
+    w.create_tables(&[table()]).unwrap();
+    w.upsert("kinds", batch("a", 1)).unwrap();
+    w.delete(
+        "kinds",
+        RowBatch {
+            columns: vec!["id".into()],
+            rows: vec![vec![Value::String("a".into())]],
+        },
+    )
+    .unwrap();
+    w.checkpoint("{}").unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let deleted = || -> i64 {
+        conn.query_row(
+            "SELECT _incsync_deleted FROM kinds WHERE id = 'a'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(deleted(), 1);
+    w.upsert("kinds", batch("a", 2)).unwrap();
+    w.checkpoint("{}").unwrap();
+    assert_eq!(deleted(), 0);
+}

@@ -122,7 +122,8 @@ fn exit_codes_tell_usage_from_sync_failure() {
     let help = incsync().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     assert!(
-        help.contains("Exit codes:") && help.contains("3  another sync holds the lease of a stream"),
+        help.contains("Exit codes:")
+            && help.contains("3  another sync holds the lease of a stream"),
         "{help}"
     );
 }

@@ -125,9 +125,32 @@ export function upsert(table, batch) {
   return { tag: 'ok', val: undefined };
 }
 
+// Deletes by primary key (hard: this small host keeps no soft-delete marks),
+// applied in order with the upserts at the next checkpoint.
+function _delete(table, keys) {
+  const pk = settings.primaryKeys[table];
+  if (!pk) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
+  for (const row of keys.rows) {
+    const record = {};
+    keys.columns.forEach((c, i) => { record[c] = plain(row[i]); });
+    pending.push([table, JSON.stringify(pk.map((k) => record[k])), null]);
+  }
+  return { tag: 'ok', val: undefined };
+}
+export { _delete as delete };
+
+export function truncate(table) {
+  if (!settings.primaryKeys[table]) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
+  pending.push([table, null, null]);
+  return { tag: 'ok', val: undefined };
+}
+
 export function checkpoint(state) {
   for (const [table, key, record] of pending) {
-    (warehouse.tables[table] ??= {})[key] = record;
+    const rows = (warehouse.tables[table] ??= {});
+    if (key === null) warehouse.tables[table] = {};
+    else if (record === null) delete rows[key];
+    else rows[key] = record;
   }
   pending = [];
   warehouse.state = state;

@@ -80,6 +80,10 @@ pub struct StreamConfig {
     /// A POST's JSON body template, where the request's parameters go (see
     /// [`crate::http::json_body`]). Default `{}`.
     pub body: Value,
+    /// The record field (a dot path) that marks a record deleted: `true`, a
+    /// non-empty string (a `deleted_at` time) or a non-zero number. Such a
+    /// record is deleted from the table instead of upserted. Default: none.
+    pub deleted_field: Option<String>,
 }
 
 impl StreamConfig {
@@ -200,6 +204,8 @@ struct File {
     _auth: IgnoredAny,
     #[serde(rename = "headers", default)]
     _headers: IgnoredAny,
+    #[serde(rename = "deletes", default)]
+    _deletes: IgnoredAny,
 }
 
 /// The keys every stream has, whatever its strategy.
@@ -265,6 +271,11 @@ struct StreamKeys {
     /// string, `"{name:number}"` as a number.
     #[serde(default)]
     body: Option<Value>,
+    /// The record field (a dot path) that marks a record deleted: `true`, a
+    /// non-empty string (a `deleted_at` time) or a non-zero number; such a
+    /// record is deleted instead of upserted.
+    #[serde(default)]
+    deleted_field: Option<String>,
 }
 
 impl Config {
@@ -401,6 +412,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         headers: keys.headers.into_iter().collect(),
         method,
         body,
+        deleted_field: keys.deleted_field.filter(|f| !f.is_empty()),
     };
     stream
         .strategy

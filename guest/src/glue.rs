@@ -57,6 +57,10 @@ impl Guest for Component {
                     host::upsert(&table, &to_wit_batch(batch))
                         .map_err(|e| wit::Error::Destination(destination_message(&table, e)))?;
                 }
+                Output::Delete { table, keys } => {
+                    host::delete(&table, &to_wit_batch(keys))
+                        .map_err(|e| wit::Error::Destination(destination_message(&table, e)))?;
+                }
                 Output::Checkpoint(state) => {
                     host::checkpoint(&state)
                         .map_err(|e| wit::Error::Destination(destination_message("state", e)))?;

@@ -78,6 +78,14 @@ pub enum Output {
         /// The rows.
         batch: RowBatch,
     },
+    /// Delete the rows of `table` with these primary keys (the batch holds
+    /// the key columns only), after the upserts before it.
+    Delete {
+        /// The destination table.
+        table: String,
+        /// The keys.
+        keys: RowBatch,
+    },
     /// Make this state durable together with every row upserted before it.
     Checkpoint(String),
     /// Write a log line.
@@ -107,6 +115,7 @@ pub enum Output {
 ///     match sync.poll_output() {
 ///         Output::Fetch(request) => sync.handle_response(send(&request)),
 ///         Output::Upsert { table, batch } => { /* write batch.rows to table */ }
+///         Output::Delete { table, keys } => { /* delete the rows with these keys */ }
 ///         Output::Checkpoint(state) => { /* commit the rows above together with state */ }
 ///         Output::Log(level, line) => { /* log it */ }
 ///         Output::Wait => unreachable!("every Fetch was answered"),
@@ -264,7 +273,7 @@ impl Sync {
         };
         match outcome {
             Err(e) => self.fail(e),
-            Ok((batch, checkpoint, warnings)) => {
+            Ok((batch, deletes, checkpoint, warnings)) => {
                 for w in warnings {
                     self.outputs.push_back(Output::Log(
                         Level::Warn,
@@ -274,11 +283,17 @@ impl Sync {
                 // Rows are committed only by a checkpoint, so any rows handed
                 // out are followed by one; a strategy's state is always a safe
                 // point to resume from once the rows before it are written.
-                let checkpoint = checkpoint || !batch.is_empty();
+                let checkpoint = checkpoint || !batch.is_empty() || !deletes.is_empty();
                 if !batch.is_empty() {
                     self.outputs.push_back(Output::Upsert {
                         table: run.config.table.clone(),
                         batch,
+                    });
+                }
+                if !deletes.is_empty() {
+                    self.outputs.push_back(Output::Delete {
+                        table: run.config.table.clone(),
+                        keys: deletes,
                     });
                 }
                 if checkpoint {
@@ -305,7 +320,7 @@ impl Sync {
         run: &mut StreamRun,
         url: &str,
         response: &Response,
-    ) -> Result<(RowBatch, bool, Vec<String>), PageError> {
+    ) -> Result<(RowBatch, RowBatch, bool, Vec<String>), PageError> {
         if !(200..300).contains(&response.status) {
             return Err(PageError::Status {
                 status: response.status,
@@ -384,8 +399,46 @@ impl Sync {
             .filter(|(i, _)| verdict.deliver.get(*i).copied().unwrap_or(true))
             .map(|(i, r)| (r, cursors.get(i).copied()))
             .collect();
-        let batch = run.rows.batch_owned(delivered);
-        Ok((batch, verdict.checkpoint, verdict.warnings))
+        let (deleted, kept): (Vec<_>, Vec<_>) = match &config.deleted_field {
+            None => (Vec::new(), delivered),
+            Some(field) => delivered
+                .into_iter()
+                .partition(|(record, _)| is_deleted(record, field)),
+        };
+        let batch = run.rows.batch_owned(kept);
+        let deletes = if deleted.is_empty() {
+            RowBatch::default()
+        } else {
+            key_columns(run.rows.batch_owned(deleted), &config.primary_key)
+        };
+        Ok((batch, deletes, verdict.checkpoint, verdict.warnings))
+    }
+}
+
+/// Whether `record` is marked deleted at `field`: `true`, a non-empty
+/// string (a `deleted_at` time) or a non-zero number.
+fn is_deleted(record: &Map<String, Value>, field: &str) -> bool {
+    match crate::rows::field_at_path(record, field) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        _ => false,
+    }
+}
+
+/// `batch` with only the primary key's columns.
+fn key_columns(batch: RowBatch, key: &[String]) -> RowBatch {
+    let slots: Vec<usize> = key
+        .iter()
+        .filter_map(|k| batch.columns.iter().position(|c| c == k))
+        .collect();
+    RowBatch {
+        columns: slots.iter().map(|&i| batch.columns[i].clone()).collect(),
+        rows: batch
+            .rows
+            .into_iter()
+            .map(|row| slots.iter().map(|&i| row[i].clone()).collect())
+            .collect(),
     }
 }
 
@@ -405,6 +458,64 @@ fn record_in(mut item: Map<String, Value>, path: &[String]) -> Result<Map<String
     match value {
         Some(Value::Object(record)) => Ok(record),
         _ => Err(format!("has no object at `{}`", path.join("."))),
+    }
+}
+
+#[cfg(test)]
+mod deletes {
+    use crate::sim::{SimApi, SimWarehouse, config, sync_once};
+    use serde_json::json;
+
+    #[test]
+    fn a_record_marked_deleted_is_deleted_not_upserted() {
+        for strategy in ["keyset", "offset", "timestamp"] {
+            let mut api = SimApi::new(&[10, 20, 30, 40, 50], 2);
+            let mut wh = SimWarehouse::default();
+            let cfg = config(strategy, 2, json!({"deleted_field": "deleted"}));
+            sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+            wh.matches(&api).unwrap();
+            api.soft_delete(2, 60);
+            api.update(3, 61);
+            sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+            wh.matches(&api).unwrap();
+            assert!(!wh.rows.contains_key("2"), "{strategy}");
+            // Without the setting, the flag is just a field and the row stays.
+            let mut wh = SimWarehouse::default();
+            let plain = config(strategy, 2, json!({}));
+            sync_once(&plain, &mut api, &mut wh, 50).unwrap();
+            assert!(wh.rows.contains_key("2"), "{strategy}");
+        }
+    }
+
+    #[test]
+    fn deletes_come_after_the_upserts_of_their_page_and_before_its_checkpoint() {
+        let mut api = SimApi::new(&[10, 20], 5);
+        api.soft_delete(1, 30);
+        let cfg = config("timestamp", 5, json!({"deleted_field": "deleted"}));
+        let mut sync = crate::Sync::new(&cfg, None).unwrap();
+        let mut seen = Vec::new();
+        loop {
+            match sync.poll_output() {
+                crate::Output::Fetch(r) => {
+                    let a = api.answer(&r);
+                    sync.handle_response(a);
+                }
+                crate::Output::Upsert { batch, .. } => {
+                    seen.push(format!("upsert {}", batch.rows.len()))
+                }
+                crate::Output::Delete { keys, .. } => {
+                    assert_eq!(keys.columns, ["id"]);
+                    seen.push(format!("delete {}", keys.rows.len()));
+                }
+                crate::Output::Checkpoint(_) => seen.push("checkpoint".into()),
+                crate::Output::Done(r) => {
+                    r.unwrap();
+                    break;
+                }
+                _ => {}
+            }
+        }
+        assert_eq!(seen[..3], ["upsert 1", "delete 1", "checkpoint"]);
     }
 }
 

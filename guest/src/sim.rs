@@ -20,6 +20,8 @@ pub(crate) struct SimRecord {
     pub updated: i64,
     /// Bumped on every update, so a test can tell versions apart.
     pub version: u32,
+    /// Soft-deleted in the source: listed with `"deleted": true`.
+    pub deleted: bool,
 }
 
 /// What the simulated API does to the answer of one request.
@@ -70,6 +72,7 @@ impl SimApi {
                 id: i as u64 + 1,
                 updated: u,
                 version: 0,
+                deleted: false,
             })
             .collect::<Vec<_>>();
         SimApi {
@@ -106,6 +109,7 @@ impl SimApi {
             id,
             updated,
             version: 0,
+            deleted: false,
         };
         self.records.push(r.clone());
         self.log_event(r);
@@ -116,6 +120,16 @@ impl SimApi {
         let r = self.records.iter_mut().find(|r| r.id == id).unwrap();
         r.updated = updated;
         r.version += 1;
+        let r = r.clone();
+        self.log_event(r);
+    }
+
+    /// Marks a record deleted at `updated`, as an API that keeps deleted
+    /// records with a flag does.
+    pub fn soft_delete(&mut self, id: u64, updated: i64) {
+        let r = self.records.iter_mut().find(|r| r.id == id).unwrap();
+        r.updated = updated;
+        r.deleted = true;
         let r = r.clone();
         self.log_event(r);
     }
@@ -135,6 +149,7 @@ impl SimApi {
             id,
             updated,
             version: 0,
+            deleted: false,
         });
         self.next_id = self.next_id.max(id + 1);
     }
@@ -552,8 +567,12 @@ impl SimApi {
 fn render<'a>(records: impl Iterator<Item = &'a SimRecord>) -> Vec<serde_json::Value> {
     records
         .map(|r| {
-            json!({"id": r.id.to_string(), "name": format!("user {} v{}", r.id, r.version),
-                   "updatedAt": ts(r.updated), "createdAt": ts(0)})
+            let mut record = json!({"id": r.id.to_string(), "name": format!("user {} v{}", r.id, r.version),
+                   "updatedAt": ts(r.updated), "createdAt": ts(0)});
+            if r.deleted {
+                record["deleted"] = json!(true);
+            }
+            record
         })
         .collect()
 }
@@ -573,6 +592,8 @@ pub(crate) struct SimWarehouse {
     pub rows: BTreeMap<String, (String, i64)>,
     pub state: Option<String>,
     pub pending: Vec<(String, (String, i64))>,
+    /// Keys deleted since the last checkpoint.
+    pub pending_deletes: Vec<String>,
     /// How many rows were upserted in total (deliveries, not distinct rows).
     pub delivered: usize,
     pub checkpoints: usize,
@@ -598,7 +619,20 @@ impl SimWarehouse {
         }
     }
 
+    fn delete(&mut self, keys: &crate::rows::RowBatch) {
+        for row in &keys.rows {
+            let Value::String(id) = &row[0] else {
+                panic!("id is text")
+            };
+            self.pending.retain(|(k, _)| k != id);
+            self.pending_deletes.push(id.clone());
+        }
+    }
+
     fn checkpoint(&mut self, state: String) {
+        for id in self.pending_deletes.drain(..) {
+            self.rows.remove(&id);
+        }
         self.rows.extend(self.pending.drain(..));
         self.state = Some(state);
         self.checkpoints += 1;
@@ -624,6 +658,12 @@ impl SimWarehouse {
     /// Whether every one of `records` is here, at its version.
     pub fn holds(&self, records: &[SimRecord]) -> Result<(), String> {
         for r in records {
+            if r.deleted {
+                if self.rows.contains_key(&r.id.to_string()) {
+                    return Err(format!("record {} was deleted but is still here", r.id));
+                }
+                continue;
+            }
             let want = (
                 format!("user {} v{}", r.id, r.version),
                 r.updated * 1_000_000,
@@ -662,12 +702,17 @@ pub(crate) fn drive(
                 assert_eq!(table, "user");
                 warehouse.upsert(&batch);
             }
+            Output::Delete { table, keys } => {
+                assert_eq!(table, "user");
+                warehouse.delete(&keys);
+            }
             Output::Checkpoint(state) => warehouse.checkpoint(state),
             Output::Log(..) => {}
             Output::Wait => panic!("the machine waits with no request in flight"),
             Output::Done(result) => {
                 // Like the host: rows after the last checkpoint are rolled back.
                 warehouse.pending.clear();
+                warehouse.pending_deletes.clear();
                 return result;
             }
         }

@@ -35,6 +35,8 @@ pub struct HostConfig {
     pub http: HttpSettings,
     /// Guest limits.
     pub limits: GuestLimits,
+    /// How deletes and truncates apply.
+    pub deletes: crate::destination::Deletes,
 }
 
 /// A host key that is missing, malformed, or names a secret that is not set.
@@ -79,6 +81,10 @@ struct File {
     /// The guest's limits.
     #[serde(default)]
     sandbox: SandboxKeys,
+    /// How the warehouse applies the connector's deletes and truncates:
+    /// `soft` (default: the row stays, marked `_incsync_deleted`) or `hard`.
+    #[serde(default)]
+    deletes: crate::destination::Deletes,
 }
 
 /// How the API authenticates. Values may name secrets: `${VAR}` is the
@@ -280,6 +286,7 @@ impl HostConfig {
             credentials,
             http,
             limits,
+            deletes: file.deletes,
         })
     }
 }

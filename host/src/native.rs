@@ -84,6 +84,19 @@ pub fn update(
                     break Err(anyhow!("writing {table}: {e:?}"));
                 }
             }
+            Output::Delete { table, keys } => {
+                let keys = wit::RowBatch {
+                    columns: keys.columns,
+                    rows: keys
+                        .rows
+                        .into_iter()
+                        .map(|r| r.into_iter().map(value).collect())
+                        .collect(),
+                };
+                if let Err(e) = destination.delete(&table, keys) {
+                    break Err(anyhow!("deleting from {table}: {e:?}"));
+                }
+            }
             Output::Checkpoint(state) => {
                 if let Err(e) = destination.checkpoint(&state) {
                     break Err(anyhow!("checkpoint: {e:?}"));

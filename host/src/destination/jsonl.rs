@@ -3,7 +3,11 @@
 //!
 //! ```json
 //! {"seq": 41, "op": "upsert", "row": {"id": "7", "name": "Ada", "updatedAt": "2024-01-15T10:30:00Z"}}
+//! {"seq": 42, "op": "delete", "row": {"id": "3"}}
+//! {"seq": 43, "op": "truncate"}
 //! ```
+//!
+//! A reader applies them in `seq` order (a delete carries only the key).
 //!
 //! `seq` numbers every line of the warehouse, in the order the connector
 //! produced them, across tables and runs. Rows are appended as they come; a
@@ -259,6 +263,45 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        let Some(pk) = self.tables.get(table) else {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        };
+        if let Some(k) = pk.iter().find(|k| !keys.columns.contains(k)) {
+            return Err(DestinationError::InvalidBatch(format!(
+                "primary-key column `{k}` is missing"
+            )));
+        }
+        let stdout = matches!(self.sink, Sink::Stdout(_));
+        for row in &keys.rows {
+            let key: serde_json::Map<String, serde_json::Value> = keys
+                .columns
+                .iter()
+                .zip(row)
+                .map(|(c, v)| (c.clone(), json(v)))
+                .collect();
+            let mut line = serde_json::json!({"seq": self.seq, "op": "delete", "row": key});
+            if stdout {
+                line["table"] = table.into();
+            }
+            self.seq += 1;
+            self.write_line(table, &line)?;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        if !self.tables.contains_key(table) {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        }
+        let mut line = serde_json::json!({"seq": self.seq, "op": "truncate"});
+        if matches!(self.sink, Sink::Stdout(_)) {
+            line["table"] = table.into();
+        }
+        self.seq += 1;
+        self.write_line(table, &line)
+    }
+
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         match &mut self.sink {
             Sink::Stdout(_) => {
@@ -511,6 +554,30 @@ mod tests {
         assert_eq!(w.row_count("user").unwrap(), Some(3));
         assert!(w.reset_state().unwrap());
         assert_eq!(w.saved_state().unwrap(), None);
+    }
+
+    #[test]
+    fn deletes_and_truncates_are_lines_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = JsonlWarehouse::open(&JsonlTarget::Dir(dir.path().to_owned())).unwrap();
+        w.create_tables(&[table()]).unwrap();
+        w.upsert("user", batch(&["1"])).unwrap();
+        w.delete(
+            "user",
+            RowBatch {
+                columns: vec!["id".into()],
+                rows: vec![vec![Value::String("1".into())]],
+            },
+        )
+        .unwrap();
+        w.truncate("user").unwrap();
+        w.checkpoint("{}").unwrap();
+        let got = lines(dir.path());
+        assert_eq!(
+            got[1],
+            serde_json::json!({"seq": 1, "op": "delete", "row": {"id": "1"}})
+        );
+        assert_eq!(got[2], serde_json::json!({"seq": 2, "op": "truncate"}));
     }
 
     #[test]

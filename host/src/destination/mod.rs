@@ -26,6 +26,23 @@ pub trait Destination: Send {
     /// [`checkpoint`](Destination::checkpoint).
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError>;
 
+    /// Deletes the rows of `table` whose primary keys `keys` holds (softly or
+    /// for good, as the warehouse was opened), durably at the next
+    /// checkpoint.
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        let _ = keys;
+        Err(DestinationError::Other(format!(
+            "this warehouse cannot delete rows (table `{table}`)"
+        )))
+    }
+
+    /// Empties `table` (softly or for good), durably at the next checkpoint.
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        Err(DestinationError::Other(format!(
+            "this warehouse cannot truncate (table `{table}`)"
+        )))
+    }
+
     /// Commits every row upserted since the last checkpoint together with
     /// `state`, in one transaction.
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError>;
@@ -85,6 +102,23 @@ pub trait Destination: Send {
     }
 }
 
+/// How a warehouse applies deletes and truncates (the config's `deletes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Deletes {
+    /// The row stays, with `_incsync_deleted` true and `_incsync_deleted_at`
+    /// the time of the delete.
+    #[default]
+    Soft,
+    /// The row is removed.
+    Hard,
+}
+
+/// The column that marks a soft-deleted row.
+pub const DELETED_COLUMN: &str = "_incsync_deleted";
+/// The column with the time of a soft delete.
+pub const DELETED_AT_COLUMN: &str = "_incsync_deleted_at";
+
 /// A stream's lease, as its holder keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -117,6 +151,12 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     }
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
         (**self).upsert(table, batch)
+    }
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        (**self).delete(table, keys)
+    }
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        (**self).truncate(table)
     }
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         (**self).checkpoint(state)
@@ -159,9 +199,22 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
 /// Opens the warehouse `warehouse` names (creating a SQLite file or a JSONL
 /// directory if missing; connecting to PostgreSQL).
 pub fn open(warehouse: &Warehouse, durability: Durability) -> anyhow::Result<Box<dyn Destination>> {
+    open_with(warehouse, durability, Deletes::Soft)
+}
+
+/// [`open`], applying deletes and truncates as `deletes` says.
+pub fn open_with(
+    warehouse: &Warehouse,
+    durability: Durability,
+    deletes: Deletes,
+) -> anyhow::Result<Box<dyn Destination>> {
     Ok(match warehouse {
-        Warehouse::Sqlite(path) => Box::new(SqliteWarehouse::open(path, durability)?),
-        Warehouse::Postgres(url) => Box::new(PostgresWarehouse::connect(url)?),
+        Warehouse::Sqlite(path) => {
+            Box::new(SqliteWarehouse::open(path, durability)?.with_deletes(deletes))
+        }
+        Warehouse::Postgres(url) => {
+            Box::new(PostgresWarehouse::connect(url)?.with_deletes(deletes))
+        }
         Warehouse::Jsonl(target) => Box::new(JsonlWarehouse::open(target)?),
     })
 }

@@ -29,8 +29,25 @@ pub const QUEUE: usize = 8;
 /// The most checkpoints one group commit takes.
 const MAX_GROUP: usize = 32;
 
-enum Op {
+/// A write of rows, applied in order.
+enum Write {
     Upsert(String, RowBatch),
+    Delete(String, RowBatch),
+    Truncate(String),
+}
+
+impl Write {
+    fn apply(self, inner: &mut dyn Destination) -> Result<(), (String, DestinationError)> {
+        match self {
+            Write::Upsert(table, batch) => inner.upsert(&table, batch).map_err(|e| (table, e)),
+            Write::Delete(table, keys) => inner.delete(&table, keys).map_err(|e| (table, e)),
+            Write::Truncate(table) => inner.truncate(&table).map_err(|e| (table, e)),
+        }
+    }
+}
+
+enum Op {
+    Upsert(Write),
     Checkpoint(String),
     /// Roll back what is not committed; reply with the first failure, if any.
     Rollback(SyncSender<Option<String>>),
@@ -109,8 +126,8 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Optio
             break;
         };
         match op {
-            Op::Upsert(table, batch) if failure.is_none() => {
-                if let Err(e) = inner.upsert(&table, batch) {
+            Op::Upsert(write) if failure.is_none() => {
+                if let Err((table, e)) = write.apply(&mut inner) {
                     failure = Some(describe(&format!("writing {table}"), e));
                     let _ = inner.rollback();
                 }
@@ -133,8 +150,8 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Optio
                     }
                     for op in waiting.drain(..=end) {
                         match op {
-                            Op::Upsert(table, batch) if failure.is_none() => {
-                                if let Err(e) = inner.upsert(&table, batch) {
+                            Op::Upsert(write) if failure.is_none() => {
+                                if let Err((table, e)) = write.apply(&mut inner) {
                                     // A refused batch writes nothing, so the
                                     // pages before it still commit with their
                                     // checkpoint; any other failure may have
@@ -191,7 +208,15 @@ impl Destination for Pipelined {
     }
 
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
-        self.send(Op::Upsert(table.to_owned(), batch))
+        self.send(Op::Upsert(Write::Upsert(table.to_owned(), batch)))
+    }
+
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        self.send(Op::Upsert(Write::Delete(table.to_owned(), keys)))
+    }
+
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        self.send(Op::Upsert(Write::Truncate(table.to_owned())))
     }
 
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {

@@ -20,7 +20,10 @@
 //! `_incsync_state`, one row per stream.
 
 use super::url::PostgresUrl;
-use super::{Destination, LEASE_TABLE, Lease, LeaseHeld, join_state, split_state};
+use super::{
+    DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
+    join_state, split_state,
+};
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Result, anyhow};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
@@ -218,6 +221,8 @@ pub struct PostgresWarehouse {
     in_transaction: bool,
     /// The lease every checkpoint renews, if this sync holds one.
     lease: Option<Lease>,
+    /// How deletes and truncates apply.
+    deletes: Deletes,
     tables: HashMap<String, TableInfo>,
 }
 
@@ -242,6 +247,7 @@ impl PostgresWarehouse {
             url: url.clone(),
             in_transaction: false,
             lease: None,
+            deletes: Deletes::Soft,
             tables: HashMap::new(),
         };
         w.prepare_state_table()?;
@@ -255,6 +261,72 @@ impl PostgresWarehouse {
             ))
             .map_err(|e| anyhow!("{}: cannot create {LEASE_TABLE}: {}", w.url, db_error(&e)))?;
         Ok(w)
+    }
+
+    /// Applies deletes and truncates as `deletes` says.
+    pub fn with_deletes(mut self, deletes: Deletes) -> Self {
+        self.deletes = deletes;
+        self
+    }
+
+    /// Adds the soft-delete columns to `table` if it lacks them.
+    fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
+        if self.tables[table].columns.contains_key(DELETED_COLUMN) {
+            return Ok(());
+        }
+        self.add_column(table, DELETED_COLUMN, Kind::Bool)?;
+        self.add_column(table, DELETED_AT_COLUMN, Kind::Timestamp)
+    }
+
+    /// The key cells of each row of `keys`, typed as the key columns are.
+    fn key_cells(&self, table: &str, keys: &RowBatch) -> Result<Vec<Vec<Cell>>, DestinationError> {
+        let info = &self.tables[table];
+        let slots: Vec<(usize, Kind)> = info
+            .keys
+            .iter()
+            .map(|k| {
+                let i = keys.columns.iter().position(|c| c == k).ok_or_else(|| {
+                    DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))
+                })?;
+                Ok((i, info.columns.get(k).copied().unwrap_or(Kind::Text)))
+            })
+            .collect::<Result<_, DestinationError>>()?;
+        keys.rows
+            .iter()
+            .enumerate()
+            .map(|(n, row)| {
+                slots
+                    .iter()
+                    .map(|&(i, kind)| match row.get(i) {
+                        Some(Value::Null) | None => Err(DestinationError::InvalidBatch(format!(
+                            "row {n} has no primary key `{}`",
+                            keys.columns[i]
+                        ))),
+                        Some(v) => cell(v, kind).ok_or_else(|| {
+                            DestinationError::InvalidBatch(format!(
+                                "row {n}: key `{}` = {} does not fit its column",
+                                keys.columns[i],
+                                describe(v)
+                            ))
+                        }),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// `WHERE` over the key columns, parameters from `$first`.
+    fn key_filter(&self, table: &str, first: usize) -> String {
+        let info = &self.tables[table];
+        info.keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let kind = info.columns.get(k).copied().unwrap_or(Kind::Text);
+                format!("{} = ${}::{}", quote(k), first + i, kind.sql())
+            })
+            .collect::<Vec<_>>()
+            .join(" AND ")
     }
 
     /// The server the warehouse is on, without its password.
@@ -499,12 +571,17 @@ impl Destination for PostgresWarehouse {
             }
         }
         let names: Vec<String> = batch.columns.iter().map(|c| quote(c)).collect();
-        let updates: Vec<String> = batch
+        let mut updates: Vec<String> = batch
             .columns
             .iter()
             .filter(|c| !keys.contains(c))
             .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
             .collect();
+        if self.tables[table].columns.contains_key(DELETED_COLUMN) {
+            // An upserted row is there again: no longer soft-deleted.
+            updates.push(format!("{} = false", quote(DELETED_COLUMN)));
+            updates.push(format!("{} = NULL", quote(DELETED_AT_COLUMN)));
+        }
         let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
         let action = if updates.is_empty() {
             "NOTHING".to_owned()
@@ -536,6 +613,66 @@ impl Destination for PostgresWarehouse {
                 .execute(&sql, &params)
                 .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
         }
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        if !self.tables.contains_key(table) {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        }
+        let rows = self.key_cells(table, &keys)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let sql = match self.deletes {
+            Deletes::Hard => format!(
+                "DELETE FROM {} WHERE {}",
+                quote(table),
+                self.key_filter(table, 1)
+            ),
+            Deletes::Soft => {
+                self.soft_delete_columns(table)?;
+                format!(
+                    "UPDATE {} SET {} = true, {} = now() WHERE {}",
+                    quote(table),
+                    quote(DELETED_COLUMN),
+                    quote(DELETED_AT_COLUMN),
+                    self.key_filter(table, 1)
+                )
+            }
+        };
+        let stmt = self.client.prepare(&sql).map_err(|e| other(db_error(&e)))?;
+        for key in &rows {
+            let params: Vec<&(dyn ToSql + Sync)> =
+                key.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
+            self.client
+                .execute(&stmt, &params)
+                .map_err(|e| other(format!("deleting from `{table}`: {}", db_error(&e))))?;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        if !self.tables.contains_key(table) {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        }
+        self.begin()?;
+        let sql = match self.deletes {
+            Deletes::Hard => format!("DELETE FROM {}", quote(table)),
+            Deletes::Soft => {
+                self.soft_delete_columns(table)?;
+                format!(
+                    "UPDATE {0} SET {1} = true, {2} = now() WHERE {1} IS NOT TRUE",
+                    quote(table),
+                    quote(DELETED_COLUMN),
+                    quote(DELETED_AT_COLUMN)
+                )
+            }
+        };
+        self.client
+            .batch_execute(&sql)
+            .map_err(|e| other(format!("truncating `{table}`: {}", db_error(&e))))?;
         Ok(())
     }
 

@@ -2,7 +2,9 @@
 //! state, in WAL mode, with each checkpoint committing its rows and the state
 //! in one transaction.
 
-use super::{Destination, LEASE_TABLE, Lease, LeaseHeld};
+use super::{
+    DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
+};
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
@@ -130,6 +132,8 @@ pub struct SqliteWarehouse {
     in_transaction: bool,
     /// The lease every checkpoint renews, if this sync holds one.
     lease: Option<Lease>,
+    /// How deletes and truncates apply.
+    deletes: Deletes,
     /// The columns of each table the connector writes.
     tables: HashMap<String, TableColumns>,
 }
@@ -365,8 +369,86 @@ impl SqliteWarehouse {
             conn,
             in_transaction: false,
             lease: None,
+            deletes: Deletes::Soft,
             tables: HashMap::new(),
         })
+    }
+
+    /// Applies deletes and truncates as `deletes` says.
+    pub fn with_deletes(mut self, deletes: Deletes) -> Self {
+        self.deletes = deletes;
+        self
+    }
+
+    /// Adds the soft-delete columns to `table` if it lacks them.
+    fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
+        let t = self.tables.get(table).expect("known table");
+        if t.has_column(DELETED_COLUMN) {
+            return Ok(());
+        }
+        for (column, ty) in [(DELETED_COLUMN, "INTEGER"), (DELETED_AT_COLUMN, "TEXT")] {
+            let added = self.conn.execute_batch(&format!(
+                "ALTER TABLE {} ADD COLUMN {} {ty}",
+                quote(table),
+                quote(column)
+            ));
+            if let Err(e) = added
+                && !e.to_string().contains("duplicate column")
+            {
+                return Err(other(e));
+            }
+            self.tables
+                .get_mut(table)
+                .expect("known table")
+                .add_column(column);
+        }
+        Ok(())
+    }
+
+    /// `WHERE` over the primary key's columns, with parameters from `?2`.
+    fn key_filter(&self, table: &str) -> String {
+        self.tables[table]
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(i, (_, col))| format!("{} = ?{}", quote(col), i + 2))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    }
+
+    /// The key values of each row of `keys`, in the table's key order.
+    fn key_rows<'a>(
+        &self,
+        table: &str,
+        keys: &'a RowBatch,
+    ) -> Result<Vec<Vec<&'a Value>>, DestinationError> {
+        let slots: Vec<usize> = self.tables[table]
+            .keys
+            .iter()
+            .map(|(field, _)| {
+                keys.columns.iter().position(|c| c == field).ok_or_else(|| {
+                    DestinationError::InvalidBatch(format!(
+                        "primary-key column `{field}` is missing"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        keys.rows
+            .iter()
+            .enumerate()
+            .map(|(n, row)| {
+                slots
+                    .iter()
+                    .map(|&i| match row.get(i) {
+                        Some(Value::Null) | None => Err(DestinationError::InvalidBatch(format!(
+                            "row {n} has no primary key `{}`",
+                            keys.columns[i]
+                        ))),
+                        Some(v) => Ok(v),
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The connection, for reading the warehouse.
@@ -638,6 +720,94 @@ impl Destination for SqliteWarehouse {
             }
             stmt.execute(rusqlite::params_from_iter(binds.iter()))
                 .map_err(other)?;
+        }
+        drop(stmt);
+        if self.tables[table].has_column(DELETED_COLUMN) {
+            // An upserted row is there again: no longer soft-deleted.
+            let sql = format!(
+                "UPDATE {} SET {} = 0, {} = NULL WHERE ?1 IS NULL AND {} AND {1} = 1",
+                quote(table),
+                quote(DELETED_COLUMN),
+                quote(DELETED_AT_COLUMN),
+                self.key_filter(table)
+            );
+            let rows = self.key_rows(table, &batch)?;
+            let null = Value::Null;
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
+            for key in rows {
+                let mut binds: Vec<Bind<'_>> = vec![Bind::Value(&null)];
+                binds.extend(key.into_iter().map(Bind::Value));
+                stmt.execute(rusqlite::params_from_iter(binds.iter()))
+                    .map_err(other)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        if !self.tables.contains_key(table) {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        }
+        let rows = self.key_rows(table, &keys)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.begin()?;
+        let filter = self.key_filter(table);
+        let sql = match self.deletes {
+            // `?1` (the time of a soft delete) is null here: the key is `?2…`.
+            Deletes::Hard => format!("DELETE FROM {} WHERE ?1 IS NULL AND {filter}", quote(table)),
+            Deletes::Soft => {
+                self.soft_delete_columns(table)?;
+                format!(
+                    "UPDATE {} SET {} = 1, {} = ?1 WHERE {filter}",
+                    quote(table),
+                    quote(DELETED_COLUMN),
+                    quote(DELETED_AT_COLUMN)
+                )
+            }
+        };
+        let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
+        let null = Value::Null;
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
+        for key in rows {
+            let mut binds: Vec<Bind<'_>> = vec![match self.deletes {
+                Deletes::Hard => Bind::Value(&null),
+                Deletes::Soft => Bind::Json(now.clone()),
+            }];
+            binds.extend(key.into_iter().map(Bind::Value));
+            stmt.execute(rusqlite::params_from_iter(binds.iter()))
+                .map_err(other)?;
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        if !self.tables.contains_key(table) {
+            return Err(DestinationError::UnknownTable(table.to_owned()));
+        }
+        self.begin()?;
+        match self.deletes {
+            Deletes::Hard => {
+                self.conn
+                    .execute(&format!("DELETE FROM {}", quote(table)), [])
+                    .map_err(other)?;
+            }
+            Deletes::Soft => {
+                self.soft_delete_columns(table)?;
+                let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
+                self.conn
+                    .execute(
+                        &format!(
+                            "UPDATE {0} SET {1} = 1, {2} = ?1 WHERE {1} IS NOT 1",
+                            quote(table),
+                            quote(DELETED_COLUMN),
+                            quote(DELETED_AT_COLUMN)
+                        ),
+                        [now],
+                    )
+                    .map_err(other)?;
+            }
         }
         Ok(())
     }

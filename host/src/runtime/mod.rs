@@ -117,6 +117,8 @@ pub struct SyncStats {
     pub bytes: u64,
     /// Rows upserted, per table (deliveries, including re-deliveries).
     pub rows: BTreeMap<String, u64>,
+    /// Rows deleted, per table.
+    pub deletes: BTreeMap<String, u64>,
     /// Checkpoints committed.
     pub checkpoints: u64,
 }
@@ -192,6 +194,26 @@ impl bindings::HostImports for HostState {
             *self.stats.rows.entry(table).or_default() += n;
         }
         Ok(written)
+    }
+
+    fn delete(
+        &mut self,
+        table: String,
+        keys: RowBatch,
+    ) -> wasmtime::Result<Result<(), DestinationError>> {
+        let n = keys.rows.len() as u64;
+        let written = guest_visible(self.destination.delete(&table, keys))?;
+        self.last_progress = Instant::now();
+        if written.is_ok() {
+            *self.stats.deletes.entry(table).or_default() += n;
+        }
+        Ok(written)
+    }
+
+    fn truncate(&mut self, table: String) -> wasmtime::Result<Result<(), DestinationError>> {
+        let done = guest_visible(self.destination.truncate(&table))?;
+        self.last_progress = Instant::now();
+        Ok(done)
     }
 
     fn checkpoint(&mut self, state: String) -> wasmtime::Result<Result<(), DestinationError>> {
