@@ -383,6 +383,12 @@ impl Destination for RecordingDestination {
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
         self.inner.upsert(table, batch)
     }
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        self.inner.delete(table, keys)
+    }
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        self.inner.truncate(table)
+    }
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         self.inner.checkpoint(state)?;
         use std::io::Write;
@@ -632,6 +638,12 @@ impl Destination for ReplayDestination {
     }
     fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
         self.inner.upsert(table, batch)
+    }
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        self.inner.delete(table, keys)
+    }
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        self.inner.truncate(table)
     }
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         self.inner.checkpoint(state)?;

@@ -104,6 +104,13 @@ impl Destination for DryRun {
         self.probe.lock().expect("probe lock").records += batch.rows.len() as u64;
         Ok(())
     }
+    fn delete(&mut self, _: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        self.probe.lock().expect("probe lock").records += keys.rows.len() as u64;
+        Ok(())
+    }
+    fn truncate(&mut self, _: &str) -> Result<(), DestinationError> {
+        Ok(())
+    }
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         self.probe.lock().expect("probe lock").state = Some(state.to_owned());
         Ok(())

@@ -426,6 +426,12 @@ impl Destination for Watched<dyn Destination> {
         });
         Ok(())
     }
+    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+        self.inner.delete(table, keys)
+    }
+    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        self.inner.truncate(table)
+    }
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         self.inner.checkpoint(state)?;
         let value: Value = serde_json::from_str(state).unwrap_or_default();

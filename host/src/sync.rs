@@ -322,7 +322,9 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         let started = Instant::now();
         let outcome = (|| -> Result<SyncStats, (anyhow::Error, SyncStats)> {
             let fail = |e: anyhow::Error| (e, SyncStats::default());
-            let mut warehouse = destination::open(&job.warehouse, job.durability).map_err(fail)?;
+            let mut warehouse =
+                destination::open_with(&job.warehouse, job.durability, host.deletes)
+                    .map_err(fail)?;
             let key = if unit.name.is_empty() {
                 "*"
             } else {
