@@ -592,7 +592,8 @@ mod held_checkpoints {
                 let c = config(info.name, 5, json!({"checkpoint_every_pages": every}));
                 let mut api = api();
                 drive(&mut Sync::new(&c, None).unwrap(), &mut api, w, 1000).unwrap();
-                w.matches(&api).unwrap_or_else(|e| panic!("{}: {e}", info.name));
+                w.matches(&api)
+                    .unwrap_or_else(|e| panic!("{}: {e}", info.name));
             }
             assert!(
                 held.checkpoints * 2 < every_page.checkpoints,
@@ -627,7 +628,10 @@ mod held_checkpoints {
         assert!(result.is_err());
         assert_eq!(w.pending.len(), 0, "the held checkpoint covered every row");
         assert_eq!(w.rows.len(), 20);
-        assert_eq!(w.checkpoints, 2, "one after three pages, one at the failure");
+        assert_eq!(
+            w.checkpoints, 2,
+            "one after three pages, one at the failure"
+        );
     }
 
     #[test]
