@@ -5,7 +5,7 @@ use crate::config::{Column, Config, StreamConfig};
 use crate::error::{ConfigError, PageError, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
-use crate::state::SavedState;
+use crate::state::{SavedState, StreamState};
 use crate::strategy::{Next, Page, Running};
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
@@ -127,8 +127,11 @@ pub enum Output {
 ///
 /// Rows are handed out before the checkpoint that covers them, so a driver that
 /// commits each checkpoint together with the rows before it never saves a
-/// state ahead of its data. After an error the machine hands out no further
-/// rows or checkpoints: the last checkpoint stays the state to resume from.
+/// state ahead of its data. A stream with `checkpoint_every_pages` above 1
+/// holds its checkpoint back until that many pages delivered rows, its pages
+/// end, or the sync fails. After an error the machine hands out no further
+/// rows, and no checkpoint but the one held back for rows already handed out:
+/// the last checkpoint stays the state to resume from.
 pub struct Sync {
     base_url: String,
     streams: Vec<StreamRun>,
@@ -144,6 +147,9 @@ struct StreamRun {
     config: StreamConfig,
     strategy: Box<dyn Running>,
     rows: RowBuilder,
+    /// A checkpoint held back (`checkpoint_every_pages`): the strategy's state
+    /// after the last page handled, and how many pages wait for it.
+    held: Option<(StreamState, u32)>,
 }
 
 impl Sync {
@@ -164,6 +170,7 @@ impl Sync {
                 config: stream.clone(),
                 strategy,
                 rows: RowBuilder::new(stream),
+                held: None,
             });
         }
         Ok(Sync {
@@ -239,8 +246,15 @@ impl Sync {
                 });
             }
             let done = format!("stream `{}` is caught up", run.config.name);
+            let held = self.release_held();
             self.current += 1;
-            return Output::Log(Level::Info, done);
+            return match held {
+                Some(checkpoint) => {
+                    self.outputs.push_back(Output::Log(Level::Info, done));
+                    checkpoint
+                }
+                None => Output::Log(Level::Info, done),
+            };
         }
         self.result = Some(Ok(()));
         Output::Done(Ok(()))
@@ -297,21 +311,36 @@ impl Sync {
                     });
                 }
                 if checkpoint {
-                    let strategy_name = run.config.strategy.name();
-                    self.state
-                        .set(&run.config.name, strategy_name, run.strategy.state());
-                    self.outputs
-                        .push_back(Output::Checkpoint(self.state.to_json()));
+                    let pages = run.held.as_ref().map_or(0, |(_, n)| *n) + 1;
+                    run.held = Some((run.strategy.state(), pages));
+                    if pages >= run.config.checkpoint_every_pages
+                        && let Some(out) = self.release_held()
+                    {
+                        self.outputs.push_back(out);
+                    }
                 }
             }
         }
     }
 
     /// Ends the sync with `error`: nothing queued after the failed answer is
-    /// handed out, so no rows or checkpoints follow it.
+    /// handed out, so no rows follow it; only a checkpoint held back for rows
+    /// already handed out does, so that they are not fetched again.
     fn fail(&mut self, error: SyncError) {
         self.outputs.clear();
+        if let Some(held) = self.release_held() {
+            self.outputs.push_back(held);
+        }
         self.result = Some(Err(error));
+    }
+
+    /// The checkpoint the current stream holds back, if any.
+    fn release_held(&mut self) -> Option<Output> {
+        let run = self.streams.get_mut(self.current)?;
+        let (state, _) = run.held.take()?;
+        self.state
+            .set(&run.config.name, run.config.strategy.name(), state);
+        Some(Output::Checkpoint(self.state.to_json()))
     }
 
     /// Checks and parses one answer, lets the strategy judge it, and builds
@@ -647,5 +676,79 @@ mod fuzz {
             let _ = Sync::new(&good, Some(&raw));
             let _ = Sync::new(&good, Some(&json!({"streams": {"user": state_value}}).to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod held_checkpoints {
+    //! `checkpoint_every_pages`: fewer checkpoints, the same rows, and none
+    //! lost when the sync fails between two.
+
+    use super::{HttpError, Output, Sync};
+    use crate::sim::{SimApi, SimWarehouse, config, drive};
+    use serde_json::json;
+
+    fn api() -> SimApi {
+        SimApi::new(&(0..40).collect::<Vec<i64>>(), 5)
+    }
+
+    #[test]
+    fn every_strategy_syncs_everything_with_fewer_checkpoints() {
+        for info in crate::strategy::STRATEGIES {
+            if info.seed_path.is_none() || !info.sees_updates {
+                continue;
+            }
+            let (mut every_page, mut held) = (SimWarehouse::default(), SimWarehouse::default());
+            for (w, every) in [(&mut every_page, 1), (&mut held, 3)] {
+                let c = config(info.name, 5, json!({"checkpoint_every_pages": every}));
+                let mut api = api();
+                drive(&mut Sync::new(&c, None).unwrap(), &mut api, w, 1000).unwrap();
+                w.matches(&api)
+                    .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            }
+            assert!(
+                held.checkpoints * 2 < every_page.checkpoints,
+                "{}: {} vs {}",
+                info.name,
+                held.checkpoints,
+                every_page.checkpoints
+            );
+            assert_eq!(held.state, every_page.state, "{}", info.name);
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_still_checkpoints_the_rows_it_handed_out() {
+        let c = config("keyset", 5, json!({"checkpoint_every_pages": 3}));
+        let (mut api, mut w) = (api(), SimWarehouse::default());
+        let mut sync = Sync::new(&c, None).unwrap();
+        let mut answered = 0;
+        let result = loop {
+            match sync.poll_output() {
+                Output::Fetch(request) if answered < 4 => {
+                    answered += 1;
+                    sync.handle_response(api.answer(&request));
+                }
+                Output::Fetch(_) => sync.handle_response(Err(HttpError::Timeout)),
+                Output::Upsert { batch, .. } => w.upsert(&batch),
+                Output::Checkpoint(state) => w.checkpoint(state),
+                Output::Done(result) => break result,
+                _ => {}
+            }
+        };
+        assert!(result.is_err());
+        assert_eq!(w.pending.len(), 0, "the held checkpoint covered every row");
+        assert_eq!(w.rows.len(), 20);
+        assert_eq!(
+            w.checkpoints, 2,
+            "one after three pages, one at the failure"
+        );
+    }
+
+    #[test]
+    fn zero_pages_is_refused() {
+        let c = config("keyset", 5, json!({"checkpoint_every_pages": 0}));
+        let e = Sync::new(&c, None).err().unwrap().to_string();
+        assert!(e.contains("checkpoint_every_pages"), "{e}");
     }
 }

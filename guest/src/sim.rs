@@ -600,7 +600,7 @@ pub(crate) struct SimWarehouse {
 }
 
 impl SimWarehouse {
-    fn upsert(&mut self, batch: &crate::rows::RowBatch) {
+    pub(crate) fn upsert(&mut self, batch: &crate::rows::RowBatch) {
         let col = |name: &str| batch.columns.iter().position(|c| c == name).unwrap();
         let (id, name, updated) = (col("id"), col("name"), col("updatedAt"));
         for row in &batch.rows {
@@ -629,7 +629,7 @@ impl SimWarehouse {
         }
     }
 
-    fn checkpoint(&mut self, state: String) {
+    pub(crate) fn checkpoint(&mut self, state: String) {
         for id in self.pending_deletes.drain(..) {
             self.rows.remove(&id);
         }

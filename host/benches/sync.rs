@@ -33,15 +33,37 @@ use std::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_incsync");
 
+/// The `checkpoint_every_pages` of the benchmark's second `incsync run` row.
+const HELD: u32 = 20;
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     xs[xs.len() / 2]
 }
 
 fn keyset_config(base_url: &str) -> String {
-    json!({"base_url": base_url, "streams": [
-        {"table": "user", "strategy": "keyset", "path": "/pagination/keyset"}]})
-    .to_string()
+    keyset_config_with(base_url, json!({}))
+}
+
+/// The keyset stream with `extra` stream keys.
+fn keyset_config_with(base_url: &str, extra: Value) -> String {
+    let mut stream = json!({"table": "user", "strategy": "keyset", "path": "/pagination/keyset"});
+    for (k, v) in extra.as_object().unwrap() {
+        stream[k] = v.clone();
+    }
+    json!({"base_url": base_url, "streams": [stream]}).to_string()
+}
+
+/// CPU seconds (user + system) of `who` so far.
+fn cpu_seconds(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 /// Pages of the keyset endpoint, from the start, until the token is null.
@@ -81,7 +103,10 @@ fn floor_fetch_parse(base: &str) -> (usize, f64) {
 
 /// Floor (b): fetch, parse and upsert each page into SQLite (WAL,
 /// synchronous=NORMAL, a prepared statement, one transaction per page).
-fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64) {
+///
+/// Returns the rows, the wall time and the CPU time of the loop's thread (the
+/// server's threads in this process are not the floor's).
+fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64, f64) {
     let conn = rusqlite::Connection::open(db).unwrap();
     conn.execute_batch(
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
@@ -93,6 +118,7 @@ fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64) {
                name = excluded.name, email = excluded.email, address = excluded.address, company = excluded.company,
                job = excluded.job, updatedAt = excluded.updatedAt, createdAt = excluded.createdAt";
     let started = Instant::now();
+    let cpu = cpu_seconds(libc::RUSAGE_THREAD);
     let rows = keyset_pages(base, |data| {
         conn.execute_batch("BEGIN").unwrap();
         {
@@ -114,16 +140,20 @@ fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64) {
         }
         conn.execute_batch("COMMIT").unwrap();
     });
-    (rows, started.elapsed().as_secs_f64())
+    let cpu = cpu_seconds(libc::RUSAGE_THREAD) - cpu;
+    (rows, started.elapsed().as_secs_f64(), cpu)
 }
 
-/// Runs `incsync run` to completion: wall time and peak RSS (KiB).
+/// Runs `incsync run` to completion: wall time, peak RSS (KiB) and the
+/// process's CPU seconds (user + system, all its threads).
 ///
 /// The peak is the process's own high-water mark (`VmHWM`, reset by exec),
 /// sampled every few milliseconds: `wait4`'s `ru_maxrss` would also count the
 /// moment between fork and exec, when the child is a copy of this benchmark.
-fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) -> (f64, u64) {
+fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) -> (f64, u64, f64) {
     let started = Instant::now();
+    // Children are run one at a time: the delta is this one's.
+    let cpu = cpu_seconds(libc::RUSAGE_CHILDREN);
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(config)
@@ -152,7 +182,8 @@ fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) ->
         std::thread::sleep(std::time::Duration::from_millis(3));
     };
     assert!(status.success(), "incsync run failed");
-    (started.elapsed().as_secs_f64(), peak)
+    let elapsed = started.elapsed().as_secs_f64();
+    (elapsed, peak, cpu_seconds(libc::RUSAGE_CHILDREN) - cpu)
 }
 
 /// Answers recorded from the sample API, served from memory.
@@ -269,11 +300,16 @@ fn main() {
         incsync_run(&config, &dir.file("warm.db"), &cache, &[]);
     }
 
-    println!("## 1–2, 5. Full sync throughput (keyset endpoint) and peak memory\n");
+    println!("## 1–2, 5. Full sync throughput (keyset endpoint), CPU and peak memory\n");
     println!(
-        "| N | page | floor (a) fetch+parse rows/s | floor (b) +SQLite rows/s | incsync run rows/s | incsync / (b) | incsync / (a) | peak RSS MiB |"
+        "`incsync run` as configured by default (a checkpoint per page) and with \
+         `\"checkpoint_every_pages\": {HELD}` (K); CPU is user + system seconds per \
+         100,000 rows: the whole `incsync run` process, floor (b)'s own thread.\n"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| N | page | floor (a) rows/s | floor (b) rows/s | incsync rows/s | incsync K rows/s | incsync / (b) | K / (b) | incsync / (a) | (b) CPU s | incsync CPU s | K CPU s | CPU incsync / (b) | CPU K / (b) | peak RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &n in sizes {
         for page in [50usize, 1000] {
             let api = SampleApi::start(&ServeOptions {
@@ -285,24 +321,42 @@ fn main() {
             .unwrap();
             let config = dir.0.join("keyset.json");
             std::fs::write(&config, keyset_config(&api.url())).unwrap();
+            let held = dir.0.join("keyset-held.json");
+            std::fs::write(
+                &held,
+                keyset_config_with(&api.url(), json!({"checkpoint_every_pages": HELD})),
+            )
+            .unwrap();
             let rounds = if n >= 1_000_000 { 3 } else { 5 };
-            let (mut a, mut b, mut c, mut rss) = (vec![], vec![], vec![], 0u64);
+            let per_100k = 100_000.0 / n as f64;
+            let (mut a, mut b, mut c, mut k, mut rss) = (vec![], vec![], vec![], vec![], 0u64);
+            let (mut b_cpu, mut c_cpu, mut k_cpu) = (vec![], vec![], vec![]);
             for _ in 0..rounds {
-                // Interleaved, so drift in the machine's load hits all three alike.
+                // Interleaved, so drift in the machine's load hits all alike.
                 let (rows, t) = floor_fetch_parse(&api.url());
                 assert_eq!(rows, n as usize);
                 a.push(rows as f64 / t);
-                let (rows, t) = floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
+                let (rows, t, cpu) = floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
                 b.push(rows as f64 / t);
-                let (t, kib) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
+                b_cpu.push(cpu * per_100k);
+                let (t, kib, cpu) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
                 c.push(n as f64 / t);
+                c_cpu.push(cpu * per_100k);
+                rss = rss.max(kib);
+                let (t, kib, cpu) = incsync_run(&held, &dir.file("incsync.db"), &cache, &[]);
+                k.push(n as f64 / t);
+                k_cpu.push(cpu * per_100k);
                 rss = rss.max(kib);
             }
-            let (a, b, c) = (median(a), median(b), median(c));
+            let (a, b, c, k) = (median(a), median(b), median(c), median(k));
+            let (b_cpu, c_cpu, k_cpu) = (median(b_cpu), median(c_cpu), median(k_cpu));
             println!(
-                "| {n} | {page} | {a:.0} | {b:.0} | {c:.0} | {:.2} | {:.2} | {:.1} |",
+                "| {n} | {page} | {a:.0} | {b:.0} | {c:.0} | {k:.0} | {:.2} | {:.2} | {:.2} | {b_cpu:.2} | {c_cpu:.2} | {k_cpu:.2} | {:.2} | {:.2} | {:.1} |",
                 c / b,
+                k / b,
                 c / a,
+                c_cpu / b_cpu,
+                k_cpu / b_cpu,
                 rss as f64 / 1024.0
             );
         }
