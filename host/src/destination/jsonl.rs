@@ -85,19 +85,7 @@ fn file_name(table: &str) -> String {
     format!("{safe}.jsonl")
 }
 
-fn json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Boolean(b) => (*b).into(),
-        Value::Integer(i) => (*i).into(),
-        Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
-        }
-        Value::String(s) => s.clone().into(),
-        Value::UtcDatetime(t) => format_utc_micros(*t).into(),
-        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
-    }
-}
+use super::value_json as json;
 
 /// A lease as its file in the directory holds it.
 #[derive(serde::Serialize, serde::Deserialize)]

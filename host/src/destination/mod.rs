@@ -258,6 +258,48 @@ impl Destination for NoDestination {
     }
 }
 
+/// Checks that every row of `batch` has one value per column and a
+/// non-null value in each primary-key slot: what every warehouse refuses
+/// as an invalid batch.
+pub(crate) fn check_rows(batch: &RowBatch, key_slots: &[usize]) -> Result<(), DestinationError> {
+    let width = batch.columns.len();
+    for (n, row) in batch.rows.iter().enumerate() {
+        if row.len() != width {
+            return Err(DestinationError::InvalidBatch(format!(
+                "row {n} has {} values for {width} columns",
+                row.len()
+            )));
+        }
+        if let Some(&slot) = key_slots
+            .iter()
+            .find(|&&s| matches!(row[s], crate::runtime::bindings::Value::Null))
+        {
+            return Err(DestinationError::InvalidBatch(format!(
+                "row {n} has a null primary key `{}`",
+                batch.columns[slot]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A value as JSON (instants as UTC text, JSON text parsed): how the JSON
+/// lines warehouse writes rows and SQLite its overflow column.
+pub fn value_json(v: &crate::runtime::bindings::Value) -> serde_json::Value {
+    use crate::runtime::bindings::Value;
+    match v {
+        Value::Null => serde_json::Value::Null,
+        Value::Boolean(b) => (*b).into(),
+        Value::Integer(i) => (*i).into(),
+        Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        }
+        Value::String(s) => s.clone().into(),
+        Value::UtcDatetime(t) => format_utc_micros(*t).into(),
+        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
+    }
+}
+
 /// A checkpoint's state as the rows a warehouse keeps: one per stream of
 /// incsync's state (`{"streams": {name: state}}`), so that streams can commit
 /// on their own, or a single row under the name `""` for a state of any

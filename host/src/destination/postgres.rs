@@ -511,20 +511,7 @@ impl Destination for PostgresWarehouse {
                 }
             }
         }
-        for (n, row) in batch.rows.iter().enumerate() {
-            if row.len() != width {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "row {n} has {} values for {width} columns",
-                    row.len()
-                )));
-            }
-            if let Some(&slot) = key_slots.iter().find(|&&s| matches!(row[s], Value::Null)) {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "row {n} has a null primary key `{}`",
-                    batch.columns[slot]
-                )));
-            }
-        }
+        super::check_rows(&batch, &key_slots)?;
         if batch.rows.is_empty() {
             return Ok(());
         }

@@ -218,20 +218,7 @@ enum Bind<'a> {
     Json(String),
 }
 
-/// A value as JSON, for the overflow object.
-fn to_json(v: &Value) -> serde_json::Value {
-    match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Boolean(b) => (*b).into(),
-        Value::Integer(i) => (*i).into(),
-        Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
-        }
-        Value::String(s) => s.clone().into(),
-        Value::UtcDatetime(t) => format_utc_micros(*t).into(),
-        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
-    }
-}
+use super::value_json as to_json;
 
 impl rusqlite::ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -660,20 +647,7 @@ impl Destination for SqliteWarehouse {
             }
         }
         let key_columns: Vec<String> = t.keys.iter().map(|(_, c)| c.clone()).collect();
-        for (n, row) in batch.rows.iter().enumerate() {
-            if row.len() != width {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "row {n} has {} values for {width} columns",
-                    row.len()
-                )));
-            }
-            if let Some(&slot) = key_slots.iter().find(|&&s| matches!(row[s], Value::Null)) {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "row {n} has a null primary key `{}`",
-                    batch.columns[slot]
-                )));
-            }
-        }
+        super::check_rows(&batch, &key_slots)?;
         if batch.rows.is_empty() {
             return Ok(());
         }
