@@ -72,14 +72,7 @@ fn a_full_then_incremental_sync_keeps_postgres_equal_to_the_api() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let api_rows = || -> BTreeMap<String, String> {
-        api.with_data(|d| {
-            d.by_updated()
-                .iter()
-                .map(|&(t, id)| (id.to_string(), incsync::sample_api::dataset::format_ts(t)))
-                .collect()
-        })
-    };
+    let api_rows = || common::api_rows(&api);
     let report: Json = serde_json::from_str(&ok(&run(&[
         "run",
         "--json",
@@ -435,12 +428,7 @@ fn many_workers_share_one_postgres_and_the_lease_keeps_racers_apart() {
             assert!(String::from_utf8_lossy(&out.stderr).contains("stream `race` is leased by"));
         }
     }
-    let want: BTreeMap<String, String> = api.with_data(|d| {
-        d.by_updated()
-            .iter()
-            .map(|&(t, id)| (id.to_string(), incsync::sample_api::dataset::format_ts(t)))
-            .collect()
-    });
+    let want = common::api_rows(&api);
     let mut client = pg.client("many");
     for table in (0..8).map(|i| format!("w{i}")).chain(["race".to_owned()]) {
         assert_eq!(rows(&pg, "many", &table), want, "table {table}");

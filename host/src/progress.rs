@@ -159,8 +159,7 @@ fn streams_of(config: &str) -> Vec<(String, String)> {
                 .iter()
                 .filter_map(|s| {
                     let table = s["table"].as_str()?.to_owned();
-                    let name = s["name"].as_str().map_or(table.clone(), str::to_owned);
-                    Some((name, table))
+                    Some((crate::streams::stream_name(s)?, table))
                 })
                 .collect()
         })

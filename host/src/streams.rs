@@ -19,7 +19,9 @@ pub fn names(config: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn stream_name(stream: &Value) -> Option<String> {
+/// A stream's name in a config: its `name`, else its `table` (the
+/// connector's rule).
+pub fn stream_name(stream: &Value) -> Option<String> {
     stream
         .get("name")
         .or_else(|| stream.get("table"))

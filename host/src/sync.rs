@@ -223,11 +223,7 @@ fn units(config: &str) -> Vec<Unit> {
     streams
         .iter()
         .map(|stream| {
-            // A stream's name defaults to its table (the connector's rule).
-            let name = (stream.get("name").or_else(|| stream.get("table")))
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_owned();
+            let name = crate::streams::stream_name(stream).unwrap_or_default();
             let mut one = top.clone();
             one.insert(
                 "streams".into(),
@@ -248,8 +244,7 @@ fn state_of(state: Option<&str>, unit: &Unit) -> Option<String> {
     if unit.name.is_empty() {
         return Some(state.to_owned());
     }
-    let parsed: serde_json::Value = serde_json::from_str(state).ok()?;
-    let own = parsed.get("streams")?.get(&unit.name)?;
+    let own = crate::streams::state_of(state, &unit.name).ok()??;
     Some(serde_json::json!({"streams": {&unit.name: own}}).to_string())
 }
 

@@ -33,6 +33,16 @@ pub fn incsync() -> Command {
     cmd
 }
 
+/// `id` → `updatedAt` of every record the seeds' API `api` serves now.
+pub fn api_rows(api: &SampleApi) -> BTreeMap<String, String> {
+    api.with_data(|d| {
+        d.by_updated()
+            .iter()
+            .map(|&(t, id)| (id.to_string(), format_ts(t)))
+            .collect()
+    })
+}
+
 impl World {
     /// A sample API with `records` records (page cap 50) and a config of the
     /// given streams (`base_url` is filled in).
@@ -156,12 +166,7 @@ impl World {
 
     /// `id` → `updatedAt` of every record the API serves now.
     pub fn api_rows(&self) -> BTreeMap<String, String> {
-        self.api.with_data(|d| {
-            d.by_updated()
-                .iter()
-                .map(|&(t, id)| (id.to_string(), format_ts(t)))
-                .collect()
-        })
+        api_rows(&self.api)
     }
 
     /// The API's largest `updatedAt`.
