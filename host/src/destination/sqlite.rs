@@ -392,13 +392,13 @@ impl SqliteWarehouse {
         Ok(())
     }
 
-    /// `WHERE` over the primary key's columns, with parameters from `?2`.
-    fn key_filter(&self, table: &str) -> String {
+    /// `WHERE` over the primary key's columns, with parameters from `?first`.
+    fn key_filter(&self, table: &str, first: usize) -> String {
         self.tables[table]
             .keys
             .iter()
             .enumerate()
-            .map(|(i, (_, col))| format!("{} = ?{}", quote(col), i + 2))
+            .map(|(i, (_, col))| format!("{} = ?{}", quote(col), i + first))
             .collect::<Vec<_>>()
             .join(" AND ")
     }
@@ -699,18 +699,16 @@ impl Destination for SqliteWarehouse {
         if self.tables[table].has_column(DELETED_COLUMN) {
             // An upserted row is there again: no longer soft-deleted.
             let sql = format!(
-                "UPDATE {} SET {} = 0, {} = NULL WHERE ?1 IS NULL AND {} AND {1} = 1",
+                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} = 1",
                 quote(table),
                 quote(DELETED_COLUMN),
                 quote(DELETED_AT_COLUMN),
-                self.key_filter(table)
+                self.key_filter(table, 1)
             );
             let rows = self.key_rows(table, &batch)?;
-            let null = Value::Null;
             let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
             for key in rows {
-                let mut binds: Vec<Bind<'_>> = vec![Bind::Value(&null)];
-                binds.extend(key.into_iter().map(Bind::Value));
+                let binds: Vec<Bind<'_>> = key.into_iter().map(Bind::Value).collect();
                 stmt.execute(rusqlite::params_from_iter(binds.iter()))
                     .map_err(other)?;
             }
@@ -727,28 +725,31 @@ impl Destination for SqliteWarehouse {
             return Ok(());
         }
         self.begin()?;
-        let filter = self.key_filter(table);
+        // Soft: `?1` is the time of the delete, the key `?2…`; hard: the key.
         let sql = match self.deletes {
-            // `?1` (the time of a soft delete) is null here: the key is `?2…`.
-            Deletes::Hard => format!("DELETE FROM {} WHERE ?1 IS NULL AND {filter}", quote(table)),
+            Deletes::Hard => format!(
+                "DELETE FROM {} WHERE {}",
+                quote(table),
+                self.key_filter(table, 1)
+            ),
             Deletes::Soft => {
                 self.soft_delete_columns(table)?;
                 format!(
-                    "UPDATE {} SET {} = 1, {} = ?1 WHERE {filter}",
+                    "UPDATE {} SET {} = 1, {} = ?1 WHERE {}",
                     quote(table),
                     quote(DELETED_COLUMN),
-                    quote(DELETED_AT_COLUMN)
+                    quote(DELETED_AT_COLUMN),
+                    self.key_filter(table, 2)
                 )
             }
         };
         let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
-        let null = Value::Null;
         let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
         for key in rows {
-            let mut binds: Vec<Bind<'_>> = vec![match self.deletes {
-                Deletes::Hard => Bind::Value(&null),
-                Deletes::Soft => Bind::Json(now.clone()),
-            }];
+            let mut binds: Vec<Bind<'_>> = match self.deletes {
+                Deletes::Hard => Vec::new(),
+                Deletes::Soft => vec![Bind::Json(now.clone())],
+            };
             binds.extend(key.into_iter().map(Bind::Value));
             stmt.execute(rusqlite::params_from_iter(binds.iter()))
                 .map_err(other)?;
