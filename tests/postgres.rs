@@ -570,3 +570,34 @@ fn an_upsert_clears_a_soft_delete() {
     w.checkpoint("{}").unwrap();
     assert_eq!(deleted(), 0);
 }
+
+/// Workers that start at the same moment on a fresh database all get the
+/// state, lease and data tables: PostgreSQL's `CREATE TABLE IF NOT EXISTS`
+/// is not safe against a concurrent twin (it fails on `pg_type`'s unique
+/// index), so the first one to create a table must not fail the others.
+#[test]
+fn workers_starting_together_on_a_fresh_database_all_create_the_tables() {
+    let pg = Postgres::start();
+    for round in 0..6 {
+        let url = pg.database(&format!("fresh{round}"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (url, start) = (url.clone(), start.clone());
+                std::thread::spawn(move || {
+                    let Warehouse::Postgres(u) = Warehouse::parse(&url).unwrap() else {
+                        panic!("a postgres URL")
+                    };
+                    start.wait();
+                    let mut w = PostgresWarehouse::connect(&u)?;
+                    w.create_tables(&[table()])
+                })
+            })
+            .collect();
+        for w in workers {
+            if let Err(e) = w.join().unwrap() {
+                panic!("round {round}: {e:#}");
+            }
+        }
+    }
+}

@@ -251,15 +251,17 @@ impl PostgresWarehouse {
             tables: HashMap::new(),
         };
         w.prepare_state_table()?;
-        w.client
-            .batch_execute(&format!(
+        w.create_if_missing(
+            LEASE_TABLE,
+            &format!(
                 "CREATE TABLE IF NOT EXISTS {LEASE_TABLE} (
                      stream text PRIMARY KEY,
                      holder text NOT NULL,
                      token bigint NOT NULL,
                      expires_at timestamptz NOT NULL)"
-            ))
-            .map_err(|e| anyhow!("{}: cannot create {LEASE_TABLE}: {}", w.url, db_error(&e)))?;
+            ),
+        )
+        .map_err(|e| anyhow!("{}: cannot create {LEASE_TABLE}: {}", w.url, db_error(&e)))?;
         Ok(w)
     }
 
@@ -342,20 +344,22 @@ impl PostgresWarehouse {
     fn prepare_state_table(&mut self) -> Result<()> {
         let columns = self.columns_of(STATE_TABLE)?;
         if columns.is_empty() {
-            self.client
-                .batch_execute(&format!(
+            self.create_if_missing(
+                STATE_TABLE,
+                &format!(
                     "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
                          stream text PRIMARY KEY,
                          state text NOT NULL,
                          saved_at timestamptz NOT NULL DEFAULT now())"
-                ))
-                .map_err(|e| {
-                    anyhow!(
-                        "{}: cannot create {STATE_TABLE}: {}",
-                        self.url,
-                        db_error(&e)
-                    )
-                })?;
+                ),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: cannot create {STATE_TABLE}: {}",
+                    self.url,
+                    db_error(&e)
+                )
+            })?;
             return Ok(());
         }
         let fits = columns.get("stream") == Some(&Kind::Text)
@@ -368,6 +372,21 @@ impl PostgresWarehouse {
             self.url
         );
         Ok(())
+    }
+
+    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`) in its own
+    /// transaction under an advisory lock on the table's name in the current
+    /// schema. PostgreSQL's `IF NOT EXISTS` is not safe against a concurrent
+    /// twin: two workers starting together on a fresh database would both
+    /// insert the table's type and one would fail on `pg_type`'s unique index.
+    fn create_if_missing(&mut self, table: &str, create: &str) -> Result<(), postgres::Error> {
+        let mut tx = self.client.transaction()?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('incsync create ' || current_schema() || '.' || $1))",
+            &[&table],
+        )?;
+        tx.batch_execute(create)?;
+        tx.commit()
     }
 
     /// The columns of `table` in the current schema, by name; empty if it
@@ -454,20 +473,22 @@ impl Destination for PostgresWarehouse {
                 .map(|k| quote(k))
                 .collect::<Vec<_>>()
                 .join(", ");
-            self.client
-                .batch_execute(&format!(
+            self.create_if_missing(
+                &t.name,
+                &format!(
                     "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
                     quote(&t.name),
                     defs.join(", ")
-                ))
-                .map_err(|e| {
-                    anyhow!(
-                        "{}: creating table `{}`: {}",
-                        self.url,
-                        t.name,
-                        db_error(&e)
-                    )
-                })?;
+                ),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: creating table `{}`: {}",
+                    self.url,
+                    t.name,
+                    db_error(&e)
+                )
+            })?;
             let columns = self.columns_of(&t.name)?;
             self.tables.insert(
                 t.name.clone(),
