@@ -601,3 +601,104 @@ fn workers_starting_together_on_a_fresh_database_all_create_the_tables() {
         }
     }
 }
+
+/// The lease fences PostgreSQL checkpoints as it does SQLite's: a sync whose
+/// lease another worker took commits nothing more, says who took it, and
+/// leaves the other's lease in place.
+#[test]
+fn a_sync_whose_postgres_lease_was_taken_over_commits_nothing_more() {
+    let pg = Postgres::start();
+    let url = pg.database("fence");
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        records: 1500,
+        max_page: 50,
+        latency_ms: 40,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.json");
+    std::fs::write(
+        &config,
+        json!({"base_url": api.url(), "streams": [
+            {"table": "user", "strategy": "keyset", "path": "/pagination/keyset"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let child = incsync()
+        .args(["run", "--progress", "never", "--config"])
+        .arg(&config)
+        .args(["--warehouse", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut client = pg.client("fence");
+    let started = std::time::Instant::now();
+    let token: i64 = loop {
+        let row = client
+            .query_opt(
+                "SELECT token FROM _incsync_lease WHERE stream = 'user'",
+                &[],
+            )
+            .ok()
+            .flatten();
+        let state = client
+            .query_opt("SELECT 1 FROM _incsync_state WHERE stream = 'user'", &[])
+            .ok()
+            .flatten();
+        if let (Some(row), Some(_)) = (row, state) {
+            break row.get(0);
+        }
+        assert!(
+            started.elapsed().as_secs() < 30,
+            "no lease and checkpoint seen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    client
+        .execute(
+            "UPDATE _incsync_lease SET holder = 'thief:1:0', token = $1 WHERE stream = 'user'",
+            &[&(token + 1)],
+        )
+        .unwrap();
+    let saved: String = client
+        .query_one(
+            "SELECT state FROM _incsync_state WHERE stream = 'user'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the lease of stream `user` expired and `thief:1:0` took it over"),
+        "{err}"
+    );
+    let holder: String = client
+        .query_one(
+            "SELECT holder FROM _incsync_lease WHERE stream = 'user'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(holder, "thief:1:0");
+    // At most the checkpoint in flight when the lease moved committed after.
+    let after: String = client
+        .query_one(
+            "SELECT state FROM _incsync_state WHERE stream = 'user'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM \"user\"", &[])
+        .unwrap()
+        .get(0);
+    assert!(
+        rows < 1500,
+        "the sync stopped before the end: {rows} rows, {saved} → {after}"
+    );
+}

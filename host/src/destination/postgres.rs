@@ -28,12 +28,10 @@ use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Valu
 use anyhow::{Result, anyhow};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 const STATE_TABLE: &str = "_incsync_state";
-
-/// The most parameters one statement may carry (PostgreSQL's protocol limit).
-const MAX_PARAMS: usize = 65_535;
 
 /// How a column's values are bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +95,9 @@ impl Kind {
 
 /// One value, converted to its column's type.
 #[derive(Debug)]
-enum Cell {
+enum Cell<'a> {
     Null,
-    Text(String),
+    Text(Cow<'a, str>),
     Int(i64),
     Float(f64),
     Bool(bool),
@@ -107,7 +105,7 @@ enum Cell {
     Json(serde_json::Value),
 }
 
-impl ToSql for Cell {
+impl ToSql for Cell<'_> {
     fn to_sql(
         &self,
         ty: &Type,
@@ -115,7 +113,7 @@ impl ToSql for Cell {
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Cell::Null => Ok(IsNull::Yes),
-            Cell::Text(s) => s.to_sql(ty, out),
+            Cell::Text(s) => s.as_ref().to_sql(ty, out),
             Cell::Int(i) => i.to_sql(ty, out),
             Cell::Float(f) => f.to_sql(ty, out),
             Cell::Bool(b) => b.to_sql(ty, out),
@@ -136,14 +134,18 @@ fn micros_to_time(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Converts `v` for a column of `kind`; `None` if it does not fit.
-fn cell(v: &Value, kind: Kind) -> Option<Cell> {
+fn cell(v: &Value, kind: Kind) -> Option<Cell<'_>> {
     Some(match (v, kind) {
         (Value::Null, _) => Cell::Null,
-        (Value::String(s), Kind::Text) | (Value::Json(s), Kind::Text) => Cell::Text(s.clone()),
-        (Value::Integer(i), Kind::Text) => Cell::Text(i.to_string()),
-        (Value::Float(f), Kind::Text) => Cell::Text(f.to_string()),
-        (Value::Boolean(b), Kind::Text) => Cell::Text(b.to_string()),
-        (Value::UtcDatetime(t), Kind::Text) => Cell::Text(super::sqlite::format_utc_micros(*t)),
+        (Value::String(s), Kind::Text) | (Value::Json(s), Kind::Text) => {
+            Cell::Text(Cow::Borrowed(s))
+        }
+        (Value::Integer(i), Kind::Text) => Cell::Text(i.to_string().into()),
+        (Value::Float(f), Kind::Text) => Cell::Text(f.to_string().into()),
+        (Value::Boolean(b), Kind::Text) => Cell::Text(b.to_string().into()),
+        (Value::UtcDatetime(t), Kind::Text) => {
+            Cell::Text(super::sqlite::format_utc_micros(*t).into())
+        }
         (Value::Integer(i), Kind::Int) => Cell::Int(*i),
         (Value::Float(f), Kind::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
             Cell::Int(*f as i64)
@@ -188,6 +190,45 @@ fn describe(v: &Value) -> String {
     }
 }
 
+/// The upsert of a whole batch into `table`: one array parameter per
+/// column, `unnest`ed into rows, merged on the primary key. An upserted row
+/// is no longer soft-deleted.
+fn upsert_sql(
+    table: &str,
+    columns: &[String],
+    kinds: &[Kind],
+    keys: &[String],
+    soft_deletes: bool,
+) -> String {
+    let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let arrays: Vec<String> = kinds
+        .iter()
+        .enumerate()
+        .map(|(i, kind)| format!("${}::{}[]", i + 1, kind.sql()))
+        .collect();
+    let mut updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
+        .collect();
+    if soft_deletes {
+        updates.push(format!("{} = false", quote(DELETED_COLUMN)));
+        updates.push(format!("{} = NULL", quote(DELETED_AT_COLUMN)));
+    }
+    let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+    let action = if updates.is_empty() {
+        "NOTHING".to_owned()
+    } else {
+        format!("UPDATE SET {}", updates.join(", "))
+    };
+    format!(
+        "INSERT INTO {} ({}) SELECT * FROM unnest({}) ON CONFLICT ({conflict}) DO {action}",
+        quote(table),
+        names.join(", "),
+        arrays.join(", ")
+    )
+}
+
 /// A quoted identifier.
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -224,6 +265,8 @@ pub struct PostgresWarehouse {
     /// How deletes and truncates apply.
     deletes: Deletes,
     tables: HashMap<String, TableInfo>,
+    /// Prepared statements, by their SQL.
+    statements: HashMap<String, postgres::Statement>,
 }
 
 impl PostgresWarehouse {
@@ -249,6 +292,7 @@ impl PostgresWarehouse {
             lease: None,
             deletes: Deletes::Soft,
             tables: HashMap::new(),
+            statements: HashMap::new(),
         };
         w.prepare_state_table()?;
         w.create_if_missing(
@@ -281,7 +325,11 @@ impl PostgresWarehouse {
     }
 
     /// The key cells of each row of `keys`, typed as the key columns are.
-    fn key_cells(&self, table: &str, keys: &RowBatch) -> Result<Vec<Vec<Cell>>, DestinationError> {
+    fn key_cells<'a>(
+        &self,
+        table: &str,
+        keys: &'a RowBatch,
+    ) -> Result<Vec<Vec<Cell<'a>>>, DestinationError> {
         let info = &self.tables[table];
         let slots: Vec<(usize, Kind)> = info
             .keys
@@ -404,6 +452,16 @@ impl PostgresWarehouse {
             .iter()
             .map(|r| (r.get::<_, String>(0), Kind::of_pg(&r.get::<_, String>(1))))
             .collect())
+    }
+
+    /// `sql` prepared on this connection, once.
+    fn prepared(&mut self, sql: &str) -> Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(sql)?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
     }
 
     fn begin(&mut self) -> Result<(), DestinationError> {
@@ -554,18 +612,27 @@ impl Destination for PostgresWarehouse {
             .map(|c| self.tables[table].columns[c])
             .collect();
         // One statement may not touch a key twice: the last row of a key wins.
-        let mut last: HashMap<Vec<String>, usize> = HashMap::with_capacity(batch.rows.len());
+        let mut last: HashMap<Vec<Cow<str>>, usize> = HashMap::with_capacity(batch.rows.len());
         for (n, row) in batch.rows.iter().enumerate() {
-            let key: Vec<String> = key_slots.iter().map(|&s| describe(&row[s])).collect();
+            let key = key_slots
+                .iter()
+                .map(|&s| match &row[s] {
+                    Value::String(text) => Cow::Borrowed(text.as_str()),
+                    other => Cow::Owned(describe(other)),
+                })
+                .collect();
             last.insert(key, n);
         }
         // Rows in key order: concurrent streams writing one table then take
         // their row locks in one order, so they cannot deadlock each other.
-        let mut order: Vec<(Vec<String>, usize)> = last.into_iter().collect();
+        let mut order: Vec<(Vec<Cow<str>>, usize)> = last.into_iter().collect();
         order.sort_unstable();
-        let order: Vec<usize> = order.into_iter().map(|(_, n)| n).collect();
-        let mut cells: Vec<Cell> = Vec::with_capacity(order.len() * width);
-        for &n in &order {
+        // One array per column: the whole batch is one statement with one
+        // parameter per column, `unnest`ed into rows, whatever its length.
+        let mut arrays: Vec<Vec<Cell>> = (0..width)
+            .map(|_| Vec::with_capacity(order.len()))
+            .collect();
+        for &(_, n) in &order {
             for (i, v) in batch.rows[n].iter().enumerate() {
                 let c = cell(v, kinds[i]).ok_or_else(|| {
                     DestinationError::InvalidBatch(format!(
@@ -575,52 +642,19 @@ impl Destination for PostgresWarehouse {
                         kinds[i].sql()
                     ))
                 })?;
-                cells.push(c);
+                arrays[i].push(c);
             }
         }
-        let names: Vec<String> = batch.columns.iter().map(|c| quote(c)).collect();
-        let mut updates: Vec<String> = batch
-            .columns
-            .iter()
-            .filter(|c| !keys.contains(c))
-            .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
-            .collect();
-        if self.tables[table].columns.contains_key(DELETED_COLUMN) {
-            // An upserted row is there again: no longer soft-deleted.
-            updates.push(format!("{} = false", quote(DELETED_COLUMN)));
-            updates.push(format!("{} = NULL", quote(DELETED_AT_COLUMN)));
-        }
-        let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
-        let action = if updates.is_empty() {
-            "NOTHING".to_owned()
-        } else {
-            format!("UPDATE SET {}", updates.join(", "))
-        };
-        let per_chunk = (MAX_PARAMS / width).max(1);
-        for chunk in cells.chunks(per_chunk * width) {
-            let rows = chunk.len() / width;
-            let mut values = String::with_capacity(rows * width * 12);
-            for r in 0..rows {
-                values.push_str(if r == 0 { "(" } else { ",(" });
-                for (i, kind) in kinds.iter().enumerate() {
-                    if i > 0 {
-                        values.push(',');
-                    }
-                    values.push_str(&format!("${}::{}", r * width + i + 1, kind.sql()));
-                }
-                values.push(')');
-            }
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES {values} ON CONFLICT ({conflict}) DO {action}",
-                quote(table),
-                names.join(", ")
-            );
-            let params: Vec<&(dyn ToSql + Sync)> =
-                chunk.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-            self.client
-                .execute(&sql, &params)
-                .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
-        }
+        let soft_deletes = self.tables[table].columns.contains_key(DELETED_COLUMN);
+        let sql = upsert_sql(table, &batch.columns, &kinds, &keys, soft_deletes);
+        let statement = self
+            .prepared(&sql)
+            .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
+        let params: Vec<&(dyn ToSql + Sync)> =
+            arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
+        self.client
+            .execute(&statement, &params)
+            .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
         Ok(())
     }
 
@@ -687,14 +721,48 @@ impl Destination for PostgresWarehouse {
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         let streams = split_state(state);
         self.begin()?;
-        let sql = format!(
-            "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES ($1, $2, now())
-             ON CONFLICT (stream) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at"
-        );
+        let save = self
+            .prepared(&format!(
+                "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES ($1, $2, now())
+                 ON CONFLICT (stream) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at"
+            ))
+            .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
         for (stream, value) in &streams {
             self.client
-                .execute(&sql, &[stream, value])
+                .execute(&save, &[stream, value])
                 .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
+        }
+        if let Some(lease) = self.lease.clone() {
+            // The fence: commit only while the lease is still this holder's,
+            // and renew it for another term.
+            let renew = self
+                .prepared(&format!(
+                    "UPDATE {LEASE_TABLE} SET expires_at = now() + make_interval(secs => $1)
+                     WHERE stream = $2 AND token = $3"
+                ))
+                .map_err(|e| other(db_error(&e)))?;
+            let renewed = self
+                .client
+                .execute(
+                    &renew,
+                    &[
+                        &lease.ttl.as_secs_f64(),
+                        &lease.stream,
+                        &(lease.token as i64),
+                    ],
+                )
+                .map_err(|e| other(format!("renewing the lease: {}", db_error(&e))))?;
+            if renewed == 0 {
+                let holder: Option<String> = self
+                    .client
+                    .query_opt(
+                        &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = $1"),
+                        &[&lease.stream],
+                    )
+                    .map_err(|e| other(db_error(&e)))?
+                    .map(|r| r.get(0));
+                return Err(super::sqlite::lease_lost(&lease.stream, holder));
+            }
         }
         self.client
             .batch_execute("COMMIT")
