@@ -17,7 +17,12 @@
 //! 6. incremental efficiency per strategy: requests and re-delivered rows
 //!    after k of N records change.
 //!
-//! `INCSYNC_BENCH_QUICK=1` runs smaller sizes (for a smoke test).
+//! 8. the PostgreSQL warehouse (a throwaway server the benchmark starts, as
+//!    the tests do) against (c): the native loop that binary-`COPY`s each
+//!    page into the same table, one transaction per page.
+//!
+//! `INCSYNC_BENCH_QUICK=1` runs smaller sizes (for a smoke test);
+//! `INCSYNC_BENCH_ONLY=1,8` runs only the sections named.
 
 use incsync::destination::{Destination, Durability, SqliteWarehouse};
 use incsync::http::{AllowList, Client, HttpSettings, Retrying};
@@ -31,7 +36,19 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+#[allow(dead_code)] // the tests use more of it
+#[path = "../../tests/common/pg.rs"]
+mod pg;
+
 const BIN: &str = env!("CARGO_BIN_EXE_incsync");
+
+/// Whether `INCSYNC_BENCH_ONLY` (a comma-separated list of section numbers)
+/// lets section `n` run; all run without it.
+fn section(n: u32) -> bool {
+    std::env::var("INCSYNC_BENCH_ONLY").map_or(true, |only| {
+        only.split(',').any(|s| s.trim() == n.to_string())
+    })
+}
 
 /// The `checkpoint_every_pages` of the benchmark's second `incsync run` row.
 const HELD: u32 = 20;
@@ -144,13 +161,80 @@ fn floor_fetch_parse_upsert(base: &str, db: &Path) -> (usize, f64, f64) {
     (rows, started.elapsed().as_secs_f64(), cpu)
 }
 
+/// Floor (c): fetch, parse and binary-`COPY` each page into a PostgreSQL
+/// table typed as incsync types it (text, and `timestamptz` for the two
+/// times), one transaction per page. Wall time and the loop thread's CPU.
+fn floor_fetch_parse_copy(base: &str, url: &str) -> (usize, f64, f64) {
+    use chrono::{DateTime, Utc};
+    use postgres::binary_copy::BinaryCopyInWriter;
+    use postgres::types::Type;
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE \"user\" (id text PRIMARY KEY, name text, email text, address text,
+             company text, job text, \"updatedAt\" timestamptz, \"createdAt\" timestamptz)",
+        )
+        .unwrap();
+    let types = [
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TEXT,
+        Type::TIMESTAMPTZ,
+        Type::TIMESTAMPTZ,
+    ];
+    let started = Instant::now();
+    let cpu = cpu_seconds(libc::RUSAGE_THREAD);
+    let rows = keyset_pages(base, |data| {
+        let mut tx = client.transaction().unwrap();
+        let sink = tx
+            .copy_in(
+                "COPY \"user\" (id, name, email, address, company, job, \"updatedAt\", \"createdAt\")
+                 FROM STDIN BINARY",
+            )
+            .unwrap();
+        let mut writer = BinaryCopyInWriter::new(sink, &types);
+        for r in data.as_array().unwrap() {
+            let f = |k: &str| r[k].as_str();
+            let t = |k: &str| {
+                r[k].as_str()
+                    .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                    .map(|d| d.with_timezone(&Utc))
+            };
+            writer
+                .write(&[
+                    &f("id"),
+                    &f("name"),
+                    &f("email"),
+                    &f("address"),
+                    &f("company"),
+                    &f("job"),
+                    &t("updatedAt"),
+                    &t("createdAt"),
+                ])
+                .unwrap();
+        }
+        writer.finish().unwrap();
+        tx.commit().unwrap();
+    });
+    let cpu = cpu_seconds(libc::RUSAGE_THREAD) - cpu;
+    (rows, started.elapsed().as_secs_f64(), cpu)
+}
+
 /// Runs `incsync run` to completion: wall time, peak RSS (KiB) and the
 /// process's CPU seconds (user + system, all its threads).
 ///
 /// The peak is the process's own high-water mark (`VmHWM`, reset by exec),
 /// sampled every few milliseconds: `wait4`'s `ru_maxrss` would also count the
 /// moment between fork and exec, when the child is a copy of this benchmark.
-fn incsync_run(config: &Path, warehouse: &Path, cache: &Path, extra: &[&str]) -> (f64, u64, f64) {
+fn incsync_run(
+    config: &Path,
+    warehouse: impl AsRef<std::ffi::OsStr>,
+    cache: &Path,
+    extra: &[&str],
+) -> (f64, u64, f64) {
     let started = Instant::now();
     // Children are run one at a time: the delta is this one's.
     let cpu = cpu_seconds(libc::RUSAGE_CHILDREN);
@@ -300,18 +384,84 @@ fn main() {
         incsync_run(&config, &dir.file("warm.db"), &cache, &[]);
     }
 
-    println!("## 1–2, 5. Full sync throughput (keyset endpoint), CPU and peak memory\n");
-    println!(
-        "`incsync run` as configured by default (a checkpoint per page) and with \
+    if section(1) {
+        println!("## 1–2, 5. Full sync throughput (keyset endpoint), CPU and peak memory\n");
+        println!(
+            "`incsync run` as configured by default (a checkpoint per page) and with \
          `\"checkpoint_every_pages\": {HELD}` (K); CPU is user + system seconds per \
          100,000 rows: the whole `incsync run` process, floor (b)'s own thread.\n"
-    );
-    println!(
-        "| N | page | floor (a) rows/s | floor (b) rows/s | incsync rows/s | incsync K rows/s | incsync / (b) | K / (b) | incsync / (a) | (b) CPU s | incsync CPU s | K CPU s | CPU incsync / (b) | CPU K / (b) | peak RSS MiB |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &n in sizes {
-        for page in [50usize, 1000] {
+        );
+        println!(
+            "| N | page | floor (a) rows/s | floor (b) rows/s | incsync rows/s | incsync K rows/s | incsync / (b) | K / (b) | incsync / (a) | (b) CPU s | incsync CPU s | K CPU s | CPU incsync / (b) | CPU K / (b) | peak RSS MiB |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for &n in sizes {
+            for page in [50usize, 1000] {
+                let api = SampleApi::start(&ServeOptions {
+                    port: 0,
+                    records: n,
+                    max_page: page,
+                    ..ServeOptions::default()
+                })
+                .unwrap();
+                let config = dir.0.join("keyset.json");
+                std::fs::write(&config, keyset_config(&api.url())).unwrap();
+                let held = dir.0.join("keyset-held.json");
+                std::fs::write(
+                    &held,
+                    keyset_config_with(&api.url(), json!({"checkpoint_every_pages": HELD})),
+                )
+                .unwrap();
+                let rounds = if n >= 1_000_000 { 3 } else { 5 };
+                let per_100k = 100_000.0 / n as f64;
+                let (mut a, mut b, mut c, mut k, mut rss) = (vec![], vec![], vec![], vec![], 0u64);
+                let (mut b_cpu, mut c_cpu, mut k_cpu) = (vec![], vec![], vec![]);
+                for _ in 0..rounds {
+                    // Interleaved, so drift in the machine's load hits all alike.
+                    let (rows, t) = floor_fetch_parse(&api.url());
+                    assert_eq!(rows, n as usize);
+                    a.push(rows as f64 / t);
+                    let (rows, t, cpu) =
+                        floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
+                    b.push(rows as f64 / t);
+                    b_cpu.push(cpu * per_100k);
+                    let (t, kib, cpu) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
+                    c.push(n as f64 / t);
+                    c_cpu.push(cpu * per_100k);
+                    rss = rss.max(kib);
+                    let (t, kib, cpu) = incsync_run(&held, &dir.file("incsync.db"), &cache, &[]);
+                    k.push(n as f64 / t);
+                    k_cpu.push(cpu * per_100k);
+                    rss = rss.max(kib);
+                }
+                let (a, b, c, k) = (median(a), median(b), median(c), median(k));
+                let (b_cpu, c_cpu, k_cpu) = (median(b_cpu), median(c_cpu), median(k_cpu));
+                println!(
+                    "| {n} | {page} | {a:.0} | {b:.0} | {c:.0} | {k:.0} | {:.2} | {:.2} | {:.2} | {b_cpu:.2} | {c_cpu:.2} | {k_cpu:.2} | {:.2} | {:.2} | {:.1} |",
+                    c / b,
+                    k / b,
+                    c / a,
+                    c_cpu / b_cpu,
+                    k_cpu / b_cpu,
+                    rss as f64 / 1024.0
+                );
+            }
+        }
+    }
+
+    if section(3) {
+        println!(
+            "\n## 3. Wasm overhead: the same machine, native vs component, same host logic (in process)\n"
+        );
+        println!("| N | page | native s | component s | component / native |");
+        println!("|---:|---:|---:|---:|---:|");
+        let runtime = Runtime::new(
+            BUNDLED_COMPONENT,
+            &ComponentCache::Dir(cache.clone()),
+            GuestLimits::default(),
+        )
+        .unwrap();
+        for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
             let api = SampleApi::start(&ServeOptions {
                 port: 0,
                 records: n,
@@ -319,237 +469,258 @@ fn main() {
                 ..ServeOptions::default()
             })
             .unwrap();
-            let config = dir.0.join("keyset.json");
-            std::fs::write(&config, keyset_config(&api.url())).unwrap();
-            let held = dir.0.join("keyset-held.json");
-            std::fs::write(
-                &held,
-                keyset_config_with(&api.url(), json!({"checkpoint_every_pages": HELD})),
-            )
-            .unwrap();
-            let rounds = if n >= 1_000_000 { 3 } else { 5 };
-            let per_100k = 100_000.0 / n as f64;
-            let (mut a, mut b, mut c, mut k, mut rss) = (vec![], vec![], vec![], vec![], 0u64);
-            let (mut b_cpu, mut c_cpu, mut k_cpu) = (vec![], vec![], vec![]);
-            for _ in 0..rounds {
-                // Interleaved, so drift in the machine's load hits all alike.
-                let (rows, t) = floor_fetch_parse(&api.url());
-                assert_eq!(rows, n as usize);
-                a.push(rows as f64 / t);
-                let (rows, t, cpu) = floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
-                b.push(rows as f64 / t);
-                b_cpu.push(cpu * per_100k);
-                let (t, kib, cpu) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
-                c.push(n as f64 / t);
-                c_cpu.push(cpu * per_100k);
-                rss = rss.max(kib);
-                let (t, kib, cpu) = incsync_run(&held, &dir.file("incsync.db"), &cache, &[]);
-                k.push(n as f64 / t);
-                k_cpu.push(cpu * per_100k);
-                rss = rss.max(kib);
+            let config = keyset_config(&api.url());
+            let tables = runtime.schema(&config).unwrap();
+            let backends = || {
+                let http = Retrying::new(
+                    Client::new(
+                        AllowList::new(&api.url(), &[]).unwrap(),
+                        HttpSettings::default(),
+                    ),
+                    Default::default(),
+                );
+                let mut w =
+                    SqliteWarehouse::open(&dir.file("overhead.db"), Durability::Normal).unwrap();
+                w.create_tables(&tables).unwrap();
+                (http, w)
+            };
+            let (mut native, mut wasm) = (vec![], vec![]);
+            for _ in 0..5 {
+                let (mut http, mut w) = backends();
+                let started = Instant::now();
+                incsync::native::update(&config, None, &mut http, &mut w).unwrap();
+                native.push(started.elapsed().as_secs_f64());
+                let (http, w) = backends();
+                let started = Instant::now();
+                let (result, _) = runtime.update(&config, None, Box::new(http), Box::new(w));
+                result.unwrap();
+                wasm.push(started.elapsed().as_secs_f64());
             }
-            let (a, b, c, k) = (median(a), median(b), median(c), median(k));
-            let (b_cpu, c_cpu, k_cpu) = (median(b_cpu), median(c_cpu), median(k_cpu));
+            let (native, wasm) = (median(native), median(wasm));
             println!(
-                "| {n} | {page} | {a:.0} | {b:.0} | {c:.0} | {k:.0} | {:.2} | {:.2} | {:.2} | {b_cpu:.2} | {c_cpu:.2} | {k_cpu:.2} | {:.2} | {:.2} | {:.1} |",
-                c / b,
-                k / b,
-                c / a,
-                c_cpu / b_cpu,
-                k_cpu / b_cpu,
-                rss as f64 / 1024.0
+                "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
+                wasm / native
+            );
+        }
+
+        println!(
+            "\nThe machine alone: canned answers from memory, writes discarded (no network, no SQLite):\n"
+        );
+        println!("| N | page | native s | component s | component / native |");
+        println!("|---:|---:|---:|---:|---:|");
+        for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
+            let api = SampleApi::start(&ServeOptions {
+                port: 0,
+                records: n,
+                max_page: page,
+                ..ServeOptions::default()
+            })
+            .unwrap();
+            let config = keyset_config(&api.url());
+            let canned = Canned::record(&config, &api.url());
+            let (mut native, mut wasm) = (vec![], vec![]);
+            for _ in 0..5 {
+                let started = Instant::now();
+                incsync::native::update(&config, None, &mut canned.clone(), &mut Discard).unwrap();
+                native.push(started.elapsed().as_secs_f64());
+                let started = Instant::now();
+                let (result, _) =
+                    runtime.update(&config, None, Box::new(canned.clone()), Box::new(Discard));
+                result.unwrap();
+                wasm.push(started.elapsed().as_secs_f64());
+            }
+            let (native, wasm) = (median(native), median(wasm));
+            println!(
+                "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
+                wasm / native
             );
         }
     }
 
-    println!(
-        "\n## 3. Wasm overhead: the same machine, native vs component, same host logic (in process)\n"
-    );
-    println!("| N | page | native s | component s | component / native |");
-    println!("|---:|---:|---:|---:|---:|");
-    let runtime = Runtime::new(
-        BUNDLED_COMPONENT,
-        &ComponentCache::Dir(cache.clone()),
-        GuestLimits::default(),
-    )
-    .unwrap();
-    for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
-        let api = SampleApi::start(&ServeOptions {
-            port: 0,
-            records: n,
-            max_page: page,
-            ..ServeOptions::default()
-        })
-        .unwrap();
-        let config = keyset_config(&api.url());
-        let tables = runtime.schema(&config).unwrap();
-        let backends = || {
-            let http = Retrying::new(
-                Client::new(
-                    AllowList::new(&api.url(), &[]).unwrap(),
-                    HttpSettings::default(),
-                ),
-                Default::default(),
-            );
-            let mut w =
-                SqliteWarehouse::open(&dir.file("overhead.db"), Durability::Normal).unwrap();
-            w.create_tables(&tables).unwrap();
-            (http, w)
-        };
-        let (mut native, mut wasm) = (vec![], vec![]);
-        for _ in 0..5 {
-            let (mut http, mut w) = backends();
-            let started = Instant::now();
-            incsync::native::update(&config, None, &mut http, &mut w).unwrap();
-            native.push(started.elapsed().as_secs_f64());
-            let (http, w) = backends();
-            let started = Instant::now();
-            let (result, _) = runtime.update(&config, None, Box::new(http), Box::new(w));
-            result.unwrap();
-            wasm.push(started.elapsed().as_secs_f64());
-        }
-        let (native, wasm) = (median(native), median(wasm));
-        println!(
-            "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
-            wasm / native
-        );
-    }
-
-    println!(
-        "\nThe machine alone: canned answers from memory, writes discarded (no network, no SQLite):\n"
-    );
-    println!("| N | page | native s | component s | component / native |");
-    println!("|---:|---:|---:|---:|---:|");
-    for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
-        let api = SampleApi::start(&ServeOptions {
-            port: 0,
-            records: n,
-            max_page: page,
-            ..ServeOptions::default()
-        })
-        .unwrap();
-        let config = keyset_config(&api.url());
-        let canned = Canned::record(&config, &api.url());
-        let (mut native, mut wasm) = (vec![], vec![]);
-        for _ in 0..5 {
-            let started = Instant::now();
-            incsync::native::update(&config, None, &mut canned.clone(), &mut Discard).unwrap();
-            native.push(started.elapsed().as_secs_f64());
-            let started = Instant::now();
-            let (result, _) =
-                runtime.update(&config, None, Box::new(canned.clone()), Box::new(Discard));
-            result.unwrap();
-            wasm.push(started.elapsed().as_secs_f64());
-        }
-        let (native, wasm) = (median(native), median(wasm));
-        println!(
-            "| {n} | {page} | {native:.3} | {wasm:.3} | {:.2} |",
-            wasm / native
-        );
-    }
-
-    println!("\n## 7. Parallel streams: 4 streams, 20 ms a request\n");
-    {
-        let records = if quick { 1_000 } else { 2_000 };
-        let api = SampleApi::start(&ServeOptions {
-            port: 0,
-            records,
-            latency_ms: 20,
-            threads: 2,
-            ..ServeOptions::default()
-        })
-        .unwrap();
-        let config = dir.0.join("parallel.json");
-        std::fs::write(
-            &config,
-            json!({"base_url": api.url(), "streams": [
+    if section(7) {
+        println!("\n## 7. Parallel streams: 4 streams, 20 ms a request\n");
+        {
+            let records = if quick { 1_000 } else { 2_000 };
+            let api = SampleApi::start(&ServeOptions {
+                port: 0,
+                records,
+                latency_ms: 20,
+                threads: 2,
+                ..ServeOptions::default()
+            })
+            .unwrap();
+            let config = dir.0.join("parallel.json");
+            std::fs::write(
+                &config,
+                json!({"base_url": api.url(), "streams": [
                 {"table": "a", "strategy": "keyset", "path": "/pagination/keyset"},
                 {"table": "b", "strategy": "offset", "path": "/pagination/offset"},
                 {"table": "c", "strategy": "timestamp", "path": "/incremental/timestamp"},
                 {"table": "d", "strategy": "next_page_url", "path": "/pagination/next_page_url"}]})
-            .to_string(),
-        )
-        .unwrap();
-        let mut serial = Vec::new();
-        let mut parallel = Vec::new();
-        for round in 0..3 {
-            for (times, flag) in [(&mut serial, "1"), (&mut parallel, "4")] {
-                let db = dir.file(&format!("parallel-{flag}-{round}.db"));
-                times.push(incsync_run(&config, &db, &cache, &["--parallel", flag]).0);
+                .to_string(),
+            )
+            .unwrap();
+            let mut serial = Vec::new();
+            let mut parallel = Vec::new();
+            for round in 0..3 {
+                for (times, flag) in [(&mut serial, "1"), (&mut parallel, "4")] {
+                    let db = dir.file(&format!("parallel-{flag}-{round}.db"));
+                    times.push(incsync_run(&config, &db, &cache, &["--parallel", flag]).0);
+                }
             }
+            let (s, p) = (median(serial), median(parallel));
+            println!(
+                "| N per stream | serial s (`--parallel 1`) | parallel s (`--parallel 4`) | parallel / serial |"
+            );
+            println!("|---:|---:|---:|---:|");
+            println!("| {records} | {s:.2} | {p:.2} | {:.2} |", p / s);
+            println!("\nTarget: parallel / serial ≤ 0.35.");
         }
-        let (s, p) = (median(serial), median(parallel));
+    }
+
+    if section(4) {
+        println!("\n## 4. Cold start: process start to first HTTP request\n");
+        println!("| compiled-component cache | median ms | min ms |");
+        println!("|---|---:|---:|");
+        let api = SampleApi::start(&ServeOptions {
+            port: 0,
+            records: 100,
+            ..ServeOptions::default()
+        })
+        .unwrap();
+        let first: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+        let seen = first.clone();
+        api.inject_faults(move |_| {
+            seen.lock().unwrap().get_or_insert_with(Instant::now);
+            None
+        });
+        let config = dir.0.join("cold.json");
+        std::fs::write(&config, keyset_config(&api.url())).unwrap();
+        for (label, extra) in [
+            ("warm (second start)", &[][..]),
+            ("off (`--no-cache`)", &["--no-cache"][..]),
+        ] {
+            let mut times = vec![];
+            for _ in 0..7 {
+                *first.lock().unwrap() = None;
+                let started = Instant::now();
+                let (args, cache_args): (&[&str], Vec<std::ffi::OsString>) = if extra.is_empty() {
+                    (
+                        &[],
+                        vec!["--cache-dir".into(), cache.clone().into_os_string()],
+                    )
+                } else {
+                    (extra, vec![])
+                };
+                let status = Command::new(BIN)
+                    .args(["run", "--config"])
+                    .arg(&config)
+                    .arg("--warehouse")
+                    .arg(dir.file("cold.db"))
+                    .args(args)
+                    .args(cache_args)
+                    .stdout(std::process::Stdio::null())
+                    .status()
+                    .unwrap();
+                assert!(status.success());
+                let at = first.lock().unwrap().expect("a request arrived");
+                times.push(at.duration_since(started).as_secs_f64() * 1000.0);
+            }
+            let min = times.iter().cloned().fold(f64::MAX, f64::min);
+            println!("| {label} | {:.1} | {min:.1} |", median(times));
+        }
+    }
+
+    if section(6) {
+        println!("\n## 6. Incremental efficiency: after k of N records change\n");
+        let (n, k, page) = (20_000u32, 500u32, 50usize);
         println!(
-            "| N per stream | serial s (`--parallel 1`) | parallel s (`--parallel 4`) | parallel / serial |"
+            "N = {n}, k = {k}, page = {page}: target ⌈k/page⌉ + 1 = {} requests, re-delivered rows only at the cursor boundary (replay: its buffer).\n",
+            k.div_ceil(page as u32) + 1
         );
-        println!("|---:|---:|---:|---:|");
-        println!("| {records} | {s:.2} | {p:.2} | {:.2} |", p / s);
-        println!("\nTarget: parallel / serial ≤ 0.35.");
-    }
-
-    println!("\n## 4. Cold start: process start to first HTTP request\n");
-    println!("| compiled-component cache | median ms | min ms |");
-    println!("|---|---:|---:|");
-    let api = SampleApi::start(&ServeOptions {
-        port: 0,
-        records: 100,
-        ..ServeOptions::default()
-    })
-    .unwrap();
-    let first: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
-    let seen = first.clone();
-    api.inject_faults(move |_| {
-        seen.lock().unwrap().get_or_insert_with(Instant::now);
-        None
-    });
-    let config = dir.0.join("cold.json");
-    std::fs::write(&config, keyset_config(&api.url())).unwrap();
-    for (label, extra) in [
-        ("warm (second start)", &[][..]),
-        ("off (`--no-cache`)", &["--no-cache"][..]),
-    ] {
-        let mut times = vec![];
-        for _ in 0..7 {
-            *first.lock().unwrap() = None;
-            let started = Instant::now();
-            let (args, cache_args): (&[&str], Vec<std::ffi::OsString>) = if extra.is_empty() {
-                (
-                    &[],
-                    vec!["--cache-dir".into(), cache.clone().into_os_string()],
-                )
-            } else {
-                (extra, vec![])
+        println!("| strategy | requests | rows upserted | re-delivered | note |");
+        println!("|---|---:|---:|---:|---|");
+        for info in incsync_guest::STRATEGIES {
+            let (strategy, Some(path)) = (info.name, info.seed_path) else {
+                continue;
             };
-            let status = Command::new(BIN)
-                .args(["run", "--config"])
-                .arg(&config)
-                .arg("--warehouse")
-                .arg(dir.file("cold.db"))
-                .args(args)
-                .args(cache_args)
-                .stdout(std::process::Stdio::null())
-                .status()
-                .unwrap();
-            assert!(status.success());
-            let at = first.lock().unwrap().expect("a request arrived");
-            times.push(at.duration_since(started).as_secs_f64() * 1000.0);
+            let api = SampleApi::start(&ServeOptions {
+                port: 0,
+                records: n,
+                max_page: page,
+                ..ServeOptions::default()
+            })
+            .unwrap();
+            let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
+            if !info.sees_updates {
+                stream["max_id"] = json!(n + k);
+                stream["step_size"] = json!(1000);
+                stream["max_empty_ranges"] = json!(1);
+            }
+            let job = SyncJob {
+                wait_for_lease: None,
+                lease_ttl: None,
+                parallel: None,
+                config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
+                warehouse: incsync::destination::Warehouse::Sqlite(
+                    dir.file(&format!("incr-{strategy}.db")),
+                ),
+                component: ComponentSource::Bundled,
+                cache: ComponentCache::Dir(cache.clone()),
+                durability: Durability::Normal,
+            };
+            sync::run(&job).unwrap();
+            let note = api.with_data(|d| {
+                if !info.sees_updates {
+                    d.insert(k);
+                    "k new ids (it sees no updates); rescans one step"
+                } else {
+                    // One write per second of the source's clock, as a busy
+                    // table sees them (a burst of 500 in one second would be a
+                    // tie group larger than a page: the timestamp strategy stops
+                    // on that by design).
+                    for i in 0..k {
+                        d.update(&[i * (n / k) + 1]);
+                    }
+                    ""
+                }
+            });
+            let report = sync::run(&job).unwrap();
+            let upserted: u64 = report.stats.rows.values().sum();
+            println!(
+                "| {strategy} | {} | {upserted} | {} | {note} |",
+                report.stats.requests,
+                upserted.saturating_sub(u64::from(k))
+            );
         }
-        let min = times.iter().cloned().fold(f64::MAX, f64::min);
-        println!("| {label} | {:.1} | {min:.1} |", median(times));
     }
 
-    println!("\n## 6. Incremental efficiency: after k of N records change\n");
-    let (n, k, page) = (20_000u32, 500u32, 50usize);
+    if section(8) {
+        postgres_section(sizes, &dir, &cache);
+    }
+}
+
+/// Section 8: `incsync run --warehouse postgres://…` against floor (c), on a
+/// throwaway server started here (fsync off, as in the tests: the disk is
+/// not what is compared), a fresh database for every run.
+fn postgres_section(sizes: &[u32], dir: &Dir, cache: &Path) {
+    println!("\n## 8. PostgreSQL: `incsync run` against a native COPY loop\n");
     println!(
-        "N = {n}, k = {k}, page = {page}: target ⌈k/page⌉ + 1 = {} requests, re-delivered rows only at the cursor boundary (replay: its buffer).\n",
-        k.div_ceil(page as u32) + 1
+        "Floor (c) fetches and parses the same pages and binary-`COPY`s each into the \
+         table, one transaction per page; CPU as in section 1 (the server's is not counted).\n"
     );
-    println!("| strategy | requests | rows upserted | re-delivered | note |");
-    println!("|---|---:|---:|---:|---|");
-    for info in incsync_guest::STRATEGIES {
-        let (strategy, Some(path)) = (info.name, info.seed_path) else {
-            continue;
-        };
+    println!(
+        "| N | page | floor (c) rows/s | incsync rows/s | incsync / (c) | (c) CPU s | incsync CPU s | CPU incsync / (c) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let server = pg::Postgres::start();
+    let n = sizes[0];
+    let mut fresh = 0;
+    let mut database = || {
+        fresh += 1;
+        server.database(&format!("bench{fresh}"))
+    };
+    for page in [50usize, 1000] {
         let api = SampleApi::start(&ServeOptions {
             port: 0,
             records: n,
@@ -557,46 +728,25 @@ fn main() {
             ..ServeOptions::default()
         })
         .unwrap();
-        let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
-        if !info.sees_updates {
-            stream["max_id"] = json!(n + k);
-            stream["step_size"] = json!(1000);
-            stream["max_empty_ranges"] = json!(1);
+        let config = dir.0.join("pg.json");
+        std::fs::write(&config, keyset_config(&api.url())).unwrap();
+        let per_100k = 100_000.0 / n as f64;
+        let (mut c, mut i, mut c_cpu, mut i_cpu) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..3 {
+            let (rows, t, cpu) = floor_fetch_parse_copy(&api.url(), &database());
+            assert_eq!(rows, n as usize);
+            c.push(rows as f64 / t);
+            c_cpu.push(cpu * per_100k);
+            let (t, _, cpu) = incsync_run(&config, database(), cache, &[]);
+            i.push(n as f64 / t);
+            i_cpu.push(cpu * per_100k);
         }
-        let job = SyncJob {
-            wait_for_lease: None,
-            lease_ttl: None,
-            parallel: None,
-            config: json!({"base_url": api.url(), "streams": [stream]}).to_string(),
-            warehouse: incsync::destination::Warehouse::Sqlite(
-                dir.file(&format!("incr-{strategy}.db")),
-            ),
-            component: ComponentSource::Bundled,
-            cache: ComponentCache::Dir(cache.clone()),
-            durability: Durability::Normal,
-        };
-        sync::run(&job).unwrap();
-        let note = api.with_data(|d| {
-            if !info.sees_updates {
-                d.insert(k);
-                "k new ids (it sees no updates); rescans one step"
-            } else {
-                // One write per second of the source's clock, as a busy
-                // table sees them (a burst of 500 in one second would be a
-                // tie group larger than a page: the timestamp strategy stops
-                // on that by design).
-                for i in 0..k {
-                    d.update(&[i * (n / k) + 1]);
-                }
-                ""
-            }
-        });
-        let report = sync::run(&job).unwrap();
-        let upserted: u64 = report.stats.rows.values().sum();
+        let (c, i, c_cpu, i_cpu) = (median(c), median(i), median(c_cpu), median(i_cpu));
         println!(
-            "| {strategy} | {} | {upserted} | {} | {note} |",
-            report.stats.requests,
-            upserted.saturating_sub(u64::from(k))
+            "| {n} | {page} | {c:.0} | {i:.0} | {:.2} | {c_cpu:.2} | {i_cpu:.2} | {:.2} |",
+            i / c,
+            i_cpu / c_cpu
         );
     }
+    println!("\nTarget: incsync / (c) ≥ 0.8.");
 }
