@@ -381,7 +381,7 @@ fn main() {
         .unwrap();
         let config = dir.0.join("warm.json");
         std::fs::write(&config, keyset_config(&api.url())).unwrap();
-        incsync_run(&config, &dir.file("warm.db"), &cache, &[]);
+        incsync_run(&config, dir.file("warm.db"), &cache, &[]);
     }
 
     if section(1) {
@@ -425,11 +425,11 @@ fn main() {
                         floor_fetch_parse_upsert(&api.url(), &dir.file("floor.db"));
                     b.push(rows as f64 / t);
                     b_cpu.push(cpu * per_100k);
-                    let (t, kib, cpu) = incsync_run(&config, &dir.file("incsync.db"), &cache, &[]);
+                    let (t, kib, cpu) = incsync_run(&config, dir.file("incsync.db"), &cache, &[]);
                     c.push(n as f64 / t);
                     c_cpu.push(cpu * per_100k);
                     rss = rss.max(kib);
-                    let (t, kib, cpu) = incsync_run(&held, &dir.file("incsync.db"), &cache, &[]);
+                    let (t, kib, cpu) = incsync_run(&held, dir.file("incsync.db"), &cache, &[]);
                     k.push(n as f64 / t);
                     k_cpu.push(cpu * per_100k);
                     rss = rss.max(kib);
