@@ -464,6 +464,14 @@ impl PostgresWarehouse {
         Ok(s)
     }
 
+    fn commit(&mut self) -> Result<(), DestinationError> {
+        self.client
+            .batch_execute("COMMIT")
+            .map_err(|e| other(db_error(&e)))?;
+        self.in_transaction = false;
+        Ok(())
+    }
+
     fn begin(&mut self) -> Result<(), DestinationError> {
         if !self.in_transaction {
             self.client
@@ -719,56 +727,58 @@ impl Destination for PostgresWarehouse {
     }
 
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
-        let streams = split_state(state);
+        let (streams, states): (Vec<String>, Vec<String>) = split_state(state).into_iter().unzip();
         self.begin()?;
-        let save = self
+        let save = format!(
+            "INSERT INTO {STATE_TABLE} (stream, state, saved_at)
+             SELECT s, t, now() FROM unnest($1::text[], $2::text[]) AS u(s, t)"
+        );
+        let upsert = "ON CONFLICT (stream) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at";
+        let Some(lease) = self.lease.clone() else {
+            let statement = self
+                .prepared(&format!("{save} {upsert}"))
+                .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
+            self.client
+                .execute(&statement, &[&streams, &states])
+                .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
+            return self.commit();
+        };
+        // The fence, in the same statement (one round trip): the state is
+        // saved only while the lease is still this holder's, which renews it
+        // for another term.
+        let statement = self
             .prepared(&format!(
-                "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES ($1, $2, now())
-                 ON CONFLICT (stream) DO UPDATE SET state = EXCLUDED.state, saved_at = EXCLUDED.saved_at"
+                "WITH renewed AS (
+                     UPDATE {LEASE_TABLE} SET expires_at = now() + make_interval(secs => $3)
+                     WHERE stream = $4 AND token = $5 RETURNING 1)
+                 {save} WHERE EXISTS (SELECT 1 FROM renewed) {upsert}"
             ))
             .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
-        for (stream, value) in &streams {
-            self.client
-                .execute(&save, &[stream, value])
-                .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
-        }
-        if let Some(lease) = self.lease.clone() {
-            // The fence: commit only while the lease is still this holder's,
-            // and renew it for another term.
-            let renew = self
-                .prepared(&format!(
-                    "UPDATE {LEASE_TABLE} SET expires_at = now() + make_interval(secs => $1)
-                     WHERE stream = $2 AND token = $3"
-                ))
-                .map_err(|e| other(db_error(&e)))?;
-            let renewed = self
+        let saved = self
+            .client
+            .execute(
+                &statement,
+                &[
+                    &streams,
+                    &states,
+                    &lease.ttl.as_secs_f64(),
+                    &lease.stream,
+                    &(lease.token as i64),
+                ],
+            )
+            .map_err(|e| other(format!("saving the state: {}", db_error(&e))))?;
+        if saved == 0 {
+            let holder: Option<String> = self
                 .client
-                .execute(
-                    &renew,
-                    &[
-                        &lease.ttl.as_secs_f64(),
-                        &lease.stream,
-                        &(lease.token as i64),
-                    ],
+                .query_opt(
+                    &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = $1"),
+                    &[&lease.stream],
                 )
-                .map_err(|e| other(format!("renewing the lease: {}", db_error(&e))))?;
-            if renewed == 0 {
-                let holder: Option<String> = self
-                    .client
-                    .query_opt(
-                        &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = $1"),
-                        &[&lease.stream],
-                    )
-                    .map_err(|e| other(db_error(&e)))?
-                    .map(|r| r.get(0));
-                return Err(super::sqlite::lease_lost(&lease.stream, holder));
-            }
+                .map_err(|e| other(db_error(&e)))?
+                .map(|r| r.get(0));
+            return Err(super::sqlite::lease_lost(&lease.stream, holder));
         }
-        self.client
-            .batch_execute("COMMIT")
-            .map_err(|e| other(db_error(&e)))?;
-        self.in_transaction = false;
-        Ok(())
+        self.commit()
     }
 
     fn rollback(&mut self) -> Result<()> {
