@@ -80,6 +80,10 @@ pub struct StreamConfig {
     /// How many pages that deliver rows share one checkpoint (at least 1).
     /// Default 1: a checkpoint after every page.
     pub checkpoint_every_pages: u32,
+    /// Also checkpoint once this many milliseconds have passed since the
+    /// stream's last checkpoint (on the clock the driver feeds in with
+    /// [`crate::Sync::handle_time`]). Default: none.
+    pub checkpoint_every_ms: Option<u64>,
     /// A POST's JSON body template, where the request's parameters go (see
     /// [`crate::http::json_body`]). Default `{}`.
     pub body: Value,
@@ -286,6 +290,16 @@ struct StreamKeys {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
     checkpoint_every_pages: Option<u32>,
+    /// Checkpoint once this many milliseconds have passed since the stream's
+    /// last checkpoint, at the end of the page that crosses it: fewer commits
+    /// whatever the page size, and after a crash about this much work is
+    /// fetched and upserted again. Alone, it is the only rule (pages do not
+    /// count); with `checkpoint_every_pages`, whichever comes first. The last
+    /// page, a stream that ends and a sync that fails always checkpoint.
+    /// Default: none (a checkpoint per page).
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    checkpoint_every_ms: Option<u64>,
 }
 
 impl Config {
@@ -390,10 +404,21 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         }
         (_, None) => Value::Object(Map::new()),
     };
-    let checkpoint_every_pages = keys.checkpoint_every_pages.unwrap_or(1);
-    if checkpoint_every_pages == 0 {
+    let checkpoint_every_pages = match (keys.checkpoint_every_pages, keys.checkpoint_every_ms) {
+        (Some(0), _) => {
+            return Err(ConfigError::new(
+                key("checkpoint_every_pages"),
+                "must be at least 1",
+            ));
+        }
+        (Some(pages), _) => pages,
+        // Time alone decides.
+        (None, Some(_)) => u32::MAX,
+        (None, None) => 1,
+    };
+    if keys.checkpoint_every_ms == Some(0) {
         return Err(ConfigError::new(
-            key("checkpoint_every_pages"),
+            key("checkpoint_every_ms"),
             "must be at least 1",
         ));
     }
@@ -429,6 +454,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         headers: keys.headers.into_iter().collect(),
         method,
         checkpoint_every_pages,
+        checkpoint_every_ms: keys.checkpoint_every_ms,
         body,
         deleted_field: keys.deleted_field.filter(|f| !f.is_empty()),
     };

@@ -45,10 +45,14 @@ impl Guest for Component {
 
     fn update(config: String, state: Option<String>) -> Result<(), wit::Error> {
         let mut sync = Sync::new(&config, state.as_deref()).map_err(to_wit_error)?;
+        // The guest's monotonic clock (WASI's), fed into the machine: it
+        // reads none itself.
+        let started = std::time::Instant::now();
         loop {
             match sync.poll_output() {
                 Output::Fetch(request) => {
                     let answer = host::http_fetch(&to_wit_request(request));
+                    sync.handle_time(started.elapsed().as_millis() as u64);
                     sync.handle_response(
                         answer.map(from_wit_response).map_err(from_wit_http_error),
                     );

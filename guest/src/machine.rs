@@ -129,7 +129,10 @@ pub enum Output {
 /// commits each checkpoint together with the rows before it never saves a
 /// state ahead of its data. A stream with `checkpoint_every_pages` above 1
 /// holds its checkpoint back until that many pages delivered rows, its pages
-/// end, or the sync fails. After an error the machine hands out no further
+/// end, or the sync fails; one with `checkpoint_every_ms` until that much
+/// time has passed since its last checkpoint, on the clock the driver feeds
+/// in with [`Sync::handle_time`] (time is an input: the machine reads no
+/// clock). After an error the machine hands out no further
 /// rows, and no checkpoint but the one held back for rows already handed out:
 /// the last checkpoint stays the state to resume from.
 pub struct Sync {
@@ -141,6 +144,8 @@ pub struct Sync {
     in_flight: Option<(Method, String)>,
     result: Option<Result<(), SyncError>>,
     requests: u64,
+    /// The driver's clock, in milliseconds, as last fed in.
+    now_ms: Option<u64>,
 }
 
 struct StreamRun {
@@ -150,6 +155,9 @@ struct StreamRun {
     /// A checkpoint held back (`checkpoint_every_pages`): the strategy's state
     /// after the last page handled, and how many pages wait for it.
     held: Option<(StreamState, u32)>,
+    /// When the stream last checkpointed (or first held a checkpoint back),
+    /// on the driver's clock: `checkpoint_every_ms` counts from here.
+    last_checkpoint_ms: Option<u64>,
 }
 
 impl Sync {
@@ -171,6 +179,7 @@ impl Sync {
                 strategy,
                 rows: RowBuilder::new(stream),
                 held: None,
+                last_checkpoint_ms: None,
             });
         }
         Ok(Sync {
@@ -182,7 +191,16 @@ impl Sync {
             in_flight: None,
             result: None,
             requests: 0,
+            now_ms: None,
         })
+    }
+
+    /// Feeds in the time: milliseconds on a monotonic clock of the driver's
+    /// choosing (since the sync started, say). Only `checkpoint_every_ms`
+    /// reads it; a driver that never calls this gets no time-based
+    /// checkpoints, only the others.
+    pub fn handle_time(&mut self, now_ms: u64) {
+        self.now_ms = Some(now_ms);
     }
 
     /// The number of requests handed out so far.
@@ -313,7 +331,18 @@ impl Sync {
                 if checkpoint {
                     let pages = run.held.as_ref().map_or(0, |(_, n)| *n) + 1;
                     run.held = Some((run.strategy.state(), pages));
-                    if pages >= run.config.checkpoint_every_pages
+                    let now = self.now_ms;
+                    if run.last_checkpoint_ms.is_none() {
+                        run.last_checkpoint_ms = now;
+                    }
+                    let timed_out =
+                        match (run.config.checkpoint_every_ms, now, run.last_checkpoint_ms) {
+                            (Some(every), Some(now), Some(since)) => {
+                                now.saturating_sub(since) >= every
+                            }
+                            _ => false,
+                        };
+                    if (pages >= run.config.checkpoint_every_pages || timed_out)
                         && let Some(out) = self.release_held()
                     {
                         self.outputs.push_back(out);
@@ -338,6 +367,7 @@ impl Sync {
     fn release_held(&mut self) -> Option<Output> {
         let run = self.streams.get_mut(self.current)?;
         let (state, _) = run.held.take()?;
+        run.last_checkpoint_ms = self.now_ms;
         self.state
             .set(&run.config.name, run.config.strategy.name(), state);
         Some(Output::Checkpoint(self.state.to_json()))
@@ -750,5 +780,64 @@ mod held_checkpoints {
         let c = config("keyset", 5, json!({"checkpoint_every_pages": 0}));
         let e = Sync::new(&c, None).err().unwrap().to_string();
         assert!(e.contains("checkpoint_every_pages"), "{e}");
+        let c = config("keyset", 5, json!({"checkpoint_every_ms": 0}));
+        let e = Sync::new(&c, None).err().unwrap().to_string();
+        assert!(e.contains("checkpoint_every_ms"), "{e}");
+    }
+
+    /// Checkpoints `drive` sees for `settings`, after syncing all of `api()`
+    /// (40 records, pages of 5: 8 pages and the empty one after).
+    fn checkpoints_with(settings: serde_json::Value) -> (usize, SimWarehouse) {
+        let c = config("keyset", 5, settings);
+        let (mut api, mut w) = (api(), SimWarehouse::default());
+        drive(&mut Sync::new(&c, None).unwrap(), &mut api, &mut w, 1000).unwrap();
+        w.matches(&api).unwrap();
+        (w.checkpoints, w)
+    }
+
+    #[test]
+    fn time_alone_decides_with_checkpoint_every_ms() {
+        let (per_page, every_page) = checkpoints_with(json!({}));
+        // 10 ms a request: a checkpoint every third page, then the last.
+        let every = 3 * crate::sim::SIM_MS_PER_REQUEST;
+        let (timed, w) = checkpoints_with(json!({"checkpoint_every_ms": every}));
+        assert_eq!(per_page, 8);
+        assert_eq!(
+            timed, 3,
+            "after pages 4 and 7 (30 ms after the first), and at the end"
+        );
+        assert_eq!(w.state, every_page.state);
+        // Longer than the sync: one checkpoint, at the end.
+        let (once, _) = checkpoints_with(json!({"checkpoint_every_ms": 60_000}));
+        assert_eq!(once, 1);
+    }
+
+    #[test]
+    fn pages_or_time_whichever_comes_first() {
+        let ms = crate::sim::SIM_MS_PER_REQUEST;
+        let (n, _) =
+            checkpoints_with(json!({"checkpoint_every_ms": 60_000, "checkpoint_every_pages": 2}));
+        assert_eq!(n, 4, "pages first");
+        let (n, _) =
+            checkpoints_with(json!({"checkpoint_every_ms": 2 * ms, "checkpoint_every_pages": 100}));
+        assert_eq!(n, 4, "time first");
+    }
+
+    #[test]
+    fn without_a_clock_only_the_end_of_a_stream_checkpoints() {
+        let c = config("keyset", 5, json!({"checkpoint_every_ms": 1}));
+        let (mut api, mut w) = (api(), SimWarehouse::default());
+        let mut sync = Sync::new(&c, None).unwrap();
+        loop {
+            match sync.poll_output() {
+                Output::Fetch(request) => sync.handle_response(api.answer(&request)),
+                Output::Upsert { batch, .. } => w.upsert(&batch),
+                Output::Checkpoint(state) => w.checkpoint(state),
+                Output::Done(result) => break result.unwrap(),
+                _ => {}
+            }
+        }
+        w.matches(&api).unwrap();
+        assert_eq!(w.checkpoints, 1);
     }
 }

@@ -679,6 +679,9 @@ impl SimWarehouse {
 
 /// Drives `sync` against `api` into `warehouse` until it is done, or panics
 /// after `max_requests` requests (the machine must terminate).
+/// How long each request takes on [`drive`]'s simulated clock.
+pub(crate) const SIM_MS_PER_REQUEST: u64 = 10;
+
 pub(crate) fn drive(
     sync: &mut Sync,
     api: &mut SimApi,
@@ -696,6 +699,8 @@ pub(crate) fn drive(
                     )));
                 }
                 let answer = api.answer(&request);
+                // The simulated clock: each request takes 10 ms.
+                sync.handle_time(sent as u64 * SIM_MS_PER_REQUEST);
                 sync.handle_response(answer);
             }
             Output::Upsert { table, batch } => {

@@ -44,6 +44,7 @@ pub fn update(
 ) -> Result<SyncStats> {
     let mut stats = SyncStats::default();
     let mut sync = Sync::new(config, state).map_err(|e| anyhow!("{e}"))?;
+    let started = std::time::Instant::now();
     let result = loop {
         match sync.poll_output() {
             Output::Fetch(request) => {
@@ -60,6 +61,7 @@ pub fn update(
                 if let Ok(r) = &answer {
                     stats.bytes += r.body.len() as u64;
                 }
+                sync.handle_time(started.elapsed().as_millis() as u64);
                 sync.handle_response(
                     answer
                         .map(|r| incsync_guest::Response {

@@ -543,10 +543,15 @@ mod tests {
         updated: &[i64],
         page: usize,
         crash_at: usize,
+        held: &serde_json::Value,
     ) -> Result<(), TestCaseError> {
         let mut api = SimApi::new(updated, page);
         api.faults.insert(crash_at, crate::sim::Fault::NoAnswer);
-        let cfg = sim_config(strategy, page);
+        let mut cfg: serde_json::Value = serde_json::from_str(&sim_config(strategy, page)).unwrap();
+        for (k, v) in held.as_object().unwrap() {
+            cfg["streams"][0][k] = v.clone();
+        }
+        let cfg = cfg.to_string();
         let bound = 3 * updated.len() + 10;
         let mut wh = SimWarehouse::default();
         if let Err(e) = sync_once(&cfg, &mut api, &mut wh, bound) {
@@ -713,9 +718,30 @@ mod tests {
                 "timestamp", "replay", "keyset", "offset", "next_page_url",
                 "incremental_export", "starting_after", "starting_after_events",
             ] {
-                crash_then_resume(strategy, &updated, page, crash_at)?;
+                crash_then_resume(strategy, &updated, page, crash_at, &json!({}))?;
             }
-            crash_then_resume("page_number", &updated, page.max(7), crash_at)?;
+            crash_then_resume("page_number", &updated, page.max(7), crash_at, &json!({}))?;
+        }
+
+        #[test]
+        fn a_crash_with_checkpoints_held_back_loses_nothing(
+            updated in prop::collection::vec(0i64..30, 0..60),
+            page in 2usize..9,
+            crash_at in 1usize..20,
+            every_ms in 1u64..60,
+            every_pages in prop::option::of(1u32..5),
+        ) {
+            // `drive`'s clock takes 10 ms a request.
+            let mut held = json!({"checkpoint_every_ms": every_ms});
+            if let Some(pages) = every_pages {
+                held["checkpoint_every_pages"] = json!(pages);
+            }
+            for strategy in [
+                "timestamp", "replay", "keyset", "offset", "next_page_url",
+                "incremental_export", "starting_after", "starting_after_events",
+            ] {
+                crash_then_resume(strategy, &updated, page, crash_at, &held)?;
+            }
         }
 
         #[test]
