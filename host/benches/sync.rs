@@ -50,8 +50,8 @@ fn section(n: u32) -> bool {
     })
 }
 
-/// The `checkpoint_every_pages` of the benchmark's second `incsync run` row.
-const HELD: u32 = 20;
+/// The `checkpoint_every_ms` of the benchmark's second `incsync run` row.
+const HELD_MS: u64 = 1000;
 
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -388,11 +388,11 @@ fn main() {
         println!("## 1–2, 5. Full sync throughput (keyset endpoint), CPU and peak memory\n");
         println!(
             "`incsync run` as configured by default (a checkpoint per page) and with \
-         `\"checkpoint_every_pages\": {HELD}` (K); CPU is user + system seconds per \
+         `\"checkpoint_every_ms\": {HELD_MS}` (T); CPU is user + system seconds per \
          100,000 rows: the whole `incsync run` process, floor (b)'s own thread.\n"
         );
         println!(
-            "| N | page | floor (a) rows/s | floor (b) rows/s | incsync rows/s | incsync K rows/s | incsync / (b) | K / (b) | incsync / (a) | (b) CPU s | incsync CPU s | K CPU s | CPU incsync / (b) | CPU K / (b) | peak RSS MiB |"
+            "| N | page | floor (a) rows/s | floor (b) rows/s | incsync rows/s | incsync T rows/s | incsync / (b) | T / (b) | incsync / (a) | (b) CPU s | incsync CPU s | T CPU s | CPU incsync / (b) | CPU T / (b) | peak RSS MiB |"
         );
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &n in sizes {
@@ -409,7 +409,7 @@ fn main() {
                 let held = dir.0.join("keyset-held.json");
                 std::fs::write(
                     &held,
-                    keyset_config_with(&api.url(), json!({"checkpoint_every_pages": HELD})),
+                    keyset_config_with(&api.url(), json!({"checkpoint_every_ms": HELD_MS})),
                 )
                 .unwrap();
                 let rounds = if n >= 1_000_000 { 3 } else { 5 };
