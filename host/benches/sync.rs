@@ -58,6 +58,17 @@ fn median(mut xs: Vec<f64>) -> f64 {
     xs[xs.len() / 2]
 }
 
+/// The sample API with `n` records, pages of at most `page`.
+fn api_of(n: u32, page: usize) -> SampleApi {
+    SampleApi::start(&ServeOptions {
+        port: 0,
+        records: n,
+        max_page: page,
+        ..ServeOptions::default()
+    })
+    .unwrap()
+}
+
 fn keyset_config(base_url: &str) -> String {
     keyset_config_with(base_url, json!({}))
 }
@@ -397,13 +408,7 @@ fn main() {
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for &n in sizes {
             for page in [50usize, 1000] {
-                let api = SampleApi::start(&ServeOptions {
-                    port: 0,
-                    records: n,
-                    max_page: page,
-                    ..ServeOptions::default()
-                })
-                .unwrap();
+                let api = api_of(n, page);
                 let config = dir.0.join("keyset.json");
                 std::fs::write(&config, keyset_config(&api.url())).unwrap();
                 let held = dir.0.join("keyset-held.json");
@@ -462,13 +467,7 @@ fn main() {
         )
         .unwrap();
         for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
-            let api = SampleApi::start(&ServeOptions {
-                port: 0,
-                records: n,
-                max_page: page,
-                ..ServeOptions::default()
-            })
-            .unwrap();
+            let api = api_of(n, page);
             let config = keyset_config(&api.url());
             let tables = runtime.schema(&config).unwrap();
             let backends = || {
@@ -509,13 +508,7 @@ fn main() {
         println!("| N | page | native s | component s | component / native |");
         println!("|---:|---:|---:|---:|---:|");
         for (n, page) in [(sizes[0], 50usize), (sizes[0], 1000)] {
-            let api = SampleApi::start(&ServeOptions {
-                port: 0,
-                records: n,
-                max_page: page,
-                ..ServeOptions::default()
-            })
-            .unwrap();
+            let api = api_of(n, page);
             let config = keyset_config(&api.url());
             let canned = Canned::record(&config, &api.url());
             let (mut native, mut wasm) = (vec![], vec![]);
@@ -644,13 +637,7 @@ fn main() {
             let (strategy, Some(path)) = (info.name, info.seed_path) else {
                 continue;
             };
-            let api = SampleApi::start(&ServeOptions {
-                port: 0,
-                records: n,
-                max_page: page,
-                ..ServeOptions::default()
-            })
-            .unwrap();
+            let api = api_of(n, page);
             let mut stream = json!({"table": "user", "strategy": strategy, "path": path});
             if !info.sees_updates {
                 stream["max_id"] = json!(n + k);
@@ -721,13 +708,7 @@ fn postgres_section(sizes: &[u32], dir: &Dir, cache: &Path) {
         server.database(&format!("bench{fresh}"))
     };
     for page in [50usize, 1000] {
-        let api = SampleApi::start(&ServeOptions {
-            port: 0,
-            records: n,
-            max_page: page,
-            ..ServeOptions::default()
-        })
-        .unwrap();
+        let api = api_of(n, page);
         let config = dir.0.join("pg.json");
         std::fs::write(&config, keyset_config(&api.url())).unwrap();
         let per_100k = 100_000.0 / n as f64;

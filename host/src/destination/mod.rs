@@ -363,3 +363,29 @@ mod tests {
         assert_eq!(join_state(Vec::new()), None);
     }
 }
+
+/// A quoted SQL identifier, as SQLite and PostgreSQL both read it.
+pub(crate) fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The `ON CONFLICT` clause of an upsert of `columns` keyed on `keys`, in
+/// SQLite's and PostgreSQL's common dialect: every other column takes the
+/// new row's value, and `also` adds assignments.
+pub(crate) fn on_conflict(keys: &[String], columns: &[String], also: &[String]) -> String {
+    let updates: Vec<String> = columns
+        .iter()
+        .filter(|c| !keys.contains(c))
+        .map(|c| format!("{0} = excluded.{0}", quote(c)))
+        .chain(also.iter().cloned())
+        .collect();
+    let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
+    if updates.is_empty() {
+        format!("ON CONFLICT ({conflict}) DO NOTHING")
+    } else {
+        format!(
+            "ON CONFLICT ({conflict}) DO UPDATE SET {}",
+            updates.join(", ")
+        )
+    }
+}

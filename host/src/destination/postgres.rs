@@ -22,7 +22,7 @@
 use super::url::PostgresUrl;
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
-    join_state, split_state,
+    join_state, on_conflict, quote, split_state,
 };
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Result, anyhow};
@@ -206,32 +206,21 @@ fn upsert_sql(
         .enumerate()
         .map(|(i, kind)| format!("${}::{}[]", i + 1, kind.sql()))
         .collect();
-    let mut updates: Vec<String> = columns
-        .iter()
-        .filter(|c| !keys.contains(c))
-        .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
-        .collect();
-    if soft_deletes {
-        updates.push(format!("{} = false", quote(DELETED_COLUMN)));
-        updates.push(format!("{} = NULL", quote(DELETED_AT_COLUMN)));
-    }
-    let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
-    let action = if updates.is_empty() {
-        "NOTHING".to_owned()
+    let also = if soft_deletes {
+        vec![
+            format!("{} = false", quote(DELETED_COLUMN)),
+            format!("{} = NULL", quote(DELETED_AT_COLUMN)),
+        ]
     } else {
-        format!("UPDATE SET {}", updates.join(", "))
+        Vec::new()
     };
     format!(
-        "INSERT INTO {} ({}) SELECT * FROM unnest({}) ON CONFLICT ({conflict}) DO {action}",
+        "INSERT INTO {} ({}) SELECT * FROM unnest({}) {}",
         quote(table),
         names.join(", "),
-        arrays.join(", ")
+        arrays.join(", "),
+        on_conflict(keys, columns, &also)
     )
-}
-
-/// A quoted identifier.
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn other(e: impl std::fmt::Display) -> DestinationError {

@@ -4,6 +4,7 @@
 
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
+    on_conflict, quote,
 };
 use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
 use anyhow::{Context, Result};
@@ -136,10 +137,6 @@ pub struct SqliteWarehouse {
     deletes: Deletes,
     /// The columns of each table the connector writes.
     tables: HashMap<String, TableColumns>,
-}
-
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 fn sql_type(t: DataType) -> &'static str {
@@ -548,22 +545,12 @@ impl SqliteWarehouse {
     fn upsert_sql(table: &str, columns: &[String], keys: &[String]) -> String {
         let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
         let slots: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-        let updates: Vec<String> = columns
-            .iter()
-            .filter(|c| !keys.contains(c))
-            .map(|c| format!("{0} = excluded.{0}", quote(c)))
-            .collect();
-        let conflict = keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ");
-        let action = if updates.is_empty() {
-            "NOTHING".to_owned()
-        } else {
-            format!("UPDATE SET {}", updates.join(", "))
-        };
         format!(
-            "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({conflict}) DO {action}",
+            "INSERT INTO {} ({}) VALUES ({}) {}",
             quote(table),
             names.join(", "),
-            slots.join(", ")
+            slots.join(", "),
+            on_conflict(keys, columns, &[])
         )
     }
 }
