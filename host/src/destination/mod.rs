@@ -341,29 +341,6 @@ pub fn join_state(rows: Vec<(String, String)>) -> Option<String> {
     Some(serde_json::json!({ "streams": streams }).to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn states_split_by_stream_and_join_back() {
-        let text = r#"{"streams":{"a":{"strategy":"timestamp","last_timestamp":"x"},"b":{"strategy":"keyset"}}}"#;
-        let rows = split_state(text);
-        assert_eq!(rows.len(), 2);
-        let joined: serde_json::Value = serde_json::from_str(&join_state(rows).unwrap()).unwrap();
-        assert_eq!(
-            joined,
-            serde_json::from_str::<serde_json::Value>(text).unwrap()
-        );
-        assert_eq!(
-            split_state(r#"{"n":2}"#),
-            vec![(String::new(), r#"{"n":2}"#.to_owned())]
-        );
-        assert_eq!(join_state(split_state("opaque")), Some("opaque".to_owned()));
-        assert_eq!(join_state(Vec::new()), None);
-    }
-}
-
 /// A quoted SQL identifier, as SQLite and PostgreSQL both read it.
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -387,5 +364,28 @@ pub(crate) fn on_conflict(keys: &[String], columns: &[String], also: &[String]) 
             "ON CONFLICT ({conflict}) DO UPDATE SET {}",
             updates.join(", ")
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_split_by_stream_and_join_back() {
+        let text = r#"{"streams":{"a":{"strategy":"timestamp","last_timestamp":"x"},"b":{"strategy":"keyset"}}}"#;
+        let rows = split_state(text);
+        assert_eq!(rows.len(), 2);
+        let joined: serde_json::Value = serde_json::from_str(&join_state(rows).unwrap()).unwrap();
+        assert_eq!(
+            joined,
+            serde_json::from_str::<serde_json::Value>(text).unwrap()
+        );
+        assert_eq!(
+            split_state(r#"{"n":2}"#),
+            vec![(String::new(), r#"{"n":2}"#.to_owned())]
+        );
+        assert_eq!(join_state(split_state("opaque")), Some("opaque".to_owned()));
+        assert_eq!(join_state(Vec::new()), None);
     }
 }
