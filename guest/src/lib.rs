@@ -2,7 +2,8 @@
 //! machine ([`Sync`]), and (on `wasm32`) the wit-bindgen glue that drives it
 //! as a WebAssembly component.
 //!
-//! Nothing outside `glue` knows about WIT, and nothing here reads a clock,
+//! Nothing outside `glue` knows about WIT, and nothing here reads a clock
+//! (the driver feeds time in with [`Sync::handle_time`]),
 //! the network or the environment: responses come in through
 //! [`Sync::handle_response`], work goes out through [`Sync::poll_output`].
 
@@ -11,6 +12,7 @@ pub mod cursor;
 mod error;
 mod http;
 mod machine;
+pub mod record;
 pub mod rows;
 mod state;
 mod strategy;

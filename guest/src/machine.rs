@@ -4,10 +4,11 @@
 use crate::config::{Column, Config, StreamConfig};
 use crate::error::{ConfigError, PageError, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
+use crate::record::{Answer, Item, Record, Records};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::{SavedState, StreamState};
 use crate::strategy::{Next, Page, Running};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::VecDeque;
 
 /// How much a log line matters; mirrors the WIT `log-level`.
@@ -386,30 +387,25 @@ impl Sync {
                 snippet: snippet(&response.body),
             });
         }
-        let mut body: Value =
-            serde_json::from_slice(&response.body).map_err(|e| PageError::NotJson {
+        let config = &run.config;
+        // The records come out of the answer as they are parsed (into the
+        // rows, in the end); the rest of it stays for the strategy to read.
+        let Answer { body, records } = Answer::parse(&response.body, &config.records_path)
+            .map_err(|e| PageError::NotJson {
                 error: e.to_string(),
                 snippet: snippet(&response.body),
             })?;
-        let config = &run.config;
         let path = || config.records_path.join(".");
-        let mut records_value = &mut body;
-        for key in &config.records_path {
-            records_value = records_value
-                .get_mut(key)
-                .ok_or_else(|| PageError::MissingField(path()))?;
-        }
-        // The records move out of the answer (into the rows, in the end);
-        // the rest of it stays for the strategy to read.
-        let list = match records_value.take() {
-            Value::Array(list) => list,
-            other => {
+        let list = match records {
+            Some(Records::List(list)) => list,
+            Some(Records::Other(other)) => {
                 return Err(PageError::WrongType {
                     field: path(),
                     found: snippet(other.to_string().as_bytes()),
                     expected: "an array of records",
                 });
             }
+            None => return Err(PageError::MissingField(path())),
         };
         let needs_cursor = run.strategy.needs_cursor();
         let mut records = Vec::with_capacity(list.len());
@@ -418,7 +414,7 @@ impl Sync {
         let item_field = run.strategy.item_field().map(str::to_owned);
         let mut item_values = Vec::new();
         for (i, item) in list.into_iter().enumerate() {
-            let Value::Object(item) = item else {
+            let Item::Record(item) = item else {
                 return Err(PageError::record(i, "is not an object"));
             };
             // The cursor is the item's; the record may sit inside it.
@@ -428,11 +424,7 @@ impl Sync {
                 cursors.push(cursor);
             }
             if let Some(field) = &item_field {
-                item_values.push(
-                    crate::rows::field_at_path(&item, field)
-                        .cloned()
-                        .unwrap_or(Value::Null),
-                );
+                item_values.push(item.at_path(field).cloned().unwrap_or(Value::Null));
             }
             let record =
                 record_in(item, &config.record_path).map_err(|e| PageError::record(i, e))?;
@@ -476,8 +468,8 @@ impl Sync {
 
 /// Whether `record` is marked deleted at `field`: `true`, a non-empty
 /// string (a `deleted_at` time) or a non-zero number.
-fn is_deleted(record: &Map<String, Value>, field: &str) -> bool {
-    match crate::rows::field_at_path(record, field) {
+fn is_deleted(record: &Record, field: &str) -> bool {
+    match record.at_path(field) {
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => !s.is_empty(),
         Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
@@ -503,7 +495,7 @@ fn key_columns(batch: RowBatch, key: &[String]) -> RowBatch {
 
 /// The record inside an item of the answer, at the dot path `path` (the item
 /// itself for an empty path): Stripe's events carry theirs at `data.object`.
-fn record_in(mut item: Map<String, Value>, path: &[String]) -> Result<Map<String, Value>, String> {
+fn record_in<'a>(mut item: Record<'a>, path: &[String]) -> Result<Record<'a>, String> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(item);
     };
@@ -515,7 +507,7 @@ fn record_in(mut item: Map<String, Value>, path: &[String]) -> Result<Map<String
         };
     }
     match value {
-        Some(Value::Object(record)) => Ok(record),
+        Some(Value::Object(record)) => Ok(Record::from(record)),
         _ => Err(format!("has no object at `{}`", path.join("."))),
     }
 }

@@ -3,7 +3,8 @@
 
 use crate::config::{Column, DataType, StreamConfig};
 use crate::cursor::{Cursor, TimestampFormat};
-use serde_json::{Map, Value as Json};
+use crate::record::Record;
+use serde_json::Value as Json;
 use std::collections::HashMap;
 
 /// One typed cell; mirrors the WIT `value`.
@@ -53,7 +54,7 @@ pub struct RowKey(String);
 
 impl RowKey {
     /// Reads the key of `record`; `Err` names the missing field.
-    pub fn of(record: &Map<String, Json>, fields: &[String]) -> Result<RowKey, String> {
+    pub fn of(record: &Record, fields: &[String]) -> Result<RowKey, String> {
         let mut key = String::new();
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -76,11 +77,12 @@ impl RowKey {
 /// still delivering an update that kept the same cursor value.
 pub type RowVersion = (RowKey, u64);
 
-/// The [`RowVersion`] of `record` with key `key`.
-pub fn row_version(key: &RowKey, record: &Map<String, Json>) -> RowVersion {
+/// The [`RowVersion`] of `record` with key `key`: a hash of its fields in
+/// key order, so the same content in another order is the same version.
+pub fn row_version(key: &RowKey, record: &Record) -> RowVersion {
     use std::hash::{DefaultHasher, Hash, Hasher};
     let mut h = DefaultHasher::new();
-    Json::Object(record.clone()).to_string().hash(&mut h);
+    record.to_json().to_string().hash(&mut h);
     (key.clone(), h.finish())
 }
 
@@ -125,7 +127,7 @@ impl RowBuilder {
     }
 
     /// Builds one batch from `records`, borrowed (a copy of each value).
-    pub fn batch<'a>(&self, records: impl Iterator<Item = &'a Map<String, Json>>) -> RowBatch {
+    pub fn batch<'a, 'r: 'a>(&self, records: impl Iterator<Item = &'a Record<'r>>) -> RowBatch {
         self.batch_owned(records.map(|r| (r.clone(), None)).collect())
     }
 
@@ -133,14 +135,14 @@ impl RowBuilder {
     /// Each record may come with its cursor, already parsed. Declared columns
     /// come first, in their declared order; fields no column declares follow
     /// in order of first appearance, so nothing the API sent is dropped.
-    pub fn batch_owned(&self, records: Vec<(Map<String, Json>, Option<Cursor>)>) -> RowBatch {
+    pub fn batch_owned(&self, records: Vec<(Record, Option<Cursor>)>) -> RowBatch {
         let mut columns: Vec<String> = self.columns.iter().map(|c| c.name.clone()).collect();
         let mut extra: HashMap<String, usize> = HashMap::new();
         for (record, _) in &records {
             for key in record.keys() {
                 if self.declared(key).is_none() && !extra.contains_key(key) {
-                    extra.insert(key.clone(), columns.len());
-                    columns.push(key.clone());
+                    extra.insert(key.to_owned(), columns.len());
+                    columns.push(key.to_owned());
                 }
             }
         }
@@ -149,10 +151,10 @@ impl RowBuilder {
             .into_iter()
             .map(|(record, cursor)| {
                 let mut row = vec![Value::Null; width];
-                for (key, json) in record {
+                for (key, json) in record.into_fields() {
                     let (i, declared) = match self.declared(&key) {
                         Some(i) => (i, Some(self.columns[i].data_type)),
-                        None => (extra[&key], None),
+                        None => (extra[key.as_ref()], None),
                     };
                     row[i] = match cursor {
                         Some(c) if Some(i) == self.cursor_column => Value::UtcDateTime(c.micros()),
@@ -208,14 +210,9 @@ impl RowBuilder {
 /// The value at the dot path `path` of a JSON value (`properties.updated`).
 /// A key that itself holds a dot is found too, before the path is split.
 pub fn at_path<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
-    match value {
-        Json::Object(map) => field_at_path(map, path),
-        _ => None,
-    }
-}
-
-/// The value at the dot path `path` of an object.
-pub fn field_at_path<'a>(object: &'a Map<String, Json>, path: &str) -> Option<&'a Json> {
+    let Json::Object(object) = value else {
+        return None;
+    };
     if let Some(v) = object.get(path) {
         return Some(v);
     }
@@ -225,12 +222,8 @@ pub fn field_at_path<'a>(object: &'a Map<String, Json>, path: &str) -> Option<&'
 
 /// Reads the cursor of a record at the dot path `field`; `Err` says what is
 /// wrong with it.
-pub fn cursor_of(
-    record: &Map<String, Json>,
-    field: &str,
-    format: &TimestampFormat,
-) -> Result<Cursor, String> {
-    match field_at_path(record, field) {
+pub fn cursor_of(record: &Record, field: &str, format: &TimestampFormat) -> Result<Cursor, String> {
+    match record.at_path(field) {
         None | Some(Json::Null) => Err(format!("has no cursor field `{field}`")),
         Some(value) => format.parse_json(value).ok_or_else(|| match value {
             Json::String(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
@@ -245,6 +238,10 @@ mod tests {
     use crate::config::Config;
     use serde_json::json;
 
+    fn rec(json: Json) -> Record<'static> {
+        Record::from(json.as_object().unwrap().clone())
+    }
+
     #[test]
     fn a_cursor_read_from_the_item_does_not_fill_the_records_column() {
         let c = Config::parse(
@@ -254,10 +251,7 @@ mod tests {
         )
         .unwrap();
         let b = RowBuilder::new(&c.streams[0]);
-        let record = json!({"id": "cus_1", "created": 100})
-            .as_object()
-            .unwrap()
-            .clone();
+        let record = rec(json!({"id": "cus_1", "created": 100}));
         let event_time = crate::cursor::TimestampFormat::EpochSeconds
             .parse("500")
             .unwrap();
@@ -278,8 +272,8 @@ mod tests {
     fn declared_columns_come_first_and_extra_fields_are_kept() {
         let a = json!({"id": "1", "updatedAt": "2024-01-15T10:30:00Z", "score": 7, "tags": ["x"]});
         let b = json!({"id": "2", "vip": true});
-        let records = [a.as_object().unwrap(), b.as_object().unwrap()];
-        let batch = builder().batch(records.iter().copied());
+        let records = [rec(a), rec(b)];
+        let batch = builder().batch(records.iter());
         assert_eq!(
             &batch.columns[..8],
             [
@@ -308,7 +302,7 @@ mod tests {
     fn values_that_do_not_fit_their_type_are_kept_as_they_are() {
         let a =
             json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
-        let batch = builder().batch([a.as_object().unwrap()].into_iter());
+        let batch = builder().batch([rec(a)].iter());
         let row = &batch.rows[0];
         assert_eq!(row[0], Value::Integer(12));
         assert_eq!(row[7], Value::String("not a date".into()));
@@ -318,8 +312,7 @@ mod tests {
 
     #[test]
     fn keys_and_cursors_report_what_is_missing() {
-        let r = json!({"id": "7", "updatedAt": "soon"});
-        let r = r.as_object().unwrap();
+        let r = &rec(json!({"id": "7", "updatedAt": "soon"}));
         assert_eq!(RowKey::of(r, &["id".into()]).unwrap(), RowKey("7".into()));
         assert!(RowKey::of(r, &["pk".into()]).unwrap_err().contains("`pk`"));
         let f = TimestampFormat::default();
@@ -333,8 +326,7 @@ mod tests {
                 .unwrap_err()
                 .contains("no cursor field")
         );
-        let nested = json!({"properties": {"lastmodifieddate": "2024-01-15T10:30:00.5Z"}});
-        let nested = nested.as_object().unwrap();
+        let nested = &rec(json!({"properties": {"lastmodifieddate": "2024-01-15T10:30:00.5Z"}}));
         assert_eq!(
             cursor_of(nested, "properties.lastmodifieddate", &f)
                 .unwrap()

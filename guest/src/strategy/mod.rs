@@ -24,6 +24,7 @@ mod timestamp;
 use crate::config::{StreamConfig, from_value, keys_of, stream_keys};
 use crate::cursor::Cursor;
 use crate::error::{ConfigError, PageError, StateError};
+use crate::record::Record;
 use crate::rows::RowKey;
 use crate::state::StreamState;
 use serde::de::DeserializeOwned;
@@ -48,7 +49,7 @@ pub(crate) struct Page<'a> {
     /// The whole answer, for strategies that read more than the records.
     pub body: &'a Value,
     /// The records, in the order the API sent them.
-    pub records: Vec<&'a Map<String, Value>>,
+    pub records: Vec<&'a Record<'a>>,
     /// Each record's cursor, in the same order (empty if the strategy needs
     /// no cursor).
     pub cursors: Vec<Cursor>,
