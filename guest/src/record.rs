@@ -119,6 +119,33 @@ impl<'a> Answer<'a> {
     }
 }
 
+/// The scalar `visit_*` methods of a visitor that keeps scalars as JSON,
+/// wrapped by `$wrap`.
+macro_rules! json_scalars {
+    ($wrap:expr) => {
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok($wrap(Json::Bool(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok($wrap(Json::from(v)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok($wrap(Json::from(v)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok($wrap(
+                serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
+            ))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Json::String(v.to_owned())))
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($wrap(Json::Null))
+        }
+    };
+}
+
 /// A key, borrowed from the answer where it needs no unescaping.
 struct Key;
 
@@ -179,26 +206,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
         Ok(Item::Other(json))
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Item<'de>, E> {
-        Ok(Item::Other(Json::Bool(v)))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Item<'de>, E> {
-        Ok(Item::Other(v.into()))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Item<'de>, E> {
-        Ok(Item::Other(v.into()))
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Item<'de>, E> {
-        Ok(Item::Other(
-            serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
-        ))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Item<'de>, E> {
-        Ok(Item::Other(Json::String(v.to_owned())))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Item<'de>, E> {
-        Ok(Item::Other(Json::Null))
-    }
+    json_scalars!(Item::Other);
 }
 
 /// The records array: items, or what stood there instead.
@@ -225,26 +233,7 @@ impl<'de> DeserializeSeed<'de> for RecordsSeed {
                 let json = Json::deserialize(de::value::MapAccessDeserializer::new(map))?;
                 Ok(Records::Other(json))
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Records<'de>, E> {
-                Ok(Records::Other(Json::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Records<'de>, E> {
-                Ok(Records::Other(v.into()))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Records<'de>, E> {
-                Ok(Records::Other(v.into()))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Records<'de>, E> {
-                Ok(Records::Other(
-                    serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
-                ))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Records<'de>, E> {
-                Ok(Records::Other(Json::String(v.to_owned())))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Records<'de>, E> {
-                Ok(Records::Other(Json::Null))
-            }
+            json_scalars!(Records::Other);
         }
         d.deserialize_any(RecordsVisitor)
     }
@@ -298,24 +287,7 @@ impl<'de> Visitor<'de> for AtPath<'_, '_, 'de> {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Json, A::Error> {
         Json::deserialize(de::value::SeqAccessDeserializer::new(seq))
     }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json, E> {
-        Ok(Json::Bool(v))
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json, E> {
-        Ok(v.into())
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json, E> {
-        Ok(v.into())
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number))
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::String(v.to_owned()))
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
-        Ok(Json::Null)
-    }
+    json_scalars!(std::convert::identity);
 }
 
 #[cfg(test)]
