@@ -7,8 +7,9 @@ mod common;
 
 use common::incsync;
 use common::pg::{PASSWORD, Postgres};
+use incsync::destination::{Batch, Cell};
 use incsync::destination::{Destination, PostgresWarehouse, Warehouse};
-use incsync::runtime::bindings::{Column, DataType, RowBatch, Table, Value};
+use incsync::runtime::bindings::{Column, DataType, Table};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use serde_json::{Value as Json, json};
 use std::collections::BTreeMap;
@@ -136,21 +137,26 @@ fn table() -> Table {
     }
 }
 
-fn batch(id: &str, n: i64) -> RowBatch {
-    RowBatch {
-        columns: ["id", "n", "x", "ok", "at", "doc", "extra"]
+fn batch(id: &str, n: i64) -> Batch {
+    batch_with(id, Cell::Integer(n))
+}
+
+fn batch_with(id: &str, n: Cell) -> Batch {
+    Batch::from_rows(
+        ["id", "n", "x", "ok", "at", "doc", "extra"]
             .map(String::from)
             .to_vec(),
-        rows: vec![vec![
-            Value::String(id.into()),
-            Value::Integer(n),
-            Value::Float(1.5),
-            Value::Boolean(true),
-            Value::UtcDatetime(1_705_314_600_250_000),
-            Value::Json(r#"{"a":[1,2]}"#.into()),
-            Value::Integer(7),
+        [[
+            Cell::String(id),
+            n,
+            Cell::Float(1.5),
+            Cell::Boolean(true),
+            Cell::UtcDatetime(1_705_314_600_250_000),
+            Cell::Json(r#"{"a":[1,2]}"#),
+            Cell::Integer(7),
         ]],
-    }
+    )
+    .unwrap()
 }
 
 #[test]
@@ -166,7 +172,7 @@ fn columns_are_typed_new_fields_become_columns_and_checkpoints_are_atomic() {
     w.upsert("kinds", batch("a", 1)).unwrap();
     // The same key twice in one batch: the last row wins.
     let mut twice = batch("b", 2);
-    twice.rows.extend(batch("b", 3).rows);
+    twice.extend(&batch("b", 3)).unwrap();
     w.upsert("kinds", twice).unwrap();
     w.checkpoint(r#"{"streams":{"kinds":{"strategy":"keyset","last_updated_at":"x"}}}"#)
         .unwrap();
@@ -207,8 +213,7 @@ fn columns_are_typed_new_fields_become_columns_and_checkpoints_are_atomic() {
     assert_eq!(row.get::<_, String>(4), "2");
     assert_eq!(w.row_count("kinds").unwrap(), Some(2));
     // A value that does not fit its column fails the batch, naming both.
-    let mut bad = batch("c", 1);
-    bad.rows[0][1] = Value::String("many".into());
+    let bad = batch_with("c", Cell::String("many"));
     let incsync::runtime::bindings::DestinationError::InvalidBatch(e) =
         w.upsert("kinds", bad).unwrap_err()
     else {
@@ -458,12 +463,8 @@ fn deletes_and_truncates_are_soft_by_default_or_hard() {
     use incsync::destination::{Deletes, Durability, open_with};
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
-    let key = |ids: &[&str]| RowBatch {
-        columns: vec!["id".into()],
-        rows: ids
-            .iter()
-            .map(|i| vec![Value::String((*i).into())])
-            .collect(),
+    let key = |ids: &[&str]| {
+        Batch::from_rows(vec!["id".into()], ids.iter().map(|i| [Cell::String(i)])).unwrap()
     };
     for (n, deletes) in [Deletes::Soft, Deletes::Hard].into_iter().enumerate() {
         let warehouses = [
@@ -549,10 +550,7 @@ fn an_upsert_clears_a_soft_delete() {
     w.upsert("kinds", batch("a", 1)).unwrap();
     w.delete(
         "kinds",
-        RowBatch {
-            columns: vec!["id".into()],
-            rows: vec![vec![Value::String("a".into())]],
-        },
+        Batch::from_rows(vec!["id".into()], [[Cell::String("a")]]).unwrap(),
     )
     .unwrap();
     w.checkpoint("{}").unwrap();

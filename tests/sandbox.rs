@@ -407,6 +407,64 @@ fn a_huge_state_or_call_is_refused_with_a_clear_error() {
 }
 
 #[test]
+fn one_span_repeated_counts_as_often_as_it_is_used() {
+    let w = world();
+    // 20 rows naming the same 1 MiB of text: 20 MiB, within 2 × 8 + 16.
+    let config = |cells: u32| {
+        json!({"base_url": w.api.url(), "behaviour": "spans", "cells": cells,
+               "http": {"max_response_bytes": 8388608}})
+    };
+    let out = run_hostile(&w, config(20));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conn = rusqlite::Connection::open(&w.warehouse).unwrap();
+    let (rows, longest): (i64, i64) = conn
+        .query_row("SELECT count(*), max(length(name)) FROM user", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    // Keys of 1–4 digits: four distinct rows, each with the whole MiB.
+    assert_eq!((rows, longest), (4, 1 << 20));
+    // 40 of them stand for 40 MiB: stopped as if the text had been copied.
+    let out = run_hostile(&w, config(40));
+    let line = one_line_error(&out);
+    assert!(line.contains("more than 32 MiB to one host call"), "{line}");
+}
+
+#[test]
+fn malformed_batches_reach_the_guest_as_invalid_batch() {
+    let w = world();
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "bad-batches"}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let saw: Vec<&str> = stderr.lines().filter(|l| l.contains("guest saw")).collect();
+    for expected in [
+        "1 values do not make whole rows of 2 columns",
+        "text is not UTF-8",
+        "the span 1+9 is outside the batch's 3 bytes of text",
+        "the span 1+1 is outside the batch's 3 bytes of text or cuts a character",
+        "a batch with no columns",
+    ] {
+        assert!(
+            saw.iter()
+                .any(|l| l.contains("InvalidBatch") && l.contains(expected)),
+            "{expected}: {saw:#?}"
+        );
+    }
+    assert_eq!(saw.len(), 5, "{saw:#?}");
+}
+
+#[test]
 fn a_warehouse_fault_stops_the_sync_and_never_reaches_the_guest() {
     let w = world();
     // A warehouse whose every insert fails, as a full disk would.

@@ -91,38 +91,79 @@ export function httpFetch(request) {
 }
 
 // --- upsert and checkpoint: a JSON file, rewritten atomically at each checkpoint.
-function plain(value) {
-  switch (value.tag) {
-    case 'null': return null;
-    case 'integer': {
-      const n = value.val;
-      return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
-    }
-    case 'utc-datetime': {
-      const micros = value.val;
-      return new Date(Number(micros / 1000n)).toISOString().replace('.000Z', 'Z');
-    }
-    case 'json': return JSON.parse(value.val);
-    default: return value.val;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+class InvalidBatch extends Error {}
+
+// The rows of a WIT `row-batch`, each an array of plain values: `values`
+// holds the rows one after another, and text values are spans of the
+// batch's UTF-8 `text` (a Uint8Array here). Throws InvalidBatch as the WIT
+// says a host refuses a batch.
+function rowsOf(batch) {
+  const width = batch.columns.length;
+  if (width === 0) throw new InvalidBatch('a batch with no columns');
+  if (batch.values.length % width !== 0) {
+    throw new InvalidBatch(`${batch.values.length} values do not make whole rows of ${width} columns`);
   }
+  const text = batch.text;
+  try { utf8.decode(text); } catch { throw new InvalidBatch("the batch's text is not UTF-8"); }
+  const str = ({ start, len }) => {
+    if (start + len > text.length) throw new InvalidBatch(`the span ${start}+${len} is outside the batch's ${text.length} bytes of text`);
+    try { return utf8.decode(text.subarray(start, start + len)); } catch {
+      throw new InvalidBatch(`the span ${start}+${len} cuts a character`);
+    }
+  };
+  const plain = (value) => {
+    switch (value.tag) {
+      case 'null': return null;
+      case 'integer': {
+        const n = value.val;
+        return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
+      }
+      case 'utc-datetime': {
+        const micros = value.val;
+        return new Date(Number(micros / 1000n)).toISOString().replace('.000Z', 'Z');
+      }
+      case 'string': return str(value.val);
+      case 'json': return JSON.parse(str(value.val));
+      default: return value.val;
+    }
+  };
+  const rows = [];
+  for (let at = 0; at < batch.values.length; at += width) {
+    rows.push(batch.values.slice(at, at + width).map(plain));
+  }
+  return rows;
+}
+
+// Runs `write` over the rows of `batch`; a malformed batch is the guest's
+// `invalid-batch`.
+function withRows(batch, write) {
+  let rows;
+  try { rows = rowsOf(batch); } catch (e) {
+    if (e instanceof InvalidBatch) return { tag: 'err', val: { tag: 'invalid-batch', val: e.message } };
+    throw e;
+  }
+  return write(rows);
 }
 
 export function upsert(table, batch) {
   const keys = settings.primaryKeys[table];
   if (!keys) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
-  for (const row of batch.rows) {
-    if (row.length !== batch.columns.length) {
-      return { tag: 'err', val: { tag: 'invalid-batch', val: `a row of ${row.length} values for ${batch.columns.length} columns` } };
+  return withRows(batch, (rows) => {
+    const records = [];
+    for (const row of rows) {
+      const record = {};
+      batch.columns.forEach((c, i) => { record[c] = row[i]; });
+      if (keys.some((k) => record[k] === null || record[k] === undefined)) {
+        return { tag: 'err', val: { tag: 'invalid-batch', val: `a row without its key ${keys.join(', ')}` } };
+      }
+      records.push([table, JSON.stringify(keys.map((k) => record[k])), record]);
     }
-    const record = {};
-    batch.columns.forEach((c, i) => { record[c] = plain(row[i]); });
-    if (keys.some((k) => record[k] === null || record[k] === undefined)) {
-      return { tag: 'err', val: { tag: 'invalid-batch', val: `a row without its key ${keys.join(', ')}` } };
-    }
-    pending.push([table, JSON.stringify(keys.map((k) => record[k])), record]);
-  }
-  stats.rows_upserted[table] = (stats.rows_upserted[table] ?? 0) + batch.rows.length;
-  return { tag: 'ok', val: undefined };
+    pending.push(...records);
+    stats.rows_upserted[table] = (stats.rows_upserted[table] ?? 0) + rows.length;
+    return { tag: 'ok', val: undefined };
+  });
 }
 
 // Deletes by primary key (hard: this small host keeps no soft-delete marks),
@@ -130,12 +171,14 @@ export function upsert(table, batch) {
 function _delete(table, keys) {
   const pk = settings.primaryKeys[table];
   if (!pk) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
-  for (const row of keys.rows) {
-    const record = {};
-    keys.columns.forEach((c, i) => { record[c] = plain(row[i]); });
-    pending.push([table, JSON.stringify(pk.map((k) => record[k])), null]);
-  }
-  return { tag: 'ok', val: undefined };
+  return withRows(keys, (rows) => {
+    for (const row of rows) {
+      const record = {};
+      keys.columns.forEach((c, i) => { record[c] = row[i]; });
+      pending.push([table, JSON.stringify(pk.map((k) => record[k])), null]);
+    }
+    return { tag: 'ok', val: undefined };
+  });
 }
 export { _delete as delete };
 

@@ -134,26 +134,35 @@ fn from_wit_http_error(e: wit::HttpError) -> HttpError {
     }
 }
 
+/// Flattens a batch into the WIT's `row-batch`: the rows' values one after
+/// another, their text in one buffer they point into.
 fn to_wit_batch(batch: RowBatch) -> wit::RowBatch {
+    let cells = batch.rows.len() * batch.columns.len();
+    let mut values = Vec::with_capacity(cells);
+    let mut text = Vec::with_capacity(cells * 16);
+    let mut span = |s: &str| {
+        let start = text.len() as u32;
+        text.extend_from_slice(s.as_bytes());
+        wit::Span {
+            start,
+            len: s.len() as u32,
+        }
+    };
+    for row in &batch.rows {
+        values.extend(row.iter().map(|v| match v {
+            Value::Null => wit::Value::Null,
+            Value::Boolean(b) => wit::Value::Boolean(*b),
+            Value::Integer(i) => wit::Value::Integer(*i),
+            Value::Float(f) => wit::Value::Float(*f),
+            Value::String(s) => wit::Value::String(span(s)),
+            Value::UtcDateTime(t) => wit::Value::UtcDatetime(*t),
+            Value::Json(j) => wit::Value::Json(span(j)),
+        }));
+    }
     wit::RowBatch {
         columns: batch.columns,
-        rows: batch
-            .rows
-            .into_iter()
-            .map(|row| row.into_iter().map(to_wit_value).collect())
-            .collect(),
-    }
-}
-
-fn to_wit_value(v: Value) -> wit::Value {
-    match v {
-        Value::Null => wit::Value::Null,
-        Value::Boolean(b) => wit::Value::Boolean(b),
-        Value::Integer(i) => wit::Value::Integer(i),
-        Value::Float(f) => wit::Value::Float(f),
-        Value::String(s) => wit::Value::String(s),
-        Value::UtcDateTime(t) => wit::Value::UtcDatetime(t),
-        Value::Json(j) => wit::Value::Json(j),
+        values,
+        text,
     }
 }
 

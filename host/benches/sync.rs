@@ -27,9 +27,9 @@
 //! `INCSYNC_BENCH_QUICK=1` runs smaller sizes (for a smoke test);
 //! `INCSYNC_BENCH_ONLY=1,8` runs only the sections named.
 
-use incsync::destination::{Destination, Durability, SqliteWarehouse};
+use incsync::destination::{Batch, Destination, Durability, SqliteWarehouse};
 use incsync::http::{AllowList, Client, HttpSettings, Retrying};
-use incsync::runtime::bindings::{DestinationError, HttpError, Request, Response, RowBatch, Table};
+use incsync::runtime::bindings::{DestinationError, HttpError, Request, Response, Table};
 use incsync::runtime::{BUNDLED_COMPONENT, ComponentCache, GuestLimits, Runtime};
 use incsync::sample_api::{SampleApi, ServeOptions};
 use incsync::sync::{self, ComponentSource, SyncJob};
@@ -330,7 +330,7 @@ impl Destination for Discard {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, _: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), DestinationError> {
         std::hint::black_box(batch);
         Ok(())
     }

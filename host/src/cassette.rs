@@ -17,11 +17,9 @@
 //! machine is deterministic (it reads no clock), so a replay of an unchanged
 //! connector and config asks exactly the recorded requests.
 
-use crate::destination::Destination;
+use crate::destination::{Batch, Destination};
 use crate::http::HttpBackend;
-use crate::runtime::bindings::{
-    DestinationError, HttpError, Method, Request, Response, RowBatch, Table,
-};
+use crate::runtime::bindings::{DestinationError, HttpError, Method, Request, Response, Table};
 use crate::secrets::{self, Environment};
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -380,10 +378,10 @@ impl Destination for RecordingDestination {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         self.inner.upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         self.inner.delete(table, keys)
     }
     fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
@@ -636,10 +634,10 @@ impl Destination for ReplayDestination {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         self.inner.upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         self.inner.delete(table, keys)
     }
     fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {

@@ -9,11 +9,9 @@
 //! it would save, all into the dry-run destination.
 
 use crate::config::HostConfig;
-use crate::destination::Destination;
+use crate::destination::{Batch, Destination};
 use crate::http::{Client, HttpBackend, Retrying};
-use crate::runtime::bindings::{
-    DataType, DestinationError, HttpError, Request, Response, RowBatch, Table,
-};
+use crate::runtime::bindings::{DataType, DestinationError, HttpError, Request, Response, Table};
 use crate::runtime::{RunError, Runtime};
 use crate::streams;
 use serde::Serialize;
@@ -100,12 +98,12 @@ impl Destination for DryRun {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, _: &str, batch: RowBatch) -> Result<(), DestinationError> {
-        self.probe.lock().expect("probe lock").records += batch.rows.len() as u64;
+    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), DestinationError> {
+        self.probe.lock().expect("probe lock").records += batch.len() as u64;
         Ok(())
     }
-    fn delete(&mut self, _: &str, keys: RowBatch) -> Result<(), DestinationError> {
-        self.probe.lock().expect("probe lock").records += keys.rows.len() as u64;
+    fn delete(&mut self, _: &str, keys: Batch) -> Result<(), DestinationError> {
+        self.probe.lock().expect("probe lock").records += keys.len() as u64;
         Ok(())
     }
     fn truncate(&mut self, _: &str) -> Result<(), DestinationError> {

@@ -2,24 +2,30 @@
 //! component: the baseline of the wasm-overhead benchmark. Not a product
 //! path: the component is what runs in production, sandboxed.
 
-use crate::destination::Destination;
+use crate::destination::{Batch, Cell, Destination};
 use crate::http::HttpBackend;
 use crate::runtime::SyncStats;
 use crate::runtime::bindings as wit;
 use anyhow::{Result, anyhow};
 use incsync_guest::{Method, Output, Sync};
 
-fn value(v: incsync_guest::Value) -> wit::Value {
+fn cell(v: &incsync_guest::Value) -> Cell<'_> {
     use incsync_guest::Value as V;
     match v {
-        V::Null => wit::Value::Null,
-        V::Boolean(b) => wit::Value::Boolean(b),
-        V::Integer(i) => wit::Value::Integer(i),
-        V::Float(f) => wit::Value::Float(f),
-        V::String(s) => wit::Value::String(s),
-        V::UtcDateTime(t) => wit::Value::UtcDatetime(t),
-        V::Json(j) => wit::Value::Json(j),
+        V::Null => Cell::Null,
+        V::Boolean(b) => Cell::Boolean(*b),
+        V::Integer(i) => Cell::Integer(*i),
+        V::Float(f) => Cell::Float(*f),
+        V::String(s) => Cell::String(s),
+        V::UtcDateTime(t) => Cell::UtcDatetime(*t),
+        V::Json(j) => Cell::Json(j),
     }
+}
+
+/// The machine's batch, flattened as the component's glue flattens it.
+fn flat(batch: incsync_guest::RowBatch) -> Result<Batch> {
+    let incsync_guest::RowBatch { columns, rows } = batch;
+    Batch::from_rows(columns, rows.iter().map(|r| r.iter().map(cell))).map_err(|e| anyhow!("{e}"))
 }
 
 fn http_error(e: wit::HttpError) -> incsync_guest::HttpError {
@@ -74,26 +80,18 @@ pub fn update(
             }
             Output::Upsert { table, batch } => {
                 *stats.rows.entry(table.clone()).or_default() += batch.rows.len() as u64;
-                let batch = wit::RowBatch {
-                    columns: batch.columns,
-                    rows: batch
-                        .rows
-                        .into_iter()
-                        .map(|r| r.into_iter().map(value).collect())
-                        .collect(),
+                let batch = match flat(batch) {
+                    Ok(batch) => batch,
+                    Err(e) => break Err(e),
                 };
                 if let Err(e) = destination.upsert(&table, batch) {
                     break Err(anyhow!("writing {table}: {e:?}"));
                 }
             }
             Output::Delete { table, keys } => {
-                let keys = wit::RowBatch {
-                    columns: keys.columns,
-                    rows: keys
-                        .rows
-                        .into_iter()
-                        .map(|r| r.into_iter().map(value).collect())
-                        .collect(),
+                let keys = match flat(keys) {
+                    Ok(keys) => keys,
+                    Err(e) => break Err(e),
                 };
                 if let Err(e) = destination.delete(&table, keys) {
                     break Err(anyhow!("deleting from {table}: {e:?}"));

@@ -5,9 +5,9 @@
 //! (indicatif); elsewhere a plain line per stream every few seconds, as text
 //! or JSON for schedulers.
 
-use crate::destination::Destination;
+use crate::destination::{Batch, Destination};
 use crate::http::HttpBackend;
-use crate::runtime::bindings::{DestinationError, HttpError, Request, Response, RowBatch, Table};
+use crate::runtime::bindings::{DestinationError, HttpError, Request, Response, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
@@ -401,8 +401,8 @@ impl Destination for Watched<dyn Destination> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
-        let n = batch.rows.len() as u64;
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+        let n = batch.len() as u64;
         self.inner.upsert(table, batch)?;
         let stream = self.stream;
         self.progress.update(stream, |b| {
@@ -425,7 +425,7 @@ impl Destination for Watched<dyn Destination> {
         });
         Ok(())
     }
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         self.inner.delete(table, keys)
     }
     fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {

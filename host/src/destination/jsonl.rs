@@ -25,9 +25,10 @@
 //! checkpoint; it keeps no state, so each run syncs from the start (a reader
 //! may keep the last checkpoint's state itself).
 
+use super::Batch;
 use super::url::JsonlTarget;
 use super::{Destination, Lease, LeaseHeld, format_utc_micros};
-use crate::runtime::bindings::{DestinationError, RowBatch, Table, Value};
+use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
@@ -216,29 +217,22 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         let Some(keys) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
-        if let Some(k) = keys.iter().find(|k| !batch.columns.contains(k)) {
+        if let Some(k) = keys.iter().find(|k| !batch.columns().contains(k)) {
             return Err(DestinationError::InvalidBatch(format!(
                 "primary-key column `{k}` is missing"
             )));
         }
         let stdout = matches!(self.sink, Sink::Stdout(_));
-        for (n, row) in batch.rows.iter().enumerate() {
-            if row.len() != batch.columns.len() {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "row {n} has {} values for {} columns",
-                    row.len(),
-                    batch.columns.len()
-                )));
-            }
+        for row in batch.rows() {
             let record: serde_json::Map<String, serde_json::Value> = batch
-                .columns
+                .columns()
                 .iter()
-                .zip(row)
-                .filter(|(_, v)| !matches!(v, Value::Null))
+                .zip(row.iter())
+                .filter(|(_, v)| !v.is_null())
                 .map(|(c, v)| (c.clone(), json(v)))
                 .collect();
             let mut line = serde_json::json!({"seq": self.seq, "op": "upsert", "row": record});
@@ -251,21 +245,21 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         let Some(pk) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
-        if let Some(k) = pk.iter().find(|k| !keys.columns.contains(k)) {
+        if let Some(k) = pk.iter().find(|k| !keys.columns().contains(k)) {
             return Err(DestinationError::InvalidBatch(format!(
                 "primary-key column `{k}` is missing"
             )));
         }
         let stdout = matches!(self.sink, Sink::Stdout(_));
-        for row in &keys.rows {
+        for row in keys.rows() {
             let key: serde_json::Map<String, serde_json::Value> = keys
-                .columns
+                .columns()
                 .iter()
-                .zip(row)
+                .zip(row.iter())
                 .map(|(c, v)| (c.clone(), json(v)))
                 .collect();
             let mut line = serde_json::json!({"seq": self.seq, "op": "delete", "row": key});
@@ -470,6 +464,7 @@ impl Destination for JsonlWarehouse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::Cell;
     use crate::runtime::bindings::{Column, DataType};
 
     fn table() -> Table {
@@ -483,19 +478,13 @@ mod tests {
         }
     }
 
-    fn batch(ids: &[&str]) -> RowBatch {
-        RowBatch {
-            columns: vec!["id".into(), "at".into()],
-            rows: ids
-                .iter()
-                .map(|id| {
-                    vec![
-                        Value::String((*id).into()),
-                        Value::UtcDatetime(1_705_314_600_000_000),
-                    ]
-                })
-                .collect(),
-        }
+    fn batch(ids: &[&str]) -> Batch {
+        Batch::from_rows(
+            vec!["id".into(), "at".into()],
+            ids.iter()
+                .map(|id| [Cell::String(id), Cell::UtcDatetime(1_705_314_600_000_000)]),
+        )
+        .unwrap()
     }
 
     fn lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -552,10 +541,7 @@ mod tests {
         w.upsert("user", batch(&["1"])).unwrap();
         w.delete(
             "user",
-            RowBatch {
-                columns: vec!["id".into()],
-                rows: vec![vec![Value::String("1".into())]],
-            },
+            Batch::from_rows(vec!["id".into()], [[Cell::String("1")]]).unwrap(),
         )
         .unwrap();
         w.truncate("user").unwrap();

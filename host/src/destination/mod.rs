@@ -1,19 +1,21 @@
 //! Where rows and state go: the `upsert` and `checkpoint` imports delegate to
 //! a [`Destination`]. The default is a SQLite warehouse file.
 
+mod batch;
 mod jsonl;
 mod pipelined;
 mod postgres;
 mod sqlite;
 mod url;
 
+pub use batch::{Batch, BatchError, Builder, Cell, Row};
 pub use jsonl::JsonlWarehouse;
 pub use pipelined::Pipelined;
 pub use postgres::PostgresWarehouse;
 pub use sqlite::{Durability, SqliteWarehouse, format_utc_micros};
 pub use url::{JsonlTarget, PostgresUrl, Warehouse};
 
-use crate::runtime::bindings::{DestinationError, RowBatch, Table};
+use crate::runtime::bindings::{DestinationError, Table};
 use std::time::Duration;
 
 /// A warehouse that upserts rows by primary key and saves the connector's
@@ -24,12 +26,12 @@ pub trait Destination: Send {
 
     /// Upserts `batch` into `table`. The rows are durable only after the next
     /// [`checkpoint`](Destination::checkpoint).
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError>;
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError>;
 
     /// Deletes the rows of `table` whose primary keys `keys` holds (softly or
     /// for good, as the warehouse was opened), durably at the next
     /// checkpoint.
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         let _ = keys;
         Err(DestinationError::Other(format!(
             "this warehouse cannot delete rows (table `{table}`)"
@@ -149,10 +151,10 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
         (**self).create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         (**self).upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         (**self).delete(table, keys)
     }
     fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
@@ -240,7 +242,7 @@ impl Destination for NoDestination {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, table: &str, _: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, _: Batch) -> Result<(), DestinationError> {
         Err(DestinationError::Other(format!(
             "no writes during schema (table `{table}`)"
         )))
@@ -258,45 +260,34 @@ impl Destination for NoDestination {
     }
 }
 
-/// Checks that every row of `batch` has one value per column and a
-/// non-null value in each primary-key slot: what every warehouse refuses
-/// as an invalid batch.
-pub(crate) fn check_rows(batch: &RowBatch, key_slots: &[usize]) -> Result<(), DestinationError> {
-    let width = batch.columns.len();
-    for (n, row) in batch.rows.iter().enumerate() {
-        if row.len() != width {
-            return Err(DestinationError::InvalidBatch(format!(
-                "row {n} has {} values for {width} columns",
-                row.len()
-            )));
-        }
-        if let Some(&slot) = key_slots
-            .iter()
-            .find(|&&s| matches!(row[s], crate::runtime::bindings::Value::Null))
-        {
+/// Checks that every row of `batch` has a non-null value in each
+/// primary-key slot: what every warehouse refuses as an invalid batch (a
+/// row's width is checked when the batch is made).
+pub(crate) fn check_rows(batch: &Batch, key_slots: &[usize]) -> Result<(), DestinationError> {
+    for (n, row) in batch.rows().enumerate() {
+        if let Some(&slot) = key_slots.iter().find(|&&s| row.get(s).is_null()) {
             return Err(DestinationError::InvalidBatch(format!(
                 "row {n} has a null primary key `{}`",
-                batch.columns[slot]
+                batch.columns()[slot]
             )));
         }
     }
     Ok(())
 }
 
-/// A value as JSON (instants as UTC text, JSON text parsed): how the JSON
+/// A cell as JSON (instants as UTC text, JSON text parsed): how the JSON
 /// lines warehouse writes rows and SQLite its overflow column.
-pub fn value_json(v: &crate::runtime::bindings::Value) -> serde_json::Value {
-    use crate::runtime::bindings::Value;
+pub fn value_json(v: Cell<'_>) -> serde_json::Value {
     match v {
-        Value::Null => serde_json::Value::Null,
-        Value::Boolean(b) => (*b).into(),
-        Value::Integer(i) => (*i).into(),
-        Value::Float(f) => {
-            serde_json::Number::from_f64(*f).map_or(serde_json::Value::Null, Into::into)
+        Cell::Null => serde_json::Value::Null,
+        Cell::Boolean(b) => b.into(),
+        Cell::Integer(i) => i.into(),
+        Cell::Float(f) => {
+            serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, Into::into)
         }
-        Value::String(s) => s.clone().into(),
-        Value::UtcDatetime(t) => format_utc_micros(*t).into(),
-        Value::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.clone().into()),
+        Cell::String(s) => s.into(),
+        Cell::UtcDatetime(t) => format_utc_micros(t).into(),
+        Cell::Json(s) => serde_json::from_str(s).unwrap_or_else(|_| s.into()),
     }
 }
 

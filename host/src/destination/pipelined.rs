@@ -15,8 +15,9 @@
 //! still never runs ahead of the rows (both are in the one commit), and a
 //! crash loses at most what was queued, which was not committed anyway.
 
+use super::Batch;
 use super::Destination;
-use crate::runtime::bindings::{DestinationError, RowBatch, Table};
+use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Result, anyhow};
 use std::collections::VecDeque;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -31,8 +32,8 @@ const MAX_GROUP: usize = 32;
 
 /// A write of rows, applied in order.
 enum Write {
-    Upsert(String, RowBatch),
-    Delete(String, RowBatch),
+    Upsert(String, Batch),
+    Delete(String, Batch),
     Truncate(String),
 }
 
@@ -207,11 +208,11 @@ impl Destination for Pipelined {
         ))
     }
 
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         self.send(Op::Upsert(Write::Upsert(table.to_owned(), batch)))
     }
 
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         self.send(Op::Upsert(Write::Delete(table.to_owned(), keys)))
     }
 
@@ -248,8 +249,9 @@ impl Drop for Pipelined {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::Cell;
     use crate::destination::{Durability, SqliteWarehouse};
-    use crate::runtime::bindings::{Column, DataType, Value};
+    use crate::runtime::bindings::{Column, DataType};
 
     fn table() -> Table {
         Table {
@@ -262,11 +264,9 @@ mod tests {
         }
     }
 
-    fn rows(ids: std::ops::Range<u32>) -> RowBatch {
-        RowBatch {
-            columns: vec!["id".into()],
-            rows: ids.map(|i| vec![Value::String(i.to_string())]).collect(),
-        }
+    fn rows(ids: std::ops::Range<u32>) -> Batch {
+        let ids: Vec<String> = ids.map(|i| i.to_string()).collect();
+        Batch::from_rows(vec!["id".into()], ids.iter().map(|i| [Cell::String(i)])).unwrap()
     }
 
     #[test]

@@ -20,11 +20,12 @@
 //! `_incsync_state`, one row per stream.
 
 use super::url::PostgresUrl;
+use super::{Batch, Cell};
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
     join_state, on_conflict, quote, split_state,
 };
-use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
+use crate::runtime::bindings::{DataType, DestinationError, Table};
 use anyhow::{Result, anyhow};
 use postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls};
@@ -70,14 +71,14 @@ impl Kind {
     }
 
     /// The kind a new column gets from a value.
-    fn of_value(v: &Value) -> Kind {
+    fn of_value(v: Cell<'_>) -> Kind {
         match v {
-            Value::Boolean(_) => Kind::Bool,
-            Value::Integer(_) => Kind::Int,
-            Value::Float(_) => Kind::Float,
-            Value::UtcDatetime(_) => Kind::Timestamp,
-            Value::Json(_) => Kind::Json,
-            Value::Null | Value::String(_) => Kind::Text,
+            Cell::Boolean(_) => Kind::Bool,
+            Cell::Integer(_) => Kind::Int,
+            Cell::Float(_) => Kind::Float,
+            Cell::UtcDatetime(_) => Kind::Timestamp,
+            Cell::Json(_) => Kind::Json,
+            Cell::Null | Cell::String(_) => Kind::Text,
         }
     }
 
@@ -95,7 +96,7 @@ impl Kind {
 
 /// One value, converted to its column's type.
 #[derive(Debug)]
-enum Cell<'a> {
+enum Param<'a> {
     Null,
     Text(Cow<'a, str>),
     Int(i64),
@@ -105,20 +106,20 @@ enum Cell<'a> {
     Json(serde_json::Value),
 }
 
-impl ToSql for Cell<'_> {
+impl ToSql for Param<'_> {
     fn to_sql(
         &self,
         ty: &Type,
         out: &mut bytes::BytesMut,
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
-            Cell::Null => Ok(IsNull::Yes),
-            Cell::Text(s) => s.as_ref().to_sql(ty, out),
-            Cell::Int(i) => i.to_sql(ty, out),
-            Cell::Float(f) => f.to_sql(ty, out),
-            Cell::Bool(b) => b.to_sql(ty, out),
-            Cell::Timestamp(t) => t.to_sql(ty, out),
-            Cell::Json(j) => postgres::types::Json(j).to_sql(ty, out),
+            Param::Null => Ok(IsNull::Yes),
+            Param::Text(s) => s.as_ref().to_sql(ty, out),
+            Param::Int(i) => i.to_sql(ty, out),
+            Param::Float(f) => f.to_sql(ty, out),
+            Param::Bool(b) => b.to_sql(ty, out),
+            Param::Timestamp(t) => t.to_sql(ty, out),
+            Param::Json(j) => postgres::types::Json(j).to_sql(ty, out),
         }
     }
 
@@ -134,54 +135,52 @@ fn micros_to_time(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Converts `v` for a column of `kind`; `None` if it does not fit.
-fn cell(v: &Value, kind: Kind) -> Option<Cell<'_>> {
+fn cell<'a>(v: Cell<'a>, kind: Kind) -> Option<Param<'a>> {
     Some(match (v, kind) {
-        (Value::Null, _) => Cell::Null,
-        (Value::String(s), Kind::Text) | (Value::Json(s), Kind::Text) => {
-            Cell::Text(Cow::Borrowed(s))
+        (Cell::Null, _) => Param::Null,
+        (Cell::String(s), Kind::Text) | (Cell::Json(s), Kind::Text) => {
+            Param::Text(Cow::Borrowed(s))
         }
-        (Value::Integer(i), Kind::Text) => Cell::Text(i.to_string().into()),
-        (Value::Float(f), Kind::Text) => Cell::Text(f.to_string().into()),
-        (Value::Boolean(b), Kind::Text) => Cell::Text(b.to_string().into()),
-        (Value::UtcDatetime(t), Kind::Text) => {
-            Cell::Text(super::sqlite::format_utc_micros(*t).into())
+        (Cell::Integer(i), Kind::Text) => Param::Text(i.to_string().into()),
+        (Cell::Float(f), Kind::Text) => Param::Text(f.to_string().into()),
+        (Cell::Boolean(b), Kind::Text) => Param::Text(b.to_string().into()),
+        (Cell::UtcDatetime(t), Kind::Text) => {
+            Param::Text(super::sqlite::format_utc_micros(t).into())
         }
-        (Value::Integer(i), Kind::Int) => Cell::Int(*i),
-        (Value::Float(f), Kind::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
-            Cell::Int(*f as i64)
-        }
-        (Value::String(s), Kind::Int) => Cell::Int(s.trim().parse().ok()?),
-        (Value::Integer(i), Kind::Float) => Cell::Float(*i as f64),
-        (Value::Float(f), Kind::Float) => Cell::Float(*f),
-        (Value::String(s), Kind::Float) => Cell::Float(s.trim().parse().ok()?),
-        (Value::Boolean(b), Kind::Bool) => Cell::Bool(*b),
-        (Value::String(s), Kind::Bool) => Cell::Bool(s.trim().parse().ok()?),
-        (Value::UtcDatetime(t), Kind::Timestamp) => Cell::Timestamp(micros_to_time(*t)?),
-        (Value::String(s), Kind::Timestamp) => Cell::Timestamp(
+        (Cell::Integer(i), Kind::Int) => Param::Int(i),
+        (Cell::Float(f), Kind::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => Param::Int(f as i64),
+        (Cell::String(s), Kind::Int) => Param::Int(s.trim().parse().ok()?),
+        (Cell::Integer(i), Kind::Float) => Param::Float(i as f64),
+        (Cell::Float(f), Kind::Float) => Param::Float(f),
+        (Cell::String(s), Kind::Float) => Param::Float(s.trim().parse().ok()?),
+        (Cell::Boolean(b), Kind::Bool) => Param::Bool(b),
+        (Cell::String(s), Kind::Bool) => Param::Bool(s.trim().parse().ok()?),
+        (Cell::UtcDatetime(t), Kind::Timestamp) => Param::Timestamp(micros_to_time(t)?),
+        (Cell::String(s), Kind::Timestamp) => Param::Timestamp(
             chrono::DateTime::parse_from_rfc3339(s.trim())
                 .ok()?
                 .to_utc(),
         ),
-        (Value::Json(s), Kind::Json) => Cell::Json(serde_json::from_str(s).ok()?),
-        (Value::String(s), Kind::Json) => Cell::Json(serde_json::Value::String(s.clone())),
-        (Value::Integer(i), Kind::Json) => Cell::Json((*i).into()),
-        (Value::Float(f), Kind::Json) => Cell::Json(serde_json::Number::from_f64(*f)?.into()),
-        (Value::Boolean(b), Kind::Json) => Cell::Json((*b).into()),
-        (Value::UtcDatetime(t), Kind::Json) => {
-            Cell::Json(super::sqlite::format_utc_micros(*t).into())
+        (Cell::Json(s), Kind::Json) => Param::Json(serde_json::from_str(s).ok()?),
+        (Cell::String(s), Kind::Json) => Param::Json(serde_json::Value::String(s.to_owned())),
+        (Cell::Integer(i), Kind::Json) => Param::Json((i).into()),
+        (Cell::Float(f), Kind::Json) => Param::Json(serde_json::Number::from_f64(f)?.into()),
+        (Cell::Boolean(b), Kind::Json) => Param::Json((b).into()),
+        (Cell::UtcDatetime(t), Kind::Json) => {
+            Param::Json(super::sqlite::format_utc_micros(t).into())
         }
         _ => return None,
     })
 }
 
-fn describe(v: &Value) -> String {
+fn describe(v: Cell<'_>) -> String {
     let text = match v {
-        Value::Null => "null".to_owned(),
-        Value::Boolean(b) => b.to_string(),
-        Value::Integer(i) => i.to_string(),
-        Value::Float(f) => f.to_string(),
-        Value::String(s) | Value::Json(s) => format!("{s:?}"),
-        Value::UtcDatetime(t) => super::sqlite::format_utc_micros(*t),
+        Cell::Null => "null".to_owned(),
+        Cell::Boolean(b) => b.to_string(),
+        Cell::Integer(i) => i.to_string(),
+        Cell::Float(f) => f.to_string(),
+        Cell::String(s) | Cell::Json(s) => format!("{s:?}"),
+        Cell::UtcDatetime(t) => super::sqlite::format_utc_micros(t),
     };
     if text.len() > 60 {
         format!("{}…", &text[..text.floor_char_boundary(60)])
@@ -317,34 +316,33 @@ impl PostgresWarehouse {
     fn key_cells<'a>(
         &self,
         table: &str,
-        keys: &'a RowBatch,
-    ) -> Result<Vec<Vec<Cell<'a>>>, DestinationError> {
+        keys: &'a Batch,
+    ) -> Result<Vec<Vec<Param<'a>>>, DestinationError> {
         let info = &self.tables[table];
         let slots: Vec<(usize, Kind)> = info
             .keys
             .iter()
             .map(|k| {
-                let i = keys.columns.iter().position(|c| c == k).ok_or_else(|| {
+                let i = keys.columns().iter().position(|c| c == k).ok_or_else(|| {
                     DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))
                 })?;
                 Ok((i, info.columns.get(k).copied().unwrap_or(Kind::Text)))
             })
             .collect::<Result<_, DestinationError>>()?;
-        keys.rows
-            .iter()
+        keys.rows()
             .enumerate()
             .map(|(n, row)| {
                 slots
                     .iter()
                     .map(|&(i, kind)| match row.get(i) {
-                        Some(Value::Null) | None => Err(DestinationError::InvalidBatch(format!(
+                        Cell::Null => Err(DestinationError::InvalidBatch(format!(
                             "row {n} has no primary key `{}`",
-                            keys.columns[i]
+                            keys.columns()[i]
                         ))),
-                        Some(v) => cell(v, kind).ok_or_else(|| {
+                        v => cell(v, kind).ok_or_else(|| {
                             DestinationError::InvalidBatch(format!(
                                 "row {n}: key `{}` = {} does not fit its column",
-                                keys.columns[i],
+                                keys.columns()[i],
                                 describe(v)
                             ))
                         }),
@@ -562,14 +560,14 @@ impl Destination for PostgresWarehouse {
         Ok(())
     }
 
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         let Some(info) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
         let keys = info.keys.clone();
-        let width = batch.columns.len();
+        let width = batch.columns().len();
         let mut seen = std::collections::HashSet::with_capacity(width);
-        for c in &batch.columns {
+        for c in batch.columns() {
             if !seen.insert(c.as_str()) {
                 return Err(DestinationError::InvalidBatch(format!(
                     "column `{c}` is named twice"
@@ -578,7 +576,7 @@ impl Destination for PostgresWarehouse {
         }
         let mut key_slots = Vec::with_capacity(keys.len());
         for k in &keys {
-            match batch.columns.iter().position(|c| c == k) {
+            match batch.columns().iter().position(|c| c == k) {
                 Some(i) => key_slots.push(i),
                 None => {
                     return Err(DestinationError::InvalidBatch(format!(
@@ -588,33 +586,32 @@ impl Destination for PostgresWarehouse {
             }
         }
         super::check_rows(&batch, &key_slots)?;
-        if batch.rows.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         self.begin()?;
-        for (i, c) in batch.columns.iter().enumerate() {
+        for (i, c) in batch.columns().iter().enumerate() {
             if !self.tables[table].columns.contains_key(c) {
                 let kind = batch
-                    .rows
-                    .iter()
-                    .map(|r| &r[i])
-                    .find(|v| !matches!(v, Value::Null))
+                    .rows()
+                    .map(|r| r.get(i))
+                    .find(|v| !v.is_null())
                     .map_or(Kind::Text, Kind::of_value);
                 self.add_column(table, c, kind)?;
             }
         }
         let kinds: Vec<Kind> = batch
-            .columns
+            .columns()
             .iter()
             .map(|c| self.tables[table].columns[c])
             .collect();
         // One statement may not touch a key twice: the last row of a key wins.
-        let mut last: HashMap<Vec<Cow<str>>, usize> = HashMap::with_capacity(batch.rows.len());
-        for (n, row) in batch.rows.iter().enumerate() {
+        let mut last: HashMap<Vec<Cow<str>>, usize> = HashMap::with_capacity(batch.len());
+        for (n, row) in batch.rows().enumerate() {
             let key = key_slots
                 .iter()
-                .map(|&s| match &row[s] {
-                    Value::String(text) => Cow::Borrowed(text.as_str()),
+                .map(|&s| match row.get(s) {
+                    Cell::String(text) => Cow::Borrowed(text),
                     other => Cow::Owned(describe(other)),
                 })
                 .collect();
@@ -626,15 +623,15 @@ impl Destination for PostgresWarehouse {
         order.sort_unstable();
         // One array per column: the whole batch is one statement with one
         // parameter per column, `unnest`ed into rows, whatever its length.
-        let mut arrays: Vec<Vec<Cell>> = (0..width)
+        let mut arrays: Vec<Vec<Param>> = (0..width)
             .map(|_| Vec::with_capacity(order.len()))
             .collect();
         for &(_, n) in &order {
-            for (i, v) in batch.rows[n].iter().enumerate() {
+            for (i, v) in batch.row(n).iter().enumerate() {
                 let c = cell(v, kinds[i]).ok_or_else(|| {
                     DestinationError::InvalidBatch(format!(
                         "row {n}: `{}` = {} does not fit the column's type {}",
-                        batch.columns[i],
+                        batch.columns()[i],
                         describe(v),
                         kinds[i].sql()
                     ))
@@ -643,7 +640,7 @@ impl Destination for PostgresWarehouse {
             }
         }
         let soft_deletes = self.tables[table].columns.contains_key(DELETED_COLUMN);
-        let sql = upsert_sql(table, &batch.columns, &kinds, &keys, soft_deletes);
+        let sql = upsert_sql(table, batch.columns(), &kinds, &keys, soft_deletes);
         let statement = self
             .prepared(&sql)
             .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
@@ -655,7 +652,7 @@ impl Destination for PostgresWarehouse {
         Ok(())
     }
 
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         if !self.tables.contains_key(table) {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         }

@@ -2,11 +2,12 @@
 //! state, in WAL mode, with each checkpoint committing its rows and the state
 //! in one transaction.
 
+use super::{Batch, Cell};
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
     on_conflict, quote,
 };
-use crate::runtime::bindings::{DataType, DestinationError, RowBatch, Table, Value};
+use crate::runtime::bindings::{DataType, DestinationError, Table};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -147,10 +148,10 @@ fn sql_type(t: DataType) -> &'static str {
     }
 }
 
-fn value_type(v: &Value) -> &'static str {
+fn value_type(v: Cell<'_>) -> &'static str {
     match v {
-        Value::Integer(_) | Value::Boolean(_) => "INTEGER",
-        Value::Float(_) => "REAL",
+        Cell::Integer(_) | Cell::Boolean(_) => "INTEGER",
+        Cell::Float(_) => "REAL",
         _ => "TEXT",
     }
 }
@@ -211,7 +212,7 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// One bound parameter: a value of the batch, or a row's overflow object.
 enum Bind<'a> {
-    Value(&'a Value),
+    Value(Cell<'a>),
     Json(String),
 }
 
@@ -223,16 +224,14 @@ impl rusqlite::ToSql for Bind<'_> {
             Bind::Value(v) => v,
             Bind::Json(text) => return Ok(ToSqlOutput::Borrowed(ValueRef::Text(text.as_bytes()))),
         };
-        Ok(match value {
-            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Value::Boolean(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(*b))),
-            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
-            Value::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
-            Value::String(s) | Value::Json(s) => {
-                ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
-            }
-            Value::UtcDatetime(t) => {
-                ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(*t)))
+        Ok(match *value {
+            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Cell::Boolean(b) => ToSqlOutput::Borrowed(ValueRef::Integer(i64::from(b))),
+            Cell::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(i)),
+            Cell::Float(f) => ToSqlOutput::Borrowed(ValueRef::Real(f)),
+            Cell::String(s) | Cell::Json(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Cell::UtcDatetime(t) => {
+                ToSqlOutput::Owned(rusqlite::types::Value::Text(format_utc_micros(t)))
             }
         })
     }
@@ -404,31 +403,33 @@ impl SqliteWarehouse {
     fn key_rows<'a>(
         &self,
         table: &str,
-        keys: &'a RowBatch,
-    ) -> Result<Vec<Vec<&'a Value>>, DestinationError> {
+        keys: &'a Batch,
+    ) -> Result<Vec<Vec<Cell<'a>>>, DestinationError> {
         let slots: Vec<usize> = self.tables[table]
             .keys
             .iter()
             .map(|(field, _)| {
-                keys.columns.iter().position(|c| c == field).ok_or_else(|| {
-                    DestinationError::InvalidBatch(format!(
-                        "primary-key column `{field}` is missing"
-                    ))
-                })
+                keys.columns()
+                    .iter()
+                    .position(|c| c == field)
+                    .ok_or_else(|| {
+                        DestinationError::InvalidBatch(format!(
+                            "primary-key column `{field}` is missing"
+                        ))
+                    })
             })
             .collect::<Result<_, _>>()?;
-        keys.rows
-            .iter()
+        keys.rows()
             .enumerate()
             .map(|(n, row)| {
                 slots
                     .iter()
                     .map(|&i| match row.get(i) {
-                        Some(Value::Null) | None => Err(DestinationError::InvalidBatch(format!(
+                        Cell::Null => Err(DestinationError::InvalidBatch(format!(
                             "row {n} has no primary key `{}`",
-                            keys.columns[i]
+                            keys.columns()[i]
                         ))),
-                        Some(v) => Ok(v),
+                        v => Ok(v),
                     })
                     .collect()
             })
@@ -613,13 +614,13 @@ impl Destination for SqliteWarehouse {
         Ok(())
     }
 
-    fn upsert(&mut self, table: &str, batch: RowBatch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
         let Some(t) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
-        let width = batch.columns.len();
+        let width = batch.columns().len();
         let mut position = HashMap::with_capacity(width);
-        for (i, c) in batch.columns.iter().enumerate() {
+        for (i, c) in batch.columns().iter().enumerate() {
             if position.insert(c.as_str(), i).is_some() {
                 return Err(DestinationError::InvalidBatch(format!(
                     "column `{}` is named twice",
@@ -640,17 +641,16 @@ impl Destination for SqliteWarehouse {
         }
         let key_columns: Vec<String> = t.keys.iter().map(|(_, c)| c.clone()).collect();
         super::check_rows(&batch, &key_slots)?;
-        if batch.rows.is_empty() {
+        if batch.is_empty() {
             return Ok(());
         }
         self.begin()?;
         let mut slots = Vec::with_capacity(width);
-        for (i, c) in batch.columns.iter().enumerate() {
+        for (i, c) in batch.columns().iter().enumerate() {
             let ty = batch
-                .rows
-                .iter()
-                .map(|r| &r[i])
-                .find(|v| !matches!(v, Value::Null))
+                .rows()
+                .map(|r| r.get(i))
+                .find(|v| !v.is_null())
                 .map_or("TEXT", value_type);
             slots.push(self.slot_for(table, c, ty)?);
         }
@@ -668,7 +668,7 @@ impl Destination for SqliteWarehouse {
         let sql = Self::upsert_sql(table, &sql_columns, &key_columns);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
         let mut binds: Vec<Bind<'_>> = Vec::with_capacity(sql_columns.len());
-        for row in &batch.rows {
+        for row in batch.rows() {
             binds.clear();
             binds.extend(
                 row.iter()
@@ -679,8 +679,8 @@ impl Destination for SqliteWarehouse {
             if !overflow.is_empty() {
                 let object: serde_json::Map<String, serde_json::Value> = overflow
                     .iter()
-                    .filter(|&&i| !matches!(row[i], Value::Null))
-                    .map(|&i| (batch.columns[i].clone(), to_json(&row[i])))
+                    .filter(|&&i| !row.get(i).is_null())
+                    .map(|&i| (batch.columns()[i].clone(), to_json(row.get(i))))
                     .collect();
                 binds.push(Bind::Json(serde_json::Value::Object(object).to_string()));
             }
@@ -708,7 +708,7 @@ impl Destination for SqliteWarehouse {
         Ok(())
     }
 
-    fn delete(&mut self, table: &str, keys: RowBatch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
         if !self.tables.contains_key(table) {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         }
@@ -966,26 +966,22 @@ mod tests {
         }
     }
 
-    fn batch(rows: &[(&str, &str)]) -> RowBatch {
-        RowBatch {
-            columns: vec![
-                "id".into(),
-                "name".into(),
-                "updatedAt".into(),
-                "extra".into(),
-            ],
-            rows: rows
-                .iter()
-                .map(|(id, name)| {
-                    vec![
-                        Value::String((*id).into()),
-                        Value::String((*name).into()),
-                        Value::UtcDatetime(1_705_314_600_000_000),
-                        Value::Integer(7),
-                    ]
-                })
-                .collect(),
-        }
+    fn batch(rows: &[(&str, &str)]) -> Batch {
+        let columns = ["id", "name", "updatedAt", "extra"]
+            .map(String::from)
+            .to_vec();
+        Batch::from_rows(
+            columns,
+            rows.iter().map(|(id, name)| {
+                [
+                    Cell::String(id),
+                    Cell::String(name),
+                    Cell::UtcDatetime(1_705_314_600_000_000),
+                    Cell::Integer(7),
+                ]
+            }),
+        )
+        .unwrap()
     }
 
     fn count(w: &SqliteWarehouse) -> i64 {
@@ -1026,21 +1022,15 @@ mod tests {
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":2}"#));
     }
 
-    fn one_row(columns: &[&str]) -> RowBatch {
-        RowBatch {
-            columns: columns.iter().map(|c| (*c).to_owned()).collect(),
-            rows: vec![
-                (0..columns.len())
-                    .map(|i| {
-                        if i == 0 {
-                            Value::String("1".into())
-                        } else {
-                            Value::Integer(i as i64)
-                        }
-                    })
-                    .collect(),
-            ],
-        }
+    fn one_row(columns: &[&str]) -> Batch {
+        let row = (0..columns.len()).map(|i| {
+            if i == 0 {
+                Cell::String("1")
+            } else {
+                Cell::Integer(i as i64)
+            }
+        });
+        Batch::from_rows(columns.iter().map(|c| (*c).to_owned()).collect(), [row]).unwrap()
     }
 
     fn column_names(w: &SqliteWarehouse) -> Vec<String> {
@@ -1142,20 +1132,18 @@ mod tests {
             w.upsert("nope", batch(&[])),
             Err(DestinationError::UnknownTable(_))
         ));
-        let mut b = batch(&[("1", "a")]);
-        b.rows[0].pop();
-        assert!(
-            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("row 0"))
-        );
-        let mut b = batch(&[("1", "a")]);
-        b.rows[0][0] = Value::Null;
+        let b = Batch::from_rows(
+            ["id", "name"].map(String::from).to_vec(),
+            [
+                [Cell::String("0"), Cell::Null],
+                [Cell::Null, Cell::String("a")],
+            ],
+        )
+        .unwrap();
         assert!(
             matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key"))
         );
-        let b = RowBatch {
-            columns: vec!["name".into()],
-            rows: vec![],
-        };
+        let b = Batch::from_rows(vec!["name".into()], Vec::<[Cell; 1]>::new()).unwrap();
         assert!(
             matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`"))
         );

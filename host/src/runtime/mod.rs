@@ -8,6 +8,7 @@ mod guest_output;
 
 pub use cache::{CacheOutcome, ComponentCache};
 
+use crate::destination::Batch;
 use crate::destination::Destination;
 use crate::http::HttpBackend;
 use anyhow::{Context, Result, anyhow};
@@ -139,6 +140,8 @@ pub struct HostState {
     last_progress: Instant,
     /// The log text printed so far.
     log: guest_output::LogBudget,
+    /// The most one host call may pass (as [`GuestLimits::hostcall_bytes`]).
+    hostcall_bytes: usize,
 }
 
 impl WasiView for HostState {
@@ -171,6 +174,32 @@ fn guest_visible(
     }
 }
 
+/// A batch whose spans point at more text than one host call may carry:
+/// the hostcall limit, stated in the bytes the batch stands for.
+#[derive(Debug, thiserror::Error)]
+#[error("a batch pointing at {0} bytes of text")]
+struct BatchOverLimit(u64);
+
+impl HostState {
+    /// Checks a batch from the guest: `Ok(Err)` for a malformed one (the
+    /// guest's to see, as `invalid-batch`), a trap for one whose spans
+    /// stand for more text than a host call may pass (repeating one span
+    /// must not get around the limit that copying would meet).
+    fn admit(&mut self, batch: RowBatch) -> wasmtime::Result<Result<Batch, DestinationError>> {
+        let batch = match Batch::new(batch) {
+            Ok(batch) => batch,
+            Err(e) => return Ok(Err(DestinationError::InvalidBatch(e.0))),
+        };
+        let weight = batch.referenced_bytes();
+        if weight > self.hostcall_bytes as u64 {
+            return Err(wasmtime::Error::from_anyhow(anyhow!(BatchOverLimit(
+                weight
+            ))));
+        }
+        Ok(Ok(batch))
+    }
+}
+
 impl bindings::HostImports for HostState {
     fn http_fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         self.stats.requests += 1;
@@ -187,7 +216,11 @@ impl bindings::HostImports for HostState {
         table: String,
         batch: RowBatch,
     ) -> wasmtime::Result<Result<(), DestinationError>> {
-        let n = batch.rows.len() as u64;
+        let batch = match self.admit(batch)? {
+            Ok(batch) => batch,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let n = batch.len() as u64;
         let written = guest_visible(self.destination.upsert(&table, batch))?;
         self.last_progress = Instant::now();
         if written.is_ok() {
@@ -201,7 +234,11 @@ impl bindings::HostImports for HostState {
         table: String,
         keys: RowBatch,
     ) -> wasmtime::Result<Result<(), DestinationError>> {
-        let n = keys.rows.len() as u64;
+        let keys = match self.admit(keys)? {
+            Ok(keys) => keys,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let n = keys.len() as u64;
         let written = guest_visible(self.destination.delete(&table, keys))?;
         self.last_progress = Instant::now();
         if written.is_ok() {
@@ -395,6 +432,7 @@ impl Runtime {
                 started: Instant::now(),
                 last_progress: Instant::now(),
                 log: guest_output::LogBudget::default(),
+                hostcall_bytes: self.limits.hostcall_bytes,
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -497,7 +535,9 @@ impl Runtime {
         let text = format!("{e:#}");
         // wasmtime's error type for this is private: its message is all
         // there is to recognise.
-        if text.contains("fuel allocated for hostcalls has been exhausted") {
+        if text.contains("fuel allocated for hostcalls has been exhausted")
+            || e.chain().any(|c| c.is::<BatchOverLimit>())
+        {
             return RunError::Trap(format!(
                 "the connector passed more than {} MiB to one host call (an upsert batch, a checkpoint or a request) and was stopped; raise http.max_response_bytes if its pages are that large",
                 self.limits.hostcall_bytes >> 20

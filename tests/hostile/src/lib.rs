@@ -17,7 +17,12 @@
 //!   hold a NUL, and number `"fields"` (default 2,500), then checkpoints;
 //! - `big-state`: checkpoints a state of `"state_mb"` MiB (default 64);
 //! - `swallow`: upserts rows 1–3 and checkpoints, logging any error it is
-//!   handed (`guest saw: …`) and carrying on, then succeeds.
+//!   handed (`guest saw: …`) and carrying on, then succeeds;
+//! - `spans`: upserts `"cells"` rows whose one text value is the same span of
+//!   a 1 MiB text, then checkpoints;
+//! - `bad-batches`: upserts malformed batches (values that make no whole
+//!   row, text that is not UTF-8, a span outside the text, a span cutting a
+//!   character), logging each error (`guest saw: …`), then succeeds.
 //!
 //! Built for `wasm32-wasip2` only; natively it is empty.
 
@@ -28,23 +33,32 @@ mod component {
     use exports::incsync::connector::source::Guest;
     use incsync::connector::host;
     use incsync::connector::types::{
-        Column, DataType, Error, HttpError, LogLevel, Method, Request, RowBatch, Table, Value,
+        Column, DataType, Error, HttpError, LogLevel, Method, Request, RowBatch, Span, Table, Value,
     };
 
     struct Hostile;
 
     fn rows(ids: std::ops::RangeInclusive<u32>) -> RowBatch {
-        RowBatch {
+        let mut batch = RowBatch {
             columns: vec!["id".into(), "name".into()],
-            rows: ids
-                .map(|i| {
-                    vec![
-                        Value::String(i.to_string()),
-                        Value::String(format!("row {i}")),
-                    ]
-                })
-                .collect(),
+            values: vec![],
+            text: vec![],
+        };
+        for i in ids {
+            for s in [i.to_string(), format!("row {i}")] {
+                let value = Value::String(Span {
+                    start: batch.text.len() as u32,
+                    len: s.len() as u32,
+                });
+                batch.text.extend_from_slice(s.as_bytes());
+                batch.values.push(value);
+            }
         }
+        batch
+    }
+
+    fn span(start: u32, len: u32) -> Span {
+        Span { start, len }
     }
 
     impl Guest for Hostile {
@@ -155,7 +169,8 @@ mod component {
                         "user",
                         &RowBatch {
                             columns: vec!["id".into()],
-                            rows: vec![],
+                            values: vec![],
+                            text: vec![],
                         },
                     )
                     .map_err(|e| Error::Destination(format!("{e:?}")))?;
@@ -194,7 +209,7 @@ mod component {
                         .enumerate()
                         .map(|(i, _)| {
                             if i == 0 {
-                                Value::String("1".into())
+                                Value::String(span(0, 1))
                             } else {
                                 Value::Integer(i as i64)
                             }
@@ -204,7 +219,8 @@ mod component {
                         "user",
                         &RowBatch {
                             columns,
-                            rows: vec![row],
+                            values: row,
+                            text: b"1".to_vec(),
                         },
                     )
                     .map_err(|e| Error::Destination(format!("{e:?}")))?;
@@ -225,6 +241,56 @@ mod component {
                     let mb = config["state_mb"].as_u64().unwrap_or(64) as usize;
                     let state = format!("\"{}\"", "s".repeat(mb << 20));
                     host::checkpoint(&state).map_err(|e| Error::Destination(format!("{e:?}")))
+                }
+                "spans" => {
+                    let cells = config["cells"].as_u64().unwrap_or(64) as u32;
+                    let mut batch = RowBatch {
+                        columns: vec!["id".into(), "name".into()],
+                        values: vec![],
+                        text: "x".repeat(1 << 20).into_bytes(),
+                    };
+                    batch.text.extend_from_slice(b"0123456789");
+                    for i in 0..cells {
+                        // Keys of 1–4 digits from the tail, names the whole MiB.
+                        let digits = 1 + i % 4;
+                        batch
+                            .values
+                            .push(Value::String(span((1 << 20) + 10 - digits, digits)));
+                        batch.values.push(Value::String(span(0, 1 << 20)));
+                    }
+                    host::upsert("user", &batch)
+                        .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                    host::checkpoint(r#"{"n":1}"#).map_err(|e| Error::Destination(format!("{e:?}")))
+                }
+                "bad-batches" => {
+                    let batch = |values: Vec<Value>, text: &[u8]| RowBatch {
+                        columns: vec!["id".into(), "name".into()],
+                        values,
+                        text: text.to_vec(),
+                    };
+                    let bad = [
+                        batch(vec![Value::String(span(0, 1))], b"1"),
+                        batch(vec![Value::String(span(0, 1)), Value::Null], b"1\xff"),
+                        batch(
+                            vec![Value::String(span(0, 1)), Value::Json(span(1, 9))],
+                            b"1{}",
+                        ),
+                        batch(
+                            vec![Value::String(span(0, 1)), Value::String(span(1, 1))],
+                            "1é".as_bytes(),
+                        ),
+                        RowBatch {
+                            columns: vec![],
+                            values: vec![],
+                            text: vec![],
+                        },
+                    ];
+                    for b in &bad {
+                        if let Err(e) = host::upsert("user", b) {
+                            host::log(LogLevel::Error, &format!("guest saw: {e:?}"));
+                        }
+                    }
+                    Ok(())
                 }
                 other => Err(Error::InvalidConfig(format!("unknown behaviour `{other}`"))),
             }

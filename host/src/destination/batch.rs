@@ -1,0 +1,419 @@
+//! Row batches as warehouses read them: the WIT's flat `row-batch`, checked
+//! once when it crosses the boundary, then read without copying a value.
+//!
+//! A batch is three buffers: the column names, the cells row after row, and
+//! one UTF-8 text that string and JSON cells point into. Lifting it costs
+//! three copies, however many values it holds; a warehouse binds each cell's
+//! text straight from the batch's buffer, and a batch moves to the writer
+//! thread as three pointers.
+
+use crate::runtime::bindings::{RowBatch, Span, Value};
+use std::fmt;
+
+/// One cell of a row, its text borrowed from its batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    /// No value.
+    Null,
+    /// A boolean.
+    Boolean(bool),
+    /// An integer.
+    Integer(i64),
+    /// Any other number.
+    Float(f64),
+    /// Text.
+    String(&'a str),
+    /// Microseconds since the Unix epoch, UTC.
+    UtcDatetime(i64),
+    /// A nested object or array as JSON text.
+    Json(&'a str),
+}
+
+impl Cell<'_> {
+    /// Whether the cell is null.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Cell::Null)
+    }
+}
+
+/// Why a batch is refused: the message of an `invalid-batch`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError(pub String);
+
+impl fmt::Display for BatchError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// A checked batch of rows for one table: at least one column, one value
+/// per column in every row, every span inside the text and on character
+/// boundaries.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    columns: Vec<String>,
+    values: Vec<Value>,
+    text: String,
+}
+
+impl Batch {
+    /// Checks a batch as the guest sent it.
+    pub fn new(batch: RowBatch) -> Result<Batch, BatchError> {
+        let RowBatch {
+            columns,
+            values,
+            text,
+        } = batch;
+        let refuse = |why: String| Err(BatchError(why));
+        if columns.is_empty() {
+            return refuse("a batch with no columns".into());
+        }
+        if values.len() % columns.len() != 0 {
+            return refuse(format!(
+                "{} values do not make whole rows of {} columns",
+                values.len(),
+                columns.len()
+            ));
+        }
+        let text = match String::from_utf8(text) {
+            Ok(text) => text,
+            Err(e) => {
+                return refuse(format!(
+                    "the batch's text is not UTF-8 (at byte {})",
+                    e.utf8_error().valid_up_to()
+                ));
+            }
+        };
+        for (n, v) in values.iter().enumerate() {
+            if let Value::String(span) | Value::Json(span) = v
+                && text.get(range(*span)).is_none()
+            {
+                return refuse(format!(
+                    "row {} column `{}`: the span {}+{} is outside the batch's {} bytes of text or cuts a character",
+                    n / columns.len(),
+                    columns[n % columns.len()],
+                    span.start,
+                    span.len,
+                    text.len()
+                ));
+            }
+        }
+        Ok(Batch {
+            columns,
+            values,
+            text,
+        })
+    }
+
+    /// A batch of `rows` (built by the host itself: the native machine,
+    /// tests); `Err` if a row's length is not the columns'.
+    pub fn from_rows<'a, R>(
+        columns: Vec<String>,
+        rows: impl IntoIterator<Item = R>,
+    ) -> Result<Batch, BatchError>
+    where
+        R: IntoIterator<Item = Cell<'a>>,
+    {
+        let mut builder = Builder::new(columns);
+        for row in rows {
+            for cell in row {
+                builder.push(cell);
+            }
+            builder.end_row()?;
+        }
+        Ok(builder.finish())
+    }
+
+    /// The column names, in the order of each row's cells.
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len() / self.columns.len().max(1)
+    }
+
+    /// Whether the batch has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The rows, in order.
+    pub fn rows(&self) -> impl DoubleEndedIterator<Item = Row<'_>> + ExactSizeIterator {
+        self.values
+            .chunks_exact(self.columns.len().max(1))
+            .map(|values| Row {
+                values,
+                text: &self.text,
+            })
+    }
+
+    /// Row `n`. Panics past the last row.
+    pub fn row(&self, n: usize) -> Row<'_> {
+        let width = self.columns.len();
+        Row {
+            values: &self.values[n * width..(n + 1) * width],
+            text: &self.text,
+        }
+    }
+
+    /// The bytes of text every cell points at, counted once per cell (what
+    /// the batch would weigh with a copy of the text per value).
+    pub fn referenced_bytes(&self) -> u64 {
+        self.values
+            .iter()
+            .map(|v| match v {
+                Value::String(s) | Value::Json(s) => u64::from(s.len),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Appends the rows of `other`, which must have the same columns.
+    pub fn extend(&mut self, other: &Batch) -> Result<(), BatchError> {
+        if other.columns != self.columns {
+            return Err(BatchError(format!(
+                "cannot join batches of columns {:?} and {:?}",
+                self.columns, other.columns
+            )));
+        }
+        let mut builder = Builder {
+            columns: std::mem::take(&mut self.columns),
+            values: std::mem::take(&mut self.values),
+            text: std::mem::take(&mut self.text),
+            row_start: 0,
+        };
+        builder.row_start = builder.values.len();
+        for row in other.rows() {
+            for cell in row.iter() {
+                builder.push(cell);
+            }
+            builder.end_row()?;
+        }
+        *self = builder.finish();
+        Ok(())
+    }
+}
+
+/// One row: a cell per column of its batch.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    values: &'a [Value],
+    text: &'a str,
+}
+
+impl<'a> Row<'a> {
+    /// The cell of column `i`. Panics past the last column.
+    pub fn get(&self, i: usize) -> Cell<'a> {
+        cell(&self.values[i], self.text)
+    }
+
+    /// The number of cells (the batch's columns).
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// Whether the row has no cells (never, in a checked batch).
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// The cells, in column order.
+    pub fn iter(&self) -> impl Iterator<Item = Cell<'a>> + 'a {
+        let text = self.text;
+        self.values.iter().map(move |v| cell(v, text))
+    }
+}
+
+fn range(span: Span) -> std::ops::Range<usize> {
+    let start = span.start as usize;
+    start..start + span.len as usize
+}
+
+fn cell<'a>(v: &Value, text: &'a str) -> Cell<'a> {
+    match *v {
+        Value::Null => Cell::Null,
+        Value::Boolean(b) => Cell::Boolean(b),
+        Value::Integer(i) => Cell::Integer(i),
+        Value::Float(f) => Cell::Float(f),
+        // Checked in `Batch::new` (or made by `Builder`): inside the text,
+        // on character boundaries.
+        Value::String(s) => Cell::String(&text[range(s)]),
+        Value::UtcDatetime(t) => Cell::UtcDatetime(t),
+        Value::Json(s) => Cell::Json(&text[range(s)]),
+    }
+}
+
+/// Builds a batch cell by cell, row by row.
+#[derive(Debug)]
+pub struct Builder {
+    columns: Vec<String>,
+    values: Vec<Value>,
+    text: String,
+    row_start: usize,
+}
+
+impl Builder {
+    /// An empty batch of `columns`.
+    pub fn new(columns: Vec<String>) -> Builder {
+        Builder {
+            columns,
+            values: Vec::new(),
+            text: String::new(),
+            row_start: 0,
+        }
+    }
+
+    /// Appends a cell to the current row.
+    pub fn push(&mut self, cell: Cell<'_>) {
+        let mut span = |s: &str| {
+            let start = self.text.len() as u32;
+            self.text.push_str(s);
+            Span {
+                start,
+                len: s.len() as u32,
+            }
+        };
+        let value = match cell {
+            Cell::Null => Value::Null,
+            Cell::Boolean(b) => Value::Boolean(b),
+            Cell::Integer(i) => Value::Integer(i),
+            Cell::Float(f) => Value::Float(f),
+            Cell::String(s) => Value::String(span(s)),
+            Cell::UtcDatetime(t) => Value::UtcDatetime(t),
+            Cell::Json(s) => Value::Json(span(s)),
+        };
+        self.values.push(value);
+    }
+
+    /// Ends the current row; `Err` if it does not have one cell per column.
+    pub fn end_row(&mut self) -> Result<(), BatchError> {
+        let cells = self.values.len() - self.row_start;
+        if cells != self.columns.len() {
+            return Err(BatchError(format!(
+                "a row of {cells} values for {} columns",
+                self.columns.len()
+            )));
+        }
+        self.row_start = self.values.len();
+        Ok(())
+    }
+
+    /// The batch.
+    pub fn finish(self) -> Batch {
+        Batch {
+            columns: self.columns,
+            values: self.values,
+            text: self.text,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wit(columns: &[&str], values: Vec<Value>, text: &[u8]) -> RowBatch {
+        RowBatch {
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            values,
+            text: text.to_vec(),
+        }
+    }
+
+    fn span(start: u32, len: u32) -> Span {
+        Span { start, len }
+    }
+
+    #[test]
+    fn a_batch_reads_back_its_cells_row_by_row() {
+        let b = Batch::new(wit(
+            &["id", "n", "doc"],
+            vec![
+                Value::String(span(0, 1)),
+                Value::Integer(7),
+                Value::Json(span(1, 7)),
+                Value::String(span(8, 2)),
+                Value::Null,
+                Value::String(span(8, 0)),
+            ],
+            "a{\"x\":1}é€".as_bytes(),
+        ))
+        .unwrap();
+        assert_eq!(b.len(), 2);
+        let rows: Vec<Vec<Cell>> = b.rows().map(|r| r.iter().collect()).collect();
+        assert_eq!(
+            rows,
+            [
+                vec![Cell::String("a"), Cell::Integer(7), Cell::Json("{\"x\":1}")],
+                vec![Cell::String("é"), Cell::Null, Cell::String("")],
+            ]
+        );
+        assert_eq!(b.row(1).get(0), Cell::String("é"));
+        assert_eq!(b.referenced_bytes(), 1 + 7 + 2);
+        let again = Batch::from_rows(
+            b.columns().to_vec(),
+            b.rows().map(|r| r.iter().collect::<Vec<_>>()),
+        )
+        .unwrap();
+        assert_eq!(
+            again.rows().map(|r| r.get(2)).collect::<Vec<_>>(),
+            [Cell::Json("{\"x\":1}"), Cell::String("")]
+        );
+    }
+
+    #[test]
+    fn malformed_batches_are_refused_with_what_is_wrong() {
+        let refused = |b: RowBatch| Batch::new(b).unwrap_err().0;
+        assert_eq!(refused(wit(&[], vec![], b"")), "a batch with no columns");
+        assert_eq!(
+            refused(wit(&["a", "b"], vec![Value::Null; 3], b"")),
+            "3 values do not make whole rows of 2 columns"
+        );
+        assert_eq!(
+            refused(wit(&["a"], vec![], b"ok\xff")),
+            "the batch's text is not UTF-8 (at byte 2)"
+        );
+        let e = refused(wit(
+            &["a", "b"],
+            vec![Value::Null, Value::String(span(2, 5))],
+            b"abc",
+        ));
+        assert!(
+            e.starts_with("row 0 column `b`: the span 2+5 is outside"),
+            "{e}"
+        );
+        let e = refused(wit(&["a"], vec![Value::Json(span(1, 1))], "é".as_bytes()));
+        assert!(e.contains("cuts a character"), "{e}");
+        let e = refused(wit(
+            &["a"],
+            vec![Value::String(span(u32::MAX, u32::MAX))],
+            b"x",
+        ));
+        assert!(e.contains("outside"), "{e}");
+        assert!(Batch::from_rows(vec!["a".into()], [vec![Cell::Null, Cell::Null]]).is_err());
+    }
+
+    #[test]
+    fn spans_may_repeat_and_count_each_time() {
+        let b = Batch::new(wit(&["a"], vec![Value::String(span(0, 3)); 4], b"abc")).unwrap();
+        assert_eq!(b.referenced_bytes(), 12);
+        assert!(b.rows().all(|r| r.get(0) == Cell::String("abc")));
+    }
+
+    #[test]
+    fn batches_of_the_same_columns_join() {
+        let one = |s: &str| Batch::from_rows(vec!["a".into()], [[Cell::String(s)]]).unwrap();
+        let mut b = one("x");
+        b.extend(&one("yz")).unwrap();
+        assert_eq!(
+            b.rows().map(|r| r.get(0)).collect::<Vec<_>>(),
+            [Cell::String("x"), Cell::String("yz")]
+        );
+        let other = Batch::from_rows(vec!["b".into()], [[Cell::Null]]).unwrap();
+        assert!(b.extend(&other).is_err());
+    }
+}
