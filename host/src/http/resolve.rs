@@ -4,11 +4,12 @@
 //! connector; nothing resolves the name a second time), so a name that
 //! rebinds to `169.254.169.254` or a private network is refused.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{ResolvedSocketAddrs, Resolver};
@@ -95,10 +96,20 @@ impl fmt::Display for AddressRefused {
 
 impl std::error::Error for AddressRefused {}
 
+/// How long a name's looked-up addresses are used again. ureq resolves
+/// before it looks for a pooled connection, so without this every request
+/// would look the name up again (and start a thread to time the lookup out).
+/// The addresses are checked against the policy on every use.
+pub const LOOKUP_REUSE: Duration = Duration::from_secs(30);
+
+/// Names looked up lately: (host, port) to when, and what was found.
+type LookupCache = Mutex<HashMap<(String, u16), (Instant, Vec<SocketAddr>)>>;
+
 /// ureq's resolver, with the sandbox's address check.
 pub struct SandboxResolver {
     lookup: Arc<dyn Lookup>,
     policy: AddressPolicy,
+    recent: Arc<LookupCache>,
 }
 
 impl fmt::Debug for SandboxResolver {
@@ -112,7 +123,30 @@ impl fmt::Debug for SandboxResolver {
 impl SandboxResolver {
     /// Resolves with `lookup`, then keeps only the addresses `policy` permits.
     pub fn new(lookup: Arc<dyn Lookup>, policy: AddressPolicy) -> SandboxResolver {
-        SandboxResolver { lookup, policy }
+        SandboxResolver {
+            lookup,
+            policy,
+            recent: Arc::default(),
+        }
+    }
+
+    /// What a lookup of `host` found within [`LOOKUP_REUSE`], if any.
+    fn recently(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
+        let recent = self.recent.lock().expect("lookup cache lock");
+        let (at, found) = recent.get(&(host.to_owned(), port))?;
+        (at.elapsed() < LOOKUP_REUSE).then(|| found.clone())
+    }
+
+    /// Looks `host` up (a name, not an address), or reuses a recent lookup.
+    fn look_up(&self, host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        if let Some(found) = self.recently(host, port) {
+            return Ok(found);
+        }
+        let found = self.lookup.lookup(host, port)?;
+        let mut recent = self.recent.lock().expect("lookup cache lock");
+        recent.retain(|_, (at, _)| at.elapsed() < LOOKUP_REUSE);
+        recent.insert((host.to_owned(), port), (Instant::now(), found.clone()));
+        Ok(found)
     }
 
     /// The addresses of `host` at `port` a connection may use; `Err` says
@@ -122,7 +156,7 @@ impl SandboxResolver {
         let literal = bare.parse::<IpAddr>().ok();
         let found = match literal {
             Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => self.lookup.lookup(bare, port)?,
+            None => self.look_up(bare, port)?,
         };
         if self
             .policy
@@ -167,7 +201,9 @@ impl Resolver for SandboxResolver {
             "https" => 443,
             _ => 80,
         });
-        let addrs = if timeout.after.is_not_happening() {
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let known = bare.parse::<IpAddr>().is_ok() || self.recently(bare, port).is_some();
+        let addrs = if known || timeout.after.is_not_happening() {
             self.addresses(host, port)?
         } else {
             // getaddrinfo has no timeout: wait for it on another thread.
@@ -190,6 +226,7 @@ impl SandboxResolver {
         SandboxResolver {
             lookup: self.lookup.clone(),
             policy: self.policy.clone(),
+            recent: self.recent.clone(),
         }
     }
 }
@@ -197,6 +234,66 @@ impl SandboxResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts its lookups; every name is 93.184.216.34, or 10.0.0.1 once
+    /// `rebound`.
+    #[derive(Default)]
+    struct Counting {
+        lookups: std::sync::atomic::AtomicUsize,
+        rebound: std::sync::atomic::AtomicBool,
+    }
+
+    impl Lookup for Counting {
+        fn lookup(&self, _host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+            use std::sync::atomic::Ordering::SeqCst;
+            self.lookups.fetch_add(1, SeqCst);
+            let ip = if self.rebound.load(SeqCst) {
+                "10.0.0.1"
+            } else {
+                "93.184.216.34"
+            };
+            Ok(vec![SocketAddr::new(ip.parse().unwrap(), port)])
+        }
+    }
+
+    #[test]
+    fn a_name_is_looked_up_once_for_a_while_and_addresses_never() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let dns = Arc::new(Counting::default());
+        let resolver = SandboxResolver::new(dns.clone(), AddressPolicy::default());
+        for _ in 0..5 {
+            resolver.addresses("api.example.com", 443).unwrap();
+        }
+        assert_eq!(dns.lookups.load(SeqCst), 1, "one lookup for five requests");
+        resolver.addresses("api.example.com", 80).unwrap();
+        resolver.addresses("other.example.com", 443).unwrap();
+        assert_eq!(
+            dns.lookups.load(SeqCst),
+            3,
+            "another port or name is another lookup"
+        );
+        resolver.addresses("93.184.216.35", 443).unwrap();
+        resolver.addresses("[2606:4700::1111]", 443).unwrap();
+        assert_eq!(dns.lookups.load(SeqCst), 3, "an address is not looked up");
+        // Within the reuse period a rebinding is not seen; after it, the
+        // new address is looked up and checked like any other.
+        dns.rebound.store(true, SeqCst);
+        assert!(
+            resolver.addresses("api.example.com", 443).is_ok(),
+            "the address found before"
+        );
+        resolver
+            .recent
+            .lock()
+            .unwrap()
+            .values_mut()
+            .for_each(|(at, _)| {
+                *at = at.checked_sub(LOOKUP_REUSE).expect("up for 30 s");
+            });
+        let refused = resolver.addresses("api.example.com", 443).unwrap_err();
+        assert!(refused.to_string().contains("10.0.0.1"), "{refused}");
+        assert_eq!(dns.lookups.load(SeqCst), 4);
+    }
 
     #[test]
     fn non_public_addresses_are_recognised() {
