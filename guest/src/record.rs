@@ -4,7 +4,7 @@
 //! `serde_json::Value` objects, each record costs a `String` per key and a
 //! `BTreeMap`, only to be taken apart into a row right after. Here each record
 //! is its fields in the order the API sent them, with the keys borrowed from
-//! the answer (copied only where JSON escapes them): 0.58 of the map's
+//! the answer (copied only where JSON escapes them): 0.43 of the map's
 //! parsing time, natively, on the seeds' pages (BENCHMARKS.md, section 9). The
 //! rest of the answer (tokens, counts, links) is a `Value`, as strategies
 //! read it.
