@@ -3,7 +3,7 @@
 //! that knows about WIT.
 
 use crate::machine::{self, Level, Output, Sync};
-use crate::rows::{RowBatch, Value};
+use crate::rows::{Cell, RowBatch, Span};
 use crate::{HttpError, Request, Response, SyncError, config::Config, config::DataType};
 
 wit_bindgen::generate!({
@@ -134,35 +134,29 @@ fn from_wit_http_error(e: wit::HttpError) -> HttpError {
     }
 }
 
-/// Flattens a batch into the WIT's `row-batch`: the rows' values one after
-/// another, their text in one buffer they point into.
+/// The WIT's `row-batch`: the batch is already flat, so each cell maps to a
+/// value one to one and the text moves as it is.
 fn to_wit_batch(batch: RowBatch) -> wit::RowBatch {
-    let cells = batch.rows.len() * batch.columns.len();
-    let mut values = Vec::with_capacity(cells);
-    let mut text = Vec::with_capacity(cells * 16);
-    let mut span = |s: &str| {
-        let start = text.len() as u32;
-        text.extend_from_slice(s.as_bytes());
-        wit::Span {
-            start,
-            len: s.len() as u32,
-        }
+    let span = |s: Span| wit::Span {
+        start: s.start,
+        len: s.len,
     };
-    for row in &batch.rows {
-        values.extend(row.iter().map(|v| match v {
-            Value::Null => wit::Value::Null,
-            Value::Boolean(b) => wit::Value::Boolean(*b),
-            Value::Integer(i) => wit::Value::Integer(*i),
-            Value::Float(f) => wit::Value::Float(*f),
-            Value::String(s) => wit::Value::String(span(s)),
-            Value::UtcDateTime(t) => wit::Value::UtcDatetime(*t),
-            Value::Json(j) => wit::Value::Json(span(j)),
-        }));
-    }
     wit::RowBatch {
+        values: batch
+            .cells
+            .iter()
+            .map(|c| match *c {
+                Cell::Null => wit::Value::Null,
+                Cell::Boolean(b) => wit::Value::Boolean(b),
+                Cell::Integer(i) => wit::Value::Integer(i),
+                Cell::Float(f) => wit::Value::Float(f),
+                Cell::String(s) => wit::Value::String(span(s)),
+                Cell::UtcDateTime(t) => wit::Value::UtcDatetime(t),
+                Cell::Json(s) => wit::Value::Json(span(s)),
+            })
+            .collect(),
         columns: batch.columns,
-        values,
-        text,
+        text: batch.text.into_bytes(),
     }
 }
 

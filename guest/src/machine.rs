@@ -4,7 +4,7 @@
 use crate::config::{Column, Config, StreamConfig};
 use crate::error::{ConfigError, PageError, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
-use crate::record::{Answer, Item, Record, Records};
+use crate::record::{Answer, Field, Item, Record, Records, Val};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::{SavedState, StreamState};
 use crate::strategy::{Next, Page, Running};
@@ -115,7 +115,7 @@ pub enum Output {
 /// let result = loop {
 ///     match sync.poll_output() {
 ///         Output::Fetch(request) => sync.handle_response(send(&request)),
-///         Output::Upsert { table, batch } => { /* write batch.rows to table */ }
+///         Output::Upsert { table, batch } => { /* write batch.cells to table */ }
 ///         Output::Delete { table, keys } => { /* delete the rows with these keys */ }
 ///         Output::Checkpoint(state) => { /* commit the rows above together with state */ }
 ///         Output::Log(level, line) => { /* log it */ }
@@ -424,7 +424,7 @@ impl Sync {
                 cursors.push(cursor);
             }
             if let Some(field) = &item_field {
-                item_values.push(item.at_path(field).cloned().unwrap_or(Value::Null));
+                item_values.push(item.at_path(field).map_or(Value::Null, Val::to_json));
             }
             let record =
                 record_in(item, &config.record_path).map_err(|e| PageError::record(i, e))?;
@@ -470,10 +470,10 @@ impl Sync {
 /// string (a `deleted_at` time) or a non-zero number.
 fn is_deleted(record: &Record, field: &str) -> bool {
     match record.at_path(field) {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        _ => false,
+        Some(Val::Json(Value::Bool(b))) => *b,
+        Some(Val::Json(Value::Number(n))) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(v) => v.as_str().is_some_and(|s| !s.is_empty()),
+        None => false,
     }
 }
 
@@ -483,14 +483,7 @@ fn key_columns(batch: RowBatch, key: &[String]) -> RowBatch {
         .iter()
         .filter_map(|k| batch.columns.iter().position(|c| c == k))
         .collect();
-    RowBatch {
-        columns: slots.iter().map(|&i| batch.columns[i].clone()).collect(),
-        rows: batch
-            .rows
-            .into_iter()
-            .map(|row| slots.iter().map(|&i| row[i].clone()).collect())
-            .collect(),
-    }
+    batch.select(&slots)
 }
 
 /// The record inside an item of the answer, at the dot path `path` (the item
@@ -499,7 +492,10 @@ fn record_in<'a>(mut item: Record<'a>, path: &[String]) -> Result<Record<'a>, St
     let Some((first, rest)) = path.split_first() else {
         return Ok(item);
     };
-    let mut value = item.remove(first);
+    let mut value = match item.remove(first) {
+        Some(Field::Json(json)) => Some(json),
+        _ => None,
+    };
     for key in rest {
         value = match value {
             Some(Value::Object(mut m)) => m.remove(key),
@@ -551,12 +547,10 @@ mod deletes {
                     let a = api.answer(&r);
                     sync.handle_response(a);
                 }
-                crate::Output::Upsert { batch, .. } => {
-                    seen.push(format!("upsert {}", batch.rows.len()))
-                }
+                crate::Output::Upsert { batch, .. } => seen.push(format!("upsert {}", batch.len())),
                 crate::Output::Delete { keys, .. } => {
                     assert_eq!(keys.columns, ["id"]);
-                    seen.push(format!("delete {}", keys.rows.len()));
+                    seen.push(format!("delete {}", keys.len()));
                 }
                 crate::Output::Checkpoint(_) => seen.push("checkpoint".into()),
                 crate::Output::Done(r) => {

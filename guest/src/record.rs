@@ -1,13 +1,15 @@
 //! API answers parsed once, without a map per record.
 //!
 //! The records of an answer are most of its bytes. Parsed into
-//! `serde_json::Value` objects, each record costs a `String` per key and a
-//! `BTreeMap`, only to be taken apart into a row right after. Here each record
-//! is its fields in the order the API sent them, with the keys borrowed from
-//! the answer (copied only where JSON escapes them): 0.43 of the map's
-//! parsing time, natively, on the seeds' pages (BENCHMARKS.md, section 9). The
-//! rest of the answer (tokens, counts, links) is a `Value`, as strategies
-//! read it.
+//! `serde_json::Value` objects, each record costs a `String` per key and per
+//! value and a `BTreeMap`, only to be taken apart into a row right after.
+//! Here each record is its fields in the order the API sent them, keys and
+//! text values borrowed from the answer (copied only where JSON escapes
+//! them), so a row's text goes from the answer into its batch in one copy:
+//! 0.43 of the map's parsing time, natively, on the seeds' pages
+//! (BENCHMARKS.md, section 9). Other values (numbers, nested objects) are
+//! `Value`s, as is the rest of the answer (tokens, counts, links), as
+//! strategies read it.
 
 use serde::Deserialize as _;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -15,37 +17,112 @@ use serde_json::{Map, Value as Json};
 use std::borrow::Cow;
 use std::fmt;
 
+/// A field's value as parsed: text borrowed from the answer (copied only
+/// where JSON escaped it), or any other JSON value. Text never sits in
+/// `Json`: a string is always `Text`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field<'a> {
+    /// A string.
+    Text(Cow<'a, str>),
+    /// Any other value: null, a boolean, a number, an object or an array.
+    Json(Json),
+}
+
+impl Field<'_> {
+    /// A view of the value.
+    pub fn view(&self) -> Val<'_> {
+        match self {
+            Field::Text(s) => Val::Text(s),
+            Field::Json(j) => Val::Json(j),
+        }
+    }
+}
+
+impl From<Json> for Field<'static> {
+    fn from(value: Json) -> Self {
+        match value {
+            Json::String(s) => Field::Text(Cow::Owned(s)),
+            other => Field::Json(other),
+        }
+    }
+}
+
+/// A value found in a record: a field's text, or a JSON value (a field's,
+/// or one nested in it).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Val<'r> {
+    /// A string.
+    Text(&'r str),
+    /// Any other JSON value (a string only when nested in an object).
+    Json(&'r Json),
+}
+
+impl<'r> Val<'r> {
+    /// The value as JSON (a copy).
+    pub fn to_json(self) -> Json {
+        match self {
+            Val::Text(s) => Json::String(s.to_owned()),
+            Val::Json(j) => j.clone(),
+        }
+    }
+
+    /// The text, if the value is a string.
+    pub fn as_str(self) -> Option<&'r str> {
+        match self {
+            Val::Text(s) => Some(s),
+            Val::Json(Json::String(s)) => Some(s),
+            Val::Json(_) => None,
+        }
+    }
+
+    /// The JSON value, if it is not a field's text.
+    pub fn as_json(self) -> Option<&'r Json> {
+        match self {
+            Val::Json(j) => Some(j),
+            Val::Text(_) => None,
+        }
+    }
+
+    /// Whether the value is null.
+    pub fn is_null(self) -> bool {
+        matches!(self, Val::Json(Json::Null))
+    }
+}
+
 /// One record: its fields in the API's order. A key sent twice keeps both
 /// fields; lookups and rows see the last, as a JSON object would.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record<'a> {
-    fields: Vec<(Cow<'a, str>, Json)>,
+    fields: Vec<(Cow<'a, str>, Field<'a>)>,
 }
 
 impl<'a> Record<'a> {
     /// The value of field `key`, if the record has it.
-    pub fn get(&self, key: &str) -> Option<&Json> {
+    pub fn get(&self, key: &str) -> Option<Val<'_>> {
         self.fields
             .iter()
             .rev()
             .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.view())
     }
 
     /// Takes field `key` out of the record.
-    pub fn remove(&mut self, key: &str) -> Option<Json> {
+    pub fn remove(&mut self, key: &str) -> Option<Field<'a>> {
         let at = self.fields.iter().rposition(|(k, _)| k == key)?;
         Some(self.fields.remove(at).1)
     }
 
     /// The value at the dot path `path` (`properties.updated`). A key that
     /// itself holds a dot is found too, before the path is split.
-    pub fn at_path(&self, path: &str) -> Option<&Json> {
+    pub fn at_path(&self, path: &str) -> Option<Val<'_>> {
         if let Some(v) = self.get(path) {
             return Some(v);
         }
         let (first, rest) = path.split_once('.')?;
-        crate::rows::at_path(self.get(first)?, rest)
+        match self.get(first)? {
+            Val::Json(j) => crate::rows::at_path(j, rest).map(Val::Json),
+            Val::Text(_) => None,
+        }
     }
 
     /// The field names, in order (a repeated key twice).
@@ -54,7 +131,7 @@ impl<'a> Record<'a> {
     }
 
     /// The fields, in order.
-    pub fn into_fields(self) -> impl Iterator<Item = (Cow<'a, str>, Json)> {
+    pub fn into_fields(self) -> impl Iterator<Item = (Cow<'a, str>, Field<'a>)> {
         self.fields.into_iter()
     }
 
@@ -63,7 +140,7 @@ impl<'a> Record<'a> {
         Json::Object(
             self.fields
                 .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
+                .map(|(k, v)| (k.to_string(), v.view().to_json()))
                 .collect(),
         )
     }
@@ -72,7 +149,10 @@ impl<'a> Record<'a> {
 impl From<Map<String, Json>> for Record<'static> {
     fn from(map: Map<String, Json>) -> Self {
         Record {
-            fields: map.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+            fields: map
+                .into_iter()
+                .map(|(k, v)| (Cow::Owned(k), Field::from(v)))
+                .collect(),
         }
     }
 }
@@ -182,6 +262,56 @@ impl<'de> DeserializeSeed<'de> for Key {
     }
 }
 
+/// A field's value: text borrowed where it can be, anything else as JSON.
+struct FieldSeed;
+
+impl<'de> DeserializeSeed<'de> for FieldSeed {
+    type Value = Field<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Field<'de>, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Field::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Field::Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Field::Text(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Field::Json(Json::Bool(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Field::Json(Json::from(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Field::Json(Json::from(v)))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Field::Json(
+                    serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
+                ))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Field::Json(Json::Null))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Json::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Json)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Json::deserialize(de::value::SeqAccessDeserializer::new(seq)).map(Field::Json)
+            }
+        }
+        d.deserialize_any(FieldVisitor)
+    }
+}
+
 /// A value that is a record where it is an object.
 struct ItemSeed;
 
@@ -205,7 +335,7 @@ impl<'de> Visitor<'de> for ItemVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item<'de>, A::Error> {
         let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
         while let Some(key) = map.next_key_seed(Key)? {
-            fields.push((key, map.next_value::<Json>()?));
+            fields.push((key, map.next_value_seed(FieldSeed)?));
         }
         Ok(Item::Record(Record { fields }))
     }
@@ -324,7 +454,12 @@ mod tests {
             panic!("a record")
         };
         assert_eq!(r.keys().collect::<Vec<_>>(), ["id", "a\"b", "n"]);
-        assert_eq!(r.at_path("n.x"), Some(&json!([1])));
+        assert_eq!(r.at_path("n.x"), Some(Val::Json(&json!([1]))));
+        assert_eq!(r.get("id"), Some(Val::Text("1")));
+        assert!(
+            matches!(r.fields[0].1, Field::Text(Cow::Borrowed("1"))),
+            "borrowed"
+        );
         assert_eq!(r.to_json(), json!({"id": "1", "a\"b": 2, "n": {"x": [1]}}));
         assert!(matches!(&items[1], Item::Other(j) if *j == json!(7)));
     }
@@ -359,8 +494,8 @@ mod tests {
         let Item::Record(mut r) = items.into_iter().next().unwrap() else {
             panic!()
         };
-        assert_eq!(r.get("id"), Some(&json!(2)));
-        assert_eq!(r.remove("id"), Some(json!(2)));
-        assert_eq!(r.get("id"), Some(&json!(1)));
+        assert_eq!(r.get("id"), Some(Val::Json(&json!(2))));
+        assert_eq!(r.remove("id"), Some(Field::Json(json!(2))));
+        assert_eq!(r.get("id"), Some(Val::Json(&json!(1))));
     }
 }

@@ -3,11 +3,12 @@
 
 use crate::config::{Column, DataType, StreamConfig};
 use crate::cursor::{Cursor, TimestampFormat};
-use crate::record::Record;
+use crate::record::{Field, Record, Val};
 use serde_json::Value as Json;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
-/// One typed cell; mirrors the WIT `value`.
+/// One typed value, owned: how tests and the simulator read a batch's cells.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// No value.
@@ -26,24 +27,121 @@ pub enum Value {
     Json(String),
 }
 
-/// Rows for one table, each with one value per column; mirrors the WIT `row-batch`.
+/// A run of a batch's text: `len` bytes from byte `start`; mirrors the WIT
+/// `span`. A batch's text lives in wasm32's memory, so it fits in `u32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// The first byte.
+    pub start: u32,
+    /// The length in bytes.
+    pub len: u32,
+}
+
+/// One cell of a batch, its text a span of the batch's; mirrors the WIT
+/// `value`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell {
+    /// No value.
+    Null,
+    /// A boolean.
+    Boolean(bool),
+    /// An integer that fits in 64 bits.
+    Integer(i64),
+    /// Any other number.
+    Float(f64),
+    /// Text.
+    String(Span),
+    /// Microseconds since the Unix epoch, UTC.
+    UtcDateTime(i64),
+    /// A nested object or array as compact JSON text.
+    Json(Span),
+}
+
+/// Rows for one table, flat; mirrors the WIT `row-batch`: the cells row
+/// after row, one per column, every text a span of one buffer. Built
+/// straight from the answer's text, so a value costs no allocation of its own.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RowBatch {
     /// Column names, declared columns first, then fields the records added.
     pub columns: Vec<String>,
-    /// The rows.
-    pub rows: Vec<Vec<Value>>,
+    /// The cells, row after row.
+    pub cells: Vec<Cell>,
+    /// The text the cells' spans point into.
+    pub text: String,
 }
 
 impl RowBatch {
     /// The number of rows.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.cells
+            .len()
+            .checked_div(self.columns.len())
+            .unwrap_or(0)
     }
 
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.cells.is_empty()
+    }
+
+    /// The text of `span`.
+    pub fn text_of(&self, span: Span) -> &str {
+        let start = span.start as usize;
+        &self.text[start..start + span.len as usize]
+    }
+
+    /// `cell` as an owned value.
+    pub fn value(&self, cell: Cell) -> Value {
+        match cell {
+            Cell::Null => Value::Null,
+            Cell::Boolean(b) => Value::Boolean(b),
+            Cell::Integer(i) => Value::Integer(i),
+            Cell::Float(f) => Value::Float(f),
+            Cell::String(s) => Value::String(self.text_of(s).to_owned()),
+            Cell::UtcDateTime(t) => Value::UtcDateTime(t),
+            Cell::Json(s) => Value::Json(self.text_of(s).to_owned()),
+        }
+    }
+
+    /// The rows as owned values (for tests and the simulator).
+    pub fn rows(&self) -> Vec<Vec<Value>> {
+        self.cells
+            .chunks(self.columns.len().max(1))
+            .map(|row| row.iter().map(|&c| self.value(c)).collect())
+            .collect()
+    }
+
+    /// Only the columns at `slots`, in that order, every row kept.
+    pub fn select(&self, slots: &[usize]) -> RowBatch {
+        RowBatch {
+            columns: slots.iter().map(|&i| self.columns[i].clone()).collect(),
+            cells: self
+                .cells
+                .chunks(self.columns.len().max(1))
+                .flat_map(|row| slots.iter().map(|&i| row[i]))
+                .collect(),
+            text: self.text.clone(),
+        }
+    }
+
+    /// Appends `s` to the text.
+    fn push(&mut self, s: &str) -> Span {
+        let start = self.text.len() as u32;
+        self.text.push_str(s);
+        Span {
+            start,
+            len: s.len() as u32,
+        }
+    }
+
+    /// Appends `json` to the text, compact.
+    fn push_json(&mut self, json: &Json) -> Span {
+        let start = self.text.len();
+        write!(self.text, "{json}").expect("writing to a String");
+        Span {
+            start: start as u32,
+            len: (self.text.len() - start) as u32,
+        }
     }
 }
 
@@ -61,11 +159,12 @@ impl RowKey {
                 key.push('\u{1f}');
             }
             match record.get(field) {
-                None | Some(Json::Null) => {
+                None | Some(Val::Json(Json::Null)) => {
                     return Err(format!("has no primary-key field `{field}`"));
                 }
-                Some(Json::String(s)) => key.push_str(s),
-                Some(other) => key.push_str(&other.to_string()),
+                Some(Val::Text(s)) => key.push_str(s),
+                Some(Val::Json(Json::String(s))) => key.push_str(s),
+                Some(Val::Json(other)) => key.push_str(&other.to_string()),
             }
         }
         Ok(RowKey(key))
@@ -148,7 +247,7 @@ impl RowBuilder {
         for (record, _) in &records {
             for (at, key) in record.keys().enumerate() {
                 let i = match previous.get(at) {
-                    Some(&i) if columns[i] == key => i,
+                    Some(&i) if same(&columns[i], key) => i,
                     _ => {
                         let i = match self.declared(key) {
                             Some(i) => i,
@@ -168,22 +267,27 @@ impl RowBuilder {
             }
         }
         let width = columns.len();
+        let mut batch = RowBatch {
+            columns,
+            cells: Vec::with_capacity(records.len() * width),
+            text: String::with_capacity(records.len() * width * 16),
+        };
         let mut slots = slots.into_iter();
-        let rows = records
-            .into_iter()
-            .map(|(record, cursor)| {
-                let mut row = vec![Value::Null; width];
-                for ((_, json), i) in record.into_fields().zip(&mut slots) {
-                    let declared = self.columns.get(i).map(|c| c.data_type);
-                    row[i] = match cursor {
-                        Some(c) if Some(i) == self.cursor_column => Value::UtcDateTime(c.micros()),
-                        _ => self.value(json, declared),
-                    };
-                }
-                row
-            })
-            .collect();
-        RowBatch { columns, rows }
+        for (record, cursor) in records {
+            let row = batch.cells.len();
+            batch.cells.resize(row + width, Cell::Null);
+            for ((_, field), i) in record.into_fields().zip(&mut slots) {
+                let cell = match cursor {
+                    Some(c) if Some(i) == self.cursor_column => Cell::UtcDateTime(c.micros()),
+                    _ => {
+                        let declared = self.columns.get(i).map(|c| c.data_type);
+                        self.cell(field, declared, &mut batch)
+                    }
+                };
+                batch.cells[row + i] = cell;
+            }
+        }
+        batch
     }
 
     /// The declared index of `key`: a binary search of the sorted names,
@@ -195,35 +299,59 @@ impl RowBuilder {
             .map(|at| self.sorted[at].1)
     }
 
-    /// Converts one JSON value, honouring the declared type where the value
-    /// fits it and keeping the value as it is where it does not.
-    fn value(&self, json: Json, declared: Option<DataType>) -> Value {
-        match (json, declared) {
-            (Json::String(s), Some(DataType::UtcDateTime)) => match self.format.parse(&s) {
-                Some(c) => Value::UtcDateTime(c.micros()),
-                None => Value::String(s),
-            },
-            (Json::Number(n), Some(DataType::UtcDateTime))
-                if self.format.parse_json(&Json::Number(n.clone())).is_some() =>
-            {
-                let c = self.format.parse_json(&Json::Number(n)).expect("checked");
-                Value::UtcDateTime(c.micros())
+    /// Converts one value into a cell of `batch`, honouring the declared
+    /// type where the value fits it and keeping the value as it is where it
+    /// does not.
+    fn cell(&self, field: Field, declared: Option<DataType>, batch: &mut RowBatch) -> Cell {
+        let json = match field {
+            Field::Text(s) => {
+                if declared == Some(DataType::UtcDateTime)
+                    && let Some(c) = self.format.parse(&s)
+                {
+                    return Cell::UtcDateTime(c.micros());
+                }
+                return Cell::String(batch.push(&s));
             }
-            (Json::Null, _) => Value::Null,
-            (Json::Bool(b), _) => Value::Boolean(b),
+            Field::Json(json) => json,
+        };
+        if declared == Some(DataType::UtcDateTime)
+            && json.is_number()
+            && let Some(c) = self.format.parse_json(&json)
+        {
+            return Cell::UtcDateTime(c.micros());
+        }
+        match (json, declared) {
+            (Json::Null, _) => Cell::Null,
+            (Json::Bool(b), _) => Cell::Boolean(b),
             (Json::Number(n), _) => match (n.as_i64(), declared) {
-                (Some(i), Some(DataType::Float)) => Value::Float(i as f64),
-                (Some(i), _) => Value::Integer(i),
+                (Some(i), Some(DataType::Float)) => Cell::Float(i as f64),
+                (Some(i), _) => Cell::Integer(i),
                 (None, _) => match n.as_f64() {
-                    Some(f) if n.is_f64() => Value::Float(f),
+                    Some(f) if n.is_f64() => Cell::Float(f),
                     // A u64 beyond i64: keep every digit.
-                    _ => Value::String(n.to_string()),
+                    _ => Cell::String(batch.push(&n.to_string())),
                 },
             },
-            (Json::String(s), _) => Value::String(s),
-            (other, _) => Value::Json(other.to_string()),
+            (Json::String(s), _) => self.cell(Field::Text(s.into()), declared, batch),
+            (other, _) => Cell::Json(batch.push_json(&other)),
         }
     }
+}
+
+/// `a == b`, a word at a time: in wasm, `==` on strings calls a `memcmp`
+/// that compares a byte at a time, and this comparison runs for every
+/// field of every record.
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let (mut x, mut y) = (a.chunks_exact(4), b.chunks_exact(4));
+    let words_equal = x.by_ref().zip(y.by_ref()).all(|(p, q)| {
+        u32::from_ne_bytes(p.try_into().expect("4 bytes"))
+            == u32::from_ne_bytes(q.try_into().expect("4 bytes"))
+    });
+    words_equal && x.remainder().iter().zip(y.remainder()).all(|(p, q)| p == q)
 }
 
 /// The value at the dot path `path` of a JSON value (`properties.updated`).
@@ -243,11 +371,20 @@ pub fn at_path<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
 /// wrong with it.
 pub fn cursor_of(record: &Record, field: &str, format: &TimestampFormat) -> Result<Cursor, String> {
     match record.at_path(field) {
-        None | Some(Json::Null) => Err(format!("has no cursor field `{field}`")),
-        Some(value) => format.parse_json(value).ok_or_else(|| match value {
-            Json::String(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
-            other => format!("has a cursor `{field}` = {other} that is not a timestamp string"),
-        }),
+        None | Some(Val::Json(Json::Null)) => Err(format!("has no cursor field `{field}`")),
+        Some(value) => {
+            let parsed = match value.as_str() {
+                Some(s) => format.parse(s),
+                None => value.as_json().and_then(|j| format.parse_json(j)),
+            };
+            parsed.ok_or_else(|| match value.as_str() {
+                Some(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
+                None => format!(
+                    "has a cursor `{field}` = {} that is not a timestamp string",
+                    value.to_json()
+                ),
+            })
+        }
     }
 }
 
@@ -276,7 +413,7 @@ mod tests {
             .unwrap();
         let batch = b.batch_owned(vec![(record, Some(event_time))]);
         let created = batch.columns.iter().position(|c| c == "created").unwrap();
-        assert_eq!(batch.rows[0][created], Value::UtcDateTime(100_000_000));
+        assert_eq!(batch.rows()[0][created], Value::UtcDateTime(100_000_000));
     }
 
     fn builder() -> RowBuilder {
@@ -307,14 +444,15 @@ mod tests {
             ]
         );
         assert_eq!(&batch.columns[8..], ["score", "tags", "vip"]);
-        let row = &batch.rows[0];
+        let rows = batch.rows();
+        let row = &rows[0];
         assert_eq!(row[0], Value::String("1".into()));
         assert_eq!(row[1], Value::Null);
         assert_eq!(row[6], Value::UtcDateTime(1_705_314_600_000_000));
         assert_eq!(row[8], Value::Integer(7));
         assert_eq!(row[9], Value::Json("[\"x\"]".into()));
         assert_eq!(row[10], Value::Null);
-        assert_eq!(batch.rows[1][10], Value::Boolean(true));
+        assert_eq!(rows[1][10], Value::Boolean(true));
     }
 
     #[test]
@@ -322,11 +460,31 @@ mod tests {
         let a =
             json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
         let batch = builder().batch([rec(a)].iter());
-        let row = &batch.rows[0];
+        let row = &batch.rows()[0];
         assert_eq!(row[0], Value::Integer(12));
         assert_eq!(row[7], Value::String("not a date".into()));
         assert_eq!(row[8], Value::String("18446744073709551615".into()));
         assert_eq!(row[9], Value::Float(1.5));
+    }
+
+    #[test]
+    fn same_is_string_equality() {
+        let words = [
+            "",
+            "a",
+            "id",
+            "abcd",
+            "abcde",
+            "updatedAt",
+            "updatedAu",
+            "createdAt",
+            "é",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(same(a, b), a == b, "{a:?} {b:?}");
+            }
+        }
     }
 
     #[test]

@@ -603,7 +603,7 @@ impl SimWarehouse {
     pub(crate) fn upsert(&mut self, batch: &crate::rows::RowBatch) {
         let col = |name: &str| batch.columns.iter().position(|c| c == name).unwrap();
         let (id, name, updated) = (col("id"), col("name"), col("updatedAt"));
-        for row in &batch.rows {
+        for row in &batch.rows() {
             let Value::String(id) = &row[id] else {
                 panic!("id is text")
             };
@@ -620,7 +620,7 @@ impl SimWarehouse {
     }
 
     fn delete(&mut self, keys: &crate::rows::RowBatch) {
-        for row in &keys.rows {
+        for row in &keys.rows() {
             let Value::String(id) = &row[0] else {
                 panic!("id is text")
             };

@@ -2,30 +2,40 @@
 //! component: the baseline of the wasm-overhead benchmark. Not a product
 //! path: the component is what runs in production, sandboxed.
 
-use crate::destination::{Batch, Cell, Destination};
+use crate::destination::{Batch, Destination};
 use crate::http::HttpBackend;
 use crate::runtime::SyncStats;
 use crate::runtime::bindings as wit;
 use anyhow::{Result, anyhow};
 use incsync_guest::{Method, Output, Sync};
 
-fn cell(v: &incsync_guest::Value) -> Cell<'_> {
-    use incsync_guest::Value as V;
-    match v {
-        V::Null => Cell::Null,
-        V::Boolean(b) => Cell::Boolean(*b),
-        V::Integer(i) => Cell::Integer(*i),
-        V::Float(f) => Cell::Float(*f),
-        V::String(s) => Cell::String(s),
-        V::UtcDateTime(t) => Cell::UtcDatetime(*t),
-        V::Json(j) => Cell::Json(j),
-    }
-}
-
-/// The machine's batch, flattened as the component's glue flattens it.
+/// The machine's batch as the component's glue hands it over: its cells one
+/// to one, its text moved.
 fn flat(batch: incsync_guest::RowBatch) -> Result<Batch> {
-    let incsync_guest::RowBatch { columns, rows } = batch;
-    Batch::from_rows(columns, rows.iter().map(|r| r.iter().map(cell))).map_err(|e| anyhow!("{e}"))
+    use incsync_guest::Cell as C;
+    let span = |s: incsync_guest::Span| wit::Span {
+        start: s.start,
+        len: s.len,
+    };
+    let values = batch
+        .cells
+        .iter()
+        .map(|c| match *c {
+            C::Null => wit::Value::Null,
+            C::Boolean(b) => wit::Value::Boolean(b),
+            C::Integer(i) => wit::Value::Integer(i),
+            C::Float(f) => wit::Value::Float(f),
+            C::String(s) => wit::Value::String(span(s)),
+            C::UtcDateTime(t) => wit::Value::UtcDatetime(t),
+            C::Json(s) => wit::Value::Json(span(s)),
+        })
+        .collect();
+    Batch::new(wit::RowBatch {
+        columns: batch.columns,
+        values,
+        text: batch.text.into_bytes(),
+    })
+    .map_err(|e| anyhow!("{e}"))
 }
 
 fn http_error(e: wit::HttpError) -> incsync_guest::HttpError {
@@ -79,7 +89,7 @@ pub fn update(
                 );
             }
             Output::Upsert { table, batch } => {
-                *stats.rows.entry(table.clone()).or_default() += batch.rows.len() as u64;
+                *stats.rows.entry(table.clone()).or_default() += batch.len() as u64;
                 let batch = match flat(batch) {
                     Ok(batch) => batch,
                     Err(e) => break Err(e),

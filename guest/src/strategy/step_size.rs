@@ -19,6 +19,7 @@
 use super::{Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
 use crate::error::{ConfigError, PageError};
+use crate::record::Val;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::num::NonZeroU64;
@@ -153,9 +154,9 @@ impl Strategy for StepSize {
         let mut highest = None::<u64>;
         for (i, record) in page.records.iter().enumerate() {
             let id = match record.get(&self.id_field) {
-                Some(Value::Number(n)) => n.as_u64(),
-                Some(Value::String(s)) => s.parse().ok(),
-                _ => None,
+                Some(Val::Json(Value::Number(n))) => n.as_u64(),
+                Some(v) => v.as_str().and_then(|s| s.parse().ok()),
+                None => None,
             }
             .ok_or_else(|| {
                 PageError::record(
