@@ -6,7 +6,7 @@
 //! Here each record is its fields in the order the API sent them, keys and
 //! text values borrowed from the answer (copied only where JSON escapes
 //! them), so a row's text goes from the answer into its batch in one copy:
-//! 0.43 of the map's parsing time, natively, on the seeds' pages
+//! 0.25 of the map's parsing time, natively, on the seeds' pages
 //! (BENCHMARKS.md, section 9). Other values (numbers, nested objects) are
 //! `Value`s, as is the rest of the answer (tokens, counts, links), as
 //! strategies read it.
