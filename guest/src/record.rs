@@ -208,9 +208,9 @@ impl<'a> Answer<'a> {
     }
 }
 
-/// The scalar `visit_*` methods of a visitor that keeps scalars as JSON,
-/// wrapped by `$wrap`.
-macro_rules! json_scalars {
+/// The `visit_*` methods of a visitor that keeps booleans, numbers and null
+/// as JSON, wrapped by `$wrap`.
+macro_rules! json_non_strings {
     ($wrap:expr) => {
         fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
             Ok($wrap(Json::Bool(v)))
@@ -226,11 +226,19 @@ macro_rules! json_scalars {
                 serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
             ))
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            Ok($wrap(Json::String(v.to_owned())))
-        }
         fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
             Ok($wrap(Json::Null))
+        }
+    };
+}
+
+/// The scalar `visit_*` methods of a visitor that keeps scalars as JSON,
+/// wrapped by `$wrap`.
+macro_rules! json_scalars {
+    ($wrap:expr) => {
+        json_non_strings!($wrap);
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok($wrap(Json::String(v.to_owned())))
         }
     };
 }
@@ -284,23 +292,7 @@ impl<'de> DeserializeSeed<'de> for FieldSeed {
             fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
                 Ok(Field::Text(Cow::Owned(v)))
             }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
-                Ok(Field::Json(Json::Bool(v)))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(Field::Json(Json::from(v)))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                Ok(Field::Json(Json::from(v)))
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
-                Ok(Field::Json(
-                    serde_json::Number::from_f64(v).map_or(Json::Null, Json::Number),
-                ))
-            }
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(Field::Json(Json::Null))
-            }
+            json_non_strings!(Field::Json);
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
                 Json::deserialize(de::value::MapAccessDeserializer::new(map)).map(Field::Json)
             }
