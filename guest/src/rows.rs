@@ -270,7 +270,9 @@ impl RowBuilder {
         let mut batch = RowBatch {
             columns,
             cells: Vec::with_capacity(records.len() * width),
-            text: String::with_capacity(records.len() * width * 16),
+            // Grown as needed: a guess from the width would reserve
+            // megabytes for a wide table whose cells are mostly null.
+            text: String::new(),
         };
         let mut slots = slots.into_iter();
         for (record, cursor) in records {
