@@ -91,7 +91,8 @@ export function httpFetch(request) {
 }
 
 // --- upsert and checkpoint: a JSON file, rewritten atomically at each checkpoint.
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM: a text that starts with U+FEFF keeps it, as the Rust host does.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class InvalidBatch extends Error {}
 
@@ -125,7 +126,11 @@ function rowsOf(batch) {
         return new Date(Number(micros / 1000n)).toISOString().replace('.000Z', 'Z');
       }
       case 'string': return str(value.val);
-      case 'json': return JSON.parse(str(value.val));
+      case 'json': {
+        // Kept as text when it does not parse, as the Rust host does.
+        const text = str(value.val);
+        try { return JSON.parse(text); } catch { return text; }
+      }
       default: return value.val;
     }
   };
@@ -160,7 +165,7 @@ export function upsert(table, batch) {
       }
       records.push([table, JSON.stringify(keys.map((k) => record[k])), record]);
     }
-    pending.push(...records);
+    for (const r of records) pending.push(r);
     stats.rows_upserted[table] = (stats.rows_upserted[table] ?? 0) + rows.length;
     return { tag: 'ok', val: undefined };
   });

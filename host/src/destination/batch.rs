@@ -160,16 +160,22 @@ impl Batch {
         }
     }
 
-    /// The bytes of text every cell points at, counted once per cell (what
-    /// the batch would weigh with a copy of the text per value).
+    /// What the batch stands for in bytes: the text every cell points at,
+    /// counted once per cell, and the column names once per row (as a
+    /// warehouse that writes records, JSON lines, repeats them). Repeating
+    /// a span or a long name cannot make it weigh less than what it makes a
+    /// warehouse write.
     pub fn referenced_bytes(&self) -> u64 {
-        self.values
+        let text: u64 = self
+            .values
             .iter()
             .map(|v| match v {
                 Value::String(s) | Value::Json(s) => u64::from(s.len),
                 _ => 0,
             })
-            .sum()
+            .sum();
+        let names: u64 = self.columns.iter().map(|c| c.len() as u64).sum();
+        text + names * self.len() as u64
     }
 
     /// Appends the rows of `other`, which must have the same columns.
@@ -185,6 +191,7 @@ impl Batch {
             values: std::mem::take(&mut self.values),
             text: std::mem::take(&mut self.text),
             row_start: 0,
+            too_long: false,
         };
         builder.row_start = builder.values.len();
         for row in other.rows() {
@@ -228,9 +235,14 @@ impl<'a> Row<'a> {
     }
 }
 
+/// The byte range of `span`; an empty range past any text when its end
+/// does not fit in `usize` (so `get` refuses it on any host).
 fn range(span: Span) -> std::ops::Range<usize> {
     let start = span.start as usize;
-    start..start + span.len as usize
+    match start.checked_add(span.len as usize) {
+        Some(end) => start..end,
+        None => usize::MAX..usize::MAX,
+    }
 }
 
 fn cell<'a>(v: &Value, text: &'a str) -> Cell<'a> {
@@ -254,6 +266,8 @@ pub struct Builder {
     values: Vec<Value>,
     text: String,
     row_start: usize,
+    /// The text outgrew what a span can point into (4 GiB).
+    too_long: bool,
 }
 
 impl Builder {
@@ -264,17 +278,23 @@ impl Builder {
             values: Vec::new(),
             text: String::new(),
             row_start: 0,
+            too_long: false,
         }
     }
 
     /// Appends a cell to the current row.
     pub fn push(&mut self, cell: Cell<'_>) {
         let mut span = |s: &str| {
-            let start = self.text.len() as u32;
+            let start = self.text.len();
             self.text.push_str(s);
-            Span {
-                start,
-                len: s.len() as u32,
+            match (u32::try_from(start), u32::try_from(s.len())) {
+                (Ok(start), Ok(len)) if u32::try_from(self.text.len()).is_ok() => {
+                    Span { start, len }
+                }
+                _ => {
+                    self.too_long = true;
+                    Span { start: 0, len: 0 }
+                }
             }
         };
         let value = match cell {
@@ -289,8 +309,14 @@ impl Builder {
         self.values.push(value);
     }
 
-    /// Ends the current row; `Err` if it does not have one cell per column.
+    /// Ends the current row; `Err` if it does not have one cell per column,
+    /// or the batch's text outgrew 4 GiB.
     pub fn end_row(&mut self) -> Result<(), BatchError> {
+        if self.too_long {
+            return Err(BatchError(
+                "the batch's text is over 4 GiB, more than a span can point into".into(),
+            ));
+        }
         let cells = self.values.len() - self.row_start;
         if cells != self.columns.len() {
             return Err(BatchError(format!(
@@ -353,7 +379,7 @@ mod tests {
             ]
         );
         assert_eq!(b.row(1).get(0), Cell::String("é"));
-        assert_eq!(b.referenced_bytes(), 1 + 7 + 2);
+        assert_eq!(b.referenced_bytes(), 1 + 7 + 2 + 2 * (2 + 1 + 3));
         let again = Batch::from_rows(
             b.columns().to_vec(),
             b.rows().map(|r| r.iter().collect::<Vec<_>>()),
@@ -400,8 +426,16 @@ mod tests {
     #[test]
     fn spans_may_repeat_and_count_each_time() {
         let b = Batch::new(wit(&["a"], vec![Value::String(span(0, 3)); 4], b"abc")).unwrap();
-        assert_eq!(b.referenced_bytes(), 12);
+        // 4 × 3 bytes of text, and the one-byte name on each of 4 rows.
+        assert_eq!(b.referenced_bytes(), 12 + 4);
         assert!(b.rows().all(|r| r.get(0) == Cell::String("abc")));
+        let long = "n".repeat(1000);
+        let b = Batch::new(wit(&[&long], vec![Value::Null; 50], b"")).unwrap();
+        assert_eq!(
+            b.referenced_bytes(),
+            50_000,
+            "a long name counts once per row"
+        );
     }
 
     #[test]

@@ -152,23 +152,45 @@ impl SandboxResolver {
     /// The addresses of `host` at `port` a connection may use; `Err` says
     /// why there are none.
     pub fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ureq::Error> {
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let literal = bare.parse::<IpAddr>().ok();
-        let found = match literal {
-            Some(ip) => vec![SocketAddr::new(ip, port)],
-            None => self.look_up(bare, port)?,
+        let found = match self.without_lookup(host, port) {
+            Some(known) => known,
+            None => Found {
+                addrs: self.look_up(bare(host), port)?,
+                literal: false,
+            },
         };
+        self.checked(host, port, found)
+    }
+
+    /// What `host` stands for if that needs no lookup: an address, or a
+    /// name looked up within [`LOOKUP_REUSE`].
+    fn without_lookup(&self, host: &str, port: u16) -> Option<Found> {
+        match bare(host).parse::<IpAddr>() {
+            Ok(ip) => Some(Found {
+                addrs: vec![SocketAddr::new(ip, port)],
+                literal: true,
+            }),
+            Err(_) => self.recently(bare(host), port).map(|addrs| Found {
+                addrs,
+                literal: false,
+            }),
+        }
+    }
+
+    /// The addresses of `found` that the policy lets a connection use.
+    fn checked(&self, host: &str, port: u16, found: Found) -> Result<Vec<SocketAddr>, ureq::Error> {
         if self
             .policy
             .proxy
             .as_deref()
             .is_some_and(|p| p.eq_ignore_ascii_case(&format!("{host}:{port}")))
         {
-            return Ok(found);
+            return Ok(found.addrs);
         }
         let (allowed, refused): (Vec<_>, Vec<_>) = found
+            .addrs
             .into_iter()
-            .partition(|a| self.policy.permits(a.ip(), literal.is_some()));
+            .partition(|a| self.policy.permits(a.ip(), found.literal));
         match (allowed.is_empty(), refused.first()) {
             (false, _) => Ok(allowed),
             (true, Some(first)) => Err(refusal(format!(
@@ -178,6 +200,17 @@ impl SandboxResolver {
             (true, None) => Err(ureq::Error::HostNotFound),
         }
     }
+}
+
+/// Addresses a host stands for, and whether the URL named one itself.
+struct Found {
+    addrs: Vec<SocketAddr>,
+    literal: bool,
+}
+
+/// A host without the brackets of an IPv6 literal.
+fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 fn refusal(why: String) -> ureq::Error {
@@ -201,9 +234,11 @@ impl Resolver for SandboxResolver {
             "https" => 443,
             _ => 80,
         });
-        let bare = host.trim_start_matches('[').trim_end_matches(']');
-        let known = bare.parse::<IpAddr>().is_ok() || self.recently(bare, port).is_some();
-        let addrs = if known || timeout.after.is_not_happening() {
+        // Taken once: a reused lookup that expires between a check and its
+        // use must not turn into a lookup without the timeout.
+        let addrs = if let Some(known) = self.without_lookup(host, port) {
+            self.checked(host, port, known)?
+        } else if timeout.after.is_not_happening() {
             self.addresses(host, port)?
         } else {
             // getaddrinfo has no timeout: wait for it on another thread.
