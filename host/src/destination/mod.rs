@@ -332,6 +332,27 @@ pub fn join_state(rows: Vec<(String, String)>) -> Option<String> {
     Some(serde_json::json!({ "streams": streams }).to_string())
 }
 
+/// The statement that deletes one key of `table` (its `WHERE` is
+/// `key_filter`): a `DELETE`, or for soft deletes an `UPDATE` setting the
+/// delete marks to `deleted` and `at`, each in the warehouse's dialect (a
+/// literal or a parameter).
+pub(crate) fn delete_sql(
+    table: &str,
+    deletes: Deletes,
+    (deleted, at): (&str, &str),
+    key_filter: &str,
+) -> String {
+    match deletes {
+        Deletes::Hard => format!("DELETE FROM {} WHERE {key_filter}", quote(table)),
+        Deletes::Soft => format!(
+            "UPDATE {} SET {} = {deleted}, {} = {at} WHERE {key_filter}",
+            quote(table),
+            quote(DELETED_COLUMN),
+            quote(DELETED_AT_COLUMN)
+        ),
+    }
+}
+
 /// A quoted SQL identifier, as SQLite and PostgreSQL both read it.
 pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))

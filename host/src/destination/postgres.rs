@@ -661,23 +661,15 @@ impl Destination for PostgresWarehouse {
             return Ok(());
         }
         self.begin()?;
-        let sql = match self.deletes {
-            Deletes::Hard => format!(
-                "DELETE FROM {} WHERE {}",
-                quote(table),
-                self.key_filter(table, 1)
-            ),
-            Deletes::Soft => {
-                self.soft_delete_columns(table)?;
-                format!(
-                    "UPDATE {} SET {} = true, {} = now() WHERE {}",
-                    quote(table),
-                    quote(DELETED_COLUMN),
-                    quote(DELETED_AT_COLUMN),
-                    self.key_filter(table, 1)
-                )
-            }
-        };
+        if self.deletes == Deletes::Soft {
+            self.soft_delete_columns(table)?;
+        }
+        let sql = super::delete_sql(
+            table,
+            self.deletes,
+            ("true", "now()"),
+            &self.key_filter(table, 1),
+        );
         let stmt = self.client.prepare(&sql).map_err(|e| other(db_error(&e)))?;
         for key in &rows {
             let params: Vec<&(dyn ToSql + Sync)> =

@@ -718,23 +718,19 @@ impl Destination for SqliteWarehouse {
         }
         self.begin()?;
         // Soft: `?1` is the time of the delete, the key `?2…`; hard: the key.
-        let sql = match self.deletes {
-            Deletes::Hard => format!(
-                "DELETE FROM {} WHERE {}",
-                quote(table),
-                self.key_filter(table, 1)
-            ),
+        let first_key = match self.deletes {
+            Deletes::Hard => 1,
             Deletes::Soft => {
                 self.soft_delete_columns(table)?;
-                format!(
-                    "UPDATE {} SET {} = 1, {} = ?1 WHERE {}",
-                    quote(table),
-                    quote(DELETED_COLUMN),
-                    quote(DELETED_AT_COLUMN),
-                    self.key_filter(table, 2)
-                )
+                2
             }
         };
+        let sql = super::delete_sql(
+            table,
+            self.deletes,
+            ("1", "?1"),
+            &self.key_filter(table, first_key),
+        );
         let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
         let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
         for key in rows {
