@@ -218,16 +218,6 @@ impl<'a> Row<'a> {
         cell(&self.values[i], self.text)
     }
 
-    /// The number of cells (the batch's columns).
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    /// Whether the row has no cells (never, in a checked batch).
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
     /// The cells, in column order.
     pub fn iter(&self) -> impl Iterator<Item = Cell<'a>> + 'a {
         let text = self.text;
@@ -261,7 +251,7 @@ fn cell<'a>(v: &Value, text: &'a str) -> Cell<'a> {
 
 /// Builds a batch cell by cell, row by row.
 #[derive(Debug)]
-pub struct Builder {
+struct Builder {
     columns: Vec<String>,
     values: Vec<Value>,
     text: String,
@@ -272,7 +262,7 @@ pub struct Builder {
 
 impl Builder {
     /// An empty batch of `columns`.
-    pub fn new(columns: Vec<String>) -> Builder {
+    fn new(columns: Vec<String>) -> Builder {
         Builder {
             columns,
             values: Vec::new(),
@@ -283,7 +273,7 @@ impl Builder {
     }
 
     /// Appends a cell to the current row.
-    pub fn push(&mut self, cell: Cell<'_>) {
+    fn push(&mut self, cell: Cell<'_>) {
         let mut span = |s: &str| {
             let start = self.text.len();
             self.text.push_str(s);
@@ -311,7 +301,7 @@ impl Builder {
 
     /// Ends the current row; `Err` if it does not have one cell per column,
     /// or the batch's text outgrew 4 GiB.
-    pub fn end_row(&mut self) -> Result<(), BatchError> {
+    fn end_row(&mut self) -> Result<(), BatchError> {
         if self.too_long {
             return Err(BatchError(
                 "the batch's text is over 4 GiB, more than a span can point into".into(),
@@ -329,7 +319,7 @@ impl Builder {
     }
 
     /// The batch.
-    pub fn finish(self) -> Batch {
+    fn finish(self) -> Batch {
         Batch {
             columns: self.columns,
             values: self.values,

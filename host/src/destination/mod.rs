@@ -8,7 +8,7 @@ mod postgres;
 mod sqlite;
 mod url;
 
-pub use batch::{Batch, BatchError, Builder, Cell, Row};
+pub use batch::{Batch, BatchError, Cell, Row};
 pub use jsonl::JsonlWarehouse;
 pub use pipelined::Pipelined;
 pub use postgres::PostgresWarehouse;
