@@ -79,6 +79,12 @@ fn build_components(root: &Path, out_dir: &Path, wasm: &Path, hostile: &Path) {
     ] {
         cmd.env_remove(var);
     }
+    // A call costs more in wasm than natively: Wasmtime checks its epoch
+    // deadline (the sandbox's compute limit) on entry to every function. LLVM
+    // inlining more of the small parse functions measured ~12% off the
+    // machine's time (BENCHMARKS.md, section 3), for a component ~0.6 MB
+    // larger; 400 gained little, 3000 no more than 1000.
+    cmd.env("RUSTFLAGS", "-C llvm-args=-inline-threshold=1000");
     let status = cmd
         .status()
         .expect("run cargo to build the guest component");
