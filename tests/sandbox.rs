@@ -449,11 +449,14 @@ fn malformed_batches_reach_the_guest_as_invalid_batch() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let saw: Vec<&str> = stderr.lines().filter(|l| l.contains("guest saw")).collect();
     for expected in [
-        "1 values do not make whole rows of 2 columns",
+        "1 cells do not make whole rows of 2 columns",
         "text is not UTF-8",
         "the span 1+9 is outside the batch's 3 bytes of text",
         "the span 1+1 is outside the batch's 3 bytes of text or cuts a character",
         "a batch with no columns",
+        "row 0 column `name`: 9 is not a cell kind (0 to 6)",
+        "row 0 column `name`: a boolean's word is 2, not 0 or 1",
+        "2 kinds for 1 words",
     ] {
         assert!(
             saw.iter()
@@ -461,7 +464,7 @@ fn malformed_batches_reach_the_guest_as_invalid_batch() {
             "{expected}: {saw:#?}"
         );
     }
-    assert_eq!(saw.len(), 5, "{saw:#?}");
+    assert_eq!(saw.len(), 8, "{saw:#?}");
 }
 
 #[test]

@@ -96,47 +96,65 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class InvalidBatch extends Error {}
 
-// The rows of a WIT `row-batch`, each an array of plain values: `values`
-// holds the rows one after another, and text values are spans of the
-// batch's UTF-8 `text` (a Uint8Array here). Throws InvalidBatch as the WIT
-// says a host refuses a batch.
+// The rows of a WIT `row-batch`, each an array of plain values: a cell is
+// a kind code in `kinds` and a 64-bit word in `words` (row after row), and
+// text cells are spans of the batch's UTF-8 `text` (a Uint8Array here).
+// Throws InvalidBatch as the WIT says a host refuses a batch.
 function rowsOf(batch) {
   const width = batch.columns.length;
   if (width === 0) throw new InvalidBatch('a batch with no columns');
-  if (batch.values.length % width !== 0) {
-    throw new InvalidBatch(`${batch.values.length} values do not make whole rows of ${width} columns`);
+  const { kinds, words, text } = batch;
+  if (kinds.length !== words.length) {
+    throw new InvalidBatch(`${kinds.length} kinds for ${words.length} words: a batch has one of each per cell`);
   }
-  const text = batch.text;
+  if (kinds.length % width !== 0) {
+    throw new InvalidBatch(`${kinds.length} cells do not make whole rows of ${width} columns`);
+  }
   try { utf8.decode(text); } catch { throw new InvalidBatch("the batch's text is not UTF-8"); }
-  const str = ({ start, len }) => {
+  // A string or JSON cell's word is a span of the text: the start in the
+  // low 32 bits, the length in the high 32 (the WIT's `cell-kind`).
+  const str = (word) => {
+    const start = Number(word & 0xffffffffn);
+    const len = Number(word >> 32n);
     if (start + len > text.length) throw new InvalidBatch(`the span ${start}+${len} is outside the batch's ${text.length} bytes of text`);
     try { return utf8.decode(text.subarray(start, start + len)); } catch {
       throw new InvalidBatch(`the span ${start}+${len} cuts a character`);
     }
   };
-  const plain = (value) => {
-    switch (value.tag) {
-      case 'null': return null;
-      case 'integer': {
-        const n = value.val;
+  const bits = new DataView(new ArrayBuffer(8));
+  const signed = (word) => BigInt.asIntN(64, word);
+  // One cell, by its kind code: the index of the WIT's `cell-kind` case.
+  const plain = (kind, word) => {
+    switch (kind) {
+      case 0:
+        if (word !== 0n) throw new InvalidBatch(`a null's word is ${word}, not 0`);
+        return null;
+      case 1:
+        if (word > 1n) throw new InvalidBatch(`a boolean's word is ${word}, not 0 or 1`);
+        return word === 1n;
+      case 2: {
+        const n = signed(word);
         return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
       }
-      case 'utc-datetime': {
-        const micros = value.val;
-        return new Date(Number(micros / 1000n)).toISOString().replace('.000Z', 'Z');
-      }
-      case 'string': return str(value.val);
-      case 'json': {
+      case 3:
+        bits.setBigUint64(0, word);
+        return bits.getFloat64(0);
+      case 4: return str(word);
+      case 5:
+        return new Date(Number(signed(word) / 1000n)).toISOString().replace('.000Z', 'Z');
+      case 6: {
         // Kept as text when it does not parse, as the Rust host does.
-        const text = str(value.val);
-        try { return JSON.parse(text); } catch { return text; }
+        const json = str(word);
+        try { return JSON.parse(json); } catch { return json; }
       }
-      default: return value.val;
+      default: throw new InvalidBatch(`${kind} is not a cell kind (0 to 6)`);
     }
   };
   const rows = [];
-  for (let at = 0; at < batch.values.length; at += width) {
-    rows.push(batch.values.slice(at, at + width).map(plain));
+  for (let at = 0; at < kinds.length; at += width) {
+    const row = [];
+    for (let i = at; i < at + width; i++) row.push(plain(kinds[i], BigInt(words[i])));
+    rows.push(row);
   }
   return rows;
 }

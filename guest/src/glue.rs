@@ -3,7 +3,7 @@
 //! that knows about WIT.
 
 use crate::machine::{self, Level, Output, Sync};
-use crate::rows::{Cell, RowBatch, Span};
+use crate::rows::RowBatch;
 use crate::{HttpError, Request, Response, SyncError, config::Config, config::DataType};
 
 wit_bindgen::generate!({
@@ -134,28 +134,14 @@ fn from_wit_http_error(e: wit::HttpError) -> HttpError {
     }
 }
 
-/// The WIT's `row-batch`: the batch is already flat, so each cell maps to a
-/// value one to one and the text moves as it is.
+/// The WIT's `row-batch`: the batch is already flat, so each cell becomes
+/// its kind code and word, and the text moves as it is.
 fn to_wit_batch(batch: RowBatch) -> wit::RowBatch {
-    let span = |s: Span| wit::Span {
-        start: s.start,
-        len: s.len,
-    };
+    let (kinds, words) = batch.wire();
     wit::RowBatch {
-        values: batch
-            .cells
-            .iter()
-            .map(|c| match *c {
-                Cell::Null => wit::Value::Null,
-                Cell::Boolean(b) => wit::Value::Boolean(b),
-                Cell::Integer(i) => wit::Value::Integer(i),
-                Cell::Float(f) => wit::Value::Float(f),
-                Cell::String(s) => wit::Value::String(span(s)),
-                Cell::UtcDateTime(t) => wit::Value::UtcDatetime(t),
-                Cell::Json(s) => wit::Value::Json(span(s)),
-            })
-            .collect(),
         columns: batch.columns,
+        kinds,
+        words,
         text: batch.text.into_bytes(),
     }
 }

@@ -26,5 +26,5 @@ mod sim;
 pub use error::{ConfigError, PageError, ResponseError, StateError, SyncError};
 pub use http::{HttpError, Method, Request, Response};
 pub use machine::{Level, Output, Sync, Table, schema};
-pub use rows::{Cell, RowBatch, Span, Value};
+pub use rows::{Cell, Kind, RowBatch, Span, Value};
 pub use strategy::{STRATEGIES, StrategyInfo};

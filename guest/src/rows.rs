@@ -27,8 +27,8 @@ pub enum Value {
     Json(String),
 }
 
-/// A run of a batch's text: `len` bytes from byte `start`; mirrors the WIT
-/// `span`. A batch's text lives in wasm32's memory, so it fits in `u32`.
+/// A run of a batch's text: `len` bytes from byte `start`. A batch's text
+/// lives in wasm32's memory, so it fits in `u32`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Span {
     /// The first byte.
@@ -37,8 +37,64 @@ pub struct Span {
     pub len: u32,
 }
 
-/// One cell of a batch, its text a span of the batch's; mirrors the WIT
-/// `value`.
+impl Span {
+    /// The span as the WIT's `row-batch` word carries it: the start in the
+    /// low 32 bits, the length in the high 32.
+    #[inline]
+    pub fn word(self) -> u64 {
+        u64::from(self.start) | u64::from(self.len) << 32
+    }
+
+    /// The span a word carries (the inverse of [`Span::word`]).
+    #[inline]
+    pub fn of_word(word: u64) -> Span {
+        Span {
+            start: word as u32,
+            len: (word >> 32) as u32,
+        }
+    }
+}
+
+/// What a cell holds, coded as in the WIT's `row-batch` `kinds`: the
+/// index of the `cell-kind` case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// `null`.
+    Null = 0,
+    /// `boolean`.
+    Boolean = 1,
+    /// `integer`.
+    Integer = 2,
+    /// `float`.
+    Float = 3,
+    /// `string`.
+    String = 4,
+    /// `utc-datetime`.
+    UtcDateTime = 5,
+    /// `json`.
+    Json = 6,
+}
+
+impl Kind {
+    /// The kind of a code; `None` for a code that names no kind.
+    #[inline]
+    pub fn of_code(code: u8) -> Option<Kind> {
+        Some(match code {
+            0 => Kind::Null,
+            1 => Kind::Boolean,
+            2 => Kind::Integer,
+            3 => Kind::Float,
+            4 => Kind::String,
+            5 => Kind::UtcDateTime,
+            6 => Kind::Json,
+            _ => return None,
+        })
+    }
+}
+
+/// One cell of a batch, its text a span of the batch's; the WIT carries it
+/// as a `cell-kind` code and a word ([`Cell::wire`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell {
     /// No value.
@@ -57,7 +113,24 @@ pub enum Cell {
     Json(Span),
 }
 
-/// Rows for one table, flat; mirrors the WIT `row-batch`: the cells row
+impl Cell {
+    /// The cell as the WIT's `row-batch` carries it: its `cell-kind` code
+    /// and its word.
+    #[inline]
+    pub fn wire(self) -> (u8, u64) {
+        match self {
+            Cell::Null => (Kind::Null as u8, 0),
+            Cell::Boolean(b) => (Kind::Boolean as u8, u64::from(b)),
+            Cell::Integer(i) => (Kind::Integer as u8, i as u64),
+            Cell::Float(f) => (Kind::Float as u8, f.to_bits()),
+            Cell::String(s) => (Kind::String as u8, s.word()),
+            Cell::UtcDateTime(t) => (Kind::UtcDateTime as u8, t as u64),
+            Cell::Json(s) => (Kind::Json as u8, s.word()),
+        }
+    }
+}
+
+/// Rows for one table, flat, as the WIT `row-batch` has them: the cells row
 /// after row, one per column, every text a span of one buffer. Built
 /// straight from the answer's text, so a value costs no allocation of its own.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -82,6 +155,19 @@ impl RowBatch {
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
+    }
+
+    /// The cells as the WIT's `row-batch` carries them: `kinds` and
+    /// `words`, one each per cell.
+    pub fn wire(&self) -> (Vec<u8>, Vec<u64>) {
+        let mut kinds = Vec::with_capacity(self.cells.len());
+        let mut words = Vec::with_capacity(self.cells.len());
+        for cell in &self.cells {
+            let (kind, word) = cell.wire();
+            kinds.push(kind);
+            words.push(word);
+        }
+        (kinds, words)
     }
 
     /// The text of `span`.
@@ -398,6 +484,51 @@ mod tests {
 
     fn rec(json: Json) -> Record<'static> {
         Record::from(json.as_object().unwrap().clone())
+    }
+
+    #[test]
+    fn cells_cross_as_the_wit_codes_and_words() {
+        let span = Span { start: 7, len: 3 };
+        assert_eq!(span.word(), 7 | 3 << 32);
+        assert_eq!(Span::of_word(span.word()), span);
+        let max = Span {
+            start: u32::MAX,
+            len: u32::MAX,
+        };
+        assert_eq!(Span::of_word(max.word()), max);
+        let batch = RowBatch {
+            columns: vec!["a".into()],
+            cells: vec![
+                Cell::Null,
+                Cell::Boolean(true),
+                Cell::Integer(-1),
+                Cell::Float(1.5),
+                Cell::String(span),
+                Cell::UtcDateTime(-2),
+                Cell::Json(span),
+            ],
+            text: String::new(),
+        };
+        let (kinds, words) = batch.wire();
+        assert_eq!(kinds, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            words,
+            [
+                0,
+                1,
+                u64::MAX,
+                1.5f64.to_bits(),
+                span.word(),
+                u64::MAX - 1,
+                span.word()
+            ]
+        );
+        for code in 0..=255u8 {
+            assert_eq!(
+                Kind::of_code(code).map(|k| k as u8),
+                (code < 7).then_some(code)
+            );
+        }
     }
 
     #[test]

@@ -9,30 +9,14 @@ use crate::runtime::bindings as wit;
 use anyhow::{Result, anyhow};
 use incsync_guest::{Method, Output, Sync};
 
-/// The machine's batch as the component's glue hands it over: its cells one
-/// to one, its text moved.
+/// The machine's batch as the component's glue hands it over: each cell
+/// its kind code and word, the text moved.
 fn flat(batch: incsync_guest::RowBatch) -> Result<Batch> {
-    use incsync_guest::Cell as C;
-    let span = |s: incsync_guest::Span| wit::Span {
-        start: s.start,
-        len: s.len,
-    };
-    let values = batch
-        .cells
-        .iter()
-        .map(|c| match *c {
-            C::Null => wit::Value::Null,
-            C::Boolean(b) => wit::Value::Boolean(b),
-            C::Integer(i) => wit::Value::Integer(i),
-            C::Float(f) => wit::Value::Float(f),
-            C::String(s) => wit::Value::String(span(s)),
-            C::UtcDateTime(t) => wit::Value::UtcDatetime(t),
-            C::Json(s) => wit::Value::Json(span(s)),
-        })
-        .collect();
+    let (kinds, words) = batch.wire();
     Batch::new(wit::RowBatch {
         columns: batch.columns,
-        values,
+        kinds,
+        words,
         text: batch.text.into_bytes(),
     })
     .map_err(|e| anyhow!("{e}"))

@@ -1,13 +1,14 @@
 //! Row batches as warehouses read them: the WIT's flat `row-batch`, checked
 //! once when it crosses the boundary, then read without copying a value.
 //!
-//! A batch is three buffers: the column names, the cells row after row, and
-//! one UTF-8 text that string and JSON cells point into. Lifting it costs
-//! three copies, however many values it holds; a warehouse binds each cell's
-//! text straight from the batch's buffer, and a batch moves to the writer
-//! thread as three pointers.
+//! A batch is four buffers: the column names, a kind code per cell, a word
+//! per cell (row after row), and one UTF-8 text that string and JSON cells
+//! point into. Lifting it costs four copies, however many values it holds;
+//! a warehouse binds each cell's text straight from the batch's buffer, and
+//! a batch moves to the writer thread as four pointers.
 
-use crate::runtime::bindings::{RowBatch, Span, Value};
+use crate::runtime::bindings::RowBatch;
+use incsync_guest::{Kind, Span};
 use std::fmt;
 
 /// One cell of a row, its text borrowed from its batch.
@@ -48,13 +49,14 @@ impl fmt::Display for BatchError {
 
 impl std::error::Error for BatchError {}
 
-/// A checked batch of rows for one table: at least one column, one value
-/// per column in every row, every span inside the text and on character
-/// boundaries.
+/// A checked batch of rows for one table: at least one column, one cell per
+/// column in every row, every kind known, every word valid for its kind,
+/// every span inside the text and on character boundaries.
 #[derive(Debug, Clone, Default)]
 pub struct Batch {
     columns: Vec<String>,
-    values: Vec<Value>,
+    kinds: Vec<u8>,
+    words: Vec<u64>,
     text: String,
 }
 
@@ -63,17 +65,25 @@ impl Batch {
     pub fn new(batch: RowBatch) -> Result<Batch, BatchError> {
         let RowBatch {
             columns,
-            values,
+            kinds,
+            words,
             text,
         } = batch;
         let refuse = |why: String| Err(BatchError(why));
         if columns.is_empty() {
             return refuse("a batch with no columns".into());
         }
-        if values.len() % columns.len() != 0 {
+        if kinds.len() != words.len() {
             return refuse(format!(
-                "{} values do not make whole rows of {} columns",
-                values.len(),
+                "{} kinds for {} words: a batch has one of each per cell",
+                kinds.len(),
+                words.len()
+            ));
+        }
+        if kinds.len() % columns.len() != 0 {
+            return refuse(format!(
+                "{} cells do not make whole rows of {} columns",
+                kinds.len(),
                 columns.len()
             ));
         }
@@ -86,23 +96,34 @@ impl Batch {
                 ));
             }
         };
-        for (n, v) in values.iter().enumerate() {
-            if let Value::String(span) | Value::Json(span) = v
-                && text.get(range(*span)).is_none()
-            {
-                return refuse(format!(
-                    "row {} column `{}`: the span {}+{} is outside the batch's {} bytes of text or cuts a character",
-                    n / columns.len(),
-                    columns[n % columns.len()],
-                    span.start,
-                    span.len,
-                    text.len()
-                ));
-            }
+        for (n, (&code, &word)) in kinds.iter().zip(&words).enumerate() {
+            let wrong = match Kind::of_code(code) {
+                Some(Kind::Null) if word != 0 => format!("a null's word is {word}, not 0"),
+                Some(Kind::Boolean) if word > 1 => {
+                    format!("a boolean's word is {word}, not 0 or 1")
+                }
+                Some(Kind::String | Kind::Json) if text.get(range(word)).is_none() => {
+                    let span = Span::of_word(word);
+                    format!(
+                        "the span {}+{} is outside the batch's {} bytes of text or cuts a character",
+                        span.start,
+                        span.len,
+                        text.len()
+                    )
+                }
+                Some(_) => continue,
+                None => format!("{code} is not a cell kind (0 to 6)"),
+            };
+            return refuse(format!(
+                "row {} column `{}`: {wrong}",
+                n / columns.len(),
+                columns[n % columns.len()],
+            ));
         }
         Ok(Batch {
             columns,
-            values,
+            kinds,
+            words,
             text,
         })
     }
@@ -133,29 +154,33 @@ impl Batch {
 
     /// The number of rows.
     pub fn len(&self) -> usize {
-        self.values.len() / self.columns.len().max(1)
+        self.kinds.len() / self.columns.len().max(1)
     }
 
     /// Whether the batch has no rows.
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.kinds.is_empty()
     }
 
     /// The rows, in order.
     pub fn rows(&self) -> impl DoubleEndedIterator<Item = Row<'_>> + ExactSizeIterator {
-        self.values
-            .chunks_exact(self.columns.len().max(1))
-            .map(|values| Row {
-                values,
+        let width = self.columns.len().max(1);
+        self.kinds
+            .chunks_exact(width)
+            .zip(self.words.chunks_exact(width))
+            .map(|(kinds, words)| Row {
+                kinds,
+                words,
                 text: &self.text,
             })
     }
 
     /// Row `n`. Panics past the last row.
     pub fn row(&self, n: usize) -> Row<'_> {
-        let width = self.columns.len();
+        let cells = n * self.columns.len()..(n + 1) * self.columns.len();
         Row {
-            values: &self.values[n * width..(n + 1) * width],
+            kinds: &self.kinds[cells.clone()],
+            words: &self.words[cells],
             text: &self.text,
         }
     }
@@ -167,12 +192,11 @@ impl Batch {
     /// warehouse write.
     pub fn referenced_bytes(&self) -> u64 {
         let text: u64 = self
-            .values
+            .kinds
             .iter()
-            .map(|v| match v {
-                Value::String(s) | Value::Json(s) => u64::from(s.len),
-                _ => 0,
-            })
+            .zip(&self.words)
+            .filter(|(k, _)| is_text(**k))
+            .map(|(_, w)| u64::from(Span::of_word(*w).len))
             .sum();
         let names: u64 = self.columns.iter().map(|c| c.len() as u64).sum();
         text + names * self.len() as u64
@@ -188,12 +212,13 @@ impl Batch {
         }
         let mut builder = Builder {
             columns: std::mem::take(&mut self.columns),
-            values: std::mem::take(&mut self.values),
+            kinds: std::mem::take(&mut self.kinds),
+            words: std::mem::take(&mut self.words),
             text: std::mem::take(&mut self.text),
             row_start: 0,
             too_long: false,
         };
-        builder.row_start = builder.values.len();
+        builder.row_start = builder.kinds.len();
         for row in other.rows() {
             for cell in row.iter() {
                 builder.push(cell);
@@ -208,26 +233,36 @@ impl Batch {
 /// One row: a cell per column of its batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
-    values: &'a [Value],
+    kinds: &'a [u8],
+    words: &'a [u64],
     text: &'a str,
 }
 
 impl<'a> Row<'a> {
     /// The cell of column `i`. Panics past the last column.
     pub fn get(&self, i: usize) -> Cell<'a> {
-        cell(&self.values[i], self.text)
+        cell(self.kinds[i], self.words[i], self.text)
     }
 
     /// The cells, in column order.
     pub fn iter(&self) -> impl Iterator<Item = Cell<'a>> + 'a {
         let text = self.text;
-        self.values.iter().map(move |v| cell(v, text))
+        self.kinds
+            .iter()
+            .zip(self.words)
+            .map(move |(&k, &w)| cell(k, w, text))
     }
 }
 
-/// The byte range of `span`; an empty range past any text when its end
-/// does not fit in `usize` (so `get` refuses it on any host).
-fn range(span: Span) -> std::ops::Range<usize> {
+/// Whether cells of kind `code` point into the text.
+fn is_text(code: u8) -> bool {
+    code == Kind::String as u8 || code == Kind::Json as u8
+}
+
+/// The byte range of the span in `word`; an empty range past any text when
+/// its end does not fit in `usize` (so `get` refuses it on any host).
+fn range(word: u64) -> std::ops::Range<usize> {
+    let span = Span::of_word(word);
     let start = span.start as usize;
     match start.checked_add(span.len as usize) {
         Some(end) => start..end,
@@ -235,17 +270,18 @@ fn range(span: Span) -> std::ops::Range<usize> {
     }
 }
 
-fn cell<'a>(v: &Value, text: &'a str) -> Cell<'a> {
-    match *v {
-        Value::Null => Cell::Null,
-        Value::Boolean(b) => Cell::Boolean(b),
-        Value::Integer(i) => Cell::Integer(i),
-        Value::Float(f) => Cell::Float(f),
-        // Checked in `Batch::new` (or made by `Builder`): inside the text,
-        // on character boundaries.
-        Value::String(s) => Cell::String(&text[range(s)]),
-        Value::UtcDatetime(t) => Cell::UtcDatetime(t),
-        Value::Json(s) => Cell::Json(&text[range(s)]),
+/// The cell of a kind code and word, checked in `Batch::new` (or made by
+/// `Builder`): a known kind, and spans inside the text, on character
+/// boundaries.
+fn cell(code: u8, word: u64, text: &str) -> Cell<'_> {
+    match Kind::of_code(code) {
+        Some(Kind::Boolean) => Cell::Boolean(word != 0),
+        Some(Kind::Integer) => Cell::Integer(word as i64),
+        Some(Kind::Float) => Cell::Float(f64::from_bits(word)),
+        Some(Kind::String) => Cell::String(&text[range(word)]),
+        Some(Kind::UtcDateTime) => Cell::UtcDatetime(word as i64),
+        Some(Kind::Json) => Cell::Json(&text[range(word)]),
+        Some(Kind::Null) | None => Cell::Null,
     }
 }
 
@@ -253,7 +289,8 @@ fn cell<'a>(v: &Value, text: &'a str) -> Cell<'a> {
 #[derive(Debug)]
 struct Builder {
     columns: Vec<String>,
-    values: Vec<Value>,
+    kinds: Vec<u8>,
+    words: Vec<u64>,
     text: String,
     row_start: usize,
     /// The text outgrew what a span can point into (4 GiB).
@@ -265,7 +302,8 @@ impl Builder {
     fn new(columns: Vec<String>) -> Builder {
         Builder {
             columns,
-            values: Vec::new(),
+            kinds: Vec::new(),
+            words: Vec::new(),
             text: String::new(),
             row_start: 0,
             too_long: false,
@@ -279,24 +317,25 @@ impl Builder {
             self.text.push_str(s);
             match (u32::try_from(start), u32::try_from(s.len())) {
                 (Ok(start), Ok(len)) if u32::try_from(self.text.len()).is_ok() => {
-                    Span { start, len }
+                    Span { start, len }.word()
                 }
                 _ => {
                     self.too_long = true;
-                    Span { start: 0, len: 0 }
+                    0
                 }
             }
         };
-        let value = match cell {
-            Cell::Null => Value::Null,
-            Cell::Boolean(b) => Value::Boolean(b),
-            Cell::Integer(i) => Value::Integer(i),
-            Cell::Float(f) => Value::Float(f),
-            Cell::String(s) => Value::String(span(s)),
-            Cell::UtcDatetime(t) => Value::UtcDatetime(t),
-            Cell::Json(s) => Value::Json(span(s)),
+        let (kind, word) = match cell {
+            Cell::Null => (Kind::Null, 0),
+            Cell::Boolean(b) => (Kind::Boolean, u64::from(b)),
+            Cell::Integer(i) => (Kind::Integer, i as u64),
+            Cell::Float(f) => (Kind::Float, f.to_bits()),
+            Cell::String(s) => (Kind::String, span(s)),
+            Cell::UtcDatetime(t) => (Kind::UtcDateTime, t as u64),
+            Cell::Json(s) => (Kind::Json, span(s)),
         };
-        self.values.push(value);
+        self.kinds.push(kind as u8);
+        self.words.push(word);
     }
 
     /// Ends the current row; `Err` if it does not have one cell per column,
@@ -307,14 +346,14 @@ impl Builder {
                 "the batch's text is over 4 GiB, more than a span can point into".into(),
             ));
         }
-        let cells = self.values.len() - self.row_start;
+        let cells = self.kinds.len() - self.row_start;
         if cells != self.columns.len() {
             return Err(BatchError(format!(
                 "a row of {cells} values for {} columns",
                 self.columns.len()
             )));
         }
-        self.row_start = self.values.len();
+        self.row_start = self.kinds.len();
         Ok(())
     }
 
@@ -322,7 +361,8 @@ impl Builder {
     fn finish(self) -> Batch {
         Batch {
             columns: self.columns,
-            values: self.values,
+            kinds: self.kinds,
+            words: self.words,
             text: self.text,
         }
     }
@@ -332,16 +372,93 @@ impl Builder {
 mod tests {
     use super::*;
 
+    use crate::runtime::bindings::CellKind;
+    use incsync_guest::Cell as Value;
+
+    /// A batch as the guest's glue sends it.
     fn wit(columns: &[&str], values: Vec<Value>, text: &[u8]) -> RowBatch {
+        let (kinds, words) = values.iter().map(|v| v.wire()).unzip();
+        raw(columns, kinds, words, text)
+    }
+
+    /// A batch as any component might send it.
+    fn raw(columns: &[&str], kinds: Vec<u8>, words: Vec<u64>, text: &[u8]) -> RowBatch {
         RowBatch {
             columns: columns.iter().map(|c| c.to_string()).collect(),
-            values,
+            kinds,
+            words,
             text: text.to_vec(),
         }
     }
 
     fn span(start: u32, len: u32) -> Span {
         Span { start, len }
+    }
+
+    #[test]
+    fn kind_codes_are_the_wit_cell_kind_cases() {
+        let wit = [
+            CellKind::Null,
+            CellKind::Boolean,
+            CellKind::Integer,
+            CellKind::Float,
+            CellKind::String,
+            CellKind::UtcDatetime,
+            CellKind::Json,
+        ];
+        let ours = [
+            Kind::Null,
+            Kind::Boolean,
+            Kind::Integer,
+            Kind::Float,
+            Kind::String,
+            Kind::UtcDateTime,
+            Kind::Json,
+        ];
+        for (code, (w, k)) in wit.into_iter().zip(ours).enumerate() {
+            assert_eq!(w as u8, code as u8, "{w:?}");
+            assert_eq!(k as u8, code as u8, "{k:?}");
+            assert_eq!(Kind::of_code(code as u8), Some(k));
+        }
+        assert_eq!(Kind::of_code(7), None);
+    }
+
+    #[test]
+    fn every_kind_round_trips_through_its_word() {
+        let b = Batch::new(wit(
+            &["a"],
+            vec![
+                Value::Null,
+                Value::Boolean(true),
+                Value::Boolean(false),
+                Value::Integer(-3),
+                Value::Integer(i64::MIN),
+                Value::Float(-0.5),
+                Value::Float(f64::MAX),
+                Value::UtcDateTime(-86_400_000_000),
+                Value::String(span(1, 3)),
+                Value::Json(span(0, 0)),
+            ],
+            b"xabc",
+        ))
+        .unwrap();
+        assert_eq!(
+            b.rows().map(|r| r.get(0)).collect::<Vec<_>>(),
+            [
+                Cell::Null,
+                Cell::Boolean(true),
+                Cell::Boolean(false),
+                Cell::Integer(-3),
+                Cell::Integer(i64::MIN),
+                Cell::Float(-0.5),
+                Cell::Float(f64::MAX),
+                Cell::UtcDatetime(-86_400_000_000),
+                Cell::String("abc"),
+                Cell::Json(""),
+            ]
+        );
+        // A span's word: the start low, the length high.
+        assert_eq!(span(1, 3).word(), 1 | 3 << 32);
     }
 
     #[test]
@@ -387,7 +504,23 @@ mod tests {
         assert_eq!(refused(wit(&[], vec![], b"")), "a batch with no columns");
         assert_eq!(
             refused(wit(&["a", "b"], vec![Value::Null; 3], b"")),
-            "3 values do not make whole rows of 2 columns"
+            "3 cells do not make whole rows of 2 columns"
+        );
+        assert_eq!(
+            refused(raw(&["a"], vec![0, 0], vec![0], b"")),
+            "2 kinds for 1 words: a batch has one of each per cell"
+        );
+        assert_eq!(
+            refused(raw(&["a", "b"], vec![0, 7], vec![0, 0], b"")),
+            "row 0 column `b`: 7 is not a cell kind (0 to 6)"
+        );
+        assert_eq!(
+            refused(raw(&["a"], vec![0, 1, 1], vec![0, 1, 2], b"")),
+            "row 2 column `a`: a boolean's word is 2, not 0 or 1"
+        );
+        assert_eq!(
+            refused(raw(&["a"], vec![0], vec![5], b"")),
+            "row 0 column `a`: a null's word is 5, not 0"
         );
         assert_eq!(
             refused(wit(&["a"], vec![], b"ok\xff")),

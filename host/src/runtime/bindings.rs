@@ -16,6 +16,6 @@ pub use generated::Connector;
 pub use generated::ConnectorPre;
 pub use generated::incsync::connector::host::Host as HostImports;
 pub use generated::incsync::connector::types::{
-    Column, DataType, DestinationError, Error as ConnectorError, Host as TypesHost, HttpError,
-    LogLevel, Method, Request, Response, RowBatch, Span, Table, Value,
+    CellKind, Column, DataType, DestinationError, Error as ConnectorError, Host as TypesHost,
+    HttpError, LogLevel, Method, Request, Response, RowBatch, Table,
 };

@@ -33,28 +33,60 @@ mod component {
     use exports::incsync::connector::source::Guest;
     use incsync::connector::host;
     use incsync::connector::types::{
-        Column, DataType, Error, HttpError, LogLevel, Method, Request, RowBatch, Span, Table, Value,
+        CellKind, Column, DataType, Error, HttpError, LogLevel, Method, Request, RowBatch, Table,
     };
 
     struct Hostile;
 
+    /// A run of a batch's text.
+    #[derive(Clone, Copy)]
+    struct Span {
+        start: u32,
+        len: u32,
+    }
+
+    /// A cell as this component builds it; `batch` codes it as the WIT says.
+    #[derive(Clone, Copy)]
+    enum Value {
+        Null,
+        Integer(i64),
+        String(Span),
+        Json(Span),
+    }
+
+    /// A row batch of `values` (row after row), each cell coded into its
+    /// kind and word.
+    fn batch(columns: Vec<String>, values: &[Value], text: Vec<u8>) -> RowBatch {
+        let word = |s: Span| u64::from(s.start) | u64::from(s.len) << 32;
+        let (kinds, words) = values
+            .iter()
+            .map(|v| match *v {
+                Value::Null => (CellKind::Null as u8, 0),
+                Value::Integer(i) => (CellKind::Integer as u8, i as u64),
+                Value::String(s) => (CellKind::String as u8, word(s)),
+                Value::Json(s) => (CellKind::Json as u8, word(s)),
+            })
+            .unzip();
+        RowBatch {
+            columns,
+            kinds,
+            words,
+            text,
+        }
+    }
+
     fn rows(ids: std::ops::RangeInclusive<u32>) -> RowBatch {
-        let mut batch = RowBatch {
-            columns: vec!["id".into(), "name".into()],
-            values: vec![],
-            text: vec![],
-        };
+        let (mut values, mut text) = (vec![], vec![]);
         for i in ids {
             for s in [i.to_string(), format!("row {i}")] {
-                let value = Value::String(Span {
-                    start: batch.text.len() as u32,
+                values.push(Value::String(Span {
+                    start: text.len() as u32,
                     len: s.len() as u32,
-                });
-                batch.text.extend_from_slice(s.as_bytes());
-                batch.values.push(value);
+                }));
+                text.extend_from_slice(s.as_bytes());
             }
         }
-        batch
+        batch(vec!["id".into(), "name".into()], &values, text)
     }
 
     fn span(start: u32, len: u32) -> Span {
@@ -165,15 +197,8 @@ mod component {
                     host::log(LogLevel::Debug, "still here");
                 },
                 "busy" => loop {
-                    host::upsert(
-                        "user",
-                        &RowBatch {
-                            columns: vec!["id".into()],
-                            values: vec![],
-                            text: vec![],
-                        },
-                    )
-                    .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                    host::upsert("user", &batch(vec!["id".into()], &[], vec![]))
+                        .map_err(|e| Error::Destination(format!("{e:?}")))?;
                 },
                 "noisy" => {
                     host::log(LogLevel::Error, "\x1b]0;pwned\x07\x1b[2J\rforged line");
@@ -215,15 +240,8 @@ mod component {
                             }
                         })
                         .collect();
-                    host::upsert(
-                        "user",
-                        &RowBatch {
-                            columns,
-                            values: row,
-                            text: b"1".to_vec(),
-                        },
-                    )
-                    .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                    host::upsert("user", &batch(columns, &row, b"1".to_vec()))
+                        .map_err(|e| Error::Destination(format!("{e:?}")))?;
                     host::checkpoint(r#"{"n":1}"#).map_err(|e| Error::Destination(format!("{e:?}")))
                 }
                 "swallow" => {
@@ -244,46 +262,45 @@ mod component {
                 }
                 "spans" => {
                     let cells = config["cells"].as_u64().unwrap_or(64) as u32;
-                    let mut batch = RowBatch {
-                        columns: vec!["id".into(), "name".into()],
-                        values: vec![],
-                        text: "x".repeat(1 << 20).into_bytes(),
-                    };
-                    batch.text.extend_from_slice(b"0123456789");
+                    let mut text = "x".repeat(1 << 20).into_bytes();
+                    text.extend_from_slice(b"0123456789");
+                    let mut values = vec![];
                     for i in 0..cells {
                         // Keys of 1–4 digits from the tail, names the whole MiB.
                         let digits = 1 + i % 4;
-                        batch
-                            .values
-                            .push(Value::String(span((1 << 20) + 10 - digits, digits)));
-                        batch.values.push(Value::String(span(0, 1 << 20)));
+                        values.push(Value::String(span((1 << 20) + 10 - digits, digits)));
+                        values.push(Value::String(span(0, 1 << 20)));
                     }
+                    let batch = batch(vec!["id".into(), "name".into()], &values, text);
                     host::upsert("user", &batch)
                         .map_err(|e| Error::Destination(format!("{e:?}")))?;
                     host::checkpoint(r#"{"n":1}"#).map_err(|e| Error::Destination(format!("{e:?}")))
                 }
                 "bad-batches" => {
-                    let batch = |values: Vec<Value>, text: &[u8]| RowBatch {
-                        columns: vec!["id".into(), "name".into()],
-                        values,
-                        text: text.to_vec(),
+                    let two = |values: &[Value], text: &[u8]| {
+                        batch(vec!["id".into(), "name".into()], values, text.to_vec())
+                    };
+                    let id = Value::String(span(0, 1));
+                    let coded = |kinds: Vec<u8>, words: Vec<u64>| RowBatch {
+                        kinds,
+                        words,
+                        ..two(&[], b"1")
                     };
                     let bad = [
-                        batch(vec![Value::String(span(0, 1))], b"1"),
-                        batch(vec![Value::String(span(0, 1)), Value::Null], b"1\xff"),
-                        batch(
-                            vec![Value::String(span(0, 1)), Value::Json(span(1, 9))],
-                            b"1{}",
+                        two(&[id], b"1"),
+                        two(&[id, Value::Null], b"1\xff"),
+                        two(&[id, Value::Json(span(1, 9))], b"1{}"),
+                        two(&[id, Value::String(span(1, 1))], "1é".as_bytes()),
+                        batch(vec![], &[], vec![]),
+                        coded(vec![CellKind::String as u8, 9], vec![1 << 32, 0]),
+                        coded(
+                            vec![CellKind::String as u8, CellKind::Boolean as u8],
+                            vec![1 << 32, 2],
                         ),
-                        batch(
-                            vec![Value::String(span(0, 1)), Value::String(span(1, 1))],
-                            "1é".as_bytes(),
+                        coded(
+                            vec![CellKind::String as u8, CellKind::Null as u8],
+                            vec![1 << 32],
                         ),
-                        RowBatch {
-                            columns: vec![],
-                            values: vec![],
-                            text: vec![],
-                        },
                     ];
                     for b in &bad {
                         if let Err(e) = host::upsert("user", b) {
