@@ -140,8 +140,14 @@ function rowsOf(batch) {
         bits.setBigUint64(0, word);
         return bits.getFloat64(0);
       case 4: return str(word);
-      case 5:
-        return new Date(Number(signed(word) / 1000n)).toISOString().replace('.000Z', 'Z');
+      case 5: {
+        // Microseconds, floored to the millisecond a Date holds (as the Rust
+        // host's div_euclid); past what a Date can hold, the number itself.
+        const micros = signed(word);
+        const ms = micros / 1000n - (micros % 1000n < 0n ? 1n : 0n);
+        if (ms < -8640000000000000n || ms > 8640000000000000n) return micros.toString();
+        return new Date(Number(ms)).toISOString().replace('.000Z', 'Z');
+      }
       case 6: {
         // Kept as text when it does not parse, as the Rust host does.
         const json = str(word);
@@ -153,7 +159,13 @@ function rowsOf(batch) {
   const rows = [];
   for (let at = 0; at < kinds.length; at += width) {
     const row = [];
-    for (let i = at; i < at + width; i++) row.push(plain(kinds[i], BigInt(words[i])));
+    for (let i = at; i < at + width; i++) {
+      try { row.push(plain(kinds[i], BigInt(words[i]))); } catch (e) {
+        // Named as the Rust host names it: the row and the column.
+        if (e instanceof InvalidBatch) throw new InvalidBatch(`row ${rows.length} column \`${batch.columns[i - at]}\`: ${e.message}`);
+        throw e;
+      }
+    }
     rows.push(row);
   }
   return rows;

@@ -2,7 +2,9 @@
 //! machine ([`Sync`]), and (on `wasm32`) the wit-bindgen glue that drives it
 //! as a WebAssembly component.
 //!
-//! Nothing outside `glue` knows about WIT, and nothing here reads a clock
+//! Nothing outside `glue` calls wit-bindgen (`rows` holds how a row batch is
+//! coded for the WIT's `row-batch`, so the host's native build shares it),
+//! and nothing here reads a clock
 //! (the driver feeds time in with [`Sync::handle_time`]),
 //! the network or the environment: responses come in through
 //! [`Sync::handle_response`], work goes out through [`Sync::poll_output`].

@@ -191,15 +191,18 @@ impl Batch {
     /// a span or a long name cannot make it weigh less than what it makes a
     /// warehouse write.
     pub fn referenced_bytes(&self) -> u64 {
-        let text: u64 = self
-            .kinds
+        let names: u64 = self.columns.iter().map(|c| c.len() as u64).sum();
+        self.text_bytes() + names * self.len() as u64
+    }
+
+    /// The bytes of text the cells point at, each cell counted.
+    fn text_bytes(&self) -> u64 {
+        self.kinds
             .iter()
             .zip(&self.words)
             .filter(|(k, _)| is_text(**k))
             .map(|(_, w)| u64::from(Span::of_word(*w).len))
-            .sum();
-        let names: u64 = self.columns.iter().map(|c| c.len() as u64).sum();
-        text + names * self.len() as u64
+            .sum()
     }
 
     /// Appends the rows of `other`, which must have the same columns.
@@ -209,6 +212,15 @@ impl Batch {
                 "cannot join batches of columns {:?} and {:?}",
                 self.columns, other.columns
             )));
+        }
+        if u32::try_from(self.text.len() as u64 + other.text_bytes()).is_err() {
+            // Checked before anything moves (each cell's text is copied, so
+            // a repeated span counts each time): the rows are whole, same
+            // columns, so this is the one way joining can fail.
+            return Err(BatchError(
+                "the joined batch's text would be over 4 GiB, more than a span can point into"
+                    .into(),
+            ));
         }
         let mut builder = Builder {
             columns: std::mem::take(&mut self.columns),
@@ -572,5 +584,18 @@ mod tests {
         );
         let other = Batch::from_rows(vec!["b".into()], [[Cell::Null]]).unwrap();
         assert!(b.extend(&other).is_err());
+        // One MiB pointed at 4,097 times would copy past what a span can
+        // point into: refused before anything moves.
+        let mib = "x".repeat(1 << 20);
+        let huge = Batch::new(wit(
+            &["a"],
+            vec![Value::String(span(0, 1 << 20)); 4097],
+            mib.as_bytes(),
+        ))
+        .unwrap();
+        let e = b.extend(&huge).unwrap_err().0;
+        assert!(e.contains("over 4 GiB"), "{e}");
+        assert_eq!(b.len(), 2, "the batch is left as it was");
+        assert_eq!(b.row(1).get(0), Cell::String("yz"));
     }
 }
