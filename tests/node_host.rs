@@ -27,8 +27,14 @@ fn require(tool: &str) {
     );
 }
 
-/// `npm ci` once, if the pinned packages are not installed yet.
+/// `npm ci` once, if the pinned packages are not installed yet (once per
+/// test process: the tests here run in parallel).
 fn install() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_now);
+}
+
+fn install_now() {
     let dir = node_host_dir();
     if dir
         .join("node_modules/@bytecodealliance/jco/package.json")
@@ -51,17 +57,21 @@ fn install() {
     );
 }
 
-fn node_sync(component: &Path, w: &World, warehouse: &Path) -> Value {
-    let out = Command::new("node")
+fn node(component: &Path, config: &Path, warehouse: &Path) -> std::process::Output {
+    Command::new("node")
         .arg(node_host_dir().join("host.mjs"))
         .arg("--component")
         .arg(component)
         .arg("--config")
-        .arg(&w.config)
+        .arg(config)
         .arg("--warehouse")
         .arg(warehouse)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+fn node_sync(component: &Path, w: &World, warehouse: &Path) -> Value {
+    let out = node(component, &w.config, warehouse);
     assert!(
         out.status.success(),
         "node host.mjs: {}{}",
@@ -135,4 +145,49 @@ fn the_bundled_component_syncs_under_node_through_jco() {
     assert_eq!(json_rows(&warehouse, "user"), w.api_rows());
     assert_eq!(json_rows(&warehouse, "user_by_key"), w.api_rows());
     assert_eq!(second["rows_in_warehouse"]["user"], 234);
+}
+
+#[test]
+fn the_node_host_weighs_a_batch_as_the_rust_host_does() {
+    require("node");
+    require("npm");
+    install();
+    let w = World::new(1, json!([]));
+    let hostile = Path::new(env!("INCSYNC_HOSTILE_WASM"));
+    // Rows naming the same 1 MiB of text, as `tests/sandbox.rs` sends them
+    // to the Rust host: 20 MiB pass 2 × 8 + 16 MiB, 40 MiB stop the guest.
+    let run = |cells: u32| {
+        let config = w.dir.path().join(format!("spans-{cells}.json"));
+        std::fs::write(
+            &config,
+            json!({"base_url": w.api.url(), "behaviour": "spans", "cells": cells,
+                   "http": {"max_response_bytes": 8388608}})
+            .to_string(),
+        )
+        .unwrap();
+        let warehouse = w.dir.path().join(format!("spans-{cells}.json.warehouse"));
+        (node(hostile, &config, &warehouse), warehouse)
+    };
+    let (out, warehouse) = run(20);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w: Value = serde_json::from_str(&std::fs::read_to_string(warehouse).unwrap()).unwrap();
+    assert_eq!(w["tables"]["user"].as_object().unwrap().len(), 4);
+    let (out, warehouse) = run(40);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("more than 32 MiB to one host call"),
+        "{stderr}"
+    );
+    assert!(
+        !warehouse.exists()
+            || !std::fs::read_to_string(&warehouse)
+                .unwrap()
+                .contains("\"user\""),
+        "nothing of the refused batch is written"
+    );
 }

@@ -171,9 +171,28 @@ function rowsOf(batch) {
   return rows;
 }
 
+// What a batch stands for in bytes, as the Rust host weighs it: the text
+// every string or JSON cell points at, each time it is pointed at, and the
+// column names once per row.
+function weight(batch) {
+  let bytes = 0;
+  for (let i = 0; i < batch.kinds.length; i++) {
+    if (batch.kinds[i] === 4 || batch.kinds[i] === 6) bytes += Number(BigInt(batch.words[i]) >> 32n);
+  }
+  const names = batch.columns.reduce((n, c) => n + utf8Length(c), 0);
+  return bytes + names * Math.floor(batch.kinds.length / Math.max(batch.columns.length, 1));
+}
+
+const utf8Length = (s) => Buffer.byteLength(s, 'utf8');
+
 // Runs `write` over the rows of `batch`; a malformed batch is the guest's
-// `invalid-batch`.
+// `invalid-batch`. A batch that weighs more than one call may pass stops the
+// guest, as the Rust host's hostcall limit does: repeating one span cannot
+// make the warehouse write more than the guest could have sent.
 function withRows(batch, write) {
+  if (weight(batch) > settings.maxCallBytes) {
+    throw new Error(`the connector passed more than ${settings.maxCallBytes / (1 << 20)} MiB to one host call`);
+  }
   let rows;
   try { rows = rowsOf(batch); } catch (e) {
     if (e instanceof InvalidBatch) return { tag: 'err', val: { tag: 'invalid-batch', val: e.message } };

@@ -106,6 +106,9 @@ host.configure({
   credentialQuery,
   timeoutMs: (config.http?.timeout_seconds ?? 30) * 1000,
   maxBytes: config.http?.max_response_bytes ?? 64 * 1024 * 1024,
+  // What one call may pass, as the Rust host allows: twice the largest
+  // answer plus 16 MiB.
+  maxCallBytes: 2 * (config.http?.max_response_bytes ?? 64 * 1024 * 1024) + 16 * 1024 * 1024,
   primaryKeys: Object.fromEntries(tables.map((t) => [t.name, t.primaryKey])),
   warehouseFile,
   warehouse,
