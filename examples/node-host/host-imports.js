@@ -96,6 +96,11 @@ const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 class InvalidBatch extends Error {}
 
+// The WIT's `cell-kind` codes: each case's index.
+const KIND = Object.freeze({
+  NULL: 0, BOOLEAN: 1, INTEGER: 2, FLOAT: 3, STRING: 4, UTC_DATETIME: 5, JSON: 6,
+});
+
 // The rows of a WIT `row-batch`, each an array of plain values: a cell is
 // a kind code in `kinds` and a 64-bit word in `words` (row after row), and
 // text cells are spans of the batch's UTF-8 `text` (a Uint8Array here).
@@ -126,21 +131,21 @@ function rowsOf(batch) {
   // One cell, by its kind code: the index of the WIT's `cell-kind` case.
   const plain = (kind, word) => {
     switch (kind) {
-      case 0:
+      case KIND.NULL:
         if (word !== 0n) throw new InvalidBatch(`a null's word is ${word}, not 0`);
         return null;
-      case 1:
+      case KIND.BOOLEAN:
         if (word > 1n) throw new InvalidBatch(`a boolean's word is ${word}, not 0 or 1`);
         return word === 1n;
-      case 2: {
+      case KIND.INTEGER: {
         const n = signed(word);
         return n >= BigInt(Number.MIN_SAFE_INTEGER) && n <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(n) : n.toString();
       }
-      case 3:
+      case KIND.FLOAT:
         bits.setBigUint64(0, word);
         return bits.getFloat64(0);
-      case 4: return str(word);
-      case 5: {
+      case KIND.STRING: return str(word);
+      case KIND.UTC_DATETIME: {
         // Microseconds, floored to the millisecond a Date holds (as the Rust
         // host's div_euclid); past what a Date can hold, the number itself.
         const micros = signed(word);
@@ -148,7 +153,7 @@ function rowsOf(batch) {
         if (ms < -8640000000000000n || ms > 8640000000000000n) return micros.toString();
         return new Date(Number(ms)).toISOString().replace('.000Z', 'Z');
       }
-      case 6: {
+      case KIND.JSON: {
         // Kept as text when it does not parse, as the Rust host does.
         const json = str(word);
         try { return JSON.parse(json); } catch { return json; }
@@ -177,7 +182,7 @@ function rowsOf(batch) {
 function weight(batch) {
   let bytes = 0;
   for (let i = 0; i < batch.kinds.length; i++) {
-    if (batch.kinds[i] === 4 || batch.kinds[i] === 6) bytes += Number(BigInt(batch.words[i]) >> 32n);
+    if (batch.kinds[i] === KIND.STRING || batch.kinds[i] === KIND.JSON) bytes += Number(BigInt(batch.words[i]) >> 32n);
   }
   const names = batch.columns.reduce((n, c) => n + utf8Length(c), 0);
   return bytes + names * Math.floor(batch.kinds.length / Math.max(batch.columns.length, 1));
