@@ -255,7 +255,13 @@ fn describe(recorded: &Value) -> String {
 
 fn write_json(path: &Path, value: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value)? + "\n";
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    crate::destination::private_file()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 fn entry_path(dir: &Path, n: usize, what: &str) -> PathBuf {
@@ -289,7 +295,7 @@ impl Recorder {
     /// Starts a cassette in `dir` (created; an existing cassette in it is
     /// refused) for a sync starting from `state_before`.
     pub fn create(dir: &Path, redactor: Redactor, state_before: Option<&str>) -> Result<Recorder> {
-        std::fs::create_dir_all(dir)
+        crate::destination::create_private_dir(dir)
             .with_context(|| format!("creating the cassette folder {}", dir.display()))?;
         if dir.join("meta.json").exists() {
             return Err(crate::exit::usage(format!(
@@ -304,7 +310,11 @@ impl Recorder {
             &dir.join("meta.json"),
             &json!({"incsync": env!("CARGO_PKG_VERSION"), "format": 1, "state_before": state}),
         )?;
-        let checkpoints = std::fs::File::create(dir.join("checkpoints.jsonl"))
+        let checkpoints = crate::destination::private_file()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .open(dir.join("checkpoints.jsonl"))
             .with_context(|| format!("creating {}", dir.join("checkpoints.jsonl").display()))?;
         Ok(Recorder {
             state: Arc::new(Mutex::new(RecorderState {

@@ -9,16 +9,22 @@
 //!
 //! A reader applies them in `seq` order (a delete carries only the key).
 //!
-//! `seq` numbers every line of the warehouse, in the order the connector
-//! produced them, across tables and runs. Rows are appended as they come; a
-//! checkpoint flushes and fsyncs every file, then writes the state to
-//! `_incsync_state.json` atomically (a temporary file, fsync, rename, fsync of
-//! the directory), with each file's length and the next `seq`. So the state
-//! never covers a line that is not on disk. A sync that fails truncates the
-//! files back to the last checkpoint; after a crash (`kill -9`), the next open
-//! does. Delivery is at least once all the same: a reader that consumed lines
-//! past a checkpoint before the crash sees them again, with new `seq`s, and
-//! should keep the last line of each key.
+//! `seq` numbers every line of the warehouse, across tables, streams and
+//! runs, in the order the lines were committed (a stream's lines in the order
+//! its connector produced them). A sync keeps its lines until a checkpoint;
+//! the checkpoint then, holding the directory's lock (`_incsync.lock`, an
+//! exclusive `flock`), appends them to the table files, fsyncs them, and
+//! writes `_incsync_state.json` atomically (a temporary file of its own,
+//! fsync, rename, fsync of the directory): each stream's state, each file's
+//! length and the next `seq`. So the state never covers a line that is not on
+//! disk, and syncs of other streams (parallel streams, other workers) may
+//! share the directory: each checkpoint merges its stream's state into what is
+//! on disk. A sync that fails before a checkpoint leaves no line behind; lines
+//! of a checkpoint cut short by a crash (`kill -9`) lie past the saved length
+//! and are cut away, under the lock, at the next open or checkpoint. Delivery
+//! is at least once all the same: a reader that consumed such lines before
+//! the crash sees them again, with new `seq`s, and should keep the last line
+//! of each key.
 //!
 //! `jsonl:-` writes every line to standard output instead, each with its
 //! `table`, and a `{"seq": …, "op": "checkpoint", "state": …}` line at each
@@ -27,7 +33,7 @@
 
 use super::Batch;
 use super::url::JsonlTarget;
-use super::{Destination, Lease, LeaseHeld, format_utc_micros};
+use super::{Destination, Lease, LeaseHeld, format_utc_micros, join_state, split_state};
 use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
@@ -36,11 +42,18 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 const STATE_FILE: &str = "_incsync_state.json";
+const LOCK_FILE: &str = "_incsync.lock";
 
 /// What `_incsync_state.json` holds.
 #[derive(serde::Serialize, serde::Deserialize, Default)]
 struct Saved {
-    /// The connector's state.
+    /// Each stream's state, as [`split_state`] makes the rows of a SQL
+    /// warehouse's state table.
+    #[serde(default)]
+    streams: BTreeMap<String, String>,
+    /// The whole state, as versions before per-stream states wrote it: read,
+    /// never written.
+    #[serde(default, skip_serializing)]
     state: Option<String>,
     /// Each table file's length when the state was saved.
     files: BTreeMap<String, u64>,
@@ -48,12 +61,83 @@ struct Saved {
     seq: u64,
 }
 
+impl Saved {
+    /// Reads the state file of `dir` (empty if there is none).
+    fn read(dir: &Path) -> Result<Saved> {
+        let path = dir.join(STATE_FILE);
+        let mut saved: Saved = match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                anyhow!(
+                    "{} is not incsync's state file ({e}); move it away or use another directory",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
+            Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
+        };
+        if let Some(whole) = saved.state.take()
+            && saved.streams.is_empty()
+        {
+            saved.streams = split_state(&whole).into_iter().collect();
+        }
+        Ok(saved)
+    }
+
+    /// Writes it to the state file of `dir` atomically: a temporary file of
+    /// this process and call, fsync, rename, fsync of the directory.
+    fn write(&self, dir: &Path) -> std::io::Result<()> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!("{STATE_FILE}.{}.{n}.tmp", std::process::id()));
+        let text = serde_json::to_vec(self)?;
+        let written = (|| {
+            let mut f = create_file(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, dir.join(STATE_FILE))?;
+            sync_dir(dir)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
+    }
+
+    /// The state to hand the connector.
+    fn state(&self) -> Option<String> {
+        join_state(
+            self.streams
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+}
+
+/// A line kept until the next checkpoint: its table file and its JSON
+/// without the `seq`, which the checkpoint gives it.
+struct Pending {
+    file: String,
+    start: usize,
+    end: usize,
+}
+
 enum Sink {
     Dir {
         dir: PathBuf,
-        files: HashMap<String, BufWriter<File>>,
+        /// The directory's lock file: every change to the files happens
+        /// while holding it.
+        lock: File,
+        /// The lines since the last checkpoint, in order, their JSON in
+        /// `text`.
+        pending: Vec<Pending>,
+        text: Vec<u8>,
     },
-    Stdout(BufWriter<std::io::Stdout>),
+    Stdout {
+        out: BufWriter<std::io::Stdout>,
+        /// The next line's `seq`.
+        seq: u64,
+    },
 }
 
 /// A JSON-lines warehouse.
@@ -61,9 +145,6 @@ pub struct JsonlWarehouse {
     sink: Sink,
     /// The lease every checkpoint renews, if this sync holds one.
     lease: Option<Lease>,
-    saved: Saved,
-    /// The next line's `seq`.
-    seq: u64,
     tables: HashMap<String, Vec<String>>,
 }
 
@@ -104,104 +185,180 @@ fn read_lease(dir: &Path, stream: &str) -> Option<LeaseFile> {
     serde_json::from_slice(&std::fs::read(lease_path(dir, stream)).ok()?).ok()
 }
 
-/// Writes `lease` as renewed now, atomically (a temporary file renamed).
-fn write_lease(dir: &Path, lease: &Lease) -> std::io::Result<()> {
-    let file = LeaseFile {
-        holder: lease.holder.clone(),
-        token: lease.token,
-        expires_ms: chrono::Utc::now().timestamp_millis() + lease.ttl.as_millis() as i64,
-    };
-    let path = lease_path(dir, &lease.stream);
+/// Writes the lease of `stream` atomically (a temporary file, fsync,
+/// rename).
+fn write_lease(dir: &Path, stream: &str, lease: &LeaseFile) -> std::io::Result<()> {
+    let path = lease_path(dir, stream);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, serde_json::to_vec(&file)?)?;
-    std::fs::rename(tmp, path)
+    let mut f = create_file(&tmp)?;
+    f.write_all(&serde_json::to_vec(lease)?)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, path)?;
+    sync_dir(dir)
+}
+
+/// Creates (or empties) the file `path`, `0600`.
+fn create_file(path: &Path) -> std::io::Result<File> {
+    super::private_file()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Holds the directory's lock until dropped.
+struct Locked<'a>(&'a File);
+
+impl<'a> Locked<'a> {
+    fn take(lock: &'a File, dir: &Path) -> std::io::Result<Locked<'a>> {
+        lock.lock().map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("locking {}: {e}", dir.join(LOCK_FILE).display()),
+            )
+        })?;
+        Ok(Locked(lock))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
+/// Cuts each table file of `dir` longer than `saved` says back to its saved
+/// length: lines of a checkpoint a crash cut short. Only while holding the
+/// lock.
+fn cut_back(dir: &Path, saved: &Saved) -> Result<()> {
+    for (name, &len) in &saved.files {
+        let file = dir.join(name);
+        if let Ok(meta) = std::fs::metadata(&file)
+            && meta.len() > len
+        {
+            OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .and_then(|f| f.set_len(len))
+                .with_context(|| {
+                    format!("cutting {} back to the last checkpoint", file.display())
+                })?;
+        }
+    }
+    Ok(())
+}
+
 impl JsonlWarehouse {
     /// Opens a JSONL warehouse: creates the directory if missing, and cuts
     /// each table file back to the last checkpoint.
     pub fn open(target: &JsonlTarget) -> Result<JsonlWarehouse> {
-        let (sink, saved) = match target {
-            JsonlTarget::Stdout => (
-                Sink::Stdout(BufWriter::new(std::io::stdout())),
-                Saved::default(),
-            ),
+        let sink = match target {
+            JsonlTarget::Stdout => Sink::Stdout {
+                out: BufWriter::new(std::io::stdout()),
+                seq: 0,
+            },
             JsonlTarget::Dir(dir) => {
-                std::fs::create_dir_all(dir).with_context(|| {
+                super::create_private_dir(dir).with_context(|| {
                     format!("creating the warehouse directory {}", dir.display())
                 })?;
-                let path = dir.join(STATE_FILE);
-                let saved: Saved = match std::fs::read_to_string(&path) {
-                    Ok(text) => serde_json::from_str(&text).map_err(|e| {
-                        anyhow!("{} is not incsync's state file ({e}); move it away or use another directory", path.display())
-                    })?,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
-                    Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
-                };
-                for (name, &len) in &saved.files {
-                    let file = dir.join(name);
-                    if let Ok(meta) = std::fs::metadata(&file)
-                        && meta.len() > len
-                    {
-                        OpenOptions::new()
-                            .write(true)
-                            .open(&file)
-                            .and_then(|f| f.set_len(len))
-                            .with_context(|| {
-                                format!("cutting {} back to the last checkpoint", file.display())
-                            })?;
-                    }
+                let lock = super::private_file()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(dir.join(LOCK_FILE))
+                    .with_context(|| format!("opening {}", dir.join(LOCK_FILE).display()))?;
+                {
+                    let _held = Locked::take(&lock, dir)?;
+                    cut_back(dir, &Saved::read(dir)?)?;
                 }
-                (
-                    Sink::Dir {
-                        dir: dir.clone(),
-                        files: HashMap::new(),
-                    },
-                    saved,
-                )
+                Sink::Dir {
+                    dir: dir.clone(),
+                    lock,
+                    pending: Vec::new(),
+                    text: Vec::new(),
+                }
             }
         };
         Ok(JsonlWarehouse {
             lease: None,
-            seq: saved.seq,
             sink,
-            saved,
             tables: HashMap::new(),
         })
     }
 
+    /// Writes the line `line` of `table`: to standard output at once, or
+    /// kept for the next checkpoint.
     fn write_line(
         &mut self,
         table: &str,
-        line: &serde_json::Value,
+        mut line: serde_json::Value,
     ) -> Result<(), DestinationError> {
         match &mut self.sink {
-            Sink::Stdout(out) => {
-                serde_json::to_writer(&mut *out, line).map_err(other)?;
+            Sink::Stdout { out, seq } => {
+                line["seq"] = (*seq).into();
+                line["table"] = table.into();
+                *seq += 1;
+                serde_json::to_writer(&mut *out, &line).map_err(other)?;
                 out.write_all(b"\n").map_err(other)
             }
-            Sink::Dir { dir, files } => {
-                let name = file_name(table);
-                if !files.contains_key(&name) {
-                    let f = OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(dir.join(&name))
-                        .map_err(|e| {
-                            other(format!("opening {}: {e}", dir.join(&name).display()))
-                        })?;
-                    files.insert(name.clone(), BufWriter::new(f));
-                }
-                let out = files.get_mut(&name).expect("just opened");
-                serde_json::to_writer(&mut *out, line).map_err(other)?;
-                out.write_all(b"\n").map_err(other)
+            Sink::Dir { pending, text, .. } => {
+                let start = text.len();
+                serde_json::to_writer(&mut *text, &line).map_err(other)?;
+                pending.push(Pending {
+                    file: file_name(table),
+                    start,
+                    end: text.len(),
+                });
+                Ok(())
             }
         }
     }
+
+    /// The directory, its lock and what the last checkpoint saved, for the
+    /// calls that need no pending lines.
+    fn dir(&self) -> Option<(&Path, &File)> {
+        match &self.sink {
+            Sink::Dir { dir, lock, .. } => Some((dir, lock)),
+            Sink::Stdout { .. } => None,
+        }
+    }
+}
+
+/// Appends the pending lines to their files, numbered from `saved.seq`, and
+/// records the files' new lengths in `saved`. Only while holding the lock.
+fn append(dir: &Path, saved: &mut Saved, pending: &[Pending], text: &[u8]) -> std::io::Result<()> {
+    let mut files: BTreeMap<&str, BufWriter<File>> = BTreeMap::new();
+    for line in pending {
+        if !files.contains_key(line.file.as_str()) {
+            let path = dir.join(&line.file);
+            let f = super::private_file()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            // Lines past the saved length are a crashed checkpoint's.
+            let len = saved.files.get(&line.file).copied().unwrap_or(0);
+            if f.metadata()?.len() != len {
+                f.set_len(len)?;
+            }
+            files.insert(&line.file, BufWriter::new(f));
+        }
+        let out = files.get_mut(line.file.as_str()).expect("just opened");
+        // `{"seq":N,` and the rest of the line's object.
+        write!(out, "{{\"seq\":{},", saved.seq)?;
+        out.write_all(&text[line.start + 1..line.end])?;
+        out.write_all(b"\n")?;
+        saved.seq += 1;
+    }
+    for (name, out) in files {
+        let f = out.into_inner().map_err(|e| e.into_error())?;
+        f.sync_data()?;
+        saved.files.insert(name.to_owned(), f.metadata()?.len());
+    }
+    Ok(())
 }
 
 impl Destination for JsonlWarehouse {
@@ -226,7 +383,6 @@ impl Destination for JsonlWarehouse {
                 "primary-key column `{k}` is missing"
             )));
         }
-        let stdout = matches!(self.sink, Sink::Stdout(_));
         for row in batch.rows() {
             let record: serde_json::Map<String, serde_json::Value> = batch
                 .columns()
@@ -235,12 +391,7 @@ impl Destination for JsonlWarehouse {
                 .filter(|(_, v)| !v.is_null())
                 .map(|(c, v)| (c.clone(), json(v)))
                 .collect();
-            let mut line = serde_json::json!({"seq": self.seq, "op": "upsert", "row": record});
-            if stdout {
-                line["table"] = table.into();
-            }
-            self.seq += 1;
-            self.write_line(table, &line)?;
+            self.write_line(table, serde_json::json!({"op": "upsert", "row": record}))?;
         }
         Ok(())
     }
@@ -254,7 +405,6 @@ impl Destination for JsonlWarehouse {
                 "primary-key column `{k}` is missing"
             )));
         }
-        let stdout = matches!(self.sink, Sink::Stdout(_));
         for row in keys.rows() {
             let key: serde_json::Map<String, serde_json::Value> = keys
                 .columns()
@@ -262,12 +412,7 @@ impl Destination for JsonlWarehouse {
                 .zip(row.iter())
                 .map(|(c, v)| (c.clone(), json(v)))
                 .collect();
-            let mut line = serde_json::json!({"seq": self.seq, "op": "delete", "row": key});
-            if stdout {
-                line["table"] = table.into();
-            }
-            self.seq += 1;
-            self.write_line(table, &line)?;
+            self.write_line(table, serde_json::json!({"op": "delete", "row": key}))?;
         }
         Ok(())
     }
@@ -276,27 +421,26 @@ impl Destination for JsonlWarehouse {
         if !self.tables.contains_key(table) {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         }
-        let mut line = serde_json::json!({"seq": self.seq, "op": "truncate"});
-        if matches!(self.sink, Sink::Stdout(_)) {
-            line["table"] = table.into();
-        }
-        self.seq += 1;
-        self.write_line(table, &line)
+        self.write_line(table, serde_json::json!({"op": "truncate"}))
     }
 
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         match &mut self.sink {
-            Sink::Stdout(_) => {
-                let line = serde_json::json!({"seq": self.seq, "op": "checkpoint", "state": state});
-                self.seq += 1;
-                self.write_line("", &line)?;
-                if let Sink::Stdout(out) = &mut self.sink {
-                    out.flush().map_err(other)?;
-                }
-                self.saved.state = Some(state.to_owned());
-                Ok(())
+            Sink::Stdout { out, seq } => {
+                let line = serde_json::json!({"seq": *seq, "op": "checkpoint", "state": state});
+                *seq += 1;
+                serde_json::to_writer(&mut *out, &line).map_err(other)?;
+                out.write_all(b"\n").map_err(other)?;
+                out.flush().map_err(other)
             }
-            Sink::Dir { dir, files } => {
+            Sink::Dir {
+                dir,
+                lock,
+                pending,
+                text,
+            } => {
+                let _held = Locked::take(lock, dir).map_err(other)?;
+                let mut saved = Saved::read(dir).map_err(other)?;
                 if let Some(lease) = &self.lease {
                     // The fence: go on only while the lease is still ours.
                     let now = read_lease(dir, &lease.stream);
@@ -306,32 +450,17 @@ impl Destination for JsonlWarehouse {
                             now.map(|l| l.holder),
                         ));
                     }
-                    write_lease(dir, lease).map_err(other)?;
+                    write_lease(dir, &lease.stream, &renewed(lease)).map_err(other)?;
                 }
                 // The lines first, on disk; then the state that covers them.
-                let mut lengths = self.saved.files.clone();
-                for (name, out) in files.iter_mut() {
-                    out.flush().map_err(other)?;
-                    let f = out.get_ref();
-                    f.sync_data().map_err(other)?;
-                    lengths.insert(name.clone(), f.metadata().map_err(other)?.len());
-                }
-                let saved = Saved {
-                    state: Some(state.to_owned()),
-                    files: lengths,
-                    seq: self.seq,
-                };
-                let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-                let text = serde_json::to_vec(&saved).map_err(other)?;
-                (|| -> std::io::Result<()> {
-                    let mut f = File::create(&tmp)?;
-                    f.write_all(&text)?;
-                    f.sync_all()?;
-                    std::fs::rename(&tmp, dir.join(STATE_FILE))?;
-                    sync_dir(dir)
-                })()
-                .map_err(|e| other(format!("saving the state in {}: {e}", dir.display())))?;
-                self.saved = saved;
+                append(dir, &mut saved, pending, text)
+                    .map_err(|e| other(format!("appending to {}: {e}", dir.display())))?;
+                saved.streams.extend(split_state(state));
+                saved
+                    .write(dir)
+                    .map_err(|e| other(format!("saving the state in {}: {e}", dir.display())))?;
+                pending.clear();
+                text.clear();
                 Ok(())
             }
         }
@@ -339,68 +468,44 @@ impl Destination for JsonlWarehouse {
 
     fn rollback(&mut self) -> Result<()> {
         match &mut self.sink {
-            Sink::Stdout(out) => {
-                // Lines already printed cannot be taken back: a reader keeps
-                // only what a checkpoint line covers.
-                out.flush()?;
-            }
-            Sink::Dir { dir, files } => {
-                for (name, out) in files.drain() {
-                    let f = out.into_inner().map_err(|e| anyhow!("{e}"))?;
-                    let len = self.saved.files.get(&name).copied().unwrap_or(0);
-                    f.set_len(len)
-                        .with_context(|| format!("rolling back {}", dir.join(&name).display()))?;
-                }
+            // Lines already printed cannot be taken back: a reader keeps
+            // only what a checkpoint line covers.
+            Sink::Stdout { out, .. } => out.flush()?,
+            Sink::Dir { pending, text, .. } => {
+                pending.clear();
+                text.clear();
             }
         }
-        self.seq = self.saved.seq;
         Ok(())
     }
 
     fn finish(&mut self) -> Result<()> {
-        if let Sink::Stdout(out) = &mut self.sink {
+        if let Sink::Stdout { out, .. } = &mut self.sink {
             out.flush()?;
         }
         Ok(())
     }
 
     fn saved_state(&mut self) -> Result<Option<String>> {
-        Ok(match self.sink {
-            Sink::Stdout(_) => None,
-            Sink::Dir { .. } => self.saved.state.clone(),
-        })
+        match self.dir() {
+            None => Ok(None),
+            Some((dir, lock)) => {
+                let _held = Locked::take(lock, dir)?;
+                Ok(Saved::read(dir)?.state())
+            }
+        }
     }
 
     fn reset_state(&mut self) -> Result<bool> {
-        let Sink::Dir { dir, .. } = &self.sink else {
-            return Ok(false);
-        };
-        let had = self.saved.state.is_some();
-        self.saved.state = None;
-        let text = serde_json::to_vec(&self.saved)?;
-        let tmp = dir.join(format!("{STATE_FILE}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, dir.join(STATE_FILE))?;
-        Ok(had)
+        self.change_state(|streams| {
+            let had = !streams.is_empty();
+            streams.clear();
+            had
+        })
     }
 
     fn forget_stream(&mut self, stream: &str) -> Result<bool> {
-        let Some(state) = self.saved.state.clone() else {
-            return Ok(false);
-        };
-        let rows = super::split_state(&state);
-        let had = rows.iter().any(|(name, _)| name == stream);
-        if !had {
-            return Ok(false);
-        }
-        let rest: Vec<(String, String)> = rows.into_iter().filter(|(n, _)| n != stream).collect();
-        let joined = super::join_state(rest);
-        if joined.is_none() {
-            return self.reset_state();
-        }
-        self.checkpoint(joined.as_deref().expect("some"))
-            .map_err(|e| anyhow!("{e:?}"))?;
-        Ok(true)
+        self.change_state(|streams| streams.remove(stream).is_some())
     }
 
     fn acquire_lease(
@@ -410,9 +515,10 @@ impl Destination for JsonlWarehouse {
         ttl: std::time::Duration,
         steal_from: Option<&str>,
     ) -> Result<Result<u64, LeaseHeld>> {
-        let Sink::Dir { dir, .. } = &self.sink else {
+        let Some((dir, lock)) = self.dir() else {
             return Ok(Ok(0));
         };
+        let _held = Locked::take(lock, dir)?;
         let now = chrono::Utc::now().timestamp_millis();
         let held = read_lease(dir, stream);
         if let Some(l) = &held
@@ -431,7 +537,7 @@ impl Destination for JsonlWarehouse {
             token: held.map_or(1, |l| l.token + 1),
             ttl,
         };
-        write_lease(dir, &lease)?;
+        write_lease(dir, stream, &renewed(&lease))?;
         Ok(Ok(lease.token))
     }
 
@@ -440,16 +546,23 @@ impl Destination for JsonlWarehouse {
     }
 
     fn release_lease(&mut self, lease: &Lease) -> Result<()> {
-        if let Sink::Dir { dir, .. } = &self.sink
-            && read_lease(dir, &lease.stream).is_some_and(|l| l.token == lease.token)
+        let Some((dir, lock)) = self.dir() else {
+            return Ok(());
+        };
+        let _held = Locked::take(lock, dir)?;
+        if let Some(mut now) = read_lease(dir, &lease.stream)
+            && now.token == lease.token
         {
-            std::fs::remove_file(lease_path(dir, &lease.stream))?;
+            // The file stays, expired, so that the next holder's token is
+            // larger than any a stalled worker may still hold.
+            now.expires_ms = 0;
+            write_lease(dir, &lease.stream, &now)?;
         }
         Ok(())
     }
 
     fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
-        let Sink::Dir { dir, .. } = &self.sink else {
+        let Some((dir, _)) = self.dir() else {
             return Ok(None);
         };
         let path = dir.join(file_name(table));
@@ -458,6 +571,37 @@ impl Destination for JsonlWarehouse {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(0)),
             Err(e) => Err(anyhow!("reading {}: {e}", path.display())),
         }
+    }
+}
+
+/// `lease` as its file holds it, renewed for another term from now.
+fn renewed(lease: &Lease) -> LeaseFile {
+    LeaseFile {
+        holder: lease.holder.clone(),
+        token: lease.token,
+        expires_ms: chrono::Utc::now().timestamp_millis() + lease.ttl.as_millis() as i64,
+    }
+}
+
+impl JsonlWarehouse {
+    /// Changes the saved streams' states with `change` under the lock, and
+    /// saves them if it says it changed something (its answer).
+    fn change_state(
+        &mut self,
+        change: impl FnOnce(&mut BTreeMap<String, String>) -> bool,
+    ) -> Result<bool> {
+        let Some((dir, lock)) = self.dir() else {
+            return Ok(false);
+        };
+        let _held = Locked::take(lock, dir)?;
+        let mut saved = Saved::read(dir)?;
+        let changed = change(&mut saved.streams);
+        if changed {
+            saved
+                .write(dir)
+                .with_context(|| format!("saving the state in {}", dir.display()))?;
+        }
+        Ok(changed)
     }
 }
 
@@ -513,14 +657,21 @@ mod tests {
             serde_json::json!({"seq": 1, "op": "upsert",
             "row": {"id": "2", "at": "2024-01-15T10:30:00Z"}})
         );
-        // A crash: lines written past the checkpoint are cut at the next open.
+        // A sync's lines reach the file only at its checkpoint: another
+        // open (`incsync state`) sees and cuts nothing meanwhile.
         w.upsert("user", batch(&["3"])).unwrap();
-        w.finish().unwrap();
-        if let Sink::Dir { files, .. } = &mut w.sink {
-            files.values_mut().for_each(|f| f.flush().unwrap());
-        }
-        assert_eq!(lines(dir.path()).len(), 3);
+        let mut reader = JsonlWarehouse::open(&target).unwrap();
+        assert_eq!(reader.saved_state().unwrap().as_deref(), Some(r#"{"n":1}"#));
+        assert_eq!(lines(dir.path()).len(), 2);
         drop(w);
+        // A crash in the middle of a checkpoint's append: the torn lines are
+        // cut at the next open.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("user.jsonl"))
+            .unwrap()
+            .write_all(b"{\"seq\":2,\"op\":\"ups")
+            .unwrap();
         let mut w = JsonlWarehouse::open(&target).unwrap();
         assert_eq!(lines(dir.path()).len(), 2);
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"n":1}"#));
@@ -563,5 +714,125 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("is not incsync's state file"), "{e}");
+    }
+
+    #[test]
+    fn streams_sharing_a_directory_keep_their_own_states() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = JsonlTarget::Dir(dir.path().to_owned());
+        let mut a = JsonlWarehouse::open(&target).unwrap();
+        let mut b = JsonlWarehouse::open(&target).unwrap();
+        a.create_tables(&[table()]).unwrap();
+        b.create_tables(&[table()]).unwrap();
+        a.upsert("user", batch(&["1"])).unwrap();
+        b.upsert("user", batch(&["2"])).unwrap();
+        a.checkpoint(r#"{"streams":{"a":{"n":1}}}"#).unwrap();
+        b.checkpoint(r#"{"streams":{"b":{"n":1}}}"#).unwrap();
+        a.upsert("user", batch(&["3"])).unwrap();
+        a.checkpoint(r#"{"streams":{"a":{"n":2}}}"#).unwrap();
+        let state: serde_json::Value =
+            serde_json::from_str(&b.saved_state().unwrap().unwrap()).unwrap();
+        assert_eq!(
+            state,
+            serde_json::json!({"streams": {"a": {"n": 2}, "b": {"n": 1}}})
+        );
+        let seqs: Vec<u64> = lines(dir.path())
+            .iter()
+            .map(|l| l["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [0, 1, 2]);
+        assert!(b.forget_stream("a").unwrap());
+        assert!(!b.forget_stream("a").unwrap());
+        assert_eq!(
+            a.saved_state().unwrap().as_deref(),
+            Some(r#"{"streams":{"b":{"n":1}}}"#)
+        );
+    }
+
+    #[test]
+    fn concurrent_writers_never_tear_a_line_or_lose_a_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = JsonlTarget::Dir(dir.path().to_owned());
+        let writers: Vec<_> = (0..4)
+            .map(|w| {
+                let target = target.clone();
+                std::thread::spawn(move || {
+                    let mut out = JsonlWarehouse::open(&target).unwrap();
+                    out.create_tables(&[table()]).unwrap();
+                    for page in 0..50 {
+                        let ids: Vec<String> = (0..20).map(|i| format!("{w}-{page}-{i}")).collect();
+                        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+                        out.upsert("user", batch(&ids)).unwrap();
+                        out.checkpoint(&format!(r#"{{"streams":{{"s{w}":{{"page":{page}}}}}}}"#))
+                            .unwrap();
+                        // Another process reading the state meanwhile.
+                        JsonlWarehouse::open(&target)
+                            .unwrap()
+                            .saved_state()
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|t| t.join().unwrap());
+        let got = lines(dir.path());
+        assert_eq!(got.len(), 4 * 50 * 20);
+        let mut seqs: Vec<u64> = got.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+        seqs.sort_unstable();
+        assert_eq!(seqs, (0..4000).collect::<Vec<u64>>(), "every seq once");
+        let state: serde_json::Value = serde_json::from_str(
+            &JsonlWarehouse::open(&target)
+                .unwrap()
+                .saved_state()
+                .unwrap()
+                .unwrap(),
+        )
+        .unwrap();
+        for w in 0..4 {
+            assert_eq!(state["streams"][format!("s{w}")]["page"], 49);
+        }
+    }
+
+    #[test]
+    fn the_warehouse_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("out");
+        let mut w = JsonlWarehouse::open(&JsonlTarget::Dir(dir.clone())).unwrap();
+        w.create_tables(&[table()]).unwrap();
+        w.upsert("user", batch(&["1"])).unwrap();
+        w.checkpoint("{}").unwrap();
+        w.acquire_lease("s", "me", std::time::Duration::from_secs(9), None)
+            .unwrap()
+            .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+        }
+    }
+
+    #[test]
+    fn a_state_file_of_an_earlier_version_still_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(STATE_FILE),
+            r#"{"state":"{\"streams\":{\"a\":{\"n\":1}}}","files":{},"seq":4}"#,
+        )
+        .unwrap();
+        let mut w = JsonlWarehouse::open(&JsonlTarget::Dir(dir.path().to_owned())).unwrap();
+        assert_eq!(
+            w.saved_state().unwrap().as_deref(),
+            Some(r#"{"streams":{"a":{"n":1}}}"#)
+        );
+        w.create_tables(&[table()]).unwrap();
+        w.upsert("user", batch(&["1"])).unwrap();
+        w.checkpoint(r#"{"streams":{"b":{"n":1}}}"#).unwrap();
+        assert_eq!(lines(dir.path())[0]["seq"], 4);
+        assert_eq!(
+            w.saved_state().unwrap().as_deref(),
+            Some(r#"{"streams":{"a":{"n":1},"b":{"n":1}}}"#)
+        );
     }
 }

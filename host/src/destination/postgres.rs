@@ -843,7 +843,11 @@ impl Destination for PostgresWarehouse {
     fn release_lease(&mut self, lease: &Lease) -> Result<()> {
         self.client
             .execute(
-                &format!("DELETE FROM {LEASE_TABLE} WHERE stream = $1 AND token = $2"),
+                // The row stays, expired, so that the next holder's token
+                // is larger than any a stalled worker may still hold.
+                &format!(
+                    "UPDATE {LEASE_TABLE} SET expires_at = '-infinity' WHERE stream = $1 AND token = $2"
+                ),
                 &[&lease.stream, &(lease.token as i64)],
             )
             .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;

@@ -900,8 +900,10 @@ impl Destination for SqliteWarehouse {
     }
 
     fn release_lease(&mut self, lease: &Lease) -> Result<()> {
+        // The row stays, expired, so that the next holder's token is larger
+        // than any a stalled worker may still hold.
         self.conn.execute(
-            &format!("DELETE FROM {LEASE_TABLE} WHERE stream = ?1 AND token = ?2"),
+            &format!("UPDATE {LEASE_TABLE} SET expires_at = 0 WHERE stream = ?1 AND token = ?2"),
             params![lease.stream, lease.token as i64],
         )?;
         Ok(())
