@@ -254,7 +254,8 @@ fn init_logging(verbose: u8, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Secret values an API echoed never reach a log.
+        .with_writer(incsync::secrets::HidingStderr::default)
         // Colours only for a terminal: a log file gets no escape sequences.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true);

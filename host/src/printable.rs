@@ -1,6 +1,7 @@
 //! Text from the guest or an API made safe for a terminal: control
 //! characters (escape sequences, carriage returns, bidirectional overrides)
-//! are written as `\u{..}` escapes, and long text is cut.
+//! are written as `\u{..}` escapes, long text is cut, and secret values
+//! are blanked ([`crate::secrets::hide`]).
 
 /// Whether `c` can change what a terminal shows beyond printing itself.
 fn is_unsafe(c: char) -> bool {
@@ -20,6 +21,7 @@ pub fn printable_lines(text: &str, max_bytes: usize) -> String {
 }
 
 fn escape(text: &str, max_bytes: usize, keep_newlines: bool) -> String {
+    let text = &*crate::secrets::hide(text);
     let mut out = String::with_capacity(text.len().min(max_bytes) + 16);
     for (at, c) in text.char_indices() {
         if out.len() >= max_bytes {

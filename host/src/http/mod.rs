@@ -193,12 +193,83 @@ impl Credentials {
         headers.retain(|(k, _)| !self.headers.iter().any(|(c, _)| k.eq_ignore_ascii_case(c)));
         headers.extend(self.headers.iter().cloned());
         if !self.query.is_empty() {
+            // A next link may carry the parameter over (with the value the
+            // guest saw hidden): the host's value replaces it.
+            let kept: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| !self.query.iter().any(|(q, _)| q == k))
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
             let mut pairs = url.query_pairs_mut();
+            pairs.clear().extend_pairs(kept);
             for (k, v) in &self.query {
                 pairs.append_pair(k, v);
             }
         }
     }
+
+    /// Blanks every credential value in an answer before the guest sees it:
+    /// an API may echo a request (its URL with a query key, a header) in a
+    /// next link, a header or an error body, and what the guest sees may end
+    /// up in the state, the warehouse or a message. Values are matched as
+    /// sent and percent-encoded.
+    fn hide_in(&self, response: &mut Response) {
+        let mut forms: Vec<String> = Vec::new();
+        for (_, v) in self.headers.iter().chain(&self.query) {
+            // Too short a value would blank innocent text.
+            if v.len() >= 4 {
+                forms.push(v.clone());
+                let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+                if encoded != *v {
+                    forms.push(encoded);
+                }
+                if let Some(token) = v.strip_prefix("Bearer ").filter(|t| t.len() >= 4) {
+                    forms.push(token.to_owned());
+                }
+            }
+        }
+        if forms.is_empty() {
+            return;
+        }
+        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        for (_, value) in &mut response.headers {
+            for f in &forms {
+                if value.contains(f.as_str()) {
+                    *value = value.replace(f.as_str(), HIDDEN);
+                }
+            }
+        }
+        for f in &forms {
+            replace_bytes(&mut response.body, f.as_bytes(), HIDDEN.as_bytes());
+        }
+    }
+}
+
+/// What a credential value in an answer becomes for the guest.
+const HIDDEN: &str = "REDACTED";
+
+/// Replaces every `needle` in `hay` with `with`.
+fn replace_bytes(hay: &mut Vec<u8>, needle: &[u8], with: &[u8]) {
+    let Some(&first) = needle.first() else {
+        return;
+    };
+    let found = |at: usize, hay: &[u8]| hay[at..].starts_with(needle);
+    let Some(start) = (0..hay.len()).find(|&i| hay[i] == first && found(i, hay)) else {
+        return;
+    };
+    let mut out = Vec::with_capacity(hay.len());
+    out.extend_from_slice(&hay[..start]);
+    let mut i = start;
+    while i < hay.len() {
+        if hay[i] == first && found(i, hay) {
+            out.extend_from_slice(with);
+            i += needle.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    *hay = out;
 }
 
 /// Settings of the HTTP client.
@@ -443,8 +514,9 @@ fn follow_redirect(
 }
 
 /// Headers the guest may not set: they pick the virtual host (`host`), frame
-/// the body (`content-length`, `transfer-encoding`, `te`), or govern the
-/// connection and proxies (`connection`, `upgrade`, `proxy-*`), all of which
+/// the body (`content-length`, `transfer-encoding`, `te`, `trailer`,
+/// `expect`), or govern the connection and proxies (`connection`,
+/// `keep-alive`, `upgrade`, `proxy-*`), all of which
 /// are the host's to decide.
 const HOST_ONLY_HEADERS: &[&str] = &[
     "host",
@@ -453,6 +525,9 @@ const HOST_ONLY_HEADERS: &[&str] = &[
     "connection",
     "te",
     "upgrade",
+    "keep-alive",
+    "trailer",
+    "expect",
 ];
 
 /// Refuses a guest header the host alone may set.
@@ -494,7 +569,8 @@ impl HttpBackend for Client {
             }
             let (mut sent_url, mut sent) = (url.clone(), hop.clone());
             self.credentials.apply(&mut sent_url, &mut sent.headers);
-            let response = self.send_once(hop.method, &sent_url, &sent)?;
+            let mut response = self.send_once(hop.method, &sent_url, &sent)?;
+            self.credentials.hide_in(&mut response);
             let location = response
                 .headers
                 .iter()
@@ -725,6 +801,63 @@ mod tests {
 mod credential_tests {
     use super::tests_support::one_shot;
     use super::*;
+
+    #[test]
+    fn an_answer_that_echoes_a_credential_reaches_the_guest_without_it() {
+        // An API that echoes the request: the next link carries the query
+        // key over, a header and the body repeat the token.
+        let body = r#"{"next":"/items?page=2&api_key=q5ecret%2B1","auth":"Bearer t0ken-secret"}"#;
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nLink: </items?page=2&api_key=q5ecret%2B1>; rel=\"next\"\r\nX-Echo: t0ken-secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let (base, _) = one_shot(reply);
+        let allow = AllowList::new(&base, &[]).unwrap();
+        let mut credentials = Credentials::for_base(&base);
+        credentials.header("Authorization", "Bearer t0ken-secret".into());
+        credentials.query("api_key", "q5ecret+1".into());
+        let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
+        let answer = client
+            .fetch(Request {
+                method: Method::Get,
+                url: format!("{base}/items?page=1"),
+                headers: vec![],
+                body: None,
+            })
+            .unwrap();
+        let seen = format!(
+            "{:?} {}",
+            answer.headers,
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert!(
+            !seen.contains("q5ecret") && !seen.contains("t0ken"),
+            "{seen}"
+        );
+        assert!(seen.contains("api_key=REDACTED"), "{seen}");
+
+        // The guest follows the link it saw: the host's value replaces the
+        // hidden one, and the key is sent once.
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".to_owned();
+        let (base, seen_by_base) = one_shot(ok);
+        let allow = AllowList::new(&base, &[]).unwrap();
+        let mut credentials = Credentials::for_base(&base);
+        credentials.query("api_key", "q5ecret+1".into());
+        let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
+        client
+            .fetch(Request {
+                method: Method::Get,
+                url: format!("{base}/items?page=2&api_key=REDACTED"),
+                headers: vec![],
+                body: None,
+            })
+            .unwrap();
+        let sent = seen_by_base.recv().unwrap();
+        assert!(
+            sent.starts_with("GET /items?page=2&api_key=q5ecret%2B1 "),
+            "{sent}"
+        );
+    }
 
     #[test]
     fn config_credentials_go_to_the_base_origin_only() {

@@ -207,6 +207,15 @@ pub fn retry_after(response: &Response, now: SystemTime) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
+    // RFC 9110 says whole seconds, but Shopify sends `Retry-After: 2.0`
+    // (shopify.dev/docs/api/usage/rate-limits), and waiting too little only
+    // earns another 429.
+    if let Ok(seconds) = value.parse::<f64>()
+        && seconds.is_finite()
+        && seconds >= 0.0
+    {
+        return Some(Duration::from_secs_f64(seconds.min(u32::MAX as f64)));
+    }
     let at = httpdate::parse_http_date(value).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
@@ -375,10 +384,22 @@ mod tests {
         assert_eq!(retry_after(&r, now), Some(Duration::from_secs(42)));
         let past = status(503, &[("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT")]).unwrap();
         assert_eq!(retry_after(&past, now), Some(Duration::ZERO));
-        assert_eq!(
-            retry_after(&status(503, &[("retry-after", "soon")]).unwrap(), now),
-            None
-        );
+        for bad in ["soon", "-1", "NaN", "inf"] {
+            assert_eq!(
+                retry_after(&status(503, &[("retry-after", bad)]).unwrap(), now),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_reads_decimal_seconds_as_shopify_sends_them() {
+        let now = SystemTime::UNIX_EPOCH;
+        let r = status(429, &[("Retry-After", "2.0")]).unwrap();
+        assert_eq!(retry_after(&r, now), Some(Duration::from_secs(2)));
+        let r = status(429, &[("Retry-After", "0.5")]).unwrap();
+        assert_eq!(retry_after(&r, now), Some(Duration::from_millis(500)));
     }
 
     #[test]
