@@ -278,6 +278,43 @@ impl Destination for NoDestination {
     }
 }
 
+/// The guest's mistakes in a write to `table`, found before it is queued:
+/// an unknown table, a column named twice, a primary-key column missing or
+/// null. `keys` maps each table to its primary key. A warehouse behind a
+/// writer thread ([`Pipelined`]) checks here, so that the guest sees these as
+/// `unknown-table` or `invalid-batch` rather than as a failed warehouse.
+pub(crate) fn check_write(
+    keys: &std::collections::HashMap<String, Vec<String>>,
+    table: &str,
+    batch: Option<&Batch>,
+) -> Result<(), DestinationError> {
+    let Some(key) = keys.get(table) else {
+        return Err(DestinationError::UnknownTable(table.to_owned()));
+    };
+    let Some(batch) = batch else {
+        return Ok(());
+    };
+    let mut seen = std::collections::HashSet::with_capacity(batch.columns().len());
+    if let Some(twice) = batch.columns().iter().find(|c| !seen.insert(c.as_str())) {
+        return Err(DestinationError::InvalidBatch(format!(
+            "column `{}` is named twice",
+            crate::printable::printable(twice, 200)
+        )));
+    }
+    let mut slots = Vec::with_capacity(key.len());
+    for k in key {
+        match batch.columns().iter().position(|c| c == k) {
+            Some(i) => slots.push(i),
+            None => {
+                return Err(DestinationError::InvalidBatch(format!(
+                    "primary-key column `{k}` is missing"
+                )));
+            }
+        }
+    }
+    check_rows(batch, &slots)
+}
+
 /// Checks that every row of `batch` has a non-null value in each
 /// primary-key slot: what every warehouse refuses as an invalid batch (a
 /// row's width is checked when the batch is made).

@@ -19,7 +19,7 @@ use super::Batch;
 use super::Destination;
 use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Result, anyhow};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -63,6 +63,9 @@ pub struct Pipelined {
     failed: Arc<Mutex<Option<String>>>,
     writer: Option<JoinHandle<()>>,
     saved_state: Option<String>,
+    /// Each table's primary key, to check the guest's writes before they
+    /// are queued.
+    keys: HashMap<String, Vec<String>>,
 }
 
 impl Pipelined {
@@ -76,7 +79,12 @@ impl Pipelined {
         let writer = std::thread::Builder::new()
             .name("warehouse-writer".into())
             .spawn(move || write(inner, queue, &report))?;
+        let keys = tables
+            .iter()
+            .map(|t| (t.name.clone(), t.primary_key.clone()))
+            .collect();
         Ok(Pipelined {
+            keys,
             failed,
             ops: Some(ops),
             writer: Some(writer),
@@ -208,15 +216,21 @@ impl Destination for Pipelined {
         ))
     }
 
+    // The guest's mistakes are found here, in its call, so that they reach
+    // it as `unknown-table` or `invalid-batch`: the writer thread's failures
+    // can only stop the sync.
     fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+        super::check_write(&self.keys, table, Some(&batch))?;
         self.send(Op::Upsert(Write::Upsert(table.to_owned(), batch)))
     }
 
     fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+        super::check_write(&self.keys, table, Some(&keys))?;
         self.send(Op::Upsert(Write::Delete(table.to_owned(), keys)))
     }
 
     fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+        super::check_write(&self.keys, table, None)?;
         self.send(Op::Upsert(Write::Truncate(table.to_owned())))
     }
 
@@ -309,13 +323,19 @@ mod tests {
         .unwrap();
         p.upsert("t", rows(0..10)).unwrap();
         p.checkpoint(r#"{"page":0}"#).unwrap();
-        p.upsert("nope", rows(10..20)).unwrap(); // fails on the writer
+        p.finish().unwrap();
+        // The warehouse fails under the writer: the table is gone.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("ALTER TABLE t RENAME TO gone")
+            .unwrap();
+        p.upsert("t", rows(10..20)).unwrap(); // fails on the writer
         let _ = p.checkpoint(r#"{"page":1}"#);
         // The failure reaches the next calls, once the writer has met it.
         let mut reported = false;
         for _ in 0..200 {
             if let Err(DestinationError::Other(m)) = p.upsert("t", rows(20..30)) {
-                reported = m.contains("unknown table `nope`");
+                reported = m.contains("writing t");
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -323,14 +343,56 @@ mod tests {
         assert!(reported, "a later call reports the failed write");
         let _ = p.checkpoint(r#"{"page":2}"#);
         let err = p.finish().unwrap_err().to_string();
-        assert!(err.contains("unknown table `nope`"), "{err}");
+        assert!(err.contains("writing t"), "{err}");
         drop(p);
         let mut w = SqliteWarehouse::open(&path, Durability::Normal).unwrap();
         let n: i64 = w
             .connection()
-            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM gone", [], |r| r.get(0))
             .unwrap();
         assert_eq!(n, 10);
         assert_eq!(w.saved_state().unwrap().as_deref(), Some(r#"{"page":0}"#));
+    }
+
+    #[test]
+    fn the_guests_mistakes_reach_it_typed_and_stop_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let mut p = Pipelined::new(
+            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
+            &[table()],
+        )
+        .unwrap();
+        assert!(matches!(
+            p.upsert("nope", rows(0..1)),
+            Err(DestinationError::UnknownTable(t)) if t == "nope"
+        ));
+        assert!(matches!(
+            p.truncate("nope"),
+            Err(DestinationError::UnknownTable(_))
+        ));
+        let no_key = Batch::from_rows(vec!["other".into()], [[Cell::String("x")]]).unwrap();
+        assert!(matches!(
+            p.upsert("t", no_key),
+            Err(DestinationError::InvalidBatch(m)) if m.contains("`id` is missing")
+        ));
+        let null_key = Batch::from_rows(vec!["id".into()], [[Cell::Null]]).unwrap();
+        assert!(matches!(
+            p.delete("t", null_key),
+            Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key")
+        ));
+        let twice = Batch::from_rows(
+            vec!["id".into(), "id".into()],
+            [[Cell::String("1"), Cell::String("1")]],
+        )
+        .unwrap();
+        assert!(matches!(
+            p.upsert("t", twice),
+            Err(DestinationError::InvalidBatch(m)) if m.contains("named twice")
+        ));
+        // None of them stopped the writer.
+        p.upsert("t", rows(0..3)).unwrap();
+        p.checkpoint("{}").unwrap();
+        p.finish().unwrap();
     }
 }

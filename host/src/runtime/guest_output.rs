@@ -47,11 +47,16 @@ impl LogBudget {
     }
 }
 
-/// The guest's stderr: the host's stderr, escaped and capped.
+/// The guest's stderr: the host's stderr, escaped and capped. Its last
+/// line is kept, to explain a crash (a Rust guest's panic message).
 #[derive(Clone, Default)]
 pub struct CappedStderr {
     written: Arc<AtomicUsize>,
+    tail: Arc<std::sync::Mutex<Vec<u8>>>,
 }
+
+/// How much of the end of the guest's stderr is kept.
+const TAIL_BYTES: usize = 2 << 10;
 
 impl IsTerminal for CappedStderr {
     fn is_terminal(&self) -> bool {
@@ -69,6 +74,12 @@ impl CappedStderr {
     /// Prints what fits of `bytes`; always accepts all of them, so a
     /// chatty guest is silenced, not stopped.
     fn print(&self, bytes: &[u8]) {
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            tail.extend_from_slice(&bytes[bytes.len().saturating_sub(TAIL_BYTES)..]);
+            let over = tail.len().saturating_sub(TAIL_BYTES);
+            tail.drain(..over);
+        }
         let before = self.written.fetch_add(bytes.len(), Ordering::Relaxed);
         if before >= MAX_STDERR_BYTES {
             return;
@@ -84,6 +95,31 @@ impl CappedStderr {
                 MAX_STDERR_BYTES >> 10
             );
         }
+    }
+}
+
+impl CappedStderr {
+    /// What the guest said last on stderr, printable, on one line: a Rust
+    /// guest's last panic message (`panicked at FILE:LINE:COL: message`),
+    /// else its last line that is not a `note:`.
+    pub fn last_words(&self) -> Option<String> {
+        let tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+        let text = String::from_utf8_lossy(&tail);
+        let lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let words = match lines.iter().rposition(|l| l.contains("panicked at ")) {
+            Some(at) => lines[at..]
+                .iter()
+                .take_while(|l| !l.starts_with("note: "))
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" "),
+            None => (*lines.iter().rev().find(|l| !l.starts_with("note: "))?).to_owned(),
+        };
+        Some(printable(&words, 512))
     }
 }
 
@@ -109,6 +145,25 @@ impl tokio::io::AsyncWrite for CappedStderr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_words_on_stderr_are_kept() {
+        let err = CappedStderr::default();
+        assert_eq!(err.last_words(), None);
+        err.print(b"note: one\nplain words\n");
+        assert_eq!(err.last_words().as_deref(), Some("plain words"));
+        err.print(
+            format!(
+                "{}\nthread '<unnamed>' panicked at src/lib.rs:3:5:\nboom\x1b[2J\nnote: run with `RUST_BACKTRACE=1`\n\n",
+                "z".repeat(5000)
+            )
+            .as_bytes(),
+        );
+        assert_eq!(
+            err.last_words().as_deref(),
+            Some("thread '<unnamed>' panicked at src/lib.rs:3:5: boom\\u{1b}[2J")
+        );
+    }
 
     #[test]
     fn the_log_budget_cuts_lines_and_then_the_run() {

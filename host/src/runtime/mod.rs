@@ -142,6 +142,8 @@ pub struct HostState {
     log: guest_output::LogBudget,
     /// The most one host call may pass (as [`GuestLimits::hostcall_bytes`]).
     hostcall_bytes: usize,
+    /// The guest's stderr, whose last line explains a crash.
+    stderr: guest_output::CappedStderr,
 }
 
 impl WasiView for HostState {
@@ -204,7 +206,14 @@ impl bindings::HostImports for HostState {
     fn http_fetch(&mut self, request: Request) -> wasmtime::Result<Result<Response, HttpError>> {
         self.stats.requests += 1;
         let answer = self.http.fetch(request);
-        self.last_progress = Instant::now();
+        // A request the sandbox refused is no progress: a guest looping on
+        // forbidden URLs meets its deadline.
+        if !matches!(
+            answer,
+            Err(HttpError::Denied(_) | HttpError::InvalidRequest(_))
+        ) {
+            self.last_progress = Instant::now();
+        }
         if let Ok(r) = &answer {
             self.stats.bytes += r.body.len() as u64;
         }
@@ -404,8 +413,9 @@ impl Runtime {
     ) -> Store<HostState> {
         // WASI as far as Rust's std needs it: stderr for panics, and no
         // files, sockets, environment or arguments.
+        let stderr = guest_output::CappedStderr::default();
         let wasi = WasiCtx::builder()
-            .stderr(guest_output::CappedStderr::default())
+            .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -433,6 +443,7 @@ impl Runtime {
                 last_progress: Instant::now(),
                 log: guest_output::LogBudget::default(),
                 hostcall_bytes: self.limits.hostcall_bytes,
+                stderr,
             },
         );
         store.limiter(|s| &mut s.limits);
@@ -558,7 +569,28 @@ impl Runtime {
             }
             None => {}
         }
-        let first = text.lines().next().unwrap_or("").to_owned();
-        RunError::Trap(format!("the connector crashed: {first}"))
+        // The trap's own words (not wasmtime's "error while executing at
+        // wasm backtrace:" heading), and what the guest said last, which for
+        // a Rust guest is its panic message.
+        let cause = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<wasmtime::Trap>())
+            .map(ToString::to_string)
+            .unwrap_or_else(|| {
+                e.chain()
+                    .last()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_owned()
+            });
+        let said = state
+            .stderr
+            .last_words()
+            .map(|l| format!("; it said: {l}"))
+            .unwrap_or_default();
+        RunError::Trap(format!("the connector crashed ({cause}){said}"))
     }
 }
