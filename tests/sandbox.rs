@@ -313,6 +313,27 @@ fn logging_is_no_progress_and_a_run_has_a_wall_clock_limit() {
         started.elapsed()
     );
 
+    // Waiting is no progress either: a sleep inside the host is cut to the
+    // deadline, and so is a loop of requests the sandbox refuses.
+    for behaviour in ["sleep", "refused-loop"] {
+        let started = Instant::now();
+        let out = run_hostile(
+            &w,
+            json!({"base_url": w.api.url(), "behaviour": behaviour,
+                   "sandbox": {"deadline_seconds": 1}}),
+        );
+        let line = one_line_error(&out);
+        assert!(
+            line.contains("without calling the host"),
+            "{behaviour}: {line}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{behaviour}: {:?}",
+            started.elapsed()
+        );
+    }
+
     // Progress forever: stopped by the run's own limit.
     let started = Instant::now();
     let out = run_hostile(

@@ -4,6 +4,7 @@
 
 pub mod bindings;
 mod cache;
+mod clock;
 mod guest_output;
 
 pub use cache::{CacheOutcome, ComponentCache};
@@ -106,6 +107,8 @@ pub struct Runtime {
     pub cache: CacheOutcome,
     /// How long compiling or loading took.
     pub load_time: Duration,
+    /// When it was made: the start of the run's wall clock.
+    started: Instant,
     _ticker: Ticker,
 }
 
@@ -133,7 +136,8 @@ pub struct HostState {
     http: Box<dyn HttpBackend>,
     destination: Box<dyn Destination>,
     stats: SyncStats,
-    /// When the store was made: the start of the run's wall clock.
+    /// When the run began (its runtime was made): the start of its wall
+    /// clock, shared by every stream.
     started: Instant,
     /// When the guest last made progress (returned from `http-fetch`,
     /// `upsert` or `checkpoint`); its compute deadline counts from here.
@@ -144,6 +148,26 @@ pub struct HostState {
     hostcall_bytes: usize,
     /// The guest's stderr, whose last line explains a crash.
     stderr: guest_output::CappedStderr,
+    /// The guest's monotonic clock.
+    clock: clock::GuestClock,
+    /// The guest's compute deadline and the run's wall-clock limit.
+    deadline: Duration,
+    max_run: Option<Duration>,
+}
+
+impl HostState {
+    /// How long the guest may still go on without progress before one of
+    /// its limits stops it: what a wait of its is cut to.
+    fn time_left(&self) -> Duration {
+        let now = Instant::now();
+        let compute = self
+            .deadline
+            .saturating_sub(now.duration_since(self.last_progress));
+        match self.max_run {
+            Some(max) => compute.min(max.saturating_sub(now.duration_since(self.started))),
+            None => compute,
+        }
+    }
 }
 
 impl WasiView for HostState {
@@ -389,6 +413,7 @@ impl Runtime {
         let load_time = started.elapsed();
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("{e:?}"))?;
+        clock::add_to_linker(&mut linker).map_err(|e| anyhow!("{e:?}"))?;
         Connector::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| anyhow!("{e:?}"))?;
         let instance_pre = linker
@@ -397,6 +422,7 @@ impl Runtime {
             .context("the component does not fit the incsync:connector world")?;
         let pre = ConnectorPre::new(instance_pre).map_err(|e| anyhow!("{e:?}"))?;
         Ok(Runtime {
+            started,
             _ticker: Ticker::start(&engine),
             engine,
             pre,
@@ -414,8 +440,12 @@ impl Runtime {
         // WASI as far as Rust's std needs it: stderr for panics, and no
         // files, sockets, environment or arguments.
         let stderr = guest_output::CappedStderr::default();
+        let clock = clock::GuestClock {
+            start: Instant::now(),
+        };
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
+            .monotonic_clock(clock)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -439,11 +469,14 @@ impl Runtime {
                 http,
                 destination,
                 stats: SyncStats::default(),
-                started: Instant::now(),
+                started: self.started,
                 last_progress: Instant::now(),
                 log: guest_output::LogBudget::default(),
                 hostcall_bytes: self.limits.hostcall_bytes,
                 stderr,
+                clock,
+                deadline: self.limits.deadline,
+                max_run: self.limits.max_run,
             },
         );
         store.limiter(|s| &mut s.limits);

@@ -11,6 +11,8 @@
 //!   (pairs); succeeds only if the host refused each as `invalid-request`;
 //! - `log-loop`: logs forever, never calling anything else;
 //! - `busy`: upserts empty batches forever (progress, but no end);
+//! - `sleep`: sleeps an hour (`std::thread::sleep`: WASI's clock waits);
+//! - `refused-loop`: requests a URL outside the sandbox forever;
 //! - `noisy`: logs escape sequences, a huge line and many lines, floods
 //!   stderr, then fails with an error full of escape sequences;
 //! - `columns`: upserts one row whose fields collide (`id`/`ID`, `_INCSYNC_x`),
@@ -193,6 +195,18 @@ mod component {
                     }
                     Ok(())
                 }
+                "sleep" => {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                    Ok(())
+                }
+                "refused-loop" => loop {
+                    let _ = host::http_fetch(&Request {
+                        method: Method::Get,
+                        url: "http://169.254.169.254/latest/meta-data".into(),
+                        headers: vec![],
+                        body: None,
+                    });
+                },
                 "log-loop" => loop {
                     host::log(LogLevel::Debug, "still here");
                 },
