@@ -34,6 +34,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// A JSON line for stderr shaped like the tracing lines of `--log-format
+/// json`: `timestamp` (RFC 3339, UTC, microseconds) and `level` first, then
+/// `fields`' own keys.
+pub fn json_event(level: &str, fields: Value) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "timestamp".into(),
+        json!(
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string()
+        ),
+    );
+    line.insert("level".into(), json!(level));
+    if let Value::Object(fields) = fields {
+        line.extend(fields);
+    }
+    Value::Object(line).to_string()
+}
+
 /// One stream's progress.
 #[derive(Debug, Clone)]
 struct StreamLine {
@@ -356,7 +376,9 @@ impl Board {
                     }
                     let finished = done || i < self.current;
                     let _ = match format {
-                        LogFormat::Json => writeln!(err, "{}", s.json(finished)),
+                        LogFormat::Json => {
+                            writeln!(err, "{}", json_event("INFO", s.json(finished)))
+                        }
                         LogFormat::Text => writeln!(
                             err,
                             "incsync: progress: stream {}: {}{}",
