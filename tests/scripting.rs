@@ -93,6 +93,26 @@ fn exit_codes_tell_usage_from_sync_failure() {
         err.contains("no stream `nobody`") && err.contains("user, by_key"),
         "{err}"
     );
+    // `component --out` to a folder that does not exist, and `schema` with a
+    // bad host key, are the user's to fix too.
+    let out = incsync()
+        .args(["component", "--out", "/nonexistent/x.wasm"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = w.dir.path().join("bad-http.json");
+    std::fs::write(
+        &bad,
+        json!({"base_url": w.api.url(), "http": {"retries": "a"}, "streams": []}).to_string(),
+    )
+    .unwrap();
+    let out = incsync()
+        .args(["schema", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retries"));
     assert_eq!(
         code(&incsync().args(["run", "--bogus"]).output().unwrap()),
         2

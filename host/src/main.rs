@@ -1,6 +1,6 @@
 //! The `incsync` command line.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use incsync::cassette;
 use incsync::destination::{Durability, JsonlTarget, Warehouse};
@@ -551,10 +551,12 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             cache,
         } => {
             let text = read_config(&config)?;
+            // The host's keys first: a bad one is a config error here too.
+            let host = incsync::config::HostConfig::parse(&text)?;
             let wasm = sync::load_wasm(
                 &component.map_or(ComponentSource::Bundled, ComponentSource::File),
             )?;
-            let runtime = Runtime::new(&wasm, &cache.cache(), Default::default())?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
             let tables = runtime.schema(&text)?;
             if json {
                 println!("{}", incsync::check::tables_json(&tables));
@@ -667,8 +669,9 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             error.map_or(Ok(()), Err)
         }
         Command::Component { out } => {
+            // A path that cannot be written is the user's to fix: exit 2.
             std::fs::write(&out, incsync::runtime::BUNDLED_COMPONENT)
-                .with_context(|| format!("writing {}", out.display()))?;
+                .map_err(|e| exit::usage(format!("--out: writing {}: {e}", out.display())))?;
             println!(
                 "wrote the connector component ({} bytes, world incsync:connector/connector@0.1.0) to {}",
                 incsync::runtime::BUNDLED_COMPONENT.len(),
