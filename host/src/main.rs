@@ -439,7 +439,7 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             }
             let (report, error) = match &result {
                 Ok(report) => (Some(report), None),
-                Err(failure) => (failure.report.as_ref(), Some(sync_error(failure))),
+                Err(failure) => (failure.report.as_deref(), Some(sync_error(failure))),
             };
             if let Some(report) = report {
                 if json {
@@ -641,7 +641,7 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             };
             let report = match &result {
                 Ok(report) => Some(report),
-                Err(failure) => failure.report.as_ref(),
+                Err(failure) => failure.report.as_deref(),
             };
             if let Some(report) = report {
                 if json {

@@ -171,7 +171,8 @@ pub struct SyncFailure {
     pub stats: SyncStats,
     /// What each stream did, when the streams ran (`None`: the sync failed
     /// before any stream started: a config, component or warehouse error).
-    pub report: Option<SyncReport>,
+    /// Boxed: a report is large, and most failures have none.
+    pub report: Option<Box<SyncReport>>,
 }
 
 impl std::fmt::Display for SyncFailure {
@@ -484,7 +485,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         (Some(error), _) => Err(SyncFailure {
             error,
             stats: report.stats.clone(),
-            report: Some(report),
+            report: Some(Box::new(report)),
         }),
     }
 }
