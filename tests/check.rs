@@ -188,3 +188,80 @@ fn schema_prints_the_tables_and_columns() {
     assert!(text.contains("tags") && text.contains("JSON"), "{text}");
     assert_eq!(w.api.requests(), 0);
 }
+
+/// A server answering every request with 503; returns its URL and a count
+/// of the requests it got.
+fn always_503() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let mut got = Vec::new();
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = conn.write_all(
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            );
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.json");
+    let streams = json!([
+        {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+        {"name": "by_key", "table": "user", "strategy": "keyset", "path": "/pagination/keyset"}
+    ]);
+
+    // A 503 is not retried: one request per stream.
+    let (url, count) = always_503();
+    std::fs::write(
+        &config,
+        json!({"base_url": url, "streams": streams}).to_string(),
+    )
+    .unwrap();
+    let (out, report) = check(&config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "{report}"
+    );
+    assert_eq!(report["streams"][0]["status"], 503);
+
+    // A closed port: unreachable, and nothing said about saving.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        &config,
+        json!({"base_url": format!("http://127.0.0.1:{port}"), "streams": streams}).to_string(),
+    )
+    .unwrap();
+    let (out, report) = check(&config, &[]);
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["streams"][0]["reachable"], false, "{report}");
+    let out = incsync()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("reachable   no"), "{summary}");
+    assert!(!summary.contains("would save"), "{summary}");
+}

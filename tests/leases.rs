@@ -99,6 +99,25 @@ fn a_second_sync_of_a_leased_stream_exits_3_or_waits_for_it() {
         err.contains("stream `user` is leased by") && err.contains(&holder),
         "{err}"
     );
+    // `--json` says the same on stdout, with the exit code.
+    let busy = incsync()
+        .args(["run", "--json", "--config"])
+        .arg(&config)
+        .arg("--warehouse")
+        .arg(&warehouse)
+        .output()
+        .unwrap();
+    assert_eq!(busy.status.code(), Some(3));
+    let report: serde_json::Value = serde_json::from_slice(&busy.stdout).expect("JSON on stdout");
+    assert_eq!(report["exit_code"], 3);
+    assert_eq!(report["streams"][0]["ok"], false);
+    assert!(
+        report["streams"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("is leased by"),
+        "{report}"
+    );
     // A third waits for the lease, and syncs after the first is done.
     let third = spawn(&config, &warehouse, &["--wait-for-lease", "120"]);
     assert!(first.wait().unwrap().success());
@@ -115,8 +134,13 @@ fn a_second_sync_of_a_leased_stream_exits_3_or_waits_for_it() {
         })
         .unwrap();
     assert_eq!((rows, distinct), (1500, 1500));
+    // A given-up lease stays as an expired row, keeping its token.
     let leases: i64 = conn
-        .query_row("SELECT count(*) FROM _incsync_lease", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM _incsync_lease WHERE expires_at > 0",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(leases, 0, "every lease given up");
     drop(api);

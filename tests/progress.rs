@@ -84,6 +84,13 @@ fn json_lines_for_schedulers() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     assert!(lines.iter().all(|l| l["event"] == "progress"), "{text}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["level"] == "INFO"
+                && l["timestamp"].as_str().is_some_and(|t| t.ends_with('Z'))),
+        "timestamped like the log's lines: {text}"
+    );
     let last_user = lines.iter().rev().find(|l| l["stream"] == "user").unwrap();
     assert_eq!(last_user["done"], true);
     assert_eq!(last_user["rows"], 600);
@@ -95,6 +102,70 @@ fn json_lines_for_schedulers() {
             .starts_with("last_timestamp=")
     );
     assert!(last_user["elapsed_ms"].is_u64() && last_user["rows_per_second"].is_number());
+
+    // A failing run: its error is a JSON line too, with the exit code.
+    std::fs::write(
+        &w.config,
+        json!({"base_url": w.api.url(), "streams": [
+        {"table": "user", "strategy": "timestamp", "path": "/no/such/endpoint"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = w.run_with(["--log-format", "json", "--progress", "never"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let error = lines.iter().find(|l| l["event"] == "error").expect(&text);
+    assert_eq!(error["exit_code"], 1);
+    assert_eq!(error["level"], "ERROR");
+    assert!(error["timestamp"].is_string());
+    assert!(
+        error["message"].as_str().unwrap().contains("404"),
+        "{error}"
+    );
+    assert!(!text.contains("incsync: error:"), "{text}");
+}
+
+#[test]
+fn progress_ticks_during_a_slow_request() {
+    // One page, answered after 2.5 s: lines every second must not wait for it.
+    let api = incsync::sample_api::SampleApi::start(&incsync::sample_api::ServeOptions {
+        port: 0,
+        records: 10,
+        latency_ms: 2500,
+        ..Default::default()
+    })
+    .unwrap();
+    let w = World::new(10, json!([]));
+    w.write_config(json!({"base_url": api.url(), "streams": [
+        {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"}]}));
+    let out = w.run_with(["--json", "--log-format", "json", "--progress-every", "1"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let waiting: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["pages"] == 0 && l["done"] == false)
+        .collect();
+    assert!(
+        !waiting.is_empty(),
+        "a line before the first answer: {text}"
+    );
+    // The clock runs from the stream's start, not its first answer.
+    assert!(waiting[0]["elapsed_ms"].as_u64().unwrap() >= 500, "{text}");
+    let last = lines.last().unwrap();
+    assert_eq!(last["done"], true);
+    assert!(last["elapsed_ms"].as_u64().unwrap() >= 2500, "{text}");
 }
 
 #[test]

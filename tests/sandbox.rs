@@ -372,6 +372,40 @@ fn what_the_guest_prints_is_escaped_and_capped() {
     );
     // 100,000 log lines, a 1 MiB line and 19 MB of stderr, printed in under 1.5 MB.
     assert!(stderr.len() < 1_500_000, "{} bytes printed", stderr.len());
+
+    let raw = |bytes: &[u8]| {
+        let text = String::from_utf8_lossy(bytes);
+        [0x1bu8, 0x07, b'\r'].iter().any(|b| bytes.contains(b)) || text.contains('\u{202e}')
+    };
+    // `check` prints the guest's error in its summary: escaped too.
+    w.write_config(json!({"base_url": w.api.url(), "behaviour": "noisy",
+        "streams": [{"table": "user"}]}));
+    let out = incsync()
+        .args(["check", "--component", HOSTILE, "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("\\u{1b}]0;pwned") && summary.contains("forged"),
+        "{summary}"
+    );
+    assert!(!raw(&out.stdout) && !raw(&out.stderr), "{summary}");
+
+    // A state that is not JSON and holds escapes: the summary's state line is escaped.
+    let out = run_hostile(
+        &w,
+        json!({"base_url": w.api.url(), "behaviour": "escape-state"}),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("state \\u{1b}]0;pwned"), "{summary}");
+    assert!(!raw(&out.stdout), "{summary}");
 }
 
 #[test]

@@ -93,6 +93,26 @@ fn exit_codes_tell_usage_from_sync_failure() {
         err.contains("no stream `nobody`") && err.contains("user, by_key"),
         "{err}"
     );
+    // `component --out` to a folder that does not exist, and `schema` with a
+    // bad host key, are the user's to fix too.
+    let out = incsync()
+        .args(["component", "--out", "/nonexistent/x.wasm"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = w.dir.path().join("bad-http.json");
+    std::fs::write(
+        &bad,
+        json!({"base_url": w.api.url(), "http": {"retries": "a"}, "streams": []}).to_string(),
+    )
+    .unwrap();
+    let out = incsync()
+        .args(["schema", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("retries"));
     assert_eq!(
         code(&incsync().args(["run", "--bogus"]).output().unwrap()),
         2
@@ -144,5 +164,71 @@ fn completions_for_bash_zsh_and_fish() {
     assert_eq!(
         code(&incsync().args(["completions", "tcsh"]).output().unwrap()),
         2
+    );
+}
+
+#[test]
+fn json_and_the_summary_report_every_stream_when_one_fails() {
+    let w = World::new(
+        80,
+        json!([
+            {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "broken", "table": "user_by_key", "strategy": "keyset", "path": "/no/such/endpoint"}
+        ]),
+    );
+    let out = w.run_with(["--json", "--parallel", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["exit_code"], 1);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("stream `broken`"),
+        "{report}"
+    );
+    let (user, broken) = (&report["streams"][0], &report["streams"][1]);
+    assert_eq!(user["ok"], true, "{report}");
+    assert_eq!(user["rows_upserted"], json!({"user": 80}));
+    assert!(user["state"]["last_timestamp"].is_string(), "{report}");
+    assert_eq!(broken["ok"], false);
+    assert!(
+        broken["error"].as_str().unwrap().contains("404"),
+        "{report}"
+    );
+    assert!(broken["state"].is_null(), "{report}");
+
+    // The summary has a line per stream, the failed one with its error.
+    let out = w.run_with(["--parallel", "1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.starts_with("1 of 2 streams failed"), "{summary}");
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains("stream broken") && l.contains("FAILED: ") && l.contains("404")),
+        "{summary}"
+    );
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains("stream user") && !l.contains("FAILED")),
+        "{summary}"
+    );
+
+    // A config error: nothing ran, and `--json` still prints JSON.
+    std::fs::write(
+        &w.config,
+        json!({"base_url": w.api.url(), "http": {"retries": "a"}, "streams": []}).to_string(),
+    )
+    .unwrap();
+    let out = w.run_with(["--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(printed["exit_code"], 2);
+    assert!(
+        printed["error"].as_str().unwrap().contains("retries"),
+        "{printed}"
     );
 }

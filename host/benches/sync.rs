@@ -658,6 +658,7 @@ fn main() {
                 component: ComponentSource::Bundled,
                 cache: ComponentCache::Dir(cache.clone()),
                 durability: Durability::Normal,
+                start_state: None,
             };
             sync::run(&job).unwrap();
             let note = api.with_data(|d| {

@@ -2,10 +2,11 @@
 //! readable files (a *cassette*), and an HTTP backend that answers from one.
 //!
 //! ```text
-//! DIR/meta.json            the incsync version and the state the sync started from
-//! DIR/0001-request.json    {"method", "url", "headers", "body" | "body_base64"}
+//! DIR/meta.json            the incsync version, the state the sync started from,
+//!                          and the `--stream` it was limited to (if any)
+//! DIR/0001-request.json    {"stream", "method", "url", "headers", "body" | "body_base64"}
 //! DIR/0001-response.json   {"status", "headers", "body" | "body_base64"} or {"error": {...}}
-//! DIR/checkpoints.jsonl    one {"after_request", "state"} per checkpoint
+//! DIR/checkpoints.jsonl    one {"after_request", "stream", "state"} per checkpoint
 //! ```
 //!
 //! Recording wraps the live backend *after* its retries, so one entry is one
@@ -15,10 +16,17 @@
 //! `headers`, and any literal occurrence of a resolved secret. Replay matches
 //! each request by method, URL and body (after the same redaction); the
 //! machine is deterministic (it reads no clock), so a replay of an unchanged
-//! connector and config asks exactly the recorded requests.
+//! connector and config asks exactly the recorded requests, in the recorded
+//! order *within each stream*, and checkpoints the recorded states. Streams
+//! recorded with `--parallel` interleave arbitrarily, so the order across
+//! streams is free; a request of a stream that the cassette holds only later
+//! in that stream's sequence is a divergence (the connector asked in another
+//! order). Cassettes of format 1 name no stream: their requests are matched
+//! in order first, then against any unused recorded request.
 
 use crate::destination::{Batch, Destination};
 use crate::http::HttpBackend;
+use crate::printable::printable;
 use crate::runtime::bindings::{DestinationError, HttpError, Method, Request, Response, Table};
 use crate::secrets::{self, Environment};
 use anyhow::{Context, Result};
@@ -293,8 +301,14 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts a cassette in `dir` (created; an existing cassette in it is
-    /// refused) for a sync starting from `state_before`.
-    pub fn create(dir: &Path, redactor: Redactor, state_before: Option<&str>) -> Result<Recorder> {
+    /// refused) for a sync starting from `state_before`, of only the stream
+    /// `only_stream` when `run --stream` said so.
+    pub fn create(
+        dir: &Path,
+        redactor: Redactor,
+        state_before: Option<&str>,
+        only_stream: Option<&str>,
+    ) -> Result<Recorder> {
         crate::destination::create_private_dir(dir)
             .with_context(|| format!("creating the cassette folder {}", dir.display()))?;
         if dir.join("meta.json").exists() {
@@ -308,7 +322,8 @@ impl Recorder {
             .unwrap_or(Value::Null);
         write_json(
             &dir.join("meta.json"),
-            &json!({"incsync": env!("CARGO_PKG_VERSION"), "format": 1, "state_before": state}),
+            &json!({"incsync": env!("CARGO_PKG_VERSION"), "format": 2,
+                    "state_before": state, "stream": only_stream}),
         )?;
         let checkpoints = crate::destination::private_file()
             .create(true)
@@ -327,18 +342,24 @@ impl Recorder {
         })
     }
 
-    /// Wraps the live HTTP backend.
-    pub fn wrap_http(&self, inner: Box<dyn HttpBackend>) -> Box<dyn HttpBackend> {
+    /// Wraps the live HTTP backend of `stream`.
+    pub fn wrap_http(&self, stream: &str, inner: Box<dyn HttpBackend>) -> Box<dyn HttpBackend> {
         Box::new(RecordingHttp {
             inner,
+            stream: stream.to_owned(),
             recorder: self.clone(),
         })
     }
 
-    /// Wraps the destination.
-    pub fn wrap_destination(&self, inner: Box<dyn Destination>) -> Box<dyn Destination> {
+    /// Wraps the destination of `stream`.
+    pub fn wrap_destination(
+        &self,
+        stream: &str,
+        inner: Box<dyn Destination>,
+    ) -> Box<dyn Destination> {
         Box::new(RecordingDestination {
             inner,
+            stream: stream.to_owned(),
             recorder: self.clone(),
         })
     }
@@ -355,18 +376,20 @@ impl Recorder {
 
 struct RecordingHttp {
     inner: Box<dyn HttpBackend>,
+    stream: String,
     recorder: Recorder,
 }
 
 impl HttpBackend for RecordingHttp {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        let recorded = self
+        let mut recorded = self
             .recorder
             .state
             .lock()
             .expect("recorder lock")
             .redactor
             .request(&request);
+        recorded["stream"] = json!(self.stream);
         let answer = self.inner.fetch(request);
         let mut s = self.recorder.state.lock().expect("recorder lock");
         s.requests += 1;
@@ -381,6 +404,7 @@ impl HttpBackend for RecordingHttp {
 
 struct RecordingDestination {
     inner: Box<dyn Destination>,
+    stream: String,
     recorder: Recorder,
 }
 
@@ -402,7 +426,8 @@ impl Destination for RecordingDestination {
         use std::io::Write;
         let mut s = self.recorder.state.lock().expect("recorder lock");
         let value: Value = serde_json::from_str(state).unwrap_or(Value::String(state.to_owned()));
-        let line = json!({"after_request": s.requests, "state": value}).to_string();
+        let line =
+            json!({"after_request": s.requests, "stream": self.stream, "state": value}).to_string();
         let line = s.redactor.text(&line);
         let written = writeln!(s.checkpoints, "{line}").map_err(Into::into);
         s.keep(written);
@@ -434,9 +459,19 @@ pub fn offline_config(config: &str) -> String {
 
 /// A recorded exchange.
 struct Exchange {
+    /// The stream that asked it (`None` in a format-1 cassette).
+    stream: Option<String>,
     request: Value,
     response: Value,
     used: bool,
+}
+
+/// A recorded checkpoint.
+pub struct RecordedCheckpoint {
+    /// The stream that saved it (`None` in a format-1 cassette).
+    pub stream: Option<String>,
+    /// The state saved.
+    pub state: Value,
 }
 
 /// A cassette read back: its exchanges in order, its checkpoints and the
@@ -445,9 +480,16 @@ pub struct Cassette {
     dir: PathBuf,
     exchanges: Vec<Exchange>,
     /// The checkpoints recorded, in order.
-    pub checkpoints: Vec<Value>,
-    /// The state the recorded sync started from.
+    pub checkpoints: Vec<RecordedCheckpoint>,
+    /// The state the recorded sync started from (`Null`: none).
     pub state_before: Value,
+    /// The only stream the recording synced (`run --stream`), if it was limited to one.
+    pub stream: Option<String>,
+}
+
+/// A recorded stream name: a string, or nothing in a format-1 cassette.
+fn stream_field(v: &Value) -> Option<String> {
+    v.get("stream").and_then(Value::as_str).map(str::to_owned)
 }
 
 impl Cassette {
@@ -467,8 +509,10 @@ impl Cassette {
             if !path.exists() {
                 break;
             }
+            let request = read(&path)?;
             exchanges.push(Exchange {
-                request: read(&path)?,
+                stream: stream_field(&request),
+                request,
                 response: read(&entry_path(dir, n, "response"))?,
                 used: false,
             });
@@ -477,7 +521,12 @@ impl Cassette {
         let checkpoints = text
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str::<Value>(l).map(|v| v["state"].clone()))
+            .map(|l| {
+                serde_json::from_str::<Value>(l).map(|v| RecordedCheckpoint {
+                    stream: stream_field(&v),
+                    state: v["state"].clone(),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| bad(format!("checkpoints.jsonl: {e}")))?;
         Ok(Cassette {
@@ -485,6 +534,7 @@ impl Cassette {
             exchanges,
             checkpoints,
             state_before: meta["state_before"].clone(),
+            stream: meta["stream"].as_str().map(str::to_owned),
         })
     }
 
@@ -497,6 +547,17 @@ impl Cassette {
     pub fn is_empty(&self) -> bool {
         self.exchanges.is_empty()
     }
+
+    /// The state the recording started from, as the text a warehouse saves
+    /// (`None` when it started from none).
+    pub fn state_before_text(&self) -> Option<String> {
+        match &self.state_before {
+            Value::Null => None,
+            // The recorder keeps a state that is not JSON as a string.
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
 }
 
 /// Where a replay stands: the first divergence, once there is one.
@@ -506,8 +567,8 @@ pub struct ReplayOutcome {
     pub divergence: Option<String>,
     /// Requests answered from the cassette.
     pub answered: usize,
-    /// The states checkpointed during the replay.
-    pub checkpoints: Vec<Value>,
+    /// The states checkpointed during the replay, with their stream.
+    pub checkpoints: Vec<(String, Value)>,
 }
 
 /// Answers requests from a cassette, never from the network.
@@ -532,35 +593,22 @@ impl Replayer {
         )
     }
 
-    /// Wraps a destination to collect the replay's checkpoints.
+    /// Wraps the destination of `stream` to collect the replay's checkpoints.
     pub fn wrap_destination(
         outcome: Arc<Mutex<ReplayOutcome>>,
+        stream: &str,
         inner: Box<dyn Destination>,
     ) -> Box<dyn Destination> {
-        Box::new(ReplayDestination { inner, outcome })
+        Box::new(ReplayDestination {
+            inner,
+            stream: stream.to_owned(),
+            outcome,
+        })
     }
-}
 
-/// A replayer the streams of a sync share: each stream's backend answers
-/// from the one cassette.
-#[derive(Clone)]
-pub struct SharedReplayer(Arc<Mutex<Replayer>>);
-
-impl SharedReplayer {
-    /// Shares `replayer`.
-    pub fn new(replayer: Replayer) -> SharedReplayer {
-        SharedReplayer(Arc::new(Mutex::new(replayer)))
-    }
-}
-
-impl HttpBackend for SharedReplayer {
-    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
-        self.0.lock().expect("replayer lock").fetch(request)
-    }
-}
-
-impl HttpBackend for Replayer {
-    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+    /// Answers `request` of `stream` from the cassette: the next recorded
+    /// request of that stream must be it.
+    fn answer(&mut self, stream: &str, request: Request) -> Result<Response, HttpError> {
         let asked = self.redactor.request(&request);
         let wanted = key(&asked);
         let mut outcome = self.outcome.lock().expect("replay lock");
@@ -568,24 +616,47 @@ impl HttpBackend for Replayer {
             return Err(HttpError::Other(d.clone()));
         }
         let n = outcome.answered + 1;
-        // In order first; then any unused exchange that matches, so streams
-        // synced in another order still replay.
-        let found = self
+        let ours = |e: &Exchange| e.stream.as_deref().is_none_or(|s| s == stream);
+        let next = self
             .cassette
             .exchanges
             .iter()
-            .position(|e| !e.used && key(&e.request) == wanted);
+            .position(|e| !e.used && ours(e));
+        let matches = |e: &Exchange| !e.used && ours(e) && key(&e.request) == wanted;
+        let later = self.cassette.exchanges.iter().position(matches);
+        let found = match (next, later) {
+            (Some(at), _) if matches(&self.cassette.exchanges[at]) => Some(at),
+            // A format-1 cassette names no stream: its streams may have
+            // interleaved in any order, so any unused match will do.
+            (_, Some(at)) if self.cassette.exchanges[at].stream.is_none() => Some(at),
+            _ => None,
+        };
         let Some(at) = found else {
-            let next = self.cassette.exchanges.iter().find(|e| !e.used);
+            let whose = if stream.is_empty() {
+                String::new()
+            } else {
+                format!(" (stream `{stream}`)")
+            };
+            let next_text = match next {
+                Some(at) => format!(
+                    "the next recorded request is {}",
+                    describe(&self.cassette.exchanges[at].request)
+                ),
+                None => format!(
+                    "it holds only {} requests for this stream",
+                    self.cassette.exchanges.iter().filter(|e| ours(e)).count()
+                ),
+            };
+            let what = if later.is_some() {
+                "comes out of order: the cassette holds it later".to_owned()
+            } else {
+                format!("is not in the cassette {}", self.cassette.dir.display())
+            };
             let message = format!(
-                "replay diverged at request {n}: {} is not in the cassette {} ({})",
-                describe(&asked),
-                self.cassette.dir.display(),
-                match next {
-                    Some(e) => format!("the next recorded request is {}", describe(&e.request)),
-                    None => format!("it holds only {} requests", self.cassette.len()),
-                }
+                "replay diverged at request {n}{whose}: {} {what} ({next_text})",
+                describe(&asked)
             );
+            let message = printable(&message, 1024);
             outcome.divergence = Some(message.clone());
             return Err(HttpError::Other(message));
         };
@@ -619,24 +690,167 @@ impl HttpBackend for Replayer {
     }
 }
 
-impl Replayer {
-    /// The first divergence after a replay: a request the cassette did not
-    /// hold, or recorded requests the replay never asked.
-    pub fn verdict(outcome: &ReplayOutcome, recorded: usize) -> Option<String> {
-        if let Some(d) = &outcome.divergence {
-            return Some(d.clone());
-        }
-        (outcome.answered < recorded).then(|| {
-            format!(
-                "replay diverged: the sync ended after {} requests, the cassette holds {recorded}",
-                outcome.answered
-            )
+/// A replayer the streams of a sync share: each stream's backend answers
+/// from the one cassette.
+#[derive(Clone)]
+pub struct SharedReplayer(Arc<Mutex<Replayer>>);
+
+impl SharedReplayer {
+    /// Shares `replayer`.
+    pub fn new(replayer: Replayer) -> SharedReplayer {
+        SharedReplayer(Arc::new(Mutex::new(replayer)))
+    }
+
+    /// The HTTP backend of `stream`.
+    pub fn for_stream(&self, stream: &str) -> Box<dyn HttpBackend> {
+        Box::new(StreamReplayer {
+            shared: self.clone(),
+            stream: stream.to_owned(),
         })
     }
+
+    /// The recorded checkpoints.
+    pub fn with_cassette<T>(&self, f: impl FnOnce(&Cassette) -> T) -> T {
+        f(&self.0.lock().expect("replayer lock").cassette)
+    }
+}
+
+/// One stream's view of a shared replayer.
+struct StreamReplayer {
+    shared: SharedReplayer,
+    stream: String,
+}
+
+impl HttpBackend for StreamReplayer {
+    fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
+        self.shared
+            .0
+            .lock()
+            .expect("replayer lock")
+            .answer(&self.stream, request)
+    }
+}
+
+/// How a replay ended, judged against its cassette, worst first.
+pub enum Verdict {
+    /// The connector asked a request the cassette does not hold (or out of order).
+    Diverged(String),
+    /// The sync itself failed, on a request the cassette held.
+    Failed,
+    /// The sync succeeded having asked fewer requests than were recorded.
+    EndedEarly(String),
+    /// A checkpoint differs from the recorded one.
+    CheckpointDiffers(String),
+    /// Same requests, same checkpoints.
+    Same,
+}
+
+/// Judges a replay: a divergence first (it is why anything else went
+/// wrong), then the sync's own failure (`sync_ok` false), then requests the
+/// replay never asked, then the checkpoints, compared stream by stream in order.
+pub fn verdict(outcome: &ReplayOutcome, cassette: &Cassette, sync_ok: bool) -> Verdict {
+    if let Some(d) = &outcome.divergence {
+        return Verdict::Diverged(d.clone());
+    }
+    if !sync_ok {
+        return Verdict::Failed;
+    }
+    let recorded = cassette.len();
+    if outcome.answered < recorded {
+        return Verdict::EndedEarly(format!(
+            "replay diverged: the sync ended after {} requests, the cassette holds {recorded}",
+            outcome.answered
+        ));
+    }
+    match first_checkpoint_difference(&cassette.checkpoints, &outcome.checkpoints) {
+        Some(d) => Verdict::CheckpointDiffers(d),
+        None => Verdict::Same,
+    }
+}
+
+/// The first checkpoint of a stream that differs between the recording and
+/// the replay, as one line; checkpoints of a format-1 cassette (no stream
+/// names) are compared in one sequence.
+fn first_checkpoint_difference(
+    recorded: &[RecordedCheckpoint],
+    replayed: &[(String, Value)],
+) -> Option<String> {
+    let named = recorded.iter().all(|c| c.stream.is_some());
+    let group = |stream: &str| {
+        if named {
+            stream.to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let mut streams: Vec<String> = Vec::new();
+    for s in recorded
+        .iter()
+        .map(|c| group(c.stream.as_deref().unwrap_or_default()))
+        .chain(replayed.iter().map(|(s, _)| group(s)))
+    {
+        if !streams.contains(&s) {
+            streams.push(s);
+        }
+    }
+    for stream in streams {
+        let ours: Vec<&Value> = recorded
+            .iter()
+            .filter(|c| group(c.stream.as_deref().unwrap_or_default()) == stream)
+            .map(|c| &c.state)
+            .collect();
+        let theirs: Vec<&Value> = replayed
+            .iter()
+            .filter(|(s, _)| group(s) == stream)
+            .map(|(_, v)| v)
+            .collect();
+        for i in 0..ours.len().max(theirs.len()) {
+            let (a, b) = (ours.get(i), theirs.get(i));
+            if a == b {
+                continue;
+            }
+            let text = |v: Option<&&Value>| v.map_or("(none)".to_owned(), |v| v.to_string());
+            let (a, b) = excerpts(&text(a), &text(b));
+            let whose = if stream.is_empty() {
+                String::new()
+            } else {
+                format!(" of stream `{stream}`")
+            };
+            return Some(format!(
+                "replay diverged at checkpoint {}{whose}: recorded {a}, replayed {b}",
+                i + 1
+            ));
+        }
+    }
+    None
+}
+
+/// Short, escaped excerpts of two texts around where they first differ.
+fn excerpts(a: &str, b: &str) -> (String, String) {
+    const BEFORE: usize = 24;
+    const WIDTH: usize = 96;
+    let at = a
+        .chars()
+        .zip(b.chars())
+        .take_while(|(x, y)| x == y)
+        .count()
+        .saturating_sub(BEFORE);
+    let cut = |s: &str| {
+        let chars: Vec<char> = s.chars().collect();
+        let part: String = chars.iter().skip(at).take(WIDTH).collect();
+        format!(
+            "{}{}{}",
+            if at > 0 { "…" } else { "" },
+            printable(&part, WIDTH * 4),
+            if chars.len() > at + WIDTH { "…" } else { "" }
+        )
+    };
+    (cut(a), cut(b))
 }
 
 struct ReplayDestination {
     inner: Box<dyn Destination>,
+    stream: String,
     outcome: Arc<Mutex<ReplayOutcome>>,
 }
 
@@ -660,7 +874,7 @@ impl Destination for ReplayDestination {
             .lock()
             .expect("replay lock")
             .checkpoints
-            .push(value);
+            .push((self.stream.clone(), value));
         Ok(())
     }
     fn rollback(&mut self) -> Result<()> {

@@ -1,7 +1,9 @@
 //! `incsync check` and `incsync schema`: try a config before syncing it.
 //!
 //! `check` runs the real component once per stream, with a config holding
-//! only that stream, the real HTTP client (credentials, retries, sandbox) and
+//! only that stream, the real HTTP client (credentials, sandbox; no retries:
+//! exactly one request per stream, so a down API is not asked six times and
+//! a 429 is reported rather than waited out) and
 //! a destination that writes nothing. The HTTP backend answers the stream's
 //! first request from the network and every later one with [`STOP`], an
 //! error the host recognises afterwards: the connector stops after its first
@@ -10,7 +12,8 @@
 
 use crate::config::HostConfig;
 use crate::destination::{Batch, Destination};
-use crate::http::{Client, HttpBackend, Retrying};
+use crate::http::{Client, HttpBackend};
+use crate::printable::printable;
 use crate::runtime::bindings::{DataType, DestinationError, HttpError, Request, Response, Table};
 use crate::runtime::{RunError, Runtime};
 use crate::streams;
@@ -74,10 +77,13 @@ impl HttpBackend for FirstPageOnly {
             probe.stopped = true;
             return Err(HttpError::Other(STOP.into()));
         }
-        probe.request = Some(format!(
-            "{} {}",
-            crate::cassette::method_name(request.method),
-            request.url
+        probe.request = Some(printable(
+            &format!(
+                "{} {}",
+                crate::cassette::method_name(request.method),
+                request.url
+            ),
+            4096,
         ));
         drop(probe);
         let answer = self.inner.fetch(request);
@@ -133,11 +139,8 @@ pub fn check(
     for name in streams::names(&value) {
         let one = streams::only(config, &name)?;
         let probe = Arc::new(Mutex::new(Probe::default()));
-        let client = Retrying::new(
-            Client::new(host.allow.clone(), host.http.clone())
-                .with_credentials(host.credentials.clone()),
-            host.http.retry.clone(),
-        );
+        let client = Client::new(host.allow.clone(), host.http.clone())
+            .with_credentials(host.credentials.clone());
         let http = FirstPageOnly {
             inner: Box::new(client),
             probe: probe.clone(),
@@ -169,7 +172,7 @@ fn judge(stream: String, probe: Probe, result: Result<(), RunError>) -> StreamCh
             check.status = Some(status);
             check.auth_accepted = Some(!matches!(status, 401 | 403));
         }
-        Some(Err(e)) => check.error = Some(format!("unreachable: {e}")),
+        Some(Err(e)) => check.error = Some(printable(&format!("unreachable: {e}"), 4096)),
         None => {}
     }
     let read = match result {
@@ -181,7 +184,7 @@ fn judge(stream: String, probe: Probe, result: Result<(), RunError>) -> StreamCh
         Err(e) => {
             check
                 .error
-                .get_or_insert_with(|| format!("{e:#}").replace('\n', " "));
+                .get_or_insert_with(|| printable(&format!("{e:#}"), 4096));
             false
         }
     };
@@ -203,7 +206,7 @@ impl StreamCheck {
         };
         let mut lines = vec![format!(
             "stream {}: {}",
-            self.stream,
+            printable(&self.stream, 256),
             if self.passed { "ok" } else { "FAILED" }
         )];
         if let Some(r) = &self.request {
@@ -233,13 +236,17 @@ impl StreamCheck {
             "  cursor      {}",
             yes_no(self.cursor_parsed, "parsed", "not read (see error)")
         ));
-        lines.push(format!(
-            "  would save  {}",
-            self.would_save.as_ref().map_or(
-                "nothing after one page (this strategy saves later)".into(),
-                Value::to_string
-            )
-        ));
+        // Saving is news only when the page was read; a failed request saves nothing.
+        let answered = self.status.is_some_and(|s| (200..300).contains(&s));
+        if answered {
+            lines.push(format!(
+                "  would save  {}",
+                self.would_save.as_ref().map_or(
+                    "nothing after one page (this strategy saves later)".into(),
+                    |v| printable(&v.to_string(), 4096)
+                )
+            ));
+        }
         if let Some(e) = &self.error {
             lines.push(format!("  error       {e}"));
         }
@@ -282,10 +289,15 @@ pub fn tables_text(tables: &[Table]) -> String {
     for t in tables {
         out.push(format!(
             "table {} (primary key: {})",
-            t.name,
-            t.primary_key.join(", ")
+            printable(&t.name, 256),
+            printable(&t.primary_key.join(", "), 1024)
         ));
-        let width = t.columns.iter().map(|c| c.name.len()).max().unwrap_or(0);
+        let width = t
+            .columns
+            .iter()
+            .map(|c| printable(&c.name, 256).chars().count())
+            .max()
+            .unwrap_or(0);
         for c in &t.columns {
             let key = if t.primary_key.contains(&c.name) {
                 "  key"
@@ -294,7 +306,7 @@ pub fn tables_text(tables: &[Table]) -> String {
             };
             out.push(format!(
                 "  {:<width$}  {}{key}",
-                c.name,
+                printable(&c.name, 256),
                 type_name(c.data_type)
             ));
         }

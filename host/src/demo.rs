@@ -100,6 +100,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         component: ComponentSource::Bundled,
         cache: options.cache.clone(),
         durability: Durability::Normal,
+        start_state: None,
     };
     println!(
         "\n1. first sync: seven streams, one per strategy, each into its table user_<strategy> of {}",

@@ -1,6 +1,6 @@
 //! The `incsync` command line.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{CommandFactory, Parser, Subcommand};
 use incsync::cassette;
 use incsync::destination::{Durability, JsonlTarget, Warehouse};
@@ -268,15 +268,62 @@ fn init_logging(verbose: u8, format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.log_format);
-    match execute(cli.command, cli.log_format) {
+    // `--json` promises JSON on stdout whatever happens.
+    let json = matches!(
+        cli.command,
+        Command::Run { json: true, .. } | Command::Replay { json: true, .. }
+    );
+    let mut reported = false;
+    match execute(cli.command, cli.log_format, &mut reported) {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             // Errors quote the connector and the API: escape what they say.
             let line = printable(&format!("{e:#}").replace('\n', " "), 16 << 10);
-            eprintln!("incsync: error: {line}");
-            ExitCode::from(exit::code_for(&e))
+            let code = exit::code_for(&e);
+            if json && !reported {
+                println!("{}", serde_json::json!({"error": line, "exit_code": code}));
+            }
+            match cli.log_format {
+                LogFormat::Text => eprintln!("incsync: error: {line}"),
+                LogFormat::Json => eprintln!(
+                    "{}",
+                    incsync::progress::json_event(
+                        "ERROR",
+                        serde_json::json!({
+                            "event": "error", "message": line, "exit_code": code,
+                        })
+                    )
+                ),
+            }
+            ExitCode::from(code)
         }
     }
+}
+
+/// The error of a sync that failed, with what it had done, keeping its exit
+/// code (a config error stays one, a busy lease stays one).
+fn sync_error(failure: &sync::SyncFailure) -> anyhow::Error {
+    let rows: u64 = failure.stats.rows.values().sum();
+    let line = format!(
+        "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
+        failure.error, failure.stats.requests
+    );
+    match exit::code_for(&failure.error) {
+        exit::USAGE => exit::usage(line),
+        exit::LEASE_BUSY => anyhow::Error::new(exit::LeaseBusy(line)),
+        _ => anyhow::anyhow!(line),
+    }
+}
+
+/// A report's JSON with how the command ends: `error` (escaped, one line)
+/// and `exit_code`.
+fn json_outcome(mut value: serde_json::Value, error: Option<&anyhow::Error>) -> String {
+    value["ok"] = error.is_none().into();
+    value["exit_code"] = error.map_or(exit::SUCCESS, exit::code_for).into();
+    value["error"] = error
+        .map(|e| printable(&format!("{e:#}").replace('\n', " "), 16 << 10))
+        .into();
+    value.to_string()
 }
 
 /// Reads `--warehouse`; the error is one line, and a usage error.
@@ -290,7 +337,9 @@ fn read_config(path: &std::path::Path) -> Result<String> {
         .map_err(|e| exit::usage(format!("reading config {}: {e}", path.display())))
 }
 
-fn execute(command: Command, log_format: LogFormat) -> Result<()> {
+/// Runs `command`; sets `reported` once a `--json` report (which carries
+/// any error) is on stdout.
+fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Result<()> {
     match command {
         Command::Run {
             config,
@@ -330,14 +379,19 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
                         &text,
                         &incsync::secrets::ProcessEnvironment,
                     );
-                    let recorder = cassette::Recorder::create(dir, redactor, before.as_deref())?;
+                    let recorder = cassette::Recorder::create(
+                        dir,
+                        redactor,
+                        before.as_deref(),
+                        stream.as_deref(),
+                    )?;
                     let (h, d) = (recorder.clone(), recorder.clone());
                     hooks
                         .http
-                        .push(Box::new(move |_stream, inner| h.wrap_http(inner)));
-                    hooks
-                        .destination
-                        .push(Box::new(move |_stream, inner| d.wrap_destination(inner)));
+                        .push(Box::new(move |stream, inner| h.wrap_http(stream, inner)));
+                    hooks.destination.push(Box::new(move |stream, inner| {
+                        d.wrap_destination(stream, inner)
+                    }));
                     Some(recorder)
                 }
                 None => None,
@@ -355,6 +409,7 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
                 } else {
                     Durability::Normal
                 },
+                start_state: None,
             };
             if !(progress_every.is_finite() && progress_every > 0.0) {
                 return Err(exit::usage(
@@ -383,28 +438,19 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
             if let Some(recorder) = &recorder {
                 recorder.finish()?;
             }
-            match result {
-                Ok(report) if json => {
-                    report_line(report.to_json().to_string());
-                    Ok(())
-                }
-                Ok(report) => {
+            let (report, error) = match &result {
+                Ok(report) => (Some(report), None),
+                Err(failure) => (failure.report.as_deref(), Some(sync_error(failure))),
+            };
+            if let Some(report) = report {
+                if json {
+                    report_line(json_outcome(report.to_json(), error.as_ref()));
+                    *reported = true;
+                } else {
                     report_line(report.summary());
-                    Ok(())
-                }
-                Err(failure) => {
-                    let rows: u64 = failure.stats.rows.values().sum();
-                    let line = format!(
-                        "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
-                        failure.error, failure.stats.requests
-                    );
-                    Err(match exit::code_for(&failure.error) {
-                        exit::USAGE => exit::usage(line),
-                        exit::LEASE_BUSY => anyhow::Error::new(exit::LeaseBusy(line)),
-                        _ => anyhow::anyhow!(line),
-                    })
                 }
             }
+            error.map_or(Ok(()), Err)
         }
         Command::ConfigSchema => {
             println!(
@@ -506,10 +552,12 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
             cache,
         } => {
             let text = read_config(&config)?;
+            // The host's keys first: a bad one is a config error here too.
+            let host = incsync::config::HostConfig::parse(&text)?;
             let wasm = sync::load_wasm(
                 &component.map_or(ComponentSource::Bundled, ComponentSource::File),
             )?;
-            let runtime = Runtime::new(&wasm, &cache.cache(), Default::default())?;
+            let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
             let tables = runtime.schema(&text)?;
             if json {
                 println!("{}", incsync::check::tables_json(&tables));
@@ -526,23 +574,40 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
             json,
             cache,
         } => {
-            let text = read_config(&config)?;
+            let mut text = read_config(&config)?;
+            let tape = cassette::Cassette::open(&dir)?;
+            // A recording of `run --stream X` replays stream X only.
+            if let Some(name) = &tape.stream {
+                text = incsync::streams::only(&text, name)?;
+            }
             let redactor =
                 cassette::Redactor::for_config(&text, &incsync::secrets::ProcessEnvironment);
-            let tape = cassette::Cassette::open(&dir)?;
-            let recorded = tape.len();
-            let state_before = tape.state_before.clone();
+            let warehouse = warehouse_arg(&warehouse)?;
+            let own = sync::saved_state(&warehouse).ok().flatten();
+            let own_value: serde_json::Value = own
+                .as_deref()
+                .map(|s| serde_json::from_str(s).unwrap_or(serde_json::Value::String(s.to_owned())))
+                .unwrap_or_default();
+            // The warehouse's own state wins: a replay never moves a
+            // warehouse's state back to the cassette's.
+            let started_from = match &own {
+                None if tape.state_before.is_null() => "none",
+                None => "cassette",
+                Some(_) if own_value == tape.state_before => "warehouse (the cassette's)",
+                Some(_) => "warehouse",
+            };
+            let start_state = tape.state_before_text();
             let (replayer, outcome) = cassette::Replayer::new(tape, redactor);
             let replayer = cassette::SharedReplayer::new(replayer);
             let mut hooks = sync::Hooks::default();
+            let r = replayer.clone();
             hooks
                 .http
-                .push(Box::new(move |_stream, _live| Box::new(replayer.clone())));
+                .push(Box::new(move |stream, _live| r.for_stream(stream)));
             let o = outcome.clone();
-            hooks.destination.push(Box::new(move |_stream, inner| {
-                cassette::Replayer::wrap_destination(o.clone(), inner)
+            hooks.destination.push(Box::new(move |stream, inner| {
+                cassette::Replayer::wrap_destination(o.clone(), stream, inner)
             }));
-            let warehouse = warehouse_arg(&warehouse)?;
             let job = SyncJob {
                 wait_for_lease: None,
                 lease_ttl: None,
@@ -553,40 +618,61 @@ fn execute(command: Command, log_format: LogFormat) -> Result<()> {
                 component: component.map_or(ComponentSource::Bundled, ComponentSource::File),
                 cache: cache.cache(),
                 durability: Durability::Normal,
+                start_state,
             };
-            let before: serde_json::Value = sync::saved_state(&warehouse)
-                .ok()
-                .flatten()
-                .and_then(|s| serde_json::from_str(&s).ok())
-                .unwrap_or_default();
             let result = sync::run_with(&job, &hooks);
             let outcome = outcome.lock().expect("replay outcome");
-            if let Some(divergence) = cassette::Replayer::verdict(&outcome, recorded) {
-                let hint = if before == state_before {
-                    ""
-                } else {
-                    " (the warehouse's saved state is not the one the recording started from)"
-                };
-                anyhow::bail!("{divergence}{hint}");
-            }
-            let report = result.map_err(|f| f.error)?;
-            if json {
-                let mut value = report.to_json();
-                value["replayed_requests"] = outcome.answered.into();
-                println!("{value}");
+            let verdict =
+                replayer.with_cassette(|c| cassette::verdict(&outcome, c, result.is_ok()));
+            let hint = if started_from == "warehouse" {
+                " (replayed from the warehouse's saved state, which is not the one the recording started from: replay into a fresh warehouse to start from the cassette's)"
             } else {
-                println!(
-                    "replayed {} requests offline from {}",
-                    outcome.answered,
-                    dir.display()
-                );
-                println!("{}", report.summary());
+                ""
+            };
+            let error = match (verdict, &result) {
+                (cassette::Verdict::Failed, Err(failure)) => Some(sync_error(failure)),
+                // `Failed` comes only of a failed sync.
+                (cassette::Verdict::Same | cassette::Verdict::Failed, _) => None,
+                (
+                    cassette::Verdict::Diverged(d)
+                    | cassette::Verdict::EndedEarly(d)
+                    | cassette::Verdict::CheckpointDiffers(d),
+                    _,
+                ) => Some(anyhow::anyhow!("{d}{hint}")),
+            };
+            let report = match &result {
+                Ok(report) => Some(report),
+                Err(failure) => failure.report.as_deref(),
+            };
+            if let Some(report) = report {
+                if json {
+                    let mut value = report.to_json();
+                    value["replayed_requests"] = outcome.answered.into();
+                    value["started_from"] = started_from.into();
+                    println!("{}", json_outcome(value, error.as_ref()));
+                    *reported = true;
+                } else {
+                    println!(
+                        "replayed {} requests offline from {}, starting from {}",
+                        outcome.answered,
+                        dir.display(),
+                        match started_from {
+                            "none" => "no saved state, as the recording did",
+                            "cassette" =>
+                                "the state the recording started from (the warehouse had none)",
+                            "warehouse" => "the warehouse's saved state (not the recording's)",
+                            _ => "the warehouse's saved state (the recording's)",
+                        }
+                    );
+                    println!("{}", report.summary());
+                }
             }
-            Ok(())
+            error.map_or(Ok(()), Err)
         }
         Command::Component { out } => {
+            // A path that cannot be written is the user's to fix: exit 2.
             std::fs::write(&out, incsync::runtime::BUNDLED_COMPONENT)
-                .with_context(|| format!("writing {}", out.display()))?;
+                .map_err(|e| exit::usage(format!("--out: writing {}: {e}", out.display())))?;
             println!(
                 "wrote the connector component ({} bytes, world incsync:connector/connector@0.1.0) to {}",
                 incsync::runtime::BUNDLED_COMPONENT.len(),

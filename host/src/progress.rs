@@ -34,6 +34,26 @@ pub enum LogFormat {
     Json,
 }
 
+/// A JSON line for stderr shaped like the tracing lines of `--log-format
+/// json`: `timestamp` (RFC 3339, UTC, microseconds) and `level` first, then
+/// `fields`' own keys.
+pub fn json_event(level: &str, fields: Value) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert(
+        "timestamp".into(),
+        json!(
+            chrono::Utc::now()
+                .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                .to_string()
+        ),
+    );
+    line.insert("level".into(), json!(level));
+    if let Value::Object(fields) = fields {
+        line.extend(fields);
+    }
+    Value::Object(line).to_string()
+}
+
 /// One stream's progress.
 #[derive(Debug, Clone)]
 struct StreamLine {
@@ -42,14 +62,17 @@ struct StreamLine {
     rows: u64,
     pages: u64,
     cursor: Option<String>,
+    /// When the stream started (its backends were made), not its first answer.
     started: Option<Instant>,
-    last_event: Option<Instant>,
+    /// When it ended, ok or not: its line says done from then on.
+    finished: Option<Instant>,
 }
 
 impl StreamLine {
     fn elapsed(&self) -> Duration {
-        match (self.started, self.last_event) {
-            (Some(s), Some(l)) => l.duration_since(s),
+        match (self.started, self.finished) {
+            (Some(s), Some(f)) => f.duration_since(s),
+            (Some(s), None) => s.elapsed(),
             _ => Duration::ZERO,
         }
     }
@@ -89,6 +112,8 @@ enum Render {
 
 struct Board {
     streams: Vec<StreamLine>,
+    /// Set by `finish`: the ticker stops.
+    closed: bool,
     current: usize,
     /// Pages fetched since the last upsert: the next writer's.
     unassigned: u64,
@@ -98,9 +123,19 @@ struct Board {
 }
 
 /// The progress display of one sync; clone it into the backend wrappers.
+///
+/// A ticker thread redraws it between events too, so a slow request still
+/// shows time passing and a plain line is due every `--progress-every`
+/// seconds whatever the API does.
 #[derive(Clone)]
 pub struct Progress {
     board: Arc<Mutex<Board>>,
+}
+
+/// How often the ticker redraws: often enough for live lines and for a
+/// short `--progress-every`, rarely enough to cost nothing.
+fn tick_period(every: Duration) -> Duration {
+    every.clamp(Duration::from_millis(50), Duration::from_millis(250))
 }
 
 /// Draws indicatif's bars on stderr whether or not it is a terminal.
@@ -197,7 +232,7 @@ impl Progress {
                 pages: 0,
                 cursor: None,
                 started: None,
-                last_event: None,
+                finished: None,
             })
             .collect();
         let bars = match mode {
@@ -238,16 +273,30 @@ impl Progress {
                 printed: false,
             },
         };
-        Some(Progress {
+        let progress = Progress {
             board: Arc::new(Mutex::new(Board {
                 streams,
+                closed: false,
                 current: 0,
                 unassigned: 0,
                 last_state: Value::Null,
                 render,
                 started: Instant::now(),
             })),
-        })
+        };
+        let board = progress.board.clone();
+        let period = tick_period(every);
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(period);
+                let mut board = board.lock().expect("progress lock");
+                if board.closed {
+                    break;
+                }
+                board.draw(false);
+            }
+        });
+        Some(progress)
     }
 
     /// The line of stream `name`, if it has one.
@@ -257,12 +306,19 @@ impl Progress {
     }
 
     /// Wraps the HTTP backend of stream `stream` (all streams: empty): each
-    /// fetch is a page of that stream (else of the current one).
+    /// fetch is a page of that stream (else of the current one). The
+    /// stream's clock starts now, and it is done when the backend is dropped.
     pub fn wrap_http(&self, stream: &str, inner: Box<dyn HttpBackend>) -> Box<dyn HttpBackend> {
+        let index = self.index_of(stream);
+        if let Some(i) = index {
+            let mut board = self.board.lock().expect("progress lock");
+            board.streams[i].started = Some(Instant::now());
+            board.streams[i].finished = None;
+        }
         Box::new(Watched {
             inner,
             progress: self.clone(),
-            stream: self.index_of(stream),
+            stream: index,
         })
     }
 
@@ -287,7 +343,6 @@ impl Progress {
         let current = stream.unwrap_or(board.current);
         if let Some(s) = board.streams.get_mut(current) {
             s.started.get_or_insert(now);
-            s.last_event = Some(now);
         }
         board.draw(false);
     }
@@ -295,7 +350,9 @@ impl Progress {
     /// Ends the display: the bars keep their last line; the plain lines get a
     /// last one per stream if any were printed or the sync took a while.
     pub fn finish(&self) {
-        self.board.lock().expect("progress lock").draw(true);
+        let mut board = self.board.lock().expect("progress lock");
+        board.closed = true;
+        board.draw(true);
     }
 }
 
@@ -327,11 +384,15 @@ impl Board {
         match &mut self.render {
             Render::Bars(_, bars) => {
                 for (s, bar) in self.streams.iter().zip(bars.iter()) {
+                    if bar.is_finished() {
+                        continue;
+                    }
                     if s.started.is_some() {
-                        bar.set_message(s.text());
+                        let end = if s.finished.is_some() { " (done)" } else { "" };
+                        bar.set_message(format!("{}{end}", s.text()));
                         bar.tick();
                     }
-                    if done {
+                    if done || s.finished.is_some() {
                         bar.finish();
                     }
                 }
@@ -354,9 +415,11 @@ impl Board {
                     if s.started.is_none() && !done {
                         continue;
                     }
-                    let finished = done || i < self.current;
+                    let finished = done || s.finished.is_some() || i < self.current;
                     let _ = match format {
-                        LogFormat::Json => writeln!(err, "{}", s.json(finished)),
+                        LogFormat::Json => {
+                            writeln!(err, "{}", json_event("INFO", s.json(finished)))
+                        }
                         LogFormat::Text => writeln!(
                             err,
                             "incsync: progress: stream {}: {}{}",
@@ -377,6 +440,19 @@ struct Watched<T: ?Sized> {
     /// The stream this backend serves, when streams run on their own
     /// instances (in parallel); `None`: whichever stream is current.
     stream: Option<usize>,
+}
+
+impl<T: ?Sized> Drop for Watched<T> {
+    fn drop(&mut self) {
+        // A stream's backends go when its sync ends: mark it done now, not
+        // when the whole run ends.
+        if let Some(i) = self.stream {
+            let mut board = self.progress.board.lock().expect("progress lock");
+            if let Some(s) = board.streams.get_mut(i) {
+                s.finished.get_or_insert_with(Instant::now);
+            }
+        }
+    }
 }
 
 impl HttpBackend for Watched<dyn HttpBackend> {

@@ -4,10 +4,11 @@
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
 use crate::http::{Client, HttpBackend, Pacer, Retrying};
+use crate::printable::printable;
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
 };
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ pub struct SyncJob {
     /// How long a lease lasts past each checkpoint (default
     /// [`DEFAULT_LEASE`]): a worker that dies loses it after this.
     pub lease_ttl: Option<Duration>,
+    /// The state to start from when the warehouse has none saved (a replay
+    /// starts from its cassette's); a warehouse's own state always wins.
+    pub start_state: Option<String>,
 }
 
 /// How long a stream's lease lasts past each checkpoint, by default.
@@ -165,6 +169,10 @@ pub struct SyncFailure {
     pub error: anyhow::Error,
     /// What was done before it (rows after the last checkpoint rolled back).
     pub stats: SyncStats,
+    /// What each stream did, when the streams ran (`None`: the sync failed
+    /// before any stream started: a config, component or warehouse error).
+    /// Boxed: a report is large, and most failures have none.
+    pub report: Option<Box<SyncReport>>,
 }
 
 impl std::fmt::Display for SyncFailure {
@@ -180,16 +188,18 @@ impl From<anyhow::Error> for SyncFailure {
         SyncFailure {
             error,
             stats: SyncStats::default(),
+            report: None,
         }
     }
 }
 
 /// The bytes of the component `source` names.
+/// A component file that cannot be read is a usage error: nothing ran.
 pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
     Ok(match source {
         ComponentSource::Bundled => BUNDLED_COMPONENT.into(),
         ComponentSource::File(p) => std::fs::read(p)
-            .with_context(|| format!("reading component {}", p.display()))?
+            .map_err(|e| crate::exit::usage(format!("--component: reading {}: {e}", p.display())))?
             .into(),
     })
 }
@@ -308,7 +318,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     let state = {
         let mut warehouse = destination::open(&job.warehouse, job.durability)?;
         warehouse.create_tables(&tables)?;
-        warehouse.saved_state()?
+        warehouse.saved_state()?.or_else(|| job.start_state.clone())
     };
     let units = units(&job.config);
     let pacer = Pacer::default();
@@ -418,7 +428,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             .as_ref()
             .is_some_and(|e| e.chain().any(|c| c.is::<crate::exit::LeaseBusy>()))
     });
-    if !failed.is_empty() {
+    let error = (!failed.is_empty()).then(|| {
         let mut error = String::new();
         for (i, s) in failed.iter().enumerate() {
             let e = s.error.as_ref().expect("failed");
@@ -438,29 +448,46 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 streams.len()
             ));
         }
-        let error = if only_busy {
+        if only_busy {
             anyhow::Error::new(crate::exit::LeaseBusy(error))
         } else {
             anyhow::anyhow!(error)
-        };
-        return Err(SyncFailure { error, stats });
-    }
-    let mut warehouse = destination::open(&job.warehouse, job.durability)?;
-    let mut table_rows = BTreeMap::new();
-    for t in &tables {
-        if let Some(n) = warehouse.row_count(&t.name)? {
-            table_rows.insert(t.name.clone(), n);
         }
-    }
-    Ok(SyncReport {
+    });
+    let mut report = SyncReport {
         stats,
         streams,
-        table_rows,
-        state: warehouse.saved_state()?,
-        elapsed: started.elapsed(),
+        table_rows: BTreeMap::new(),
+        state: None,
+        elapsed: Duration::ZERO,
         cache: runtime.cache,
         load_time: runtime.load_time,
-    })
+    };
+    let counted = (|| -> Result<()> {
+        let mut warehouse = destination::open(&job.warehouse, job.durability)?;
+        for t in &tables {
+            if let Some(n) = warehouse.row_count(&t.name)? {
+                report.table_rows.insert(t.name.clone(), n);
+            }
+        }
+        report.state = warehouse.saved_state()?;
+        Ok(())
+    })();
+    report.elapsed = started.elapsed();
+    match (error, counted) {
+        (None, Ok(())) => Ok(report),
+        (None, Err(e)) => Err(SyncFailure {
+            error: e,
+            stats: report.stats.clone(),
+            report: None,
+        }),
+        // The streams' error is the news; the count is best effort.
+        (Some(error), _) => Err(SyncFailure {
+            error,
+            stats: report.stats.clone(),
+            report: Some(Box::new(report)),
+        }),
+    }
 }
 
 /// The saved state of a warehouse, if it has one.
@@ -480,9 +507,27 @@ pub fn forget_stream(warehouse: &Warehouse, stream: &str) -> Result<bool> {
 }
 
 impl SyncReport {
-    /// The report as JSON, for scripts and schedulers.
+    /// The saved state of one stream (the whole state for a config not
+    /// split by stream), as JSON; a state that is not JSON is a string.
+    fn state_of_stream(&self, name: &str) -> serde_json::Value {
+        let Some(state) = self.state.as_deref() else {
+            return serde_json::Value::Null;
+        };
+        if name.is_empty() {
+            return serde_json::from_str(state)
+                .unwrap_or_else(|_| serde_json::Value::String(state.to_owned()));
+        }
+        crate::streams::state_of(state, name)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// The report as JSON, for scripts and schedulers: every stream with
+    /// `ok`, its `error` if it failed, its rows and its saved state.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "ok": self.streams.iter().all(|s| s.error.is_none()),
             "requests": self.stats.requests,
             "bytes": self.stats.bytes,
             "rows_upserted": self.stats.rows,
@@ -490,12 +535,16 @@ impl SyncReport {
             "rows_in_warehouse": self.table_rows,
             "streams": self.streams.iter().map(|s| serde_json::json!({
                 "name": s.name,
+                "ok": s.error.is_none(),
+                "error": s.error.as_ref().map(|e| format!("{e:#}")),
                 "requests": s.stats.requests,
                 "rows_upserted": s.stats.rows,
                 "checkpoints": s.stats.checkpoints,
                 "elapsed_ms": s.elapsed.as_secs_f64() * 1000.0,
+                "state": self.state_of_stream(&s.name),
             })).collect::<Vec<_>>(),
-            "state": self.state.as_deref().and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok()),
+            "state": self.state.as_deref().map(|s| serde_json::from_str::<serde_json::Value>(s)
+                .unwrap_or_else(|_| serde_json::Value::String(s.to_owned()))),
             "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
             "component_load_ms": self.load_time.as_secs_f64() * 1000.0,
             "component_cache": match self.cache {
@@ -506,27 +555,44 @@ impl SyncReport {
         })
     }
 
-    /// A one-screen summary.
+    /// A one-screen summary: a line per stream when there are several or
+    /// one failed (its error, escaped); the guest's names and state escaped.
     pub fn summary(&self) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let secs = self.elapsed.as_secs_f64();
         let delivered: u64 = self.stats.rows.values().sum();
+        let failed = self.streams.iter().filter(|s| s.error.is_some()).count();
+        let head = if failed == 0 {
+            format!("synced in {secs:.2} s")
+        } else {
+            format!(
+                "{failed} of {} streams failed, after {secs:.2} s",
+                self.streams.len()
+            )
+        };
         let _ = writeln!(
             s,
-            "synced in {secs:.2} s: {} requests ({:.1} KiB), {delivered} rows upserted ({:.0} rows/s), {} checkpoints",
+            "{head}: {} requests ({:.1} KiB), {delivered} rows upserted ({:.0} rows/s), {} checkpoints",
             self.stats.requests,
             self.stats.bytes as f64 / 1024.0,
             delivered as f64 / secs.max(1e-9),
             self.stats.checkpoints
         );
-        if self.streams.len() > 1 {
+        if self.streams.len() > 1 || failed > 0 {
             for st in &self.streams {
                 let rows: u64 = st.stats.rows.values().sum();
+                let outcome = match &st.error {
+                    None => String::new(),
+                    Some(e) => format!(
+                        ", FAILED: {}",
+                        printable(&format!("{e:#}").replace('\n', " "), 1024)
+                    ),
+                };
                 let _ = writeln!(
                     s,
-                    "  stream {:<19} {rows:>9} rows upserted, {:>5} requests, {:.2} s",
-                    st.name,
+                    "  stream {:<19} {rows:>9} rows upserted, {:>5} requests, {:.2} s{outcome}",
+                    printable(&st.name, 256),
                     st.stats.requests,
                     st.elapsed.as_secs_f64()
                 );
@@ -536,7 +602,8 @@ impl SyncReport {
             let upserted = self.stats.rows.get(table).copied().unwrap_or(0);
             let _ = writeln!(
                 s,
-                "  table {table:<20} {upserted:>9} rows upserted, {total:>9} rows in the warehouse"
+                "  table {:<20} {upserted:>9} rows upserted, {total:>9} rows in the warehouse",
+                printable(table, 256)
             );
         }
         let cache = match self.cache {
@@ -549,7 +616,13 @@ impl SyncReport {
             "  component {cache} in {:.0} ms",
             self.load_time.as_secs_f64() * 1000.0
         );
-        let _ = write!(s, "  state {}", self.state.as_deref().unwrap_or("(none)"));
+        let _ = write!(
+            s,
+            "  state {}",
+            self.state
+                .as_deref()
+                .map_or("(none)".to_owned(), |st| printable(st, 16 << 10))
+        );
         s
     }
 }

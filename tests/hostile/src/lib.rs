@@ -17,6 +17,8 @@
 //!   stderr, then fails with an error full of escape sequences;
 //! - `columns`: upserts one row whose fields collide (`id`/`ID`, `_INCSYNC_x`),
 //!   hold a NUL, and number `"fields"` (default 2,500), then checkpoints;
+//! - `escape-state`: checkpoints a state that is not JSON and holds escape
+//!   sequences, then succeeds;
 //! - `big-state`: checkpoints a state of `"state_mb"` MiB (default 64);
 //! - `swallow`: upserts rows 1–3 and checkpoints, logging any error it is
 //!   handed (`guest saw: …`) and carrying on, then succeeds;
@@ -269,6 +271,8 @@ mod component {
                     }
                     Ok(())
                 }
+                "escape-state" => host::checkpoint("\x1b]0;pwned\x07\x1b[2J\u{202e}state")
+                    .map_err(|e| Error::Destination(format!("{e:?}"))),
                 "big-state" => {
                     let mb = config["state_mb"].as_u64().unwrap_or(64) as usize;
                     let state = format!("\"{}\"", "s".repeat(mb << 20));
