@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,7 +50,7 @@ pub struct AddressPolicy {
 pub fn is_non_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -58,19 +58,46 @@ pub fn is_non_public(ip: IpAddr) -> bool {
                 || v4.is_broadcast()
                 || v4.is_multicast()
                 || a == 0
-                || (a == 100 && (64..128).contains(&b))
+                || (a == 100 && (64..128).contains(&b)) // shared (CGNAT) 100.64.0.0/10
+                || (a == 192 && b == 0 && c == 0) // IETF protocol assignments 192.0.0.0/24 (Oracle's metadata 192.0.0.192)
+                || (a == 198 && (b & 0xfe) == 18) // benchmarking 198.18.0.0/15
+                || a >= 240 // reserved 240.0.0.0/4
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_non_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)
+            };
+            // Addresses that carry an IPv4 address, which a translator or
+            // tunnel may deliver to: judged by that address.
+            let carried = if s[..6] == [0; 6] && !(s[6] == 0 && s[7] <= 1) {
+                // IPv4-compatible ::a.b.c.d (deprecated), not :: or ::1.
+                Some(embedded(s[6], s[7]))
+            } else if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                // NAT64 well-known prefix 64:ff9b::/96.
+                Some(embedded(s[6], s[7]))
+            } else if s[0] == 0x2002 {
+                // 6to4 2002:a.b.c.d::/48.
+                Some(embedded(s[1], s[2]))
+            } else {
+                None
+            };
+            if let Some(v4) = carried
+                && is_non_public(IpAddr::V4(v4))
+            {
+                return true;
+            }
+            let first = s[0];
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (first & 0xffc0) == 0xfe80 // link local fe80::/10
                 || (first & 0xffc0) == 0xfec0 // site local fec0::/10 (deprecated)
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 64:ff9b:1::/48
         }
     }
 }
@@ -349,6 +376,17 @@ mod tests {
             "ff02::1",
             "::ffff:169.254.169.254",
             "::ffff:127.0.0.1",
+            "192.0.0.192",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "::169.254.169.254",
+            "::10.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:0101::1",
         ] {
             assert!(is_non_public(ip.parse().unwrap()), "{ip}");
         }
@@ -357,6 +395,10 @@ mod tests {
             "1.1.1.1",
             "2606:4700::1111",
             "::ffff:8.8.8.8",
+            "198.20.0.1",
+            "192.0.2.1",
+            "64:ff9b::808:808",
+            "2002:808:808::1",
         ] {
             assert!(!is_non_public(ip.parse().unwrap()), "{ip}");
         }
