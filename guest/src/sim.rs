@@ -210,8 +210,9 @@ impl SimApi {
     /// inclusive `created_gte` filter on every request, `limit`, and
     /// `starting_after` the id of the last item of the page before; the
     /// answer's `has_more` says whether more follow. With `events`, the items
-    /// are every version of every record, `{"id": "evt_N", "updatedAt",
-    /// "data": {"object": record}}`, as Stripe's events API lists them.
+    /// are every version of every record, `{"id": "evt_N", "type",
+    /// "updatedAt", "data": {"object": record}}`, as Stripe's events API
+    /// lists them (`type` is `user.deleted` for a delete, else `user.updated`).
     fn starting_after(
         &self,
         q: &BTreeMap<String, String>,
@@ -249,7 +250,8 @@ impl SimApi {
             .map(|(id, r)| {
                 let record = render(std::iter::once(*r)).remove(0);
                 if events {
-                    json!({"id": id, "updatedAt": record["updatedAt"].clone(),
+                    let kind = if r.deleted { "user.deleted" } else { "user.updated" };
+                    json!({"id": id, "type": kind, "updatedAt": record["updatedAt"].clone(),
                            "data": {"object": record}})
                 } else {
                     record
