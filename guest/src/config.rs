@@ -222,7 +222,7 @@ struct File {
 
 /// A fixed query parameter's value: one, or a list that repeats the
 /// parameter.
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(untagged, expecting = "is neither a string nor an array of strings")]
 enum QueryValue {

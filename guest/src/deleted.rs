@@ -25,6 +25,10 @@ pub struct DeletedWhen {
     pub field: String,
     /// The value that marks a delete, compared exactly: a string, a number
     /// or a boolean (Stripe's events: `"customer.deleted"`).
+    #[cfg_attr(
+        feature = "schema",
+        schemars(extend("type" = ["string", "number", "boolean"]))
+    )]
     pub equals: Value,
 }
 

@@ -305,6 +305,22 @@ impl SampleApi {
         }
     }
 
+    /// Deletes `count` objects of a replica, as its API's delete call does,
+    /// and returns their ids. An error for the seeds' API and for replicas
+    /// that do not model deletes.
+    pub fn delete(&self, count: usize) -> Result<Vec<String>> {
+        let replica = self
+            .shared
+            .replica
+            .as_ref()
+            .context("the seeds' API has no deletes; use `with_data`")?;
+        replica
+            .lock()
+            .expect("replica lock")
+            .delete(count, replicas::now_ms())
+            .context("this replica does not model deletes")
+    }
+
     /// Every current object, exactly as the served API's list endpoint
     /// renders it (the seeds: user records, by id).
     pub fn objects(&self) -> Vec<serde_json::Value> {
