@@ -224,8 +224,10 @@ impl Replica {
 
 /// Whether `table` has the soft-delete mark (added with the first delete).
 fn has_deleted_column(conn: &Connection, table: &str) -> bool {
-    conn.prepare(&format!("SELECT \"_incsync_deleted\" FROM \"{table}\" LIMIT 0"))
-        .is_ok()
+    conn.prepare(&format!(
+        "SELECT \"_incsync_deleted\" FROM \"{table}\" LIMIT 0"
+    ))
+    .is_ok()
 }
 
 /// A key as text, whether the API sends it as a number or a string.
@@ -334,7 +336,11 @@ fn a_deleted_stripe_customer_ends_soft_deleted_and_no_other_event_lands_in_custo
     replica.api.change(10, 2);
     replica.sync();
     replica.assert_equal();
-    assert_eq!(replica.soft_deleted(), gone, "the deleted customers, marked");
+    assert_eq!(
+        replica.soft_deleted(),
+        gone,
+        "the deleted customers, marked"
+    );
     let conn = Connection::open(&replica.warehouse).unwrap();
     let foreign: Vec<String> = conn
         .prepare("SELECT id FROM customer WHERE id NOT LIKE 'cus\\_%' ESCAPE '\\'")

@@ -715,12 +715,15 @@ mod tests {
         };
         assert_eq!(
             c.streams[0].query,
-            pairs(&[("b", "1"), ("types[]", "a.created"), ("types[]", "a.deleted")])
+            pairs(&[
+                ("b", "1"),
+                ("types[]", "a.created"),
+                ("types[]", "a.deleted")
+            ])
         );
         let e = stream_error(r#""strategy": "timestamp", "query": {"a": 1}"#);
         assert_eq!(
-            e,
-            "streams[0].query.a: is neither a string nor an array of strings",
+            e, "streams[0].query.a: is neither a string nor an array of strings",
             "{e}"
         );
     }

@@ -612,7 +612,12 @@ impl Replica for Stripe {
         for &i in &picked {
             self.remove(i, at);
         }
-        Some(picked.iter().map(|&i| self.customers[i].id.clone()).collect())
+        Some(
+            picked
+                .iter()
+                .map(|&i| self.customers[i].id.clone())
+                .collect(),
+        )
     }
 
     fn objects(&self) -> Vec<Value> {
@@ -915,7 +920,10 @@ mod tests {
         }
         // Updates go to the customers still there.
         s.change(40, 0, NOW + 2000);
-        assert_eq!(ids(&body(&get(&mut s, "/v1/customers?limit=100"))).len(), 38);
+        assert_eq!(
+            ids(&body(&get(&mut s, "/v1/customers?limit=100"))).len(),
+            38
+        );
     }
 
     #[test]
