@@ -15,6 +15,7 @@
 //! file declares (see `strategy/`). A key that is neither is an error.
 
 use crate::cursor::{Cursor, Filter, TimestampFormat};
+pub use crate::deleted::DeletedWhen;
 use crate::error::ConfigError;
 use crate::http::{Method, check_body_template};
 pub use crate::strategy::StrategyConfig;
@@ -57,7 +58,8 @@ pub struct StreamConfig {
     /// `cursor_field` is read from the item, `primary_key` from the record.
     pub record_path: Vec<String>,
     /// Query parameters sent with every request the connector builds from
-    /// `path` (not added to URLs an answer hands out).
+    /// `path` (not added to URLs an answer hands out), in order; a name may
+    /// repeat (an array parameter, `types[]`).
     pub query: Vec<(String, String)>,
     /// The declared columns, in order. Default: the seeds' `user` columns.
     pub columns: Vec<Column>,
@@ -91,6 +93,9 @@ pub struct StreamConfig {
     /// non-empty string (a `deleted_at` time) or a non-zero number. Such a
     /// record is deleted from the table instead of upserted. Default: none.
     pub deleted_field: Option<String>,
+    /// A value of the item around the record that marks the record deleted
+    /// (Stripe's events: `type` = `customer.deleted`). Default: none.
+    pub deleted_when: Option<DeletedWhen>,
 }
 
 impl StreamConfig {
@@ -215,6 +220,18 @@ struct File {
     _deletes: IgnoredAny,
 }
 
+/// A fixed query parameter's value: one, or a list that repeats the
+/// parameter.
+#[derive(Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(untagged, expecting = "is neither a string nor an array of strings")]
+enum QueryValue {
+    /// Sent once.
+    One(String),
+    /// Sent once per element, in order.
+    Many(Vec<String>),
+}
+
 /// The keys every stream has, whatever its strategy.
 #[derive(Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -246,9 +263,11 @@ struct StreamKeys {
     #[serde(default)]
     record_path: Option<String>,
     /// Fixed query parameters sent with every request built from `path`,
-    /// not added to URLs an answer hands out.
+    /// not added to URLs an answer hands out. An array value repeats the
+    /// parameter once per element, in order (Stripe's
+    /// `"types[]": ["customer.created", "customer.updated"]`).
     #[serde(default)]
-    query: BTreeMap<String, String>,
+    query: BTreeMap<String, QueryValue>,
     /// The declared columns: name to type. Default: the seeds' `user` columns.
     #[serde(default)]
     columns: Option<BTreeMap<String, DataType>>,
@@ -283,6 +302,12 @@ struct StreamKeys {
     /// record is deleted instead of upserted.
     #[serde(default)]
     deleted_field: Option<String>,
+    /// An item whose `field` (a dot path into the item, read before
+    /// `record_path` is applied) equals `equals` is a delete of the record
+    /// inside it (Stripe's events: `{"field": "type", "equals":
+    /// "customer.deleted"}`). With `deleted_field`, either marks a delete.
+    #[serde(default)]
+    deleted_when: Option<DeletedWhen>,
     /// Checkpoint once every this many pages instead of after each: fewer
     /// commits (faster with small pages), and after a crash up to this many
     /// pages are fetched and upserted again. The last page, a stream that
@@ -422,6 +447,10 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
             "must be at least 1",
         ));
     }
+    if let Some(rule) = &keys.deleted_when {
+        rule.check()
+            .map_err(|e| ConfigError::new(key(&e.key), e.problem))?;
+    }
     let strategy = StrategyConfig::parse(&keys.strategy, settings, at)?;
     let stream = StreamConfig {
         name: keys.name.unwrap_or_else(|| keys.table.clone()),
@@ -439,7 +468,17 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
             None | Some("") => Vec::new(),
             Some(p) => p.split('.').map(str::to_owned).collect(),
         },
-        query: keys.query.into_iter().collect(),
+        query: keys
+            .query
+            .into_iter()
+            .flat_map(|(name, value)| {
+                let values = match value {
+                    QueryValue::One(v) => vec![v],
+                    QueryValue::Many(vs) => vs,
+                };
+                values.into_iter().map(move |v| (name.clone(), v))
+            })
+            .collect(),
         columns: match keys.columns {
             None => seed_user_columns(),
             Some(map) => map
@@ -457,6 +496,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         checkpoint_every_ms: keys.checkpoint_every_ms,
         body,
         deleted_field: keys.deleted_field.filter(|f| !f.is_empty()),
+        deleted_when: keys.deleted_when,
     };
     stream
         .strategy
@@ -630,6 +670,15 @@ mod tests {
             e.starts_with("streams[0].method: unknown variant `PUT`"),
             "{e}"
         );
+        let e = stream_error(
+            r#""strategy": "timestamp", "deleted_when": {"field": "type", "equals": {}}"#,
+        );
+        assert!(e.starts_with("streams[0].deleted_when.equals: "), "{e}");
+        let e = stream_error(r#""strategy": "timestamp", "deleted_when": {"field": "type"}"#);
+        assert!(
+            e.starts_with("streams[0].deleted_when: missing field `equals`"),
+            "{e}"
+        );
         let e = stream_error(r#""strategy": "timestamp", "start_timestamp": "soon""#);
         assert!(e.starts_with("streams[0].start_timestamp: `soon`"), "{e}");
     }
@@ -650,6 +699,33 @@ mod tests {
         let e = stream_error(r#""strategy": "keyset", "page_size": 10"#);
         assert!(e.contains("unknown key `page_size`"), "{e}");
         assert!(e.contains("`keyset`"), "{e}");
+    }
+
+    #[test]
+    fn an_array_in_query_repeats_the_parameter() {
+        let c = Config::parse(
+            r#"{"base_url": "http://x", "streams": [{"table": "t", "strategy": "timestamp",
+                "path": "/p", "query": {"types[]": ["a.created", "a.deleted"], "b": "1"}}]}"#,
+        )
+        .unwrap();
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            c.streams[0].query,
+            pairs(&[
+                ("b", "1"),
+                ("types[]", "a.created"),
+                ("types[]", "a.deleted")
+            ])
+        );
+        let e = stream_error(r#""strategy": "timestamp", "query": {"a": 1}"#);
+        assert_eq!(
+            e, "streams[0].query.a: is neither a string nor an array of strings",
+            "{e}"
+        );
     }
 
     #[test]

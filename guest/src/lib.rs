@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod cursor;
+mod deleted;
 mod error;
 mod http;
 mod machine;

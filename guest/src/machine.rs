@@ -413,10 +413,16 @@ impl Sync {
         let mut keys = Vec::with_capacity(list.len());
         let item_field = run.strategy.item_field().map(str::to_owned);
         let mut item_values = Vec::new();
+        // Whether each item is a delete of its record (`deleted_when`, read
+        // here because `record_in` drops the rest of the item).
+        let mut item_deletes = Vec::new();
         for (i, item) in list.into_iter().enumerate() {
             let Item::Record(item) = item else {
                 return Err(PageError::record(i, "is not an object"));
             };
+            if let Some(rule) = &config.deleted_when {
+                item_deletes.push(rule.matches(&item));
+            }
             // The cursor is the item's; the record may sit inside it.
             if needs_cursor {
                 let cursor = cursor_of(&item, &config.cursor_field, &config.timestamp_format)
@@ -444,18 +450,21 @@ impl Sync {
         };
         let verdict = run.strategy.handle_page(&page)?;
         let cursors = page.cursors;
-        let delivered: Vec<_> = records
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| verdict.deliver.get(*i).copied().unwrap_or(true))
-            .map(|(i, r)| (r, cursors.get(i).copied()))
-            .collect();
-        let (deleted, kept): (Vec<_>, Vec<_>) = match &config.deleted_field {
-            None => (Vec::new(), delivered),
-            Some(field) => delivered
-                .into_iter()
-                .partition(|(record, _)| is_deleted(record, field)),
-        };
+        let (mut deleted, mut kept) = (Vec::new(), Vec::with_capacity(records.len()));
+        for (i, record) in records.into_iter().enumerate() {
+            if !verdict.deliver.get(i).copied().unwrap_or(true) {
+                continue;
+            }
+            let is_delete = item_deletes.get(i).copied().unwrap_or(false)
+                || (config.deleted_field.as_deref())
+                    .is_some_and(|field| crate::deleted::flagged(&record, field));
+            let row = (record, cursors.get(i).copied());
+            if is_delete {
+                deleted.push(row);
+            } else {
+                kept.push(row);
+            }
+        }
         let batch = run.rows.batch_owned(kept);
         let deletes = if deleted.is_empty() {
             RowBatch::default()
@@ -463,17 +472,6 @@ impl Sync {
             key_columns(run.rows.batch_owned(deleted), &config.primary_key)
         };
         Ok((batch, deletes, verdict.checkpoint, verdict.warnings))
-    }
-}
-
-/// Whether `record` is marked deleted at `field`: `true`, a non-empty
-/// string (a `deleted_at` time) or a non-zero number.
-fn is_deleted(record: &Record, field: &str) -> bool {
-    match record.at_path(field) {
-        Some(Val::Json(Value::Bool(b))) => *b,
-        Some(Val::Json(Value::Number(n))) => n.as_f64().is_some_and(|f| f != 0.0),
-        Some(v) => v.as_str().is_some_and(|s| !s.is_empty()),
-        None => false,
     }
 }
 
@@ -532,6 +530,41 @@ mod deletes {
             sync_once(&plain, &mut api, &mut wh, 50).unwrap();
             assert!(wh.rows.contains_key("2"), "{strategy}");
         }
+    }
+
+    #[test]
+    fn an_item_that_says_its_record_was_deleted_is_a_delete() {
+        // Stripe's events: the delete is the event's `type`; the record
+        // inside (`data.object`) is the customer as it last was.
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        let mut wh = SimWarehouse::default();
+        let events = |extra: serde_json::Value| {
+            let mut keys = json!({"path": "/pagination/events", "since_param": "created_gte",
+                "record_path": "data.object"});
+            for (k, v) in extra.as_object().unwrap() {
+                keys[k] = v.clone();
+            }
+            config("starting_after", 2, keys)
+        };
+        let cfg = events(json!({"deleted_when": {"field": "type", "equals": "user.deleted"}}));
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        api.update(1, 40);
+        api.soft_delete(2, 41);
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert!(!wh.rows.contains_key("2") && wh.rows.contains_key("1"));
+        // `deleted_field` reads the record, not the item: `type` is no field
+        // of the record, so the delete is not seen.
+        let mut wh = SimWarehouse::default();
+        sync_once(
+            &events(json!({"deleted_field": "type"})),
+            &mut api,
+            &mut wh,
+            50,
+        )
+        .unwrap();
+        assert!(wh.rows.contains_key("2"));
     }
 
     #[test]

@@ -210,8 +210,9 @@ impl SimApi {
     /// inclusive `created_gte` filter on every request, `limit`, and
     /// `starting_after` the id of the last item of the page before; the
     /// answer's `has_more` says whether more follow. With `events`, the items
-    /// are every version of every record, `{"id": "evt_N", "updatedAt",
-    /// "data": {"object": record}}`, as Stripe's events API lists them.
+    /// are every version of every record, `{"id": "evt_N", "type",
+    /// "updatedAt", "data": {"object": record}}`, as Stripe's events API
+    /// lists them (`type` is `user.deleted` for a delete, else `user.updated`).
     fn starting_after(
         &self,
         q: &BTreeMap<String, String>,
@@ -249,7 +250,12 @@ impl SimApi {
             .map(|(id, r)| {
                 let record = render(std::iter::once(*r)).remove(0);
                 if events {
-                    json!({"id": id, "updatedAt": record["updatedAt"].clone(),
+                    let kind = if r.deleted {
+                        "user.deleted"
+                    } else {
+                        "user.updated"
+                    };
+                    json!({"id": id, "type": kind, "updatedAt": record["updatedAt"].clone(),
                            "data": {"object": record}})
                 } else {
                     record
@@ -721,6 +727,104 @@ pub(crate) fn drive(
                 return result;
             }
         }
+    }
+}
+
+/// How the property tests of `strategy/mod.rs` run one strategy against the
+/// simulated API. Each strategy's file says how, once (its `sim_cases`), so
+/// a strategy registered in `strategy/mod.rs` is covered by every property
+/// with nothing listed anywhere else.
+pub(crate) struct SimCase {
+    /// Names the case in failures (`offset` over HubSpot's search: `search`).
+    pub label: &'static str,
+    /// The stream keys beyond `table` and `strategy` (the seed endpoint and
+    /// the page size are filled in when the strategy has them).
+    pub keys: serde_json::Value,
+    /// The smallest page size the case can keep its guarantees with.
+    pub min_page: usize,
+    /// The saved state's cursor field and the format it is written in
+    /// (`None`: the state saves no cursor, as `step_size`'s).
+    pub state: Option<(&'static str, TimestampFormat)>,
+    /// Whether the strategy picks up updates to records already read, or
+    /// only inserts (it follows the server's positions or scans ids).
+    pub sees_updates: bool,
+    /// How a sync with writes during it ends.
+    pub ends: SimEnd,
+    /// Sets the API up for the case (an exclusive filter, a result window).
+    pub setup: fn(&mut SimApi),
+    /// The case may fail with a tie group too large for a page or a result
+    /// window (its documented limit, not a loss), but only when the data
+    /// holds a group of at least this many records, given the page size.
+    pub tie_limit: Option<fn(usize) -> usize>,
+}
+
+/// What the warehouse holds after a sync whose source changed during it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimEnd {
+    /// Every record as it stood at the last request (one updated within the
+    /// second of the saved cursor may be read by the next sync instead).
+    Current,
+    /// Newest first: what was written after the sync passed its place is
+    /// read by the next sync, which then leaves everything current.
+    NextSync,
+    /// Ids scanned in ranges: an id created after its range was scanned is
+    /// the next sync's.
+    NewIdsNextSync,
+}
+
+impl SimCase {
+    /// A case of the strategy's seed endpoint with its defaults: updates
+    /// seen, `last_updated_at` in the seeds' format.
+    pub(crate) fn seed(label: &'static str) -> SimCase {
+        SimCase {
+            label,
+            keys: json!({}),
+            min_page: 2,
+            state: Some(("last_updated_at", TimestampFormat::default())),
+            sees_updates: true,
+            ends: SimEnd::Current,
+            setup: |_| {},
+            tie_limit: None,
+        }
+    }
+
+    /// The case's config for `strategy` with pages of `page` (raised to
+    /// `min_page`).
+    pub(crate) fn config(&self, strategy: &str, page: usize) -> String {
+        config(strategy, page.max(self.min_page), self.keys.clone())
+    }
+
+    /// The saved cursor, in seconds, if the state has one.
+    pub(crate) fn saved_seconds(&self, wh: &SimWarehouse) -> Option<i64> {
+        let (key, format) = self.state.as_ref()?;
+        let text = wh.saved(key)?.as_str()?.to_owned();
+        let cursor = format
+            .parse(&text)
+            .unwrap_or_else(|| panic!("{}: saved {key} = {text}", self.label));
+        Some(cursor.instant().timestamp())
+    }
+
+    /// Whether `error` is the case's documented limit, met by the data in
+    /// `api` with pages of `page`.
+    pub(crate) fn is_limit(&self, error: &crate::SyncError, api: &SimApi, page: usize) -> bool {
+        let tie_error = matches!(error, crate::SyncError::BadResponse(m) if matches!(m.problem,
+            crate::PageError::TieGroupTooLarge { .. } | crate::PageError::ResultWindow { .. }));
+        let mut groups = BTreeMap::new();
+        for r in &api.records {
+            *groups.entry(r.updated).or_insert(0usize) += 1;
+        }
+        let largest = groups.values().copied().max().unwrap_or(0);
+        tie_error
+            && self
+                .tie_limit
+                .is_some_and(|limit| largest >= limit(page.max(self.min_page)))
+    }
+
+    /// The state's cursor field and its expected value for cursor `seconds`.
+    pub(crate) fn expected_state(&self, seconds: i64) -> Option<(&'static str, serde_json::Value)> {
+        let (key, format) = self.state.as_ref()?;
+        let cursor = Cursor::new(DateTime::from_timestamp(seconds, 0).unwrap());
+        Some((key, json!(format.format(cursor))))
     }
 }
 

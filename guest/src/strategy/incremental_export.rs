@@ -86,6 +86,16 @@ impl Strategy for IncrementalExport {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        vec![crate::sim::SimCase {
+            keys: serde_json::json!({"path": "/incremental/export", "records_path": "tickets",
+                "filter_format": "epoch_seconds"}),
+            state: Some(("start_time", crate::cursor::TimestampFormat::EpochSeconds)),
+            ..crate::sim::SimCase::seed("zendesk export")
+        }]
+    }
+
     fn start(
         stream: &StreamConfig,
         config: &Settings,

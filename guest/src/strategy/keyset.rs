@@ -60,6 +60,11 @@ impl Strategy for Keyset {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        vec![crate::sim::SimCase::seed("seed")]
+    }
+
     fn start(
         stream: &StreamConfig,
         config: &Settings,

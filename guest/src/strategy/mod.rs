@@ -7,8 +7,9 @@
 //! after them. Everything else (URLs, HTTP statuses, JSON, typed rows, saved
 //! state) is the machine's job, done the same way for every strategy.
 //!
-//! Adding a strategy is one new file implementing [`Strategy`] and one line
-//! in [`registry!`](registry).
+//! Adding a strategy (or a pagination style) is one new file implementing
+//! [`Strategy`], its `sim_cases` included, and one line in
+//! [`registry!`](registry): the property tests below then cover it.
 
 mod anchored;
 mod incremental_export;
@@ -130,6 +131,13 @@ pub(crate) trait Strategy: Sized + 'static {
     /// provided the rows of every page handled so far are written: it never
     /// moves past a record not yet delivered.
     fn state(&self) -> Self::State;
+
+    /// How the property tests below run this strategy against the simulated
+    /// API: one case per shape it serves (an endpoint, a paging style, a
+    /// filter). Required, so that a new strategy is covered by every
+    /// property as soon as it is registered.
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase>;
 }
 
 /// A running strategy, whatever its type: what the machine drives.
@@ -255,6 +263,18 @@ macro_rules! registry {
                 sees_updates: <$module::$ty as Strategy>::SEES_UPDATES,
             },
         )*];
+
+        /// Every strategy's simulated-API cases, with its name.
+        #[cfg(test)]
+        pub(crate) fn sim_cases() -> Vec<(&'static str, crate::sim::SimCase)> {
+            let mut all = Vec::new();
+            $(
+                for case in <$module::$ty as Strategy>::sim_cases() {
+                    all.push((<$module::$ty as Strategy>::NAME, case));
+                }
+            )*
+            all
+        }
 
         /// Each strategy's name and the JSON Schema of its settings.
         #[cfg(feature = "schema")]
@@ -493,46 +513,19 @@ pub(crate) fn next_link(
 
 #[cfg(test)]
 mod tests {
-    //! Properties every strategy keeps, over random data, page sizes and
-    //! writes during the sync.
+    //! Properties every strategy keeps, over random data, page sizes, writes
+    //! during the sync and crashes between requests. Every case of every
+    //! registered strategy (its file's `sim_cases`) is checked: nothing here
+    //! names a strategy.
 
+    use super::sim_cases;
     use crate::SyncError;
-    use crate::sim::{SimApi, SimWarehouse, config, sync_once, ts};
+    use crate::sim::{SimApi, SimCase, SimEnd, SimWarehouse, sync_once};
     use proptest::prelude::*;
     use serde_json::json;
 
-    /// The config of `strategy` against its endpoint of the simulated API
-    /// (`starting_after_events`: Stripe's events).
-    fn sim_config(strategy: &str, page: usize) -> String {
-        let extra = match strategy {
-            "step_size" => json!({"max_id": 1000, "max_empty_ranges": 2, "rescan_ids": 100}),
-            "incremental_export" => json!({"path": "/incremental/export",
-                "records_path": "tickets", "filter_format": "epoch_seconds"}),
-            "starting_after" => json!({"path": "/pagination/starting_after",
-                "since_param": "created_gte"}),
-            "starting_after_events" => json!({"path": "/pagination/events",
-                "since_param": "created_gte", "record_path": "data.object"}),
-            _ => json!({}),
-        };
-        config(strategy.trim_end_matches("_events"), page, extra)
-    }
-
-    /// The saved cursor of a sync of `strategy`, in seconds, if any.
-    fn saved_seconds(strategy: &str, wh: &SimWarehouse) -> Option<i64> {
-        use crate::cursor::TimestampFormat;
-        match strategy {
-            "timestamp" | "replay" => wh.saved("last_timestamp"),
-            "incremental_export" => wh.saved("start_time"),
-            _ => wh.saved("last_updated_at"),
-        }
-        .map(|v| {
-            let text = v.as_str().unwrap().to_owned();
-            (TimestampFormat::default().parse(&text))
-                .or_else(|| TimestampFormat::EpochSeconds.parse(&text))
-                .unwrap()
-                .instant()
-                .timestamp()
-        })
+    fn name(strategy: &str, case: &SimCase) -> String {
+        format!("{strategy} ({})", case.label)
     }
 
     /// A sync that dies at request `crash_at` (no answer: the process is
@@ -541,14 +534,18 @@ mod tests {
     /// the resumed sync, every record is, at its latest version.
     fn crash_then_resume(
         strategy: &str,
+        case: &SimCase,
         updated: &[i64],
         page: usize,
         crash_at: usize,
         held: &serde_json::Value,
     ) -> Result<(), TestCaseError> {
-        let mut api = SimApi::new(updated, page);
+        let who = name(strategy, case);
+        let mut api = SimApi::new(updated, page.max(case.min_page));
+        (case.setup)(&mut api);
         api.faults.insert(crash_at, crate::sim::Fault::NoAnswer);
-        let mut cfg: serde_json::Value = serde_json::from_str(&sim_config(strategy, page)).unwrap();
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&case.config(strategy, page)).unwrap();
         for (k, v) in held.as_object().unwrap() {
             cfg["streams"][0][k] = v.clone();
         }
@@ -556,20 +553,19 @@ mod tests {
         let bound = 3 * updated.len() + 10;
         let mut wh = SimWarehouse::default();
         if let Err(e) = sync_once(&cfg, &mut api, &mut wh, bound) {
-            if matches!(&e, SyncError::BadResponse(m) if matches!(m.problem, crate::PageError::TieGroupTooLarge { .. }))
-            {
+            if case.is_limit(&e, &api, page) {
                 return Ok(());
             }
             prop_assert!(
                 matches!(e, SyncError::Http { .. }),
-                "{strategy}: only the crash may fail the sync: {e}"
+                "{who}: only the crash may fail the sync: {e}"
             );
         }
-        if let Some(saved) = saved_seconds(strategy, &wh) {
+        if let Some(saved) = case.saved_seconds(&wh) {
             for r in api.records.iter().filter(|r| r.updated < saved) {
                 prop_assert!(
                     wh.rows.contains_key(&r.id.to_string()),
-                    "{strategy}: the state passed record {} (t={}) before it was written",
+                    "{who}: the state passed record {} (t={}) before it was written",
                     r.id,
                     r.updated
                 );
@@ -578,31 +574,31 @@ mod tests {
         api.faults.clear();
         match sync_once(&cfg, &mut api, &mut wh, bound) {
             Ok(()) => {}
-            Err(SyncError::BadResponse(m))
-                if matches!(m.problem, crate::PageError::TieGroupTooLarge { .. }) =>
-            {
-                return Ok(());
-            }
-            Err(e) => return Err(TestCaseError::fail(format!("{strategy}: {e}"))),
+            Err(e) if case.is_limit(&e, &api, page) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(format!("{who}: {e}"))),
         }
         wh.matches(&api)
-            .map_err(|e| TestCaseError::fail(format!("{strategy}: {e}")))
+            .map_err(|e| TestCaseError::fail(format!("{who}: {e}")))
     }
 
-    /// Runs one sync of `strategy` over `updated` with `writes` (request
-    /// number, record id or a new one, step of the source's clock) landing
-    /// between requests. Checks: it ends within `bound` requests; every record
-    /// as it stood at the last request is in the warehouse; the saved cursor
-    /// is the largest `updatedAt` delivered.
+    /// Runs one sync of `strategy`'s `case` over `updated` with `writes`
+    /// (request number, record id or a new one, step of the source's clock)
+    /// landing between requests (updates only if the case sees them, else
+    /// inserts). Checks: it ends within `bound` requests; every record as it
+    /// stood at the last request is in the warehouse (or, as the case says,
+    /// after the next sync); the saved cursor is the largest delivered.
     fn check(
         strategy: &str,
+        case: &SimCase,
         updated: &[i64],
         page: usize,
         writes: &[(usize, u64, i64)],
-        updates: bool,
     ) -> Result<(), TestCaseError> {
-        let mut api = SimApi::new(updated, page);
+        let who = name(strategy, case);
+        let mut api = SimApi::new(updated, page.max(case.min_page));
+        (case.setup)(&mut api);
         let schedule = writes.to_vec();
+        let updates = case.sees_updates;
         api.before_answer = Some(Box::new(move |api: &mut SimApi, n| {
             for &(at, id, step) in &schedule {
                 if at == n {
@@ -617,93 +613,90 @@ mod tests {
         }));
         let mut wh = SimWarehouse::default();
         let bound = 3 * (updated.len() + writes.len()) + 10;
-        let cfg = sim_config(strategy, page);
+        let cfg = case.config(strategy, page);
         match sync_once(&cfg, &mut api, &mut wh, bound) {
             Ok(()) => {}
-            Err(SyncError::BadResponse(m))
-                if matches!(m.problem, crate::PageError::TieGroupTooLarge { .. }) =>
-            {
-                // Only the capped strategies, and only with a tie group of a page.
-                prop_assert!(strategy == "timestamp" || strategy == "replay", "{}", m);
-                return Ok(());
-            }
-            Err(e) => return Err(TestCaseError::fail(format!("{strategy}: {e}"))),
+            Err(e) if case.is_limit(&e, &api, page) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(format!("{who}: {e}"))),
         }
-        let expected = if updates {
-            api.snapshot.clone()
-        } else {
-            api.snapshot
-                .iter()
-                .map(|r| crate::sim::SimRecord {
-                    version: 0,
-                    ..r.clone()
-                })
-                .collect()
+        let expected = api.snapshot.clone();
+        let current = |wh: &SimWarehouse, r: &crate::sim::SimRecord| {
+            wh.rows.get(&r.id.to_string())
+                == Some(&(
+                    format!("user {} v{}", r.id, r.version),
+                    r.updated * 1_000_000,
+                ))
         };
-        if strategy.starts_with("starting_after") {
-            // Newest first: a record written after the sync passed its place
-            // is ahead of the first page, and the next sync reads it.
-            api.before_answer = None;
-            sync_once(&cfg, &mut api, &mut wh, bound)
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for r in &api.records {
-                prop_assert_eq!(
-                    wh.rows.get(&r.id.to_string()),
-                    Some(&(
-                        format!("user {} v{}", r.id, r.version),
-                        r.updated * 1_000_000
-                    )),
-                    "{}: record {} is not current",
-                    strategy,
-                    r.id
-                );
+        match case.ends {
+            SimEnd::NextSync => {
+                // Newest first: a record written after the sync passed its
+                // place is ahead of the first page, and the next sync reads it.
+                api.before_answer = None;
+                sync_once(&cfg, &mut api, &mut wh, bound)
+                    .map_err(|e| TestCaseError::fail(format!("{who}: {e}")))?;
+                for r in &api.records {
+                    prop_assert!(current(&wh, r), "{}: record {} is not current", who, r.id);
+                }
+                prop_assert_eq!(wh.rows.len(), api.records.len());
+                if let Some(max) = api.records.iter().map(|r| r.updated).max()
+                    && let Some((key, value)) = case.expected_state(max)
+                {
+                    prop_assert_eq!(wh.saved(key), Some(value), "{}", who);
+                }
             }
-            prop_assert_eq!(wh.rows.len(), api.records.len());
-            if let Some(max) = api.records.iter().map(|r| r.updated).max() {
-                prop_assert_eq!(wh.saved("last_updated_at"), Some(json!(ts(max))));
+            SimEnd::NewIdsNextSync => {
+                // An id created after its range was scanned is the next sync's.
+                api.before_answer = None;
+                sync_once(&cfg, &mut api, &mut wh, bound)
+                    .map_err(|e| TestCaseError::fail(format!("{who}: {e}")))?;
+                for r in &expected {
+                    prop_assert!(
+                        wh.rows.contains_key(&r.id.to_string()),
+                        "{who}: id {} missing",
+                        r.id
+                    );
+                }
             }
-        } else if strategy == "step_size" {
-            // An id created after its range was scanned is the next sync's.
-            api.before_answer = None;
-            sync_once(&cfg, &mut api, &mut wh, bound)
-                .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            for r in &expected {
-                prop_assert!(
-                    wh.rows.contains_key(&r.id.to_string()),
-                    "{strategy}: id {} missing",
-                    r.id
-                );
-            }
-        } else {
-            // Every row is there. A row whose latest version is not was
-            // updated within the second of the saved cursor after it was read:
-            // the next sync reads the rows at that cursor again.
-            let max = expected.iter().map(|r| r.updated).max();
-            for r in &expected {
-                let here = wh.rows.get(&r.id.to_string());
-                prop_assert!(here.is_some(), "{strategy}: record {} missing", r.id);
-                let current = here
-                    == Some(&(
-                        format!("user {} v{}", r.id, r.version),
-                        r.updated * 1_000_000,
-                    ));
-                prop_assert!(
-                    current || Some(r.updated) == max,
-                    "{strategy}: record {} is stale: {:?}",
-                    r.id,
-                    here
-                );
-            }
-            if let Some(max) = expected.iter().map(|r| r.updated).max() {
-                let (key, value) = match strategy {
-                    "timestamp" | "replay" => ("last_timestamp", json!(ts(max))),
-                    "incremental_export" => ("start_time", json!(max.to_string())),
-                    _ => ("last_updated_at", json!(ts(max))),
-                };
-                prop_assert_eq!(wh.saved(key), Some(value), "{}", strategy);
+            SimEnd::Current => {
+                // Every row is there. A row whose latest version is not was
+                // updated within the second of the saved cursor after it was
+                // read: the next sync reads the rows at that cursor again.
+                let max = expected.iter().map(|r| r.updated).max();
+                for r in &expected {
+                    let here = wh.rows.get(&r.id.to_string());
+                    prop_assert!(here.is_some(), "{who}: record {} missing", r.id);
+                    prop_assert!(
+                        current(&wh, r) || Some(r.updated) == max,
+                        "{who}: record {} is stale: {:?}",
+                        r.id,
+                        here
+                    );
+                }
+                if let Some(max) = max
+                    && let Some((key, value)) = case.expected_state(max)
+                {
+                    prop_assert_eq!(wh.saved(key), Some(value), "{}", who);
+                }
             }
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_strategy_has_a_case_and_every_case_its_own_label() {
+        let cases = sim_cases();
+        for info in super::STRATEGIES {
+            assert!(
+                cases.iter().any(|(name, _)| *name == info.name),
+                "{} has no sim case",
+                info.name
+            );
+        }
+        let mut labels: Vec<String> = cases.iter().map(|(n, c)| name(n, c)).collect();
+        labels.sort();
+        let before = labels.len();
+        labels.dedup();
+        assert_eq!(labels.len(), before, "labels repeat: {labels:?}");
     }
 
     proptest! {
@@ -715,13 +708,9 @@ mod tests {
             page in 2usize..9,
             crash_at in 1usize..20,
         ) {
-            for strategy in [
-                "timestamp", "replay", "keyset", "offset", "next_page_url",
-                "incremental_export", "starting_after", "starting_after_events",
-            ] {
-                crash_then_resume(strategy, &updated, page, crash_at, &json!({}))?;
+            for (strategy, case) in &sim_cases() {
+                crash_then_resume(strategy, case, &updated, page, crash_at, &json!({}))?;
             }
-            crash_then_resume("page_number", &updated, page.max(7), crash_at, &json!({}))?;
         }
 
         #[test]
@@ -737,11 +726,8 @@ mod tests {
             if let Some(pages) = every_pages {
                 held["checkpoint_every_pages"] = json!(pages);
             }
-            for strategy in [
-                "timestamp", "replay", "keyset", "offset", "next_page_url",
-                "incremental_export", "starting_after", "starting_after_events",
-            ] {
-                crash_then_resume(strategy, &updated, page, crash_at, &held)?;
+            for (strategy, case) in &sim_cases() {
+                crash_then_resume(strategy, case, &updated, page, crash_at, &held)?;
             }
         }
 
@@ -751,19 +737,8 @@ mod tests {
             page in 2usize..9,
             writes in prop::collection::vec((1usize..25, 0u64..90, 0i64..3), 0..8),
         ) {
-            for strategy in ["timestamp", "replay", "keyset", "offset", "incremental_export"] {
-                check(strategy, &updated, page, &writes, true)?;
-            }
-            // Page numbers can carry the overlap row at every position of a
-            // tie group shorter than lcm(2..=page); 7 covers these groups.
-            check("page_number", &updated, page.max(7), &writes, true)?;
-            // Stripe's lists: records by their immutable creation (inserts
-            // only), and the events of every change, newest first.
-            check("starting_after", &updated, page, &writes, false)?;
-            check("starting_after_events", &updated, page, &writes, true)?;
-            // These follow the server's positions or scan ids: inserts only.
-            for strategy in ["next_page_url", "step_size"] {
-                check(strategy, &updated, page, &writes, false)?;
+            for (strategy, case) in &sim_cases() {
+                check(strategy, case, &updated, page, &writes)?;
             }
         }
     }

@@ -79,6 +79,27 @@ impl Strategy for NextPageUrl {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        use crate::sim::SimCase;
+        // The server's positions: a row moved by an update can be skipped,
+        // so the cases write inserts only.
+        vec![
+            SimCase {
+                sees_updates: false,
+                ..SimCase::seed("seed")
+            },
+            // GitHub's shape: the next page in a `Link` header, a bare array,
+            // the record inside each item.
+            SimCase {
+                keys: serde_json::json!({"path": "/pagination/link", "link_header": true,
+                    "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
+                sees_updates: false,
+                ..SimCase::seed("link header")
+            },
+        ]
+    }
+
     fn start(
         stream: &StreamConfig,
         config: &Settings,

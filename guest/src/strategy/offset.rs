@@ -86,6 +86,43 @@ impl Strategy for Offset {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        use crate::sim::SimCase;
+        use serde_json::json;
+        vec![
+            SimCase::seed("seed"),
+            // The filter excludes its value (`updated > since`).
+            SimCase {
+                keys: json!({"exclusive_filter": true}),
+                setup: |api| api.exclusive = true,
+                ..SimCase::seed("exclusive filter")
+            },
+            // HubSpot's search: a POST body, a dot-path cursor, epoch
+            // milliseconds in the filter, and a window of 24 results per
+            // filter, met by re-anchoring (paging by position alone passes it
+            // with more than 24 records).
+            SimCase {
+                keys: json!({"path": "/pagination/search", "method": "POST",
+                    "body": {"filter": {"gte": "{updated_since}"}, "limit": "{limit:number}",
+                             "after": "{offset}"},
+                    "records_path": "results", "record_path": "properties",
+                    "cursor_field": "properties.updatedAt", "filter_format": "epoch_millis",
+                    "order_by_param": "", "order_type_param": "", "offset_param": "after",
+                    "max_results": 24}),
+                state: Some((
+                    "last_updated_at",
+                    crate::cursor::TimestampFormat::EpochMillis,
+                )),
+                setup: |api| api.window = 24,
+                // A tie group that fills the window past a page cannot be
+                // paged.
+                tie_limit: Some(|page| 24 - page),
+                ..SimCase::seed("search")
+            },
+        ]
+    }
+
     fn validate(settings: &Settings, _: &StreamConfig) -> Result<(), ConfigError> {
         at_least_two("page_size", settings.page_size, Self::NAME)
     }

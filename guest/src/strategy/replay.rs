@@ -55,6 +55,16 @@ impl Strategy for Replay {
     type Settings = Settings;
     type State = timestamp::State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        vec![crate::sim::SimCase {
+            state: Some(("last_timestamp", crate::cursor::TimestampFormat::default())),
+            // A page that is one tie group cannot be paged past.
+            tie_limit: Some(|page| page),
+            ..crate::sim::SimCase::seed("seed")
+        }]
+    }
+
     fn start(
         stream: &StreamConfig,
         settings: &Settings,

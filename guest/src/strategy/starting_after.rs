@@ -112,6 +112,30 @@ impl Strategy for StartingAfter {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        use crate::sim::{SimCase, SimEnd};
+        use serde_json::json;
+        vec![
+            // Stripe's lists: records by their immutable creation (inserts
+            // only), newest first.
+            SimCase {
+                keys: json!({"path": "/pagination/starting_after", "since_param": "created_gte"}),
+                sees_updates: false,
+                ends: SimEnd::NextSync,
+                ..SimCase::seed("list")
+            },
+            // Stripe's events: every version of every record, newest first,
+            // the record at `data.object`.
+            SimCase {
+                keys: json!({"path": "/pagination/events", "since_param": "created_gte",
+                    "record_path": "data.object"}),
+                ends: SimEnd::NextSync,
+                ..SimCase::seed("events")
+            },
+        ]
+    }
+
     fn start(
         stream: &StreamConfig,
         config: &Settings,

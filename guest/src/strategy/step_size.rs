@@ -89,6 +89,17 @@ impl Strategy for StepSize {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        vec![crate::sim::SimCase {
+            keys: serde_json::json!({"max_id": 1000, "max_empty_ranges": 2, "rescan_ids": 100}),
+            state: None,
+            sees_updates: false,
+            ends: crate::sim::SimEnd::NewIdsNextSync,
+            ..crate::sim::SimCase::seed("seed")
+        }]
+    }
+
     fn validate(c: &Settings, stream: &StreamConfig) -> Result<(), ConfigError> {
         if c.max_id < c.initial_id {
             return Err(ConfigError::new(

@@ -122,6 +122,26 @@ impl Strategy for Timestamp {
     type Settings = Settings;
     type State = State;
 
+    #[cfg(test)]
+    fn sim_cases() -> Vec<crate::sim::SimCase> {
+        use crate::sim::SimCase;
+        let seed = || SimCase {
+            state: Some(("last_timestamp", crate::cursor::TimestampFormat::default())),
+            // A page that is one tie group cannot be paged past.
+            tie_limit: Some(|page| page),
+            ..SimCase::seed("seed")
+        };
+        vec![
+            seed(),
+            SimCase {
+                keys: serde_json::json!({"exclusive_filter": true}),
+                setup: |api| api.exclusive = true,
+                label: "exclusive filter",
+                ..seed()
+            },
+        ]
+    }
+
     fn start(
         stream: &StreamConfig,
         settings: &Settings,

@@ -116,7 +116,8 @@ pub struct ServeOptions {
     /// Delete every this-many-th id, leaving gaps (0: none).
     pub id_gap_every: u32,
     /// Every this many requests, update one record and insert one (0: never):
-    /// writes that land while a sync pages.
+    /// writes that land while a sync pages. A replica makes them as its API
+    /// records changes (its `change`), stamped at the time of the request.
     pub write_every: u64,
     /// Every this many requests, insert a record stamped an hour before the
     /// newest, as a read replica shows a row late (0: never).
@@ -178,6 +179,8 @@ pub(crate) struct Shared {
     pub changes: AtomicU64,
     /// The wait before each answer.
     pub latency: std::time::Duration,
+    /// A replica's `write_every` (the seeds' is a request hook).
+    pub replica_write_every: AtomicU64,
 }
 
 /// A running sample API; stops when dropped.
@@ -211,6 +214,7 @@ impl SampleApi {
             replica: replicas::build(options, replicas::now_ms()).map(std::sync::Mutex::new),
             changes: AtomicU64::new(0),
             latency: std::time::Duration::from_millis(options.latency_ms),
+            replica_write_every: AtomicU64::new(options.write_every),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -261,6 +265,13 @@ impl SampleApi {
         f(&mut self.shared.data.write().expect("dataset lock"))
     }
 
+    /// Sets a replica's `write_every` from now on (0: no more writes).
+    pub fn set_write_every(&self, every: u64) {
+        self.shared
+            .replica_write_every
+            .store(every, Ordering::Relaxed);
+    }
+
     /// Calls `hook` before answering each request from now on.
     pub fn on_request(&self, hook: impl FnMut(u64, &mut Dataset) + Send + 'static) {
         *self.shared.hook.lock().expect("hook lock") = Some(Box::new(hook));
@@ -303,6 +314,22 @@ impl SampleApi {
                 });
             }
         }
+    }
+
+    /// Deletes `count` objects of a replica, as its API's delete call does,
+    /// and returns their ids. An error for the seeds' API and for replicas
+    /// that do not model deletes.
+    pub fn delete(&self, count: usize) -> Result<Vec<String>> {
+        let replica = self
+            .shared
+            .replica
+            .as_ref()
+            .context("the seeds' API has no deletes; use `with_data`")?;
+        replica
+            .lock()
+            .expect("replica lock")
+            .delete(count, replicas::now_ms())
+            .context("this replica does not model deletes")
     }
 
     /// Every current object, exactly as the served API's list endpoint
@@ -424,6 +451,13 @@ fn answer(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1");
     if let Some(replica) = &shared.replica {
+        let every = shared.replica_write_every.load(Ordering::Relaxed);
+        if every > 0 && n.is_multiple_of(every) {
+            replica
+                .lock()
+                .expect("replica lock")
+                .change(1, 1, replicas::now_ms());
+        }
         let request = Request {
             method: req.method.as_str(),
             path: req.uri.path(),

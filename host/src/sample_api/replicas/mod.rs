@@ -36,7 +36,15 @@ pub(crate) trait Replica: Send {
     /// Updates `updates` existing objects (spread over the data) and inserts
     /// `inserts` new ones, stamped at `now` as the real API records changes.
     fn change(&mut self, updates: usize, inserts: usize, now: Millis);
-    /// Every current object, as the list endpoint renders it.
+    /// Deletes `count` objects (spread over the data) at `now`, as the real
+    /// API's delete call does, and returns their ids; `None` if this replica
+    /// does not model deletes (its API lists them no differently).
+    fn delete(&mut self, count: usize, now: Millis) -> Option<Vec<String>> {
+        let _ = (count, now);
+        None
+    }
+    /// Every current object, as the list endpoint renders it (deleted ones
+    /// left out).
     fn objects(&self) -> Vec<Value>;
 }
 

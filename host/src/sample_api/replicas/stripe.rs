@@ -1,12 +1,21 @@
 //! Stripe's `GET /v1/customers` and `GET /v1/events`: list envelopes newest
 //! first, `starting_after` / `ending_before` object-id cursors, `created`
-//! ranges in bracket form, `customer.*` event types, 30 days of events, and
-//! Stripe's error bodies (an unknown parameter is a 400).
+//! ranges in bracket form, 30 days of events, and Stripe's error bodies (an
+//! unknown parameter is a 400).
+//!
+//! The events are every kind `customer.*` matches: `customer.created`,
+//! `.updated` and `.deleted`, whose `data.object` is the customer (for a
+//! delete, as it last was), and the sub-resources' events
+//! (`customer.subscription.*`, `customer.tax_id.*`, `customer.discount.*`),
+//! whose `data.object` is a subscription, a tax id or a discount. A deleted
+//! customer leaves the list, as on Stripe; its events stay.
 //!
 //! Sources (see `docs/api-notes/stripe.md`):
 //! - <https://docs.stripe.com/api/customers/list>, <https://docs.stripe.com/api/customers/object>
 //! - <https://docs.stripe.com/api/events/list> (30 days, `type` wildcards, `types[]`),
-//!   <https://docs.stripe.com/api/events/object>
+//!   <https://docs.stripe.com/api/events/object>, <https://docs.stripe.com/api/events/types>
+//!   (the customer and sub-resource event kinds)
+//! - <https://docs.stripe.com/api/customers/delete> (deleted customers are not listed)
 //! - <https://docs.stripe.com/api/pagination> (newest first, cursors, `has_more`)
 //! - <https://docs.stripe.com/api/authentication> (basic or bearer)
 //! - <https://docs.stripe.com/api/errors>, <https://docs.stripe.com/rate-limits>
@@ -34,6 +43,45 @@ struct Customer {
     /// Seconds since the epoch.
     created: i64,
     version: u32,
+    /// Deleted (`DELETE /v1/customers/{id}`): no longer listed.
+    deleted: bool,
+}
+
+/// What an event says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `customer.created`.
+    Created,
+    /// `customer.updated`, to this version of the customer.
+    Updated(u32),
+    /// `customer.deleted`; the customer as it last was.
+    Deleted(u32),
+    /// A sub-resource's event: `customer.<resource>.<action>`, whose
+    /// `data.object` is that resource, not the customer.
+    Sub(SubResource),
+}
+
+/// The customer sub-resources whose events `customer.*` also matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubResource {
+    SubscriptionCreated,
+    SubscriptionUpdated,
+    TaxIdCreated,
+    DiscountCreated,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Created => "customer.created",
+            Kind::Updated(_) => "customer.updated",
+            Kind::Deleted(_) => "customer.deleted",
+            Kind::Sub(SubResource::SubscriptionCreated) => "customer.subscription.created",
+            Kind::Sub(SubResource::SubscriptionUpdated) => "customer.subscription.updated",
+            Kind::Sub(SubResource::TaxIdCreated) => "customer.tax_id.created",
+            Kind::Sub(SubResource::DiscountCreated) => "customer.discount.created",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -41,8 +89,7 @@ struct Event {
     id: String,
     created: i64,
     customer: usize,
-    /// The customer's version after the event; 0 for `customer.created`.
-    version: u32,
+    kind: Kind,
 }
 
 /// The Stripe replica.
@@ -258,6 +305,11 @@ impl Stripe {
             if updated / 1000 > created / 1000 {
                 s.update(c, updated / 1000);
             }
+            // Some customers subscribe or add a tax id: events `customer.*`
+            // matches whose object is no customer.
+            if i % 4 == 1 {
+                s.sub_event(c, created / 1000);
+            }
         }
         let newest = s.events.iter().map(|e| e.created).max().unwrap_or(0);
         s.clock = Clock::new(1000, newest * 1000);
@@ -270,23 +322,50 @@ impl Stripe {
             id: format!("cus_{}", alnum(hash(self.seed, &[i as u64, 23]), 14)),
             created: at,
             version: 0,
+            deleted: false,
         });
-        self.record(i, at);
+        self.record(i, at, Kind::Created);
         i
     }
 
     fn update(&mut self, i: usize, at: i64) {
         self.customers[i].version += 1;
-        self.record(i, at);
+        self.record(i, at, Kind::Updated(self.customers[i].version));
     }
 
-    fn record(&mut self, customer: usize, at: i64) {
+    /// `DELETE /v1/customers/{id}`: the customer leaves the list and a
+    /// `customer.deleted` event holds it as it last was.
+    fn remove(&mut self, i: usize, at: i64) {
+        self.customers[i].deleted = true;
+        self.record(i, at, Kind::Deleted(self.customers[i].version));
+    }
+
+    /// The customers not deleted, by index.
+    fn live(&self) -> Vec<usize> {
+        (0..self.customers.len())
+            .filter(|&i| !self.customers[i].deleted)
+            .collect()
+    }
+
+    /// An event of one of customer `i`'s sub-resources, chosen by the
+    /// event's number.
+    fn sub_event(&mut self, i: usize, at: i64) {
+        let sub = match self.events.len() % 4 {
+            0 => SubResource::SubscriptionCreated,
+            1 => SubResource::SubscriptionUpdated,
+            2 => SubResource::TaxIdCreated,
+            _ => SubResource::DiscountCreated,
+        };
+        self.record(i, at, Kind::Sub(sub));
+    }
+
+    fn record(&mut self, customer: usize, at: i64, kind: Kind) {
         let n = self.events.len() as u64;
         self.events.push(Event {
             id: format!("evt_1{}", alnum(hash(self.seed, &[n, 29]), 23)),
             created: at,
             customer,
-            version: self.customers[customer].version,
+            kind,
         });
     }
 
@@ -336,14 +415,60 @@ impl Stripe {
         })
     }
 
+    /// The sub-resource an event is about, as its object renders
+    /// (<https://docs.stripe.com/api/subscriptions/object>,
+    /// <https://docs.stripe.com/api/tax_ids/object>,
+    /// <https://docs.stripe.com/api/discounts/object>): trimmed to the
+    /// fields that identify it, which is all a sync of customers must not
+    /// take for one.
+    fn render_sub(&self, e: &Event, sub: SubResource) -> Value {
+        let customer = &self.customers[e.customer].id;
+        let h = hash(self.seed, &[e.customer as u64, 41]);
+        match sub {
+            SubResource::SubscriptionCreated | SubResource::SubscriptionUpdated => json!({
+                "id": format!("sub_{}", alnum(h, 14)),
+                "object": "subscription",
+                "customer": customer,
+                "created": e.created,
+                "status": "active",
+                "livemode": false,
+                "metadata": {},
+            }),
+            SubResource::TaxIdCreated => json!({
+                "id": format!("txi_{}", alnum(h, 14)),
+                "object": "tax_id",
+                "customer": customer,
+                "created": e.created,
+                "country": "DE",
+                "type": "eu_vat",
+                "value": format!("DE{}", h % 1_000_000_000),
+                "livemode": false,
+            }),
+            SubResource::DiscountCreated => json!({
+                "id": format!("di_{}", alnum(h, 14)),
+                "object": "discount",
+                "customer": customer,
+                "start": e.created,
+                "end": null,
+                "subscription": null,
+            }),
+        }
+    }
+
     fn render_event(&self, e: &Event) -> Value {
-        let mut data = json!({ "object": self.render_customer(e.customer, e.version) });
-        if e.version > 0 {
+        let mut data = match e.kind {
+            Kind::Created => json!({ "object": self.render_customer(e.customer, 0) }),
+            Kind::Updated(v) | Kind::Deleted(v) => {
+                json!({ "object": self.render_customer(e.customer, v) })
+            }
+            Kind::Sub(sub) => json!({ "object": self.render_sub(e, sub) }),
+        };
+        if let Kind::Updated(version) = e.kind {
             // "only included in events of type *.updated".
-            let before = if e.version == 1 {
+            let before = if version == 1 {
                 None
             } else {
-                Some(format!("revision {}", e.version - 1))
+                Some(format!("revision {}", version - 1))
             };
             data["previous_attributes"] = json!({ "description": before });
         }
@@ -356,7 +481,7 @@ impl Stripe {
             "livemode": false,
             "pending_webhooks": 0,
             "request": { "id": null, "idempotency_key": null },
-            "type": if e.version == 0 { "customer.created" } else { "customer.updated" },
+            "type": e.kind.name(),
         })
     }
 
@@ -380,13 +505,7 @@ impl Stripe {
                 .events
                 .iter()
                 .filter(|e| e.created >= oldest && in_range(e.created))
-                .filter(|e| {
-                    matches_type(if e.version == 0 {
-                        "customer.created"
-                    } else {
-                        "customer.updated"
-                    })
-                })
+                .filter(|e| matches_type(e.kind.name()))
                 // Every event was delivered (no webhooks pending).
                 .filter(|_| q.delivery_success != Some(false))
                 .map(|e| (e.created, e.id.as_str(), e))
@@ -413,7 +532,8 @@ impl Stripe {
                 .customers
                 .iter()
                 .enumerate()
-                .filter(|(_, c)| in_range(c.created))
+                // "Deleted customers are not returned by list."
+                .filter(|(_, c)| !c.deleted && in_range(c.created))
                 // "A case-sensitive filter on the list based on the
                 // customer's email field."
                 .filter(|(i, _)| q.email.as_ref().is_none_or(|e| *e == self.email(*i)))
@@ -466,16 +586,43 @@ impl Replica for Stripe {
     fn change(&mut self, updates: usize, inserts: usize, now: Millis) {
         let at = self.clock.stamp(now) / 1000;
         self.rounds += 1;
-        for i in spread(self.customers.len(), updates, self.rounds) {
-            self.update(i, at);
+        // A deleted customer can no longer be updated.
+        let live = self.live();
+        for k in spread(live.len(), updates, self.rounds) {
+            self.update(live[k], at);
         }
         for _ in 0..inserts {
             self.insert(at);
         }
+        // A customer's subscription changes too: an event `customer.*`
+        // matches that a customers' sync must not take for a customer.
+        if let Some(&i) = spread(self.customers.len(), 1, self.rounds + 7).first() {
+            self.sub_event(i, at);
+        }
+    }
+
+    fn delete(&mut self, count: usize, now: Millis) -> Option<Vec<String>> {
+        let at = self.clock.stamp(now) / 1000;
+        self.rounds += 1;
+        let live = self.live();
+        let picked: Vec<usize> = spread(live.len(), count, self.rounds)
+            .into_iter()
+            .map(|k| live[k])
+            .collect();
+        for &i in &picked {
+            self.remove(i, at);
+        }
+        Some(
+            picked
+                .iter()
+                .map(|&i| self.customers[i].id.clone())
+                .collect(),
+        )
     }
 
     fn objects(&self) -> Vec<Value> {
         (0..self.customers.len())
+            .filter(|&i| !self.customers[i].deleted)
             .map(|i| self.render_customer(i, self.customers[i].version))
             .collect()
     }
@@ -672,7 +819,10 @@ mod tests {
         assert!(listed < s.events.len(), "older events are gone");
         assert!(seen.iter().all(|k| k.0 >= oldest));
         s.change(2, 1, NOW + 5_000);
-        let newest = body(&get(&mut s, "/v1/events?limit=3"));
+        let newest = body(&get(
+            &mut s,
+            "/v1/events?limit=3&types[]=customer.created&types[]=customer.updated",
+        ));
         let types: Vec<&str> = newest["data"]
             .as_array()
             .unwrap()
@@ -711,6 +861,68 @@ mod tests {
         assert_eq!(
             ids(&body(&get(&mut s, "/v1/events?type=invoice.*"))).len(),
             0
+        );
+    }
+
+    fn kinds(v: &Value) -> Vec<(String, String)> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["type"].as_str().unwrap().to_owned(),
+                    e["data"]["object"]["object"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_wildcard_matches_sub_resources_and_types_pick_exact_kinds() {
+        let mut s = Stripe::new(40, 9, false, NOW);
+        let gone = Replica::delete(&mut s, 2, NOW + 1000).unwrap();
+        assert_eq!(gone.len(), 2);
+        // "Deleted customers are not returned by list."
+        let listed = ids(&body(&get(&mut s, "/v1/customers?limit=100")));
+        assert_eq!(listed.len(), 38);
+        assert!(gone.iter().all(|g| !listed.contains(g)));
+        assert_eq!(s.objects().len(), 38);
+        // `customer.*` also matches the sub-resources' events, whose object
+        // is no customer.
+        let wild = kinds(&body(&get(&mut s, "/v1/events?limit=100&type=customer.*")));
+        assert!(
+            wild.iter()
+                .any(|(t, o)| t.starts_with("customer.subscription.") && o == "subscription"),
+            "{wild:?}"
+        );
+        assert!(wild.iter().any(|(_, o)| o == "tax_id" || o == "discount"));
+        // `types[]`, repeated as Stripe's clients send it, lists exactly
+        // those kinds.
+        let exact = body(&get(
+            &mut s,
+            "/v1/events?limit=100&types[]=customer.created&types[]=customer.updated&types[]=customer.deleted",
+        ));
+        assert!(kinds(&exact).iter().all(|(t, o)| o == "customer"
+            && ["customer.created", "customer.updated", "customer.deleted"].contains(&t.as_str())));
+        // A delete's event holds the customer as it last was.
+        let deleted: Vec<&Value> = exact["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["type"] == "customer.deleted")
+            .collect();
+        assert_eq!(deleted.len(), 2);
+        for e in deleted {
+            let object = &e["data"]["object"];
+            assert!(gone.contains(&object["id"].as_str().unwrap().to_owned()));
+            assert!(object["email"].is_string() && object.get("deleted").is_none());
+        }
+        // Updates go to the customers still there.
+        s.change(40, 0, NOW + 2000);
+        assert_eq!(
+            ids(&body(&get(&mut s, "/v1/customers?limit=100"))).len(),
+            38
         );
     }
 
