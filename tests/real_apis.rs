@@ -390,20 +390,52 @@ fn hubspot_past_the_result_cap() {
 /// the API in a few requests.
 #[test]
 fn writes_during_an_incremental_sync_are_not_lost() {
-    let replica = Replica::start("hubspot", Api::Hubspot, 600, false);
+    // The replicas stamp one `change` in one second and the filters are
+    // inclusive, so the saved cursor's second is read again by every sync.
+    // GitHub's page numbers over a tie group that moves mid-sync stop the
+    // sync rather than risk a row (README, page_number), so its burst is
+    // kept under a page.
+    // (Each write lands in the cursor's second too, so GitHub's writes come
+    // every other answer. Zendesk's export keeps a second's tickets in one
+    // answer, so its bursts never span pages: `zendesk_tickets` covers it.)
+    for (name, api, updates, inserts, every) in [
+        ("hubspot", Api::Hubspot, 300, 100, 1),
+        ("stripe", Api::Stripe, 300, 100, 1),
+        ("github", Api::Github, 150, 50, 2),
+        ("shopify", Api::Shopify, 300, 100, 1),
+    ] {
+        writes_during_an_incremental_sync_of(name, api, (updates, inserts), every);
+    }
+}
+
+fn writes_during_an_incremental_sync_of(
+    name: &str,
+    api: Api,
+    (updates, inserts): (usize, usize),
+    write_every: u64,
+) {
+    let replica = Replica::start(name, api, 600, false);
     replica.sync();
     replica.assert_equal();
-    replica.api.change(300, 100);
-    replica.api.set_write_every(2);
+    replica.api.change(updates, inserts);
+    // Writes before answers: some land between its pages.
+    replica.api.set_write_every(write_every);
     let during = replica.sync();
     replica.api.set_write_every(0);
     assert!(
-        requests(&during) >= 4,
-        "the writes land while it pages: {during}"
+        requests(&during) >= 2,
+        "{name}: the writes land while it pages: {during}"
     );
     let quiet = replica.sync();
     replica.assert_equal();
-    assert!(requests(&quiet) <= 3, "{quiet}");
+    if api == Api::Hubspot {
+        // Milliseconds: the boundary is a few rows.
+        assert!(requests(&quiet) <= 3, "{name}: {quiet}");
+    } else {
+        // Whole seconds: the burst of `change` shares the saved cursor's
+        // second, the boundary every sync reads again; no more than that.
+        assert!(requests(&quiet) <= requests(&during), "{name}: {quiet}");
+    }
 }
 
 /// The example exactly as shipped, only its origin replaced: the replica's

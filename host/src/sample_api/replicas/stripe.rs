@@ -361,8 +361,19 @@ impl Stripe {
 
     fn record(&mut self, customer: usize, at: i64, kind: Kind) {
         let n = self.events.len() as u64;
+        // Stripe lists events "sorted by creation date, with the most recent
+        // appearing first" (docs.stripe.com/api/events/list): two events of
+        // one second come in the order they happened. The list sorts by
+        // `(created, id)`, so the id starts with the event's sequence number
+        // (fixed-width base 62, which sorts as it counts).
+        let mut sequence = String::new();
+        let mut left = n;
+        for _ in 0..6 {
+            sequence.insert(0, alnum(left % 62, 1).chars().next().expect("one"));
+            left /= 62;
+        }
         self.events.push(Event {
-            id: format!("evt_1{}", alnum(hash(self.seed, &[n, 29]), 23)),
+            id: format!("evt_1{sequence}{}", alnum(hash(self.seed, &[n, 29]), 17)),
             created: at,
             customer,
             kind,
