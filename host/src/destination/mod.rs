@@ -2,6 +2,7 @@
 //! a [`Destination`]. The default is a SQLite warehouse file.
 
 mod batch;
+mod columns;
 mod jsonl;
 mod pipelined;
 mod postgres;
