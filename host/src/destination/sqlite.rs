@@ -172,6 +172,39 @@ pub(super) fn lease_lost(stream: &str, holder: Option<String>) -> DestinationErr
     ))
 }
 
+/// The columns of `table`, in order; empty if it does not exist.
+fn columns_of(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect()
+}
+
+/// Fails if one of incsync's own tables exists with columns incsync does
+/// not write (a foreign table of the same name).
+fn check_own_tables(conn: &Connection) -> Result<()> {
+    let own: [(&str, &[&[&str]]); 3] = [
+        (
+            STATE_TABLE,
+            &[
+                &["stream", "state", "saved_at"],
+                &["id", "state", "saved_at"],
+            ],
+        ),
+        (LEASE_TABLE, &[&["stream", "holder", "token", "expires_at"]]),
+        (COLUMNS_TABLE, &[&["tbl", "field", "col"]]),
+    ];
+    for (table, shapes) in own {
+        let columns = columns_of(conn, table)?;
+        if !columns.is_empty() && !shapes.iter().any(|s| columns == *s) {
+            anyhow::bail!(
+                "the table {table} is not incsync's (columns {}); move it away or use another file",
+                columns.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates `_incsync_state` (one row per stream), or moves the state of a
 /// warehouse written by an earlier version (one row holding every stream)
 /// into it.
@@ -232,8 +265,14 @@ impl SqliteWarehouse {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
+        // Checked before anything is written: a foreign file is left as it
+        // was, not switched to WAL with incsync's tables added.
+        conn.execute_batch("PRAGMA busy_timeout=30000;")
+            .map_err(anyhow::Error::from)
+            .and_then(|()| check_own_tables(&conn))
+            .with_context(|| format!("warehouse {}", path.display()))?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=30000;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};
              CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
                  tbl TEXT NOT NULL,
                  field TEXT NOT NULL,
@@ -266,12 +305,17 @@ impl SqliteWarehouse {
     }
 
     /// Adds the soft-delete columns to `table` if it lacks them.
+    /// `_incsync_deleted` is never NULL, so that `WHERE NOT _incsync_deleted`
+    /// keeps every live row.
     fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
         let t = self.tables.get(table).expect("known table");
         if t.has_column(DELETED_COLUMN) {
             return Ok(());
         }
-        for (column, ty) in [(DELETED_COLUMN, "INTEGER"), (DELETED_AT_COLUMN, "TEXT")] {
+        for (column, ty) in [
+            (DELETED_COLUMN, "INTEGER NOT NULL DEFAULT 0"),
+            (DELETED_AT_COLUMN, "TEXT"),
+        ] {
             let added = self.conn.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {} {ty}",
                 quote(table),
@@ -986,7 +1030,11 @@ mod tests {
             started.elapsed()
         );
         let columns = column_names(&w);
-        assert!(columns.len() <= Dialect::SQLITE.budget + 1, "{}", columns.len());
+        assert!(
+            columns.len() <= Dialect::SQLITE.budget + 1,
+            "{}",
+            columns.len()
+        );
         let overflow: String = w
             .connection()
             .query_row("SELECT _incsync_overflow FROM user", [], |r| r.get(0))
@@ -1073,6 +1121,35 @@ mod tests {
             serde_json::from_str(&w.saved_state().unwrap().unwrap()).unwrap();
         assert_eq!(got["streams"]["b"]["strategy"], "offset");
         assert_eq!(got["streams"]["a"]["last_updated_at"], "x");
+    }
+
+    #[test]
+    fn a_foreign_state_table_fails_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foreign.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {STATE_TABLE} (stream TEXT PRIMARY KEY, state TEXT, saved_at TEXT, owner TEXT NOT NULL)"
+        ))
+        .unwrap();
+        drop(conn);
+        let e = SqliteWarehouse::open(&path, Durability::Normal)
+            .err()
+            .expect("a foreign state table");
+        assert!(format!("{e:#}").contains("is not incsync's"), "{e:#}");
+        let conn = Connection::open(&path).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(tables, [STATE_TABLE], "nothing created");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "not switched to WAL");
     }
 
     #[test]
