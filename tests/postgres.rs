@@ -1052,3 +1052,55 @@ fn the_hostile_columns_component_syncs_into_postgres_and_reruns() {
         "every field kept once"
     );
 }
+
+/// A table written by an earlier version, whose live rows' soft-delete mark
+/// is NULL: opening it makes them false (0), so `WHERE NOT _incsync_deleted`
+/// keeps them, and new rows get false too.
+#[test]
+fn a_null_soft_delete_mark_of_an_earlier_version_becomes_false() {
+    use incsync::destination::{Deletes, Durability, open_with};
+    let pg = Postgres::start();
+    let url = pg.database("legacy");
+    pg.client("legacy")
+        .batch_execute(
+            "CREATE TABLE kinds (id text PRIMARY KEY, _incsync_deleted boolean, _incsync_deleted_at timestamptz);
+             INSERT INTO kinds VALUES ('old', NULL, NULL), ('gone', true, now())",
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("legacy.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE kinds (id TEXT PRIMARY KEY, _incsync_deleted INTEGER, _incsync_deleted_at TEXT);
+             INSERT INTO kinds VALUES ('old', NULL, NULL), ('gone', 1, '2024-01-01T00:00:00Z');",
+        )
+        .unwrap();
+    for warehouse in [url.clone(), path.to_str().unwrap().to_owned()] {
+        let warehouse = Warehouse::parse(&warehouse).unwrap();
+        let mut w = open_with(&warehouse, Durability::Normal, Deletes::Soft).unwrap();
+        w.create_tables(&[table()]).unwrap();
+        w.upsert("kinds", batch("new", 1)).unwrap();
+        w.checkpoint("{}").unwrap();
+    }
+    let live: Vec<String> = pg
+        .client("legacy")
+        .query(
+            "SELECT id FROM kinds WHERE NOT _incsync_deleted ORDER BY id",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(live, ["new", "old"]);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let live: Vec<String> = conn
+        .prepare("SELECT id FROM kinds WHERE NOT _incsync_deleted ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(live, ["new", "old"]);
+}

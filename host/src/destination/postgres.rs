@@ -553,9 +553,9 @@ impl PostgresWarehouse {
         Ok(())
     }
 
-    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`) in its own
-    /// transaction under an advisory lock on the table's name in the current
-    /// schema. PostgreSQL's `IF NOT EXISTS` is not safe against a concurrent
+    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`, or another
+    /// change of its shape) in its own transaction under an advisory lock on
+    /// the table's name in the current schema. PostgreSQL's `IF NOT EXISTS` is not safe against a concurrent
     /// twin: two workers starting together on a fresh database would both
     /// insert the table's type and one would fail on `pg_type`'s unique index.
     fn create_if_missing(&mut self, table: &str, create: &str) -> Result<(), postgres::Error> {
@@ -714,6 +714,40 @@ impl PostgresWarehouse {
         Ok(slot)
     }
 
+    /// Makes the soft-delete mark of a table written by an earlier version
+    /// (where a live row's mark was NULL) false and NOT NULL, once.
+    fn deleted_mark_not_null(&mut self, table: &str) -> Result<()> {
+        let nullable = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1
+                   AND column_name = $2 AND is_nullable = 'YES'",
+                &[&table, &DELETED_COLUMN],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?
+            .is_some();
+        if nullable {
+            self.create_if_missing(
+                table,
+                &format!(
+                    "UPDATE {0} SET {1} = false WHERE {1} IS NULL;
+                     ALTER TABLE {0} ALTER COLUMN {1} SET DEFAULT false, ALTER COLUMN {1} SET NOT NULL",
+                    quote(table),
+                    quote(DELETED_COLUMN)
+                ),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: making `{table}`.{DELETED_COLUMN} NOT NULL: {}",
+                    self.url,
+                    db_error(&e)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// Adds the overflow column to `table` if it lacks it.
     fn overflow_column(&mut self, table: &str) -> Result<(), DestinationError> {
         if self.tables[table].kinds.contains_key(OVERFLOW_COLUMN) {
@@ -790,7 +824,11 @@ impl Destination for PostgresWarehouse {
             }
             // Read back: another worker may have created it first.
             let info = self.load_table(&t.name, keys)?;
+            let soft_deleted = info.kinds.contains_key(DELETED_COLUMN);
             self.tables.insert(t.name.clone(), info);
+            if soft_deleted {
+                self.deleted_mark_not_null(&t.name)?;
+            }
             for c in &t.columns {
                 self.slot_for(&t.name, &c.name, Kind::of(c.data_type))
                     .map_err(|e| anyhow!("table `{}`, column `{}`: {e:?}", t.name, c.name))?;

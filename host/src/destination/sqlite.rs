@@ -540,7 +540,27 @@ impl Destination for SqliteWarehouse {
                 ))?;
             }
             columns.keys = keys;
+            let soft_deleted = columns.has_column(DELETED_COLUMN);
             self.tables.insert(t.name.clone(), columns);
+            let nullable = soft_deleted
+                && self.conn.query_row(
+                    "SELECT \"notnull\" = 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![t.name, DELETED_COLUMN],
+                    |r| r.get::<_, bool>(0),
+                )?;
+            if nullable {
+                // A table of an earlier version had NULL for a live row (its
+                // column cannot be altered): made 0 here, and upserts set 0
+                // on every row they touch.
+                self.conn.execute(
+                    &format!(
+                        "UPDATE {} SET {1} = 0 WHERE {1} IS NULL",
+                        quote(&t.name),
+                        quote(DELETED_COLUMN)
+                    ),
+                    [],
+                )?;
+            }
             for c in &t.columns {
                 self.slot_for(&t.name, &c.name, sql_type(c.data_type))
                     .map_err(|e| {
@@ -628,7 +648,7 @@ impl Destination for SqliteWarehouse {
         if self.tables[table].has_column(DELETED_COLUMN) {
             // An upserted row is there again: no longer soft-deleted.
             let sql = format!(
-                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} = 1",
+                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} IS NOT 0",
                 quote(table),
                 quote(DELETED_COLUMN),
                 quote(DELETED_AT_COLUMN),
