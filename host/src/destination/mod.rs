@@ -2,6 +2,7 @@
 //! a [`Destination`]. The default is a SQLite warehouse file.
 
 mod batch;
+mod columns;
 mod jsonl;
 mod pipelined;
 mod postgres;
@@ -240,8 +241,12 @@ pub fn open_with(
 }
 
 /// Opens an existing warehouse, to read or reset its state: a SQLite file or
-/// JSONL directory that does not exist is an error, not created.
+/// JSONL directory that does not exist is an error, not created, and a
+/// PostgreSQL database gets no tables.
 pub fn open_existing(warehouse: &Warehouse) -> anyhow::Result<Box<dyn Destination>> {
+    if let Warehouse::Postgres(url) = warehouse {
+        return Ok(Box::new(PostgresWarehouse::connect_existing(url)?));
+    }
     if let Warehouse::Sqlite(p) | Warehouse::Jsonl(JsonlTarget::Dir(p)) = warehouse
         && !p.exists()
     {

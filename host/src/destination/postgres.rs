@@ -11,14 +11,23 @@
 //! | JSON | `jsonb` |
 //!
 //! Fields beyond the declared columns become columns of the type of their
-//! first non-null value. A value that does not fit its column's type (text in
-//! a `bigint` column) fails the batch with a message naming the row and the
-//! column; the state stays at the last checkpoint.
+//! first non-null value, named as [`super::columns`] says for PostgreSQL: a
+//! name PostgreSQL would not keep (empty, with a NUL, reserved, longer than 63
+//! bytes, or equal to another in its first 63 bytes) gets a deterministic
+//! column of its own recorded in `_incsync_columns`, and fields past 900
+//! columns (a row must fit PostgreSQL's 8 KB page) go into the `jsonb` column `_incsync_overflow`. A value that does
+//! not fit its column's type (text in a `bigint` column, after a number) is
+//! kept in `_incsync_overflow` under its field's name and the column is NULL
+//! for that row: a field whose type changes never stalls the stream. Only a
+//! primary-key value must fit its column.
 //!
 //! Each batch is one multi-row `INSERT … ON CONFLICT DO UPDATE` per chunk of
 //! rows (the latest row of a key within a batch wins). The state lives in
 //! `_incsync_state`, one row per stream.
 
+use super::columns::{
+    COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns, derived_name, is_reserved,
+};
 use super::url::PostgresUrl;
 use super::{Batch, Cell};
 use super::{
@@ -226,21 +235,118 @@ fn other(e: impl std::fmt::Display) -> DestinationError {
     DestinationError::Other(e.to_string())
 }
 
-/// One line for a database error: its message and detail, no debug dump.
+/// One line for a database error: its message and detail, no debug dump;
+/// for any other error its chain of causes ("error connecting to server:
+/// Connection refused"), which says what to fix.
 fn db_error(e: &postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => match db.detail() {
             Some(detail) => format!("{} ({detail})", db.message()),
             None => db.message().to_owned(),
         },
-        None => e.to_string(),
+        None => {
+            let mut line = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                let text = c.to_string();
+                if !line.contains(&text) {
+                    line = format!("{line}: {text}");
+                }
+                cause = c.source();
+            }
+            line.replace('\n', " ")
+        }
+    }
+}
+
+/// A field's name as a key of the overflow object: `jsonb` cannot hold a
+/// NUL, so such a name is stored under its derived column name.
+fn overflow_key(field: &str) -> Cow<'_, str> {
+    if field.contains('\0') {
+        Cow::Owned(derived_name(field, Dialect::POSTGRES))
+    } else {
+        Cow::Borrowed(field)
     }
 }
 
 struct TableInfo {
+    /// Which column holds each field, and the key's fields and columns.
+    names: TableColumns,
     /// Column name → kind, as the table has them now.
-    columns: HashMap<String, Kind>,
-    keys: Vec<String>,
+    kinds: HashMap<String, Kind>,
+}
+
+/// The shape of one of incsync's own tables, checked before anything is
+/// created so that a foreign table of the same name fails the connection
+/// with one line instead of every checkpoint.
+struct OwnTable {
+    name: &'static str,
+    /// Columns and their `information_schema` data types, in order.
+    columns: &'static [(&'static str, &'static str)],
+    primary_key: &'static [&'static str],
+}
+
+const OWN_TABLES: [OwnTable; 3] = [
+    OwnTable {
+        name: STATE_TABLE,
+        columns: &[
+            ("stream", "text"),
+            ("state", "text"),
+            ("saved_at", "timestamp with time zone"),
+        ],
+        primary_key: &["stream"],
+    },
+    OwnTable {
+        name: LEASE_TABLE,
+        columns: &[
+            ("stream", "text"),
+            ("holder", "text"),
+            ("token", "bigint"),
+            ("expires_at", "timestamp with time zone"),
+        ],
+        primary_key: &["stream"],
+    },
+    OwnTable {
+        name: COLUMNS_TABLE,
+        columns: &[("tbl", "text"), ("field", "bytea"), ("col", "text")],
+        primary_key: &["tbl", "field"],
+    },
+];
+
+impl OwnTable {
+    fn create_sql(&self) -> String {
+        let defs: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, ty)| {
+                let ty = match *ty {
+                    "timestamp with time zone" => "timestamptz",
+                    t => t,
+                };
+                format!("{name} {ty} NOT NULL")
+            })
+            .collect();
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            self.name,
+            defs.join(", "),
+            self.primary_key.join(", ")
+        )
+    }
+
+    /// What the table needs, for the error message.
+    fn describe(&self) -> String {
+        let columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, ty)| format!("{name} {ty}"))
+            .collect();
+        format!(
+            "columns {}, primary key ({})",
+            columns.join(", "),
+            self.primary_key.join(", ")
+        )
+    }
 }
 
 /// A PostgreSQL warehouse.
@@ -255,12 +361,28 @@ pub struct PostgresWarehouse {
     tables: HashMap<String, TableInfo>,
     /// Prepared statements, by their SQL.
     statements: HashMap<String, postgres::Statement>,
+    /// Whether `_incsync_state` exists (a warehouse only read may lack it).
+    has_state_table: bool,
 }
 
 impl PostgresWarehouse {
-    /// Connects, and creates the state table if it is missing. The error
-    /// names the server (never the password) and what went wrong.
+    /// Connects, checks incsync's own tables, and creates those missing. The
+    /// error names the server (never the password) and what went wrong.
     pub fn connect(url: &PostgresUrl) -> Result<PostgresWarehouse> {
+        let mut w = Self::connect_existing(url)?;
+        for table in &OWN_TABLES {
+            w.create_if_missing(table.name, &table.create_sql())
+                .map_err(|e| {
+                    anyhow!("{}: cannot create {}: {}", w.url, table.name, db_error(&e))
+                })?;
+        }
+        w.has_state_table = true;
+        Ok(w)
+    }
+
+    /// Connects and checks incsync's own tables, creating nothing: for
+    /// reading or forgetting the state of a warehouse that may be empty.
+    pub fn connect_existing(url: &PostgresUrl) -> Result<PostgresWarehouse> {
         let mut config: postgres::Config = url.url.parse().map_err(|e| anyhow!("{url}: {e}"))?;
         config.user(&url.user);
         if let Some(p) = &url.password {
@@ -281,19 +403,9 @@ impl PostgresWarehouse {
             deletes: Deletes::Soft,
             tables: HashMap::new(),
             statements: HashMap::new(),
+            has_state_table: false,
         };
-        w.prepare_state_table()?;
-        w.create_if_missing(
-            LEASE_TABLE,
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {LEASE_TABLE} (
-                     stream text PRIMARY KEY,
-                     holder text NOT NULL,
-                     token bigint NOT NULL,
-                     expires_at timestamptz NOT NULL)"
-            ),
-        )
-        .map_err(|e| anyhow!("{}: cannot create {LEASE_TABLE}: {}", w.url, db_error(&e)))?;
+        w.check_own_tables()?;
         Ok(w)
     }
 
@@ -304,12 +416,14 @@ impl PostgresWarehouse {
     }
 
     /// Adds the soft-delete columns to `table` if it lacks them.
+    /// `_incsync_deleted` is never NULL, so that `WHERE NOT
+    /// _incsync_deleted` keeps every live row.
     fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
-        if self.tables[table].columns.contains_key(DELETED_COLUMN) {
+        if self.tables[table].kinds.contains_key(DELETED_COLUMN) {
             return Ok(());
         }
-        self.add_column(table, DELETED_COLUMN, Kind::Bool)?;
-        self.add_column(table, DELETED_AT_COLUMN, Kind::Timestamp)
+        self.add_column(table, DELETED_COLUMN, Kind::Bool, " NOT NULL DEFAULT false")?;
+        self.add_column(table, DELETED_AT_COLUMN, Kind::Timestamp, "")
     }
 
     /// The key cells of each row of `keys`, typed as the key columns are.
@@ -320,13 +434,14 @@ impl PostgresWarehouse {
     ) -> Result<Vec<Vec<Param<'a>>>, DestinationError> {
         let info = &self.tables[table];
         let slots: Vec<(usize, Kind)> = info
+            .names
             .keys
             .iter()
-            .map(|k| {
+            .map(|(k, column)| {
                 let i = keys.columns().iter().position(|c| c == k).ok_or_else(|| {
                     DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))
                 })?;
-                Ok((i, info.columns.get(k).copied().unwrap_or(Kind::Text)))
+                Ok((i, info.kinds.get(column).copied().unwrap_or(Kind::Text)))
             })
             .collect::<Result<_, DestinationError>>()?;
         keys.rows()
@@ -355,12 +470,13 @@ impl PostgresWarehouse {
     /// `WHERE` over the key columns, parameters from `$first`.
     fn key_filter(&self, table: &str, first: usize) -> String {
         let info = &self.tables[table];
-        info.keys
+        info.names
+            .keys
             .iter()
             .enumerate()
-            .map(|(i, k)| {
-                let kind = info.columns.get(k).copied().unwrap_or(Kind::Text);
-                format!("{} = ${}::{}", quote(k), first + i, kind.sql())
+            .map(|(i, (_, column))| {
+                let kind = info.kinds.get(column).copied().unwrap_or(Kind::Text);
+                format!("{} = ${}::{}", quote(column), first + i, kind.sql())
             })
             .collect::<Vec<_>>()
             .join(" AND ")
@@ -376,42 +492,70 @@ impl PostgresWarehouse {
         &mut self.client
     }
 
-    fn prepare_state_table(&mut self) -> Result<()> {
-        let columns = self.columns_of(STATE_TABLE)?;
-        if columns.is_empty() {
-            self.create_if_missing(
-                STATE_TABLE,
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {STATE_TABLE} (
-                         stream text PRIMARY KEY,
-                         state text NOT NULL,
-                         saved_at timestamptz NOT NULL DEFAULT now())"
-                ),
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "{}: cannot create {STATE_TABLE}: {}",
-                    self.url,
-                    db_error(&e)
+    /// Checks that each of incsync's own tables that exists has the shape
+    /// incsync writes (column types, no other columns, the primary key), so
+    /// that a foreign table fails here, before anything is created.
+    fn check_own_tables(&mut self) -> Result<()> {
+        for table in &OWN_TABLES {
+            let columns: Vec<(String, String)> = self
+                .client
+                .query(
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns
+                     WHERE table_schema = current_schema() AND table_name = $1
+                     ORDER BY ordinal_position",
+                    &[&table.name],
                 )
-            })?;
-            return Ok(());
+                .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect();
+            if columns.is_empty() {
+                continue;
+            }
+            if table.name == STATE_TABLE {
+                self.has_state_table = true;
+            }
+            let mut primary_key: Vec<String> = self
+                .client
+                .query(
+                    "SELECT a.attname::text FROM pg_index i
+                     JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+                     WHERE i.indisprimary
+                       AND i.indrelid = to_regclass(quote_ident(current_schema()) || '.' || $1)",
+                    &[&table.name],
+                )
+                .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            primary_key.sort();
+            let mut want_key: Vec<&str> = table.primary_key.to_vec();
+            want_key.sort_unstable();
+            let fits = columns.len() == table.columns.len()
+                && table
+                    .columns
+                    .iter()
+                    .all(|(name, ty)| columns.iter().any(|(n, t)| n == name && t == ty))
+                && primary_key == want_key;
+            anyhow::ensure!(
+                fits,
+                "{}: the table {} is not incsync's (it needs {}; it has {}); rename it or use another database",
+                self.url,
+                table.name,
+                table.describe(),
+                columns
+                    .iter()
+                    .map(|(n, t)| format!("{n} {t}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
         }
-        let fits = columns.get("stream") == Some(&Kind::Text)
-            && columns.get("state") == Some(&Kind::Text)
-            && columns.contains_key("saved_at");
-        anyhow::ensure!(
-            fits,
-            "{}: the table {STATE_TABLE} is not incsync's (it needs columns stream text, state text, saved_at); \
-             rename it or use another database",
-            self.url
-        );
         Ok(())
     }
 
-    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`) in its own
-    /// transaction under an advisory lock on the table's name in the current
-    /// schema. PostgreSQL's `IF NOT EXISTS` is not safe against a concurrent
+    /// Runs `create` (a `CREATE TABLE IF NOT EXISTS` of `table`, or another
+    /// change of its shape) in its own transaction under an advisory lock on
+    /// the table's name in the current schema. PostgreSQL's `IF NOT EXISTS` is not safe against a concurrent
     /// twin: two workers starting together on a fresh database would both
     /// insert the table's type and one would fail on `pg_type`'s unique index.
     fn create_if_missing(&mut self, table: &str, create: &str) -> Result<(), postgres::Error> {
@@ -469,31 +613,147 @@ impl PostgresWarehouse {
         Ok(())
     }
 
+    /// Adds `column` of `kind` to `table` (`extra` after its type: a
+    /// constraint), outside of what the table knows until it succeeds.
     fn add_column(
         &mut self,
         table: &str,
         column: &str,
         kind: Kind,
+        extra: &str,
     ) -> Result<(), DestinationError> {
         self.client
             .batch_execute(&format!(
-                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{extra}",
                 quote(table),
                 quote(column),
                 kind.sql()
             ))
             .map_err(|e| {
                 other(format!(
-                    "adding column `{column}` to `{table}`: {}",
+                    "adding column `{}` to `{table}`: {}",
+                    crate::printable::printable(column, 200),
                     db_error(&e)
                 ))
             })?;
-        self.tables
-            .get_mut(table)
-            .expect("known table")
-            .columns
-            .insert(column.to_owned(), kind);
+        let info = self.tables.get_mut(table).expect("known table");
+        info.kinds.insert(column.to_owned(), kind);
+        info.names.add_column(column);
         Ok(())
+    }
+
+    /// Reads a table's columns and renamed fields from the warehouse.
+    fn load_table(&mut self, table: &str, keys: Vec<(String, String)>) -> Result<TableInfo> {
+        let kinds = self.columns_of(table)?;
+        let mut names = TableColumns::new(Dialect::POSTGRES);
+        names.keys = keys;
+        for column in kinds.keys() {
+            names.add_column(column);
+        }
+        let renamed = self
+            .client
+            .query(
+                &format!("SELECT field, col FROM {COLUMNS_TABLE} WHERE tbl = $1"),
+                &[&table],
+            )
+            .map_err(|e| anyhow!("{}: reading {COLUMNS_TABLE}: {}", self.url, db_error(&e)))?;
+        for row in renamed {
+            let field = String::from_utf8(row.get::<_, Vec<u8>>(0)).map_err(|_| {
+                anyhow!(
+                    "{}: {COLUMNS_TABLE} holds a field of `{table}` that is not UTF-8",
+                    self.url
+                )
+            })?;
+            names.rename(&field, Slot::Column(row.get(1)));
+        }
+        Ok(TableInfo { names, kinds })
+    }
+
+    /// Records that `field` of `table` lives in `column`, so that reruns map
+    /// it the same way.
+    fn record_rename(
+        &mut self,
+        table: &str,
+        field: &str,
+        column: &str,
+    ) -> Result<(), postgres::Error> {
+        self.client.execute(
+            &format!(
+                "INSERT INTO {COLUMNS_TABLE} (tbl, field, col) VALUES ($1, $2, $3)
+                 ON CONFLICT (tbl, field) DO UPDATE SET col = EXCLUDED.col"
+            ),
+            &[&table, &field.as_bytes(), &column],
+        )?;
+        Ok(())
+    }
+
+    /// The slot of `field` in `table`, adding a column of `kind` for a new
+    /// field while the budget lasts, and the overflow column when it is
+    /// first needed.
+    fn slot_for(&mut self, table: &str, field: &str, kind: Kind) -> Result<Slot, DestinationError> {
+        let names = &self.tables[table].names;
+        if let Some(slot) = names.slot(field) {
+            return Ok(slot);
+        }
+        let slot = names.allocate(field, false);
+        match &slot {
+            Slot::Overflow => self.overflow_column(table)?,
+            Slot::Column(column) => {
+                self.add_column(table, column, kind, "")?;
+                if column != field {
+                    self.record_rename(table, field, column).map_err(|e| {
+                        other(format!("recording a column of `{table}`: {}", db_error(&e)))
+                    })?;
+                }
+            }
+        }
+        if slot != Slot::Column(field.to_owned()) {
+            let names = &mut self.tables.get_mut(table).expect("known table").names;
+            names.rename(field, slot.clone());
+        }
+        Ok(slot)
+    }
+
+    /// Makes the soft-delete mark of a table written by an earlier version
+    /// (where a live row's mark was NULL) false and NOT NULL, once.
+    fn deleted_mark_not_null(&mut self, table: &str) -> Result<()> {
+        let nullable = self
+            .client
+            .query_opt(
+                "SELECT 1 FROM information_schema.columns
+                 WHERE table_schema = current_schema() AND table_name = $1
+                   AND column_name = $2 AND is_nullable = 'YES'",
+                &[&table, &DELETED_COLUMN],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?
+            .is_some();
+        if nullable {
+            self.create_if_missing(
+                table,
+                &format!(
+                    "UPDATE {0} SET {1} = false WHERE {1} IS NULL;
+                     ALTER TABLE {0} ALTER COLUMN {1} SET DEFAULT false, ALTER COLUMN {1} SET NOT NULL",
+                    quote(table),
+                    quote(DELETED_COLUMN)
+                ),
+            )
+            .map_err(|e| {
+                anyhow!(
+                    "{}: making `{table}`.{DELETED_COLUMN} NOT NULL: {}",
+                    self.url,
+                    db_error(&e)
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Adds the overflow column to `table` if it lacks it.
+    fn overflow_column(&mut self, table: &str) -> Result<(), DestinationError> {
+        if self.tables[table].kinds.contains_key(OVERFLOW_COLUMN) {
+            return Ok(());
+        }
+        self.add_column(table, OVERFLOW_COLUMN, Kind::Json, "")
     }
 }
 
@@ -505,56 +765,73 @@ impl Destination for PostgresWarehouse {
                 "table `{}` has no primary key",
                 t.name
             );
-            anyhow::ensure!(
-                !t.name.to_ascii_lowercase().starts_with("_incsync"),
-                "table name `{}` is reserved",
-                t.name
-            );
-            let mut defs: Vec<String> = t
-                .columns
-                .iter()
-                .map(|c| format!("{} {}", quote(&c.name), Kind::of(c.data_type).sql()))
-                .collect();
+            anyhow::ensure!(!is_reserved(&t.name), "table name `{}` is reserved", t.name);
+            let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
+            // The key's columns, named as any new field would be.
+            let mut info = self.load_table(&t.name, Vec::new())?;
+            let exists = !info.names.is_empty();
+            let mut keys = Vec::with_capacity(t.primary_key.len());
+            let mut defs = Vec::new();
+            let mut renames = Vec::new();
             for k in &t.primary_key {
-                if !t.columns.iter().any(|c| &c.name == k) {
-                    defs.push(format!("{} text", quote(k)));
+                let slot = info
+                    .names
+                    .slot(k)
+                    .unwrap_or_else(|| info.names.allocate(k, true));
+                let Slot::Column(column) = slot else {
+                    unreachable!("a key always gets a column")
+                };
+                if !exists {
+                    let kind = declared(k).map_or(Kind::Text, |c| Kind::of(c.data_type));
+                    defs.push(format!("{} {}", quote(&column), kind.sql()));
+                    info.names.add_column(&column);
+                    if &column != k {
+                        info.names.rename(k, Slot::Column(column.clone()));
+                        renames.push((k.clone(), column.clone()));
+                    }
                 }
+                keys.push((k.clone(), column));
             }
-            let pk = t
-                .primary_key
-                .iter()
-                .map(|k| quote(k))
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.create_if_missing(
-                &t.name,
-                &format!(
-                    "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({pk}))",
-                    quote(&t.name),
-                    defs.join(", ")
-                ),
-            )
-            .map_err(|e| {
-                anyhow!(
-                    "{}: creating table `{}`: {}",
-                    self.url,
-                    t.name,
-                    db_error(&e)
+            for (field, column) in &renames {
+                self.record_rename(&t.name, field, column).map_err(|e| {
+                    anyhow!(
+                        "{}: recording a column of `{}`: {}",
+                        self.url,
+                        t.name,
+                        db_error(&e)
+                    )
+                })?;
+            }
+            if !exists {
+                let pk: Vec<String> = keys.iter().map(|(_, c)| quote(c)).collect();
+                self.create_if_missing(
+                    &t.name,
+                    &format!(
+                        "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+                        quote(&t.name),
+                        defs.join(", "),
+                        pk.join(", ")
+                    ),
                 )
-            })?;
-            let columns = self.columns_of(&t.name)?;
-            self.tables.insert(
-                t.name.clone(),
-                TableInfo {
-                    columns,
-                    keys: t.primary_key.clone(),
-                },
-            );
+                .map_err(|e| {
+                    anyhow!(
+                        "{}: creating table `{}`: {}",
+                        self.url,
+                        t.name,
+                        db_error(&e)
+                    )
+                })?;
+            }
+            // Read back: another worker may have created it first.
+            let info = self.load_table(&t.name, keys)?;
+            let soft_deleted = info.kinds.contains_key(DELETED_COLUMN);
+            self.tables.insert(t.name.clone(), info);
+            if soft_deleted {
+                self.deleted_mark_not_null(&t.name)?;
+            }
             for c in &t.columns {
-                if !self.tables[&t.name].columns.contains_key(&c.name) {
-                    self.add_column(&t.name, &c.name, Kind::of(c.data_type))
-                        .map_err(|e| anyhow!("{e:?}"))?;
-                }
+                self.slot_for(&t.name, &c.name, Kind::of(c.data_type))
+                    .map_err(|e| anyhow!("table `{}`, column `{}`: {e:?}", t.name, c.name))?;
             }
         }
         Ok(())
@@ -564,20 +841,21 @@ impl Destination for PostgresWarehouse {
         let Some(info) = self.tables.get(table) else {
             return Err(DestinationError::UnknownTable(table.to_owned()));
         };
-        let keys = info.keys.clone();
+        let keys: Vec<String> = info.names.keys.iter().map(|(_, c)| c.clone()).collect();
         let width = batch.columns().len();
-        let mut seen = std::collections::HashSet::with_capacity(width);
-        for c in batch.columns() {
-            if !seen.insert(c.as_str()) {
+        let mut position = HashMap::with_capacity(width);
+        for (i, c) in batch.columns().iter().enumerate() {
+            if position.insert(c.as_str(), i).is_some() {
                 return Err(DestinationError::InvalidBatch(format!(
-                    "column `{c}` is named twice"
+                    "column `{}` is named twice",
+                    crate::printable::printable(c, 200)
                 )));
             }
         }
         let mut key_slots = Vec::with_capacity(keys.len());
-        for k in &keys {
-            match batch.columns().iter().position(|c| c == k) {
-                Some(i) => key_slots.push(i),
+        for (k, _) in &info.names.keys {
+            match position.get(k.as_str()) {
+                Some(&i) => key_slots.push(i),
                 None => {
                     return Err(DestinationError::InvalidBatch(format!(
                         "primary-key column `{k}` is missing"
@@ -590,20 +868,28 @@ impl Destination for PostgresWarehouse {
             return Ok(());
         }
         self.begin()?;
+        let mut slots = Vec::with_capacity(width);
         for (i, c) in batch.columns().iter().enumerate() {
-            if !self.tables[table].columns.contains_key(c) {
-                let kind = batch
-                    .rows()
-                    .map(|r| r.get(i))
-                    .find(|v| !v.is_null())
-                    .map_or(Kind::Text, Kind::of_value);
-                self.add_column(table, c, kind)?;
-            }
+            let kind = batch
+                .rows()
+                .map(|r| r.get(i))
+                .find(|v| !v.is_null())
+                .map_or(Kind::Text, Kind::of_value);
+            slots.push(self.slot_for(table, c, kind)?);
         }
-        let kinds: Vec<Kind> = batch
-            .columns()
+        let info = &self.tables[table];
+        // The batch's fields that have a column, and their columns' kinds.
+        let placed: Vec<(usize, String, Kind)> = slots
             .iter()
-            .map(|c| self.tables[table].columns[c])
+            .enumerate()
+            .filter_map(|(i, s)| match s {
+                Slot::Column(c) => Some((
+                    i,
+                    c.clone(),
+                    info.kinds.get(c).copied().unwrap_or(Kind::Text),
+                )),
+                Slot::Overflow => None,
+            })
             .collect();
         // One statement may not touch a key twice: the last row of a key wins.
         let mut last: HashMap<Vec<Cow<str>>, usize> = HashMap::with_capacity(batch.len());
@@ -623,24 +909,65 @@ impl Destination for PostgresWarehouse {
         order.sort_unstable();
         // One array per column: the whole batch is one statement with one
         // parameter per column, `unnest`ed into rows, whatever its length.
-        let mut arrays: Vec<Vec<Param>> = (0..width)
+        let mut arrays: Vec<Vec<Param>> = (0..placed.len())
             .map(|_| Vec::with_capacity(order.len()))
             .collect();
+        let mut overflow: Vec<serde_json::Map<String, serde_json::Value>> =
+            Vec::with_capacity(order.len());
         for &(_, n) in &order {
-            for (i, v) in batch.row(n).iter().enumerate() {
-                let c = cell(v, kinds[i]).ok_or_else(|| {
-                    DestinationError::InvalidBatch(format!(
-                        "row {n}: `{}` = {} does not fit the column's type {}",
-                        batch.columns()[i],
-                        describe(v),
-                        kinds[i].sql()
-                    ))
-                })?;
-                arrays[i].push(c);
+            let row = batch.row(n);
+            let mut extra = serde_json::Map::new();
+            for (array, (i, _, kind)) in arrays.iter_mut().zip(&placed) {
+                let v = row.get(*i);
+                match cell(v, *kind) {
+                    Some(c) => array.push(c),
+                    None if key_slots.contains(i) => {
+                        return Err(DestinationError::InvalidBatch(format!(
+                            "row {n}: key `{}` = {} does not fit the column's type {}",
+                            batch.columns()[*i],
+                            describe(v),
+                            kind.sql()
+                        )));
+                    }
+                    // Kept whole beside the column, which is NULL for it.
+                    None => {
+                        array.push(Param::Null);
+                        extra.insert(
+                            overflow_key(&batch.columns()[*i]).into_owned(),
+                            super::value_json(v),
+                        );
+                    }
+                }
             }
+            for (i, slot) in slots.iter().enumerate() {
+                if *slot == Slot::Overflow && !row.get(i).is_null() {
+                    extra.insert(
+                        overflow_key(&batch.columns()[i]).into_owned(),
+                        super::value_json(row.get(i)),
+                    );
+                }
+            }
+            overflow.push(extra);
         }
-        let soft_deletes = self.tables[table].columns.contains_key(DELETED_COLUMN);
-        let sql = upsert_sql(table, batch.columns(), &kinds, &keys, soft_deletes);
+        if overflow.iter().any(|o| !o.is_empty()) {
+            self.overflow_column(table)?;
+        }
+        let mut columns: Vec<String> = placed.iter().map(|(_, c, _)| c.clone()).collect();
+        let mut kinds: Vec<Kind> = placed.iter().map(|(_, _, k)| *k).collect();
+        // Once a table has an overflow object, each upsert writes it whole,
+        // so that it never keeps a value a later upsert put in a column.
+        if self.tables[table].kinds.contains_key(OVERFLOW_COLUMN) {
+            columns.push(OVERFLOW_COLUMN.to_owned());
+            kinds.push(Kind::Json);
+            arrays.push(
+                overflow
+                    .into_iter()
+                    .map(|o| Param::Json(serde_json::Value::Object(o)))
+                    .collect(),
+            );
+        }
+        let soft_deletes = self.tables[table].kinds.contains_key(DELETED_COLUMN);
+        let sql = upsert_sql(table, &columns, &kinds, &keys, soft_deletes);
         let statement = self
             .prepared(&sql)
             .map_err(|e| other(format!("upserting into `{table}`: {}", db_error(&e))))?;
@@ -768,14 +1095,19 @@ impl Destination for PostgresWarehouse {
             // Columns added in the rolled-back transaction are gone again.
             let names: Vec<String> = self.tables.keys().cloned().collect();
             for name in names {
-                let columns = self.columns_of(&name)?;
-                self.tables.get_mut(&name).expect("known").columns = columns;
+                let keys =
+                    std::mem::take(&mut self.tables.get_mut(&name).expect("known").names.keys);
+                let reloaded = self.load_table(&name, keys)?;
+                self.tables.insert(name, reloaded);
             }
         }
         Ok(())
     }
 
     fn reset_state(&mut self) -> Result<bool> {
+        if !self.has_state_table {
+            return Ok(false);
+        }
         let n = self
             .client
             .execute(&format!("DELETE FROM {STATE_TABLE}"), &[])
@@ -855,6 +1187,9 @@ impl Destination for PostgresWarehouse {
     }
 
     fn forget_stream(&mut self, stream: &str) -> Result<bool> {
+        if !self.has_state_table {
+            return Ok(false);
+        }
         let n = self
             .client
             .execute(
@@ -875,6 +1210,9 @@ impl Destination for PostgresWarehouse {
     }
 
     fn saved_state(&mut self) -> Result<Option<String>> {
+        if !self.has_state_table {
+            return Ok(None);
+        }
         let rows = self
             .client
             .query(

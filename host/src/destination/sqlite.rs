@@ -2,6 +2,7 @@
 //! state, in WAL mode, with each checkpoint committing its rows and the state
 //! in one transaction.
 
+use super::columns::{COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns, is_reserved};
 use super::{Batch, Cell};
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
@@ -11,110 +12,11 @@ use crate::runtime::bindings::{DataType, DestinationError, Table};
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// The table that holds the connector's state; one row.
 const STATE_TABLE: &str = "_incsync_state";
-
-/// Where a field lives when its name cannot be its column's: one row per
-/// renamed field (`id` beside `ID`, a name with a NUL, a reserved name).
-const COLUMNS_TABLE: &str = "_incsync_columns";
-
-/// The JSON object that holds a row's fields beyond [`COLUMN_BUDGET`].
-const OVERFLOW_COLUMN: &str = "_incsync_overflow";
-
-/// The most columns a table gets (SQLite allows 2,000); later fields go into
-/// [`OVERFLOW_COLUMN`].
-pub const COLUMN_BUDGET: usize = 1000;
-
-/// Names the host keeps for itself, compared case-insensitively as SQLite
-/// compares column names.
-fn is_reserved(name: &str) -> bool {
-    name.get(..8)
-        .is_some_and(|p| p.eq_ignore_ascii_case("_incsync"))
-}
-
-/// Where one field of a table is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Slot {
-    /// In this column.
-    Column(String),
-    /// As a key of the row's overflow JSON object.
-    Overflow,
-}
-
-/// A table's columns, and which field each holds. Every lookup is a hash
-/// lookup, so a batch of n fields costs O(n).
-#[derive(Debug, Default)]
-struct TableColumns {
-    /// The columns, as SQLite names them.
-    exact: HashSet<String>,
-    /// The columns, lower-cased: SQLite's notion of a name collision.
-    folded: HashSet<String>,
-    /// Fields stored under another name (from [`COLUMNS_TABLE`]) or in the
-    /// overflow object.
-    renamed: HashMap<String, Slot>,
-    /// Columns that hold a renamed field: never a field of the same name.
-    targets: HashSet<String>,
-    /// The primary key's fields and their columns.
-    keys: Vec<(String, String)>,
-    /// Columns not reserved by the host: what counts against the budget.
-    user_columns: usize,
-}
-
-impl TableColumns {
-    fn has_column(&self, column: &str) -> bool {
-        self.folded.contains(&column.to_lowercase())
-    }
-
-    fn add_column(&mut self, column: &str) {
-        if !is_reserved(column) {
-            self.user_columns += 1;
-        }
-        self.exact.insert(column.to_owned());
-        self.folded.insert(column.to_lowercase());
-    }
-
-    /// The slot of a field that has one already.
-    fn slot(&self, field: &str) -> Option<Slot> {
-        if let Some(slot) = self.renamed.get(field) {
-            return Some(slot.clone());
-        }
-        (self.exact.contains(field) && !self.targets.contains(field) && !is_reserved(field))
-            .then(|| Slot::Column(field.to_owned()))
-    }
-
-    /// The column a new field gets: its own name if it is free, else a
-    /// deterministic variant (`ID__3f2a9c1e`, from the name's SHA-256); the
-    /// overflow object once the budget is spent (unless `always_column`).
-    fn allocate(&self, field: &str, always_column: bool) -> Slot {
-        if !always_column && self.user_columns >= COLUMN_BUDGET {
-            return Slot::Overflow;
-        }
-        let own_name_is_free = !field.is_empty()
-            && !field.contains('\0')
-            && !is_reserved(field)
-            && !self.has_column(field);
-        if own_name_is_free {
-            return Slot::Column(field.to_owned());
-        }
-        use sha2::Digest;
-        let hash = hex::encode(&sha2::Sha256::digest(field.as_bytes())[..4]);
-        let mut base = field.replace('\0', "_");
-        if is_reserved(&base) {
-            base.insert(0, 'x');
-        }
-        let candidate = format!("{base}__{hash}");
-        let mut column = candidate.clone();
-        let mut n = 2;
-        while self.has_column(&column) {
-            column = format!("{candidate}_{n}");
-            n += 1;
-        }
-        Slot::Column(column)
-    }
-}
 
 /// How hard each commit presses the data to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -270,6 +172,39 @@ pub(super) fn lease_lost(stream: &str, holder: Option<String>) -> DestinationErr
     ))
 }
 
+/// The columns of `table`, in order; empty if it does not exist.
+fn columns_of(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    conn.prepare(&format!("PRAGMA table_info({})", quote(table)))?
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect()
+}
+
+/// Fails if one of incsync's own tables exists with columns incsync does
+/// not write (a foreign table of the same name).
+fn check_own_tables(conn: &Connection) -> Result<()> {
+    let own: [(&str, &[&[&str]]); 3] = [
+        (
+            STATE_TABLE,
+            &[
+                &["stream", "state", "saved_at"],
+                &["id", "state", "saved_at"],
+            ],
+        ),
+        (LEASE_TABLE, &[&["stream", "holder", "token", "expires_at"]]),
+        (COLUMNS_TABLE, &[&["tbl", "field", "col"]]),
+    ];
+    for (table, shapes) in own {
+        let columns = columns_of(conn, table)?;
+        if !columns.is_empty() && !shapes.iter().any(|s| columns == *s) {
+            anyhow::bail!(
+                "the table {table} is not incsync's (columns {}); move it away or use another file",
+                columns.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Creates `_incsync_state` (one row per stream), or moves the state of a
 /// warehouse written by an earlier version (one row holding every stream)
 /// into it.
@@ -330,8 +265,14 @@ impl SqliteWarehouse {
             Durability::Normal => "NORMAL",
             Durability::Full => "FULL",
         };
+        // Checked before anything is written: a foreign file is left as it
+        // was, not switched to WAL with incsync's tables added.
+        conn.execute_batch("PRAGMA busy_timeout=30000;")
+            .map_err(anyhow::Error::from)
+            .and_then(|()| check_own_tables(&conn))
+            .with_context(|| format!("warehouse {}", path.display()))?;
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous}; PRAGMA busy_timeout=30000;
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={synchronous};
              CREATE TABLE IF NOT EXISTS {COLUMNS_TABLE} (
                  tbl TEXT NOT NULL,
                  field TEXT NOT NULL,
@@ -364,12 +305,17 @@ impl SqliteWarehouse {
     }
 
     /// Adds the soft-delete columns to `table` if it lacks them.
+    /// `_incsync_deleted` is never NULL, so that `WHERE NOT _incsync_deleted`
+    /// keeps every live row.
     fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
         let t = self.tables.get(table).expect("known table");
         if t.has_column(DELETED_COLUMN) {
             return Ok(());
         }
-        for (column, ty) in [(DELETED_COLUMN, "INTEGER"), (DELETED_AT_COLUMN, "TEXT")] {
+        for (column, ty) in [
+            (DELETED_COLUMN, "INTEGER NOT NULL DEFAULT 0"),
+            (DELETED_AT_COLUMN, "TEXT"),
+        ] {
             let added = self.conn.execute_batch(&format!(
                 "ALTER TABLE {} ADD COLUMN {} {ty}",
                 quote(table),
@@ -456,10 +402,8 @@ impl SqliteWarehouse {
 
     /// Reads a table's columns and renamed fields from the warehouse.
     fn load_table(&self, table: &str, keys: Vec<(String, String)>) -> Result<TableColumns> {
-        let mut t = TableColumns {
-            keys,
-            ..TableColumns::default()
-        };
+        let mut t = TableColumns::new(Dialect::SQLITE);
+        t.keys = keys;
         let mut stmt = self
             .conn
             .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
@@ -473,8 +417,7 @@ impl SqliteWarehouse {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })? {
             let (field, column) = row?;
-            t.targets.insert(column.clone());
-            t.renamed.insert(field, Slot::Column(column));
+            t.rename(&field, Slot::Column(column));
         }
         Ok(t)
     }
@@ -495,9 +438,9 @@ impl SqliteWarehouse {
         let slot = t.allocate(field, false);
         let (column, ty) = match &slot {
             Slot::Column(c) => (c.as_str(), sql_type),
-            Slot::Overflow if t.exact.contains(OVERFLOW_COLUMN) => {
+            Slot::Overflow if t.has_column(OVERFLOW_COLUMN) => {
                 let t = self.tables.get_mut(table).expect("known table");
-                t.renamed.insert(field.to_owned(), Slot::Overflow);
+                t.rename(field, Slot::Overflow);
                 return Ok(Slot::Overflow);
             }
             Slot::Overflow => (OVERFLOW_COLUMN, "TEXT"),
@@ -535,10 +478,7 @@ impl SqliteWarehouse {
         let t = self.tables.get_mut(table).expect("known table");
         t.add_column(column);
         if slot != Slot::Column(field.to_owned()) {
-            if let Slot::Column(c) = &slot {
-                t.targets.insert(c.clone());
-            }
-            t.renamed.insert(field.to_owned(), slot.clone());
+            t.rename(field, slot.clone());
         }
         Ok(slot)
     }
@@ -568,7 +508,7 @@ impl Destination for SqliteWarehouse {
             let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
             // The key's columns, named as any new field would be.
             let mut columns = self.load_table(&t.name, Vec::new())?;
-            let exists = !columns.exact.is_empty();
+            let exists = !columns.is_empty();
             let mut keys = Vec::with_capacity(t.primary_key.len());
             let mut defs = Vec::new();
             for k in &t.primary_key {
@@ -581,10 +521,7 @@ impl Destination for SqliteWarehouse {
                     defs.push(format!("{} {ty}", quote(&column)));
                     columns.add_column(&column);
                     if &column != k {
-                        columns.targets.insert(column.clone());
-                        columns
-                            .renamed
-                            .insert(k.clone(), Slot::Column(column.clone()));
+                        columns.rename(k, Slot::Column(column.clone()));
                         self.conn.execute(
                             &format!("INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"),
                             params![t.name, k, column],
@@ -603,7 +540,27 @@ impl Destination for SqliteWarehouse {
                 ))?;
             }
             columns.keys = keys;
+            let soft_deleted = columns.has_column(DELETED_COLUMN);
             self.tables.insert(t.name.clone(), columns);
+            let nullable = soft_deleted
+                && self.conn.query_row(
+                    "SELECT \"notnull\" = 0 FROM pragma_table_info(?1) WHERE name = ?2",
+                    params![t.name, DELETED_COLUMN],
+                    |r| r.get::<_, bool>(0),
+                )?;
+            if nullable {
+                // A table of an earlier version had NULL for a live row (its
+                // column cannot be altered): made 0 here, and upserts set 0
+                // on every row they touch.
+                self.conn.execute(
+                    &format!(
+                        "UPDATE {} SET {1} = 0 WHERE {1} IS NULL",
+                        quote(&t.name),
+                        quote(DELETED_COLUMN)
+                    ),
+                    [],
+                )?;
+            }
             for c in &t.columns {
                 self.slot_for(&t.name, &c.name, sql_type(c.data_type))
                     .map_err(|e| {
@@ -691,7 +648,7 @@ impl Destination for SqliteWarehouse {
         if self.tables[table].has_column(DELETED_COLUMN) {
             // An upserted row is there again: no longer soft-deleted.
             let sql = format!(
-                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} = 1",
+                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} IS NOT 0",
                 quote(table),
                 quote(DELETED_COLUMN),
                 quote(DELETED_AT_COLUMN),
@@ -1093,7 +1050,11 @@ mod tests {
             started.elapsed()
         );
         let columns = column_names(&w);
-        assert!(columns.len() <= COLUMN_BUDGET + 1, "{}", columns.len());
+        assert!(
+            columns.len() <= Dialect::SQLITE.budget + 1,
+            "{}",
+            columns.len()
+        );
         let overflow: String = w
             .connection()
             .query_row("SELECT _incsync_overflow FROM user", [], |r| r.get(0))
@@ -1180,6 +1141,35 @@ mod tests {
             serde_json::from_str(&w.saved_state().unwrap().unwrap()).unwrap();
         assert_eq!(got["streams"]["b"]["strategy"], "offset");
         assert_eq!(got["streams"]["a"]["last_updated_at"], "x");
+    }
+
+    #[test]
+    fn a_foreign_state_table_fails_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("foreign.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "CREATE TABLE {STATE_TABLE} (stream TEXT PRIMARY KEY, state TEXT, saved_at TEXT, owner TEXT NOT NULL)"
+        ))
+        .unwrap();
+        drop(conn);
+        let e = SqliteWarehouse::open(&path, Durability::Normal)
+            .err()
+            .expect("a foreign state table");
+        assert!(format!("{e:#}").contains("is not incsync's"), "{e:#}");
+        let conn = Connection::open(&path).unwrap();
+        let tables: Vec<String> = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(tables, [STATE_TABLE], "nothing created");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "delete", "not switched to WAL");
     }
 
     #[test]

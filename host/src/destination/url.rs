@@ -130,6 +130,16 @@ impl Warehouse {
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return postgres(text, passwords).map(Warehouse::Postgres);
         }
+        // Never a file named `postgres:…`: a URL missing its `//` is a typo.
+        if let Some((scheme, _)) = text.split_once(':')
+            && (scheme.eq_ignore_ascii_case("postgres")
+                || scheme.eq_ignore_ascii_case("postgresql"))
+        {
+            return Err(format!(
+                "`{}` is not a PostgreSQL URL: write {scheme}://user@host:port/db",
+                redact(text)
+            ));
+        }
         if let Some((scheme, _)) = text.split_once("://") {
             return Err(format!(
                 "`{scheme}://` is not a warehouse; use a file, sqlite:PATH, postgres://… or jsonl:DIR"
@@ -139,6 +149,30 @@ impl Warehouse {
     }
 }
 
+/// The query options the PostgreSQL client understands
+/// (`?connect_timeout=5`); any other is a typo to report, not to ignore.
+const QUERY_OPTIONS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "options",
+    "application_name",
+    "sslmode",
+    "sslnegotiation",
+    "host",
+    "hostaddr",
+    "port",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
 fn postgres(text: &str, passwords: &dyn PasswordSource) -> Result<PostgresUrl, String> {
     let shown = redact(text);
     let url = url::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
@@ -147,6 +181,15 @@ fn postgres(text: &str, passwords: &dyn PasswordSource) -> Result<PostgresUrl, S
         .filter(|h| !h.is_empty())
         .ok_or_else(|| format!("`{shown}` names no host"))?
         .to_owned();
+    if let Some((option, _)) = url
+        .query_pairs()
+        .find(|(k, _)| !QUERY_OPTIONS.contains(&k.as_ref()))
+    {
+        return Err(format!(
+            "`{shown}`: unknown option `{option}` (known: {})",
+            QUERY_OPTIONS.join(", ")
+        ));
+    }
     let port = url.port().unwrap_or(5432);
     let database = url.path().trim_start_matches('/').to_owned();
     if database.is_empty() || database.contains('/') {
@@ -319,6 +362,21 @@ mod tests {
             "no password in errors"
         );
         assert!(e("sqlite:").contains("names no file"));
+        for typo in [
+            "postgresql:analytics",
+            "postgres:/h/db",
+            "POSTGRES:db",
+            "postgres:",
+        ] {
+            assert!(
+                e(typo).contains("is not a PostgreSQL URL"),
+                "{typo}: {}",
+                e(typo)
+            );
+        }
+        let bogus = e("postgres://ann@h/db?connect_timeout=3&bogus=1");
+        assert!(bogus.contains("unknown option `bogus`"), "{bogus}");
+        assert!(Warehouse::parse_with("postgres://ann@h/db?connect_timeout=3", &none()).is_ok());
         assert!(e("jsonl:").contains("names no directory"));
         assert!(e("").contains("empty"));
     }
