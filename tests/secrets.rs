@@ -17,11 +17,18 @@ const KEY: &str = "key-An0therSecret";
 /// holds the request line and its `Authorization`, and `/fail` answers 401
 /// with both in the body.
 fn echo_api() -> String {
+    echo_api_linking_to(String::new())
+}
+
+/// As [`echo_api`]; `/away` links its next page to `other` (another
+/// origin), and `/hop` redirects there.
+fn echo_api_linking_to(other: String) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
+            let other = other.clone();
             std::thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let mut line = String::new();
@@ -45,7 +52,20 @@ fn echo_api() -> String {
                 let mut body = vec![0; length];
                 reader.read_exact(&mut body).unwrap();
                 let target = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                let (status, link, body) = if target.starts_with("/fail") {
+                let query = target.split_once('?').map_or("", |(_, q)| q).to_owned();
+                let (status, link, body) = if target.starts_with("/away") {
+                    (
+                        "200 OK",
+                        format!("Link: <{other}/items?page=2&{query}>; rel=\"next\"\r\n"),
+                        json!([{"id": 1, "updatedAt": "2024-01-01T00:00:00Z", "seen": ""}]),
+                    )
+                } else if target.starts_with("/hop") {
+                    (
+                        "302 Found",
+                        format!("Location: {other}/items?page=2&{query}\r\n"),
+                        json!({}),
+                    )
+                } else if target.starts_with("/fail") {
                     (
                         "401 Unauthorized",
                         String::new(),
@@ -151,6 +171,87 @@ fn an_api_that_echoes_credentials_gets_them_nowhere() {
         assert!(
             !text.contains("Sup3rSecret") && !text.contains("An0therSecret"),
             "a secret in {what}: {text}"
+        );
+    }
+}
+
+/// Another origin that records the head of every request it gets.
+fn recording_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = String::new();
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                head.push_str(&h);
+            }
+            log.lock().unwrap().push(head);
+            let body =
+                json!([{"id": 2, "updatedAt": "2024-01-01T00:00:00Z", "seen": "away"}]).to_string();
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, seen)
+}
+
+#[test]
+fn no_credential_follows_a_next_link_or_a_redirect_to_another_origin() {
+    let (other, seen) = recording_api();
+    let base = echo_api_linking_to(other.clone());
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["/away", "/hop"] {
+        let config = dir.path().join("config.json");
+        std::fs::write(
+            &config,
+            json!({
+                "base_url": base,
+                "allowed_hosts": [other],
+                "auth": {"type": "query", "name": "api_key", "value": "${ECHO_KEY}"},
+                "headers": {"Authorization": "Bearer ${ECHO_TOKEN}", "X-API-Key": "${ECHO_TOKEN}"},
+                "http": {"retries": 0},
+                "streams": [{
+                    "table": "item", "strategy": "next_page_url", "path": path,
+                    "link_header": true, "records_path": "",
+                    "columns": {"id": "LONG", "seen": "STRING"}
+                }]
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let out = incsync()
+            .args(["run", "--config"])
+            .arg(&config)
+            .arg("--warehouse")
+            .arg(dir.path().join(format!("w{}.db", path.len())))
+            .env("ECHO_TOKEN", TOKEN)
+            .env("ECHO_KEY", KEY)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let seen = seen.lock().unwrap().join("\n---\n");
+    assert_eq!(seen.matches("GET /items?page=2").count(), 2, "{seen}");
+    let lower = seen.to_ascii_lowercase();
+    for leak in ["sup3rsecret", "an0thersecret", "authorization", "x-api-key"] {
+        assert!(
+            !lower.contains(leak),
+            "`{leak}` reached another origin: {seen}"
         );
     }
 }

@@ -408,6 +408,35 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
             })?,
         None => Cursor::EPOCH,
     };
+    // Secrets resolve only where the host keeps them (`auth`, `headers`):
+    // one written here would be sent as the text `${VAR}`.
+    let secret_like = |v: &str| v.contains("${");
+    let found = keys
+        .headers
+        .iter()
+        .find(|(_, v)| secret_like(v))
+        .map(|(k, _)| format!("headers.{k}"))
+        .or_else(|| {
+            keys.query
+                .iter()
+                .find(|(_, v)| match v {
+                    QueryValue::One(v) => secret_like(v),
+                    QueryValue::Many(vs) => vs.iter().any(|v| secret_like(v)),
+                })
+                .map(|(k, _)| format!("query.{k}"))
+        })
+        .or_else(|| {
+            keys.body
+                .as_ref()
+                .filter(|b| secret_like(&b.to_string()))
+                .map(|_| "body".to_owned())
+        });
+    if let Some(at) = found {
+        return Err(ConfigError::new(
+            key(&at),
+            "holds a `${…}` secret reference, which is resolved only in the top-level `auth` and `headers` (the connector never sees secrets): move it there",
+        ));
+    }
     let primary_key = keys.primary_key.unwrap_or_else(|| vec!["id".to_owned()]);
     if primary_key.is_empty() {
         return Err(ConfigError::new(
@@ -699,6 +728,30 @@ mod tests {
         let e = stream_error(r#""strategy": "keyset", "page_size": 10"#);
         assert!(e.contains("unknown key `page_size`"), "{e}");
         assert!(e.contains("`keyset`"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_reference_in_a_stream_is_refused_where_it_would_go_out_as_text() {
+        for (keys, at) in [
+            (
+                r#""headers": {"X-Key": "${KEY}"}"#,
+                "streams[0].headers.X-Key",
+            ),
+            (
+                r#""query": {"api_key": ["a", "${KEY}"]}"#,
+                "streams[0].query.api_key",
+            ),
+            (
+                r#""method": "POST", "body": {"token": "${KEY}"}"#,
+                "streams[0].body",
+            ),
+        ] {
+            let e = stream_error(&format!(r#""strategy": "timestamp", {keys}"#));
+            assert!(
+                e.starts_with(&format!("{at}: holds a `${{…}}` secret reference")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -204,6 +204,19 @@ pub enum PageError {
     /// The answer links on from an empty page.
     #[error("an empty page with a `{0}` to follow")]
     EmptyPageLinksOn(String),
+    /// The saved cursor is older than the history the API keeps, so the
+    /// changes since it are partly gone.
+    #[error(
+        "the saved cursor {cursor} is older than the {seconds} s of history the API keeps (its Date header says {date}): changes since then are gone; reset this stream (`incsync reset --stream NAME`) so that a full sync catches up"
+    )]
+    HistoryGone {
+        /// The saved cursor, as the filter writes it.
+        cursor: String,
+        /// The answer's `Date`.
+        date: String,
+        /// `history_seconds`.
+        seconds: u64,
+    },
     /// Following the answer's link would repeat a request.
     #[error("{0}; following it would loop forever")]
     Loop(String),

@@ -304,10 +304,16 @@ fn main() -> ExitCode {
 /// code (a config error stays one, a busy lease stays one).
 fn sync_error(failure: &sync::SyncFailure) -> anyhow::Error {
     let rows: u64 = failure.stats.rows.values().sum();
-    let line = format!(
-        "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
-        failure.error, failure.stats.requests
-    );
+    let line = if failure.stats.requests == 0 && rows == 0 {
+        // Nothing ran (a config error, a missing secret, a busy lease):
+        // nothing to say about what the warehouse keeps.
+        format!("{:#}", failure.error)
+    } else {
+        format!(
+            "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
+            failure.error, failure.stats.requests
+        )
+    };
     match exit::code_for(&failure.error) {
         exit::USAGE => exit::usage(line),
         exit::LEASE_BUSY => anyhow::Error::new(exit::LeaseBusy(line)),

@@ -209,6 +209,29 @@ pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [
 struct Unit {
     name: String,
     config: String,
+    /// The table its stream writes, if the config says.
+    table: Option<String>,
+}
+
+/// The units in chains that may run side by side: units writing the same
+/// table share a chain and run one after another in config order, so a
+/// later stream's changes (Stripe's events) land after an earlier stream's
+/// snapshot of the same rows (the customer list), never interleaved with it.
+fn chains(units: &[Unit]) -> Vec<Vec<usize>> {
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    let mut by_table: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, unit) in units.iter().enumerate() {
+        match unit.table.as_deref().and_then(|t| by_table.get(t)) {
+            Some(&chain) => chains[chain].push(i),
+            None => {
+                if let Some(t) = unit.table.as_deref() {
+                    by_table.insert(t, chains.len());
+                }
+                chains.push(vec![i]);
+            }
+        }
+    }
+    chains
 }
 
 /// Splits a config into one unit per stream. A config without a `streams`
@@ -218,6 +241,7 @@ fn units(config: &str) -> Vec<Unit> {
         vec![Unit {
             name: String::new(),
             config: config.to_owned(),
+            table: None,
         }]
     };
     let Ok(serde_json::Value::Object(top)) = serde_json::from_str::<serde_json::Value>(config)
@@ -242,6 +266,10 @@ fn units(config: &str) -> Vec<Unit> {
             Unit {
                 name,
                 config: serde_json::Value::Object(one).to_string(),
+                table: stream
+                    .get("table")
+                    .and_then(|t| t.as_str())
+                    .map(str::to_owned),
             }
         })
         .collect()
@@ -388,10 +416,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             elapsed: started.elapsed(),
         }
     };
+    let chains = chains(&units);
     let parallel = job
         .parallel
         .unwrap_or(DEFAULT_PARALLEL)
-        .clamp(1, units.len().max(1));
+        .clamp(1, chains.len().max(1));
     let streams: Vec<StreamReport> = if parallel == 1 {
         units.iter().map(run_unit).collect()
     } else {
@@ -401,10 +430,12 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             for _ in 0..parallel {
                 scope.spawn(|| {
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(unit) = units.get(i) else { break };
-                        let report = run_unit(unit);
-                        done.lock().expect("reports lock").push((i, report));
+                        let c = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(chain) = chains.get(c) else { break };
+                        for &i in chain {
+                            let report = run_unit(&units[i]);
+                            done.lock().expect("reports lock").push((i, report));
+                        }
                     }
                 });
             }
@@ -624,5 +655,22 @@ impl SyncReport {
                 .map_or("(none)".to_owned(), |st| printable(st, 16 << 10))
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_of_one_table_chain_in_config_order() {
+        let units = units(
+            r#"{"base_url": "http://x", "streams": [
+                {"name": "customers", "table": "customer"},
+                {"name": "orders", "table": "order"},
+                {"name": "customer_events", "table": "customer"},
+                {"name": "other"}]}"#,
+        );
+        assert_eq!(chains(&units), [vec![0, 2], vec![1], vec![3]]);
     }
 }

@@ -200,19 +200,23 @@ pub fn a_stalled_holder_is_fenced_out_after_a_release(
     first.hold_lease(lease("host:1:a", a, Duration::from_millis(1)));
     std::thread::sleep(Duration::from_millis(20));
     let mut second = open();
-    let b = second.acquire_lease("s", "host:2:b", long, None).unwrap().unwrap();
+    let b = second
+        .acquire_lease("s", "host:2:b", long, None)
+        .unwrap()
+        .unwrap();
     assert!(b > a, "{b} after {a}");
     second.release_lease(&lease("host:2:b", b, long)).unwrap();
     let mut third = open();
-    let c = third.acquire_lease("s", "host:3:c", long, None).unwrap().unwrap();
+    let c = third
+        .acquire_lease("s", "host:3:c", long, None)
+        .unwrap()
+        .unwrap();
     assert!(c > b, "tokens only grow: {c} after {b}");
     third.hold_lease(lease("host:3:c", c, long));
     let fenced = first.checkpoint(r#"{"streams":{"s":{"by":"a"}}}"#);
     assert!(fenced.is_err(), "the stalled holder committed");
     let _ = first.rollback();
-    third
-        .checkpoint(r#"{"streams":{"s":{"by":"c"}}}"#)
-        .unwrap();
+    third.checkpoint(r#"{"streams":{"s":{"by":"c"}}}"#).unwrap();
     assert_eq!(
         open().saved_state().unwrap().as_deref(),
         Some(r#"{"streams":{"s":{"by":"c"}}}"#)

@@ -68,6 +68,11 @@ pub struct Settings {
     /// The order the API lists records in: `desc` (newest first, Stripe) or
     /// `asc`. Default `desc`.
     pub order: Order,
+    /// How far back the API keeps what it lists, in seconds (Stripe keeps
+    /// events 30 days: 2592000). A sync that resumes from a saved cursor
+    /// older than that, by the first answer's `Date` header, fails instead
+    /// of silently missing the changes in between. Default: no limit.
+    pub history_seconds: Option<u64>,
 }
 
 impl Default for Settings {
@@ -80,6 +85,7 @@ impl Default for Settings {
             limit_param: "limit".to_owned(),
             page_size: NonZeroUsize::new(100).expect("non-zero"),
             order: Order::Desc,
+            history_seconds: None,
         }
     }
 }
@@ -104,6 +110,40 @@ pub(crate) struct StartingAfter {
     /// `desc`: the keys delivered in this sync (their newest version).
     delivered: HashSet<RowKey>,
     done: bool,
+    /// Whether this sync resumes from a saved cursor whose age
+    /// `history_seconds` must still check (on the first answer).
+    check_history: bool,
+}
+
+impl StartingAfter {
+    /// Fails if the saved cursor is older than the history the API keeps,
+    /// by the answer's `Date` (an answer without one is not checked).
+    fn check_history(&self, page: &Page<'_>) -> Result<(), PageError> {
+        let Some(seconds) = self.config.history_seconds else {
+            return Ok(());
+        };
+        let Some(date) = page
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("date"))
+            .map(|(_, v)| v.trim())
+        else {
+            return Ok(());
+        };
+        let Ok(now) = chrono::DateTime::parse_from_rfc2822(date) else {
+            return Ok(());
+        };
+        let kept_from =
+            now.to_utc() - chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64);
+        if self.start.instant() < kept_from {
+            return Err(PageError::HistoryGone {
+                cursor: self.format.format(self.start),
+                date: date.to_owned(),
+                seconds,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Strategy for StartingAfter {
@@ -143,6 +183,7 @@ impl Strategy for StartingAfter {
     ) -> Result<Self, String> {
         let start = State::resume(saved.as_ref(), stream)?;
         Ok(StartingAfter {
+            check_history: saved.is_some() && config.history_seconds.is_some(),
             since: stream.filter().value(start),
             seen: MaxSeen::new(start),
             start,
@@ -180,6 +221,9 @@ impl Strategy for StartingAfter {
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
+        if std::mem::take(&mut self.check_history) {
+            self.check_history(page)?;
+        }
         let c = &self.config;
         let has_more = match crate::rows::at_path(page.body, &c.has_more_field) {
             Some(Value::Bool(b)) => *b,
@@ -365,6 +409,31 @@ mod tests {
             r#"{"data": [{"id": "4", "updatedAt": "1970-01-01T00:00:40Z"}], "has_more": true}"#,
         );
         assert!(e.contains("loop forever"), "{e}");
+    }
+
+    #[test]
+    fn a_saved_cursor_older_than_the_apis_history_fails_the_sync() {
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        // The sim's clock: 100 s after the epoch.
+        api.date = Some("Thu, 01 Jan 1970 00:01:40 GMT");
+        let mut wh = SimWarehouse::default();
+        let c = cfg("/pagination/starting_after", json!({"history_seconds": 60}));
+        // A first sync has no saved cursor to lose changes after.
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(30));
+        // Resumed from 30 s, within the 60 s kept (from 40 s on)? No.
+        let e = sync_once(&c, &mut api, &mut wh, 50)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the saved cursor 1970-01-01T00:00:30Z is older than the 60 s of history")
+                && e.contains("stream `user`"),
+            "{e}"
+        );
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(30), "kept");
+        // Within the history: synced.
+        api.date = Some("Thu, 01 Jan 1970 00:01:00 GMT");
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
     }
 
     #[test]

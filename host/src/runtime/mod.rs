@@ -332,7 +332,27 @@ struct RecordingLimits {
     hit: Option<LimitHit>,
 }
 
+/// The most elements one table may grow to, and the most tables.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+const MAX_TABLES: usize = 64;
+
 impl RecordingLimits {
+    /// The sandbox's limits: `memory_bytes` of linear memory in one memory,
+    /// [`MAX_TABLES`] tables of at most [`MAX_TABLE_ELEMENTS`], 16
+    /// instances; growing past any traps.
+    fn new(memory_bytes: usize) -> RecordingLimits {
+        let inner = StoreLimitsBuilder::new()
+            .memory_size(memory_bytes)
+            .trap_on_grow_failure(true)
+            .table_elements(MAX_TABLE_ELEMENTS)
+            .tables(MAX_TABLES)
+            .instances(16)
+            // The cap is per memory: allow only one, so it caps the guest.
+            .memories(1)
+            .build();
+        RecordingLimits { inner, hit: None }
+    }
+
     fn record(&mut self, hit: LimitHit, allowed: &wasmtime::Result<bool>) {
         if !matches!(allowed, Ok(true)) && self.hit.is_none() {
             self.hit = Some(hit);
@@ -450,16 +470,7 @@ impl Runtime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let inner = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .table_elements(1 << 20)
-            .tables(64)
-            .instances(16)
-            // The cap is per memory: allow only one, so it caps the guest.
-            .memories(1)
-            .build();
-        let limits = RecordingLimits { inner, hit: None };
+        let limits = RecordingLimits::new(self.limits.memory_bytes);
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -625,5 +636,33 @@ impl Runtime {
             .map(|l| format!("; it said: {l}"))
             .unwrap_or_default();
         RunError::Trap(format!("the connector crashed ({cause}){said}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    #[test]
+    fn the_limiter_caps_tables_and_memory_and_remembers_which_was_hit() {
+        let mut limits = RecordingLimits::new(64 << 20);
+        assert_eq!((limits.tables(), limits.memories()), (MAX_TABLES, 1));
+        assert!(limits.table_growing(0, 1024, None).unwrap());
+        assert!(limits.memory_growing(0, 1 << 20, None).unwrap());
+        assert_eq!(limits.hit, None);
+        // Past the cap: a trap (not a quiet -1 the guest might ignore),
+        // remembered as the table's.
+        assert!(
+            limits
+                .table_growing(1024, MAX_TABLE_ELEMENTS + 1, None)
+                .is_err()
+        );
+        assert_eq!(limits.hit, Some(LimitHit::Table));
+        assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
+        assert_eq!(limits.hit, Some(LimitHit::Table), "the first hit stays");
+        let mut limits = RecordingLimits::new(64 << 20);
+        assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
+        assert_eq!(limits.hit, Some(LimitHit::Memory));
     }
 }
