@@ -470,3 +470,57 @@ fn a_wrong_secret_is_refused_with_401() {
         "the secret is never printed: {err}"
     );
 }
+
+/// Each replica's own rate limit, met with no client-side pacing and small
+/// pages: the 429s it answers (Shopify's leaky bucket with `Retry-After:
+/// 2.0`, Stripe's 25 a second, HubSpot's 5 a second for search) are waited
+/// out, and the sync still equals the replica.
+#[test]
+fn each_replicas_rate_limit_is_waited_out() {
+    for (name, api, records, page) in [
+        ("shopify", Api::Shopify, 100, 2),
+        ("stripe", Api::Stripe, 150, 5),
+        ("hubspot", Api::Hubspot, 60, 5),
+    ] {
+        let mut replica = Replica::start(name, api, records, true);
+        if let Some(http) = replica.example["http"].as_object_mut() {
+            http.remove("requests_per_second");
+        }
+        for stream in replica.example["streams"].as_array_mut().unwrap() {
+            stream["page_size"] = json!(page);
+        }
+        std::fs::write(&replica.config, replica.example.to_string()).unwrap();
+        let report = replica.sync();
+        replica.assert_equal();
+        assert!(
+            replica.api.requests() > requests(&report),
+            "{name}: some requests were refused and sent again ({} answered, {} asked): {report}",
+            replica.api.requests(),
+            requests(&report)
+        );
+    }
+}
+
+/// Zendesk's export with its lag on: what changed in the last `lag`
+/// seconds is left out of the answer (the replica's model of Zendesk's
+/// "items updated in the last minute may be missing"), and a `start_time`
+/// under a minute old is refused ("Too recent"). A sync right after changes
+/// must not skip them: the next sync, once they are older than the lag,
+/// reads them.
+#[test]
+fn zendesk_changes_inside_its_lag_are_read_by_a_later_sync() {
+    let replica = Replica::start_with("zendesk", Api::Zendesk, 600, false, |o| {
+        o.zendesk_lag_seconds = 2;
+    });
+    replica.sync();
+    replica.assert_equal();
+    replica.api.change(30, 10);
+    // At once: the changes are inside the lag, not in the answer yet.
+    let soon = replica.sync();
+    let upserted = soon["rows_upserted"]["ticket"].as_u64().unwrap_or(0);
+    assert!(upserted < 40, "the lag hides the changes: {soon}");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let later = replica.sync();
+    replica.assert_equal();
+    assert!(requests(&later) <= 3, "{later}");
+}
