@@ -115,3 +115,76 @@ fn jsonl_dash_prints_rows_and_checkpoints_and_reports_on_stderr() {
     let report: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(report["rows_upserted"]["user"], 120);
 }
+
+/// Several streams into one directory at once (`--parallel` by default),
+/// into their own tables and into a shared one: every line whole, every
+/// `seq` once, every stream's state kept, and reading the state meanwhile
+/// cuts nothing.
+#[test]
+fn parallel_streams_share_a_directory() {
+    let world = World::new(
+        400,
+        json!([
+            {"name": "a", "table": "user", "strategy": "keyset", "path": "/pagination/keyset"},
+            {"name": "b", "table": "mirror", "strategy": "offset", "path": "/pagination/offset"},
+            {"name": "c", "table": "copy", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "d", "table": "page", "strategy": "page_number", "path": "/pagination/page_number"}
+        ]),
+    );
+    let dir = world.dir.path().join("out");
+    let warehouse = format!("jsonl:{}", dir.display());
+    let reader = {
+        let warehouse = warehouse.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = incsync()
+                    .args(["state", "--warehouse", &warehouse])
+                    .output();
+            }
+        });
+        (stop, handle)
+    };
+    for _ in 0..2 {
+        let out = incsync()
+            .args(["run", "--json", "--config"])
+            .arg(&world.config)
+            .args(["--warehouse", &warehouse])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    reader.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.1.join().unwrap();
+    let mut seqs = Vec::new();
+    for table in ["user", "mirror", "copy", "page"] {
+        let got = lines(&dir.join(format!("{table}.jsonl")));
+        let latest: BTreeMap<String, String> = got
+            .iter()
+            .map(|l| {
+                (
+                    l["row"]["id"].as_str().unwrap().to_owned(),
+                    l["row"]["updatedAt"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(latest, world.api_rows(), "{table}");
+        seqs.extend(got.iter().map(|l| l["seq"].as_u64().unwrap()));
+    }
+    let n = seqs.len() as u64;
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..n).collect::<Vec<u64>>(), "every seq once");
+    let state = incsync()
+        .args(["state", "--warehouse", &warehouse])
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    for stream in ["a", "b", "c", "d"] {
+        assert!(state["streams"][stream].is_object(), "{stream}: {state}");
+    }
+}
