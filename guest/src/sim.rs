@@ -473,10 +473,24 @@ impl SimApi {
         if rest.remove("state").as_deref() != Some("all") {
             return respond(400, json!({"error": "state=all is required"}).to_string());
         }
-        let (per_page, page_no, hits) = match self.paged(&rest) {
+        // GitHub's `direction`: `desc` lists newest first.
+        let newest_first = match rest.remove("direction").as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return respond(
+                    400,
+                    json!({ "error": format!("direction={other}") }).to_string(),
+                );
+            }
+        };
+        let (per_page, page_no, mut hits) = match self.paged(&rest) {
             Ok(p) => p,
             Err(e) => return respond(400, json!({ "error": e }).to_string()),
         };
+        if newest_first {
+            hits.reverse();
+        }
         let more = page_no * per_page < hits.len();
         let items: Vec<serde_json::Value> = render(
             hits.into_iter()

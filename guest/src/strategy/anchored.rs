@@ -105,6 +105,7 @@ impl PagedQuery<'_> {
             self.order_by_param,
             self.order_type_param,
             cursor_field,
+            super::newest_first::Order::Asc,
         ));
         p.push((self.size_param.to_owned(), size.to_string()));
         p.push((self.position_param.to_owned(), position.to_string()));

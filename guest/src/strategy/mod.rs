@@ -14,6 +14,7 @@
 mod anchored;
 mod incremental_export;
 mod keyset;
+mod newest_first;
 mod next_page_url;
 mod offset;
 mod page_number;
@@ -406,13 +407,14 @@ pub(crate) fn order_params(
     order_by_param: &str,
     order_type_param: &str,
     cursor_field: &str,
+    order: newest_first::Order,
 ) -> Vec<(String, String)> {
     let mut p = Vec::new();
     if !order_by_param.is_empty() {
         p.push((order_by_param.to_owned(), cursor_field.to_owned()));
     }
     if !order_type_param.is_empty() {
-        p.push((order_type_param.to_owned(), "asc".to_owned()));
+        p.push((order_type_param.to_owned(), order.param().to_owned()));
     }
     p
 }

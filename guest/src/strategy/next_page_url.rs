@@ -10,6 +10,7 @@
 //! concurrent update; prefer `offset` or `keyset` for such an API.
 
 use super::CursorState as State;
+use super::newest_first::{NewestFirst, Order};
 use super::{MaxSeen, Next, Page, Strategy, Verdict, next_link, order_params};
 use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
@@ -29,8 +30,8 @@ pub struct Settings {
     /// The first request's sort-field parameter (sent with the cursor
     /// field); empty to omit. Default `order_by`.
     pub order_by_param: String,
-    /// The first request's direction parameter (sent as `asc`); empty to
-    /// omit. Default `order_type`.
+    /// The first request's direction parameter (sent as `asc`, or `desc`
+    /// with `order: desc`); empty to omit. Default `order_type`.
     pub order_type_param: String,
     /// The first request's page-size parameter. Default `per_page`.
     pub per_page_param: String,
@@ -42,6 +43,11 @@ pub struct Settings {
     /// Follow the `rel="next"` link of the answer's `Link` header (RFC 8288,
     /// as GitHub and Shopify page) instead of `next_url_field`. Default false.
     pub link_header: bool,
+    /// The order the API lists records in: `asc` (oldest first), or `desc`
+    /// (newest first, read as `starting_after` reads Stripe: the saved
+    /// cursor moves only at the end of the list, and a record's newest
+    /// version in a sync wins). Default `asc`.
+    pub order: Order,
 }
 
 impl Default for Settings {
@@ -54,6 +60,7 @@ impl Default for Settings {
             page_size: NonZeroUsize::new(50).expect("non-zero"),
             next_url_field: "next_page_url".to_owned(),
             link_header: false,
+            order: Order::Asc,
         }
     }
 }
@@ -70,6 +77,8 @@ pub(crate) struct NextPageUrl {
     /// The keys of the last page: a server that clamps its page number
     /// answers the same page under new URLs.
     last_keys: Vec<crate::rows::RowKey>,
+    /// `desc`: the newest-first reading.
+    newest_first: NewestFirst,
 }
 
 impl Strategy for NextPageUrl {
@@ -97,6 +106,15 @@ impl Strategy for NextPageUrl {
                 sees_updates: false,
                 ..SimCase::seed("link header")
             },
+            // GitHub's default direction: newest first. Writes at the top
+            // only push records down (read twice, never skipped).
+            SimCase {
+                keys: serde_json::json!({"path": "/pagination/link", "link_header": true,
+                    "order": "desc", "order_by_param": "", "order_type_param": "direction",
+                    "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
+                ends: crate::sim::SimEnd::NextSync,
+                ..SimCase::seed("link header, newest first")
+            },
         ]
     }
 
@@ -115,6 +133,7 @@ impl Strategy for NextPageUrl {
             next: None,
             followed: HashSet::new(),
             last_keys: Vec::new(),
+            newest_first: NewestFirst::new(start),
         })
     }
 
@@ -127,6 +146,7 @@ impl Strategy for NextPageUrl {
                     &c.order_by_param,
                     &c.order_type_param,
                     &self.cursor_field,
+                    c.order,
                 ));
                 p.push((c.per_page_param.clone(), c.page_size.to_string()));
                 Some(Next::Query(p))
@@ -160,13 +180,23 @@ impl Strategy for NextPageUrl {
             )));
         }
         self.last_keys = page.keys.clone();
+        let end = next.is_none();
         self.next = Some(next);
-        Ok(self.seen.verdict(page, &self.cursor_field))
+        Ok(match self.config.order {
+            Order::Asc => self.seen.verdict(page, &self.cursor_field),
+            Order::Desc => self
+                .newest_first
+                .verdict(page, &self.cursor_field, &self.format, end),
+        })
     }
 
     fn state(&self) -> State {
+        let saved = match self.config.order {
+            Order::Asc => self.seen.saved(),
+            Order::Desc => self.newest_first.saved(matches!(self.next, Some(None))),
+        };
         State {
-            last_updated_at: self.format.format(self.seen.saved()),
+            last_updated_at: self.format.format(saved),
         }
     }
 }
@@ -188,6 +218,35 @@ mod tests {
         api.update(2, 70);
         sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
         wh.matches(&api).unwrap();
+    }
+
+    #[test]
+    fn newest_first_moves_the_state_only_at_the_end() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
+        let mut wh = SimWarehouse::default();
+        let cfg = config(
+            "next_page_url",
+            2,
+            json!({"path": "/pagination/link", "link_header": true, "order": "desc",
+                "order_by_param": "", "order_type_param": "direction",
+                "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
+        );
+        // The third page finds no answer: the first two are written, with
+        // the state the sync started from.
+        api.faults.insert(3, Fault::NoAnswer);
+        assert!(sync_once(&cfg, &mut api, &mut wh, 50).is_err());
+        assert_eq!(wh.rows.len(), 4);
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(0));
+        api.faults.clear();
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(60));
+        // An update during the sync moves a record to the top: this sync
+        // still ends, and the next reads the new version.
+        api.update(1, 70);
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(70));
     }
 
     #[test]

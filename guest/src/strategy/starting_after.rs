@@ -4,44 +4,23 @@
 //! answer's `has_more` is false. Saves `last_updated_at`.
 //!
 //! The token is the last item's own id, so the position survives writes
-//! during the sync. Stripe lists newest first, so `order` defaults to `desc`:
-//!
-//! - The saved cursor moves only when the sync reaches the end of the list,
-//!   that is the old cursor: rows are checkpointed page by page, but with the
-//!   old state, so a crash mid-sync loses nothing and the next run starts
-//!   again from the old cursor. Records created during the sync land before
-//!   the first page, with a cursor at or after the maximum read: the next
-//!   sync's inclusive filter reads them.
-//! - A record can come more than once (Stripe's events: one per change of a
-//!   customer, newest first). Only its first, newest, version in a sync is
-//!   delivered, so an older version never overwrites a newer one; a later
-//!   sync reads only versions at or after the saved cursor.
-//! - Pages out of descending order are delivered, and the saved cursor then
-//!   stays where it was, with a warning.
-//!
-//! With `order: asc`, the state follows the maximum as `keyset` does.
+//! during the sync. Stripe lists newest first, so `order` defaults to `desc`,
+//! read as [`super::newest_first`] says: the saved cursor moves only at the
+//! end of the list, and only a record's newest version in a sync is
+//! delivered. With `order: asc`, the state follows the maximum as `keyset`
+//! does.
 
 use super::CursorState as State;
+use super::newest_first::NewestFirst;
+pub use super::newest_first::Order;
 use super::{MaxSeen, Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::error::PageError;
-use crate::rows::RowKey;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
-
-/// The order the API lists records in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
-#[serde(rename_all = "lowercase")]
-pub enum Order {
-    /// Oldest first.
-    Asc,
-    /// Newest first (Stripe).
-    Desc,
-}
 
 /// The stream keys of a `starting_after` stream.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -97,18 +76,13 @@ pub(crate) struct StartingAfter {
     /// The saved cursor this sync started from.
     start: Cursor,
     since: String,
-    /// `asc`: the maximum, saved as it goes. `desc`: the maximum, saved at
-    /// the end.
+    /// `asc`: the maximum, saved as it goes.
     seen: MaxSeen,
-    /// `desc`: the last cursor read, which the next one may not pass.
-    low: Option<Cursor>,
-    /// `desc`: a page out of order was read; the state stays at `start`.
-    unordered: bool,
+    /// `desc`: the newest-first reading.
+    newest_first: NewestFirst,
     /// `None` before the first request; then the token to send, if any.
     token: Option<Option<String>>,
     tokens: HashSet<String>,
-    /// `desc`: the keys delivered in this sync (their newest version).
-    delivered: HashSet<RowKey>,
     done: bool,
     /// Whether this sync resumes from a saved cursor whose age
     /// `history_seconds` must still check (on the first answer).
@@ -190,11 +164,9 @@ impl Strategy for StartingAfter {
             format: stream.filter_format.clone(),
             cursor_field: stream.cursor_field.clone(),
             config: config.clone(),
-            low: None,
-            unordered: false,
+            newest_first: NewestFirst::new(start),
             token: None,
             tokens: HashSet::new(),
-            delivered: HashSet::new(),
             done: false,
         })
     }
@@ -270,38 +242,15 @@ impl Strategy for StartingAfter {
         if c.order == Order::Asc {
             return Ok(self.seen.verdict(page, &self.cursor_field));
         }
-        let mut warnings = Vec::new();
-        for (i, &cursor) in page.cursors.iter().enumerate() {
-            if self.low.is_some_and(|low| cursor > low) && !self.unordered {
-                self.unordered = true;
-                warnings.push(format!(
-                    "record {i} has `{}` = {}, after the records before it in a newest-first list; \
-                     the saved cursor stays at {} for this sync",
-                    self.cursor_field,
-                    self.format.format(cursor),
-                    self.format.format(self.start)
-                ));
-            }
-            self.low = Some(cursor);
-        }
-        self.seen.observe_max(&page.cursors);
-        let deliver = page
-            .keys
-            .iter()
-            .map(|k| self.delivered.insert(k.clone()))
-            .collect();
-        Ok(Verdict {
-            deliver,
-            checkpoint: self.done,
-            warnings,
-        })
+        Ok(self
+            .newest_first
+            .verdict(page, &self.cursor_field, &self.format, self.done))
     }
 
     fn state(&self) -> State {
         let saved = match self.config.order {
             Order::Asc => self.seen.saved(),
-            Order::Desc if self.done && !self.unordered => self.seen.max(),
-            Order::Desc => self.start,
+            Order::Desc => self.newest_first.saved(self.done),
         };
         State {
             last_updated_at: self.format.format(saved),
