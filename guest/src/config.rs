@@ -91,6 +91,10 @@ pub struct StreamConfig {
     /// non-empty string (a `deleted_at` time) or a non-zero number. Such a
     /// record is deleted from the table instead of upserted. Default: none.
     pub deleted_field: Option<String>,
+    /// Every sync starts from the beginning (no saved cursor) and empties the
+    /// table before its first rows, so rows the API no longer has end
+    /// deleted. Default false.
+    pub full_refresh: bool,
 }
 
 impl StreamConfig {
@@ -283,6 +287,14 @@ struct StreamKeys {
     /// record is deleted instead of upserted.
     #[serde(default)]
     deleted_field: Option<String>,
+    /// Every sync reads the whole endpoint from the beginning (the saved
+    /// cursor is not used) and truncates the table before its first rows, in
+    /// the transaction of its first checkpoint: with soft deletes, rows the
+    /// API no longer has end marked `_incsync_deleted`, and rows it still has
+    /// are live. For endpoints with no filter and no delete flag. The table
+    /// must be this stream's alone. Default false.
+    #[serde(default)]
+    full_refresh: bool,
     /// Checkpoint once every this many pages instead of after each: fewer
     /// commits (faster with small pages), and after a crash up to this many
     /// pages are fetched and upserted again. The last page, a stream that
@@ -457,6 +469,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         checkpoint_every_ms: keys.checkpoint_every_ms,
         body,
         deleted_field: keys.deleted_field.filter(|f| !f.is_empty()),
+        full_refresh: keys.full_refresh,
     };
     stream
         .strategy
