@@ -134,6 +134,21 @@ pub enum DataType {
 }
 
 impl DataType {
+    /// Every name [`DataType::parse`] knows, in upper case (it takes any case).
+    #[cfg(feature = "schema")]
+    const NAMES: [&'static str; 10] = [
+        "STRING",
+        "INT",
+        "LONG",
+        "INTEGER",
+        "FLOAT",
+        "DOUBLE",
+        "BOOLEAN",
+        "BOOL",
+        "UTC_DATETIME",
+        "JSON",
+    ];
+
     fn parse(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
             "STRING" => DataType::String,
@@ -154,10 +169,27 @@ impl schemars::JsonSchema for DataType {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The parser takes any case, so an `enum` (exact strings) would flag
+        // `"string"`: a pattern with a `[sS]` class per letter matches what
+        // the parser does (JSON Schema's regexes have no `(?i)`), and the
+        // examples give editors something to complete.
+        let pattern = DataType::NAMES
+            .iter()
+            .map(|name| {
+                name.chars()
+                    .map(|c| match c {
+                        'A'..='Z' => format!("[{c}{}]", c.to_ascii_lowercase()),
+                        c => c.to_string(),
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("|");
         schemars::json_schema!({
-            "description": "A column type (case-insensitive).",
+            "description": "A column type, in any case.",
             "type": "string",
-            "enum": ["STRING", "INT", "LONG", "INTEGER", "FLOAT", "DOUBLE", "BOOLEAN", "BOOL", "UTC_DATETIME", "JSON"]
+            "pattern": format!("^({pattern})$"),
+            "examples": DataType::NAMES
         })
     }
 }
