@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
-use crate::http::{Client, HttpBackend, Pacer, Retrying};
+use crate::http::{Client, HostWarnings, HttpBackend, Pacer, Retrying};
 use crate::printable::printable;
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
@@ -322,6 +322,8 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     };
     let units = units(&job.config);
     let pacer = Pacer::default();
+    // One budget for the host's request warnings, whichever stream's.
+    let warnings = HostWarnings::default();
     let holder = holder_id();
     let run_unit = |unit: &Unit| -> StreamReport {
         let started = Instant::now();
@@ -351,10 +353,12 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             let warehouse = Pipelined::new(warehouse, &tables).map_err(fail)?;
             let client = Retrying::new(
                 Client::new(host.allow.clone(), host.http.clone())
-                    .with_credentials(host.credentials.clone()),
+                    .with_credentials(host.credentials.clone())
+                    .with_warnings(warnings.clone()),
                 host.http.retry.clone(),
             )
-            .with_pacer(pacer.clone());
+            .with_pacer(pacer.clone())
+            .with_warnings(warnings.clone());
             let http = hooks
                 .http
                 .iter()
