@@ -166,8 +166,26 @@ fn schema_prints_the_tables_and_columns() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tables: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = &printed["tables"];
     assert_eq!(tables[0]["name"], "user");
+    // What the host adds beyond the connector's columns.
+    let adds = &printed["host_adds"];
+    assert_eq!(
+        adds["soft_delete_columns"],
+        json!(["_incsync_deleted", "_incsync_deleted_at"]),
+        "{printed}"
+    );
+    assert!(
+        adds["extra_fields"]
+            .as_str()
+            .unwrap()
+            .contains("columns of their own")
+    );
+    assert_eq!(
+        adds["bookkeeping_tables"],
+        json!(["_incsync_state", "_incsync_lease", "_incsync_columns"])
+    );
     assert_eq!(tables[0]["primary_key"], json!(["id"]));
     let columns = tables[0]["columns"].as_array().unwrap();
     assert!(
@@ -186,6 +204,25 @@ fn schema_prints_the_tables_and_columns() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("table user (primary key: id)"), "{text}");
     assert!(text.contains("tags") && text.contains("JSON"), "{text}");
+    assert!(
+        text.contains("the host also adds:")
+            && text.contains("_incsync_deleted, _incsync_deleted_at")
+            && text.contains("_incsync_state")
+            && text.contains("extra fields"),
+        "{text}"
+    );
+    // With hard deletes there are no soft-delete columns to note.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&w.config).unwrap()).unwrap();
+    config["deletes"] = json!("hard");
+    w.write_config(config);
+    let out = incsync()
+        .args(["schema", "--json", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["host_adds"]["soft_delete_columns"], json!([]));
     assert_eq!(w.api.requests(), 0);
 }
 

@@ -266,6 +266,40 @@ pub fn type_name(t: DataType) -> &'static str {
     }
 }
 
+/// What the host adds to the connector's tables, as `schema` notes it: the
+/// soft-delete columns (with `deletes`: soft), a column per further field
+/// of the records, and its bookkeeping tables.
+pub fn host_additions_json(deletes: crate::destination::Deletes) -> Value {
+    use crate::destination::{DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, LEASE_TABLE};
+    serde_json::json!({
+        "soft_delete_columns": match deletes {
+            Deletes::Soft => vec![DELETED_COLUMN, DELETED_AT_COLUMN],
+            Deletes::Hard => vec![],
+        },
+        "extra_fields": EXTRA_FIELDS,
+        "bookkeeping_tables": ["_incsync_state", LEASE_TABLE, "_incsync_columns"],
+    })
+}
+
+/// How fields beyond the declared columns are kept.
+const EXTRA_FIELDS: &str = "a record's fields beyond these columns get columns of their own, named as the field (a name that cannot be a column gets a mapped one, recorded in _incsync_columns); in SQLite past 1,000 columns they go into the JSON column _incsync_overflow";
+
+/// [`host_additions_json`] for a person.
+pub fn host_additions_text(deletes: crate::destination::Deletes) -> String {
+    use crate::destination::{DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, LEASE_TABLE};
+    let mut out = vec!["the host also adds:".to_owned()];
+    if deletes == Deletes::Soft {
+        out.push(format!(
+            "  {DELETED_COLUMN}, {DELETED_AT_COLUMN}: to a table once a delete or a full refresh's truncate reaches it (soft deletes; a re-upserted row is live again)"
+        ));
+    }
+    out.push(format!("  extra fields: {EXTRA_FIELDS}"));
+    out.push(format!(
+        "  bookkeeping tables: _incsync_state (the saved state, one row per stream), {LEASE_TABLE} (one worker per stream), _incsync_columns (SQLite: mapped field names)"
+    ));
+    out.join("\n")
+}
+
 /// The tables as JSON: `[{"name", "primary_key", "columns": [{"name", "type"}]}]`.
 pub fn tables_json(tables: &[Table]) -> Value {
     tables

@@ -560,9 +560,16 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
             let tables = runtime.schema(&text)?;
             if json {
-                println!("{}", incsync::check::tables_json(&tables));
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tables": incsync::check::tables_json(&tables),
+                        "host_adds": incsync::check::host_additions_json(host.deletes),
+                    })
+                );
             } else {
                 println!("{}", incsync::check::tables_text(&tables));
+                println!("{}", incsync::check::host_additions_text(host.deletes));
             }
             Ok(())
         }
