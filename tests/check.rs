@@ -302,3 +302,50 @@ fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
     assert!(summary.contains("reachable   no"), "{summary}");
     assert!(!summary.contains("would save"), "{summary}");
 }
+
+#[test]
+fn a_newest_first_stream_says_it_saves_only_at_the_end() {
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        api: Api::Stripe,
+        records: 300,
+        rate_limits: false,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stripe.json");
+    let mut example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/stripe.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    example["base_url"] = api.url().into();
+    example.as_object_mut().unwrap().remove("http");
+    example.as_object_mut().unwrap().remove("$schema");
+    std::fs::write(&config, example.to_string()).unwrap();
+    let key = SampleApi::credentials(Api::Stripe)[0].1;
+
+    let (out, report) = check(&config, &[("STRIPE_API_KEY", key)]);
+    assert!(out.status.success(), "{report}");
+    for s in report["streams"].as_array().unwrap() {
+        assert_eq!(s["passed"], true, "{report}");
+        assert_eq!(s["saves_only_at_end"], true, "{report}");
+        assert!(s["would_save"].is_null(), "not the old cursor: {report}");
+    }
+    let out = incsync()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("STRIPE_API_KEY", key)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("would save  its cursor only when the sync reaches the end of the list"),
+        "{summary}"
+    );
+    assert!(!summary.contains("\"0\""), "{summary}");
+}

@@ -237,6 +237,16 @@ impl Sync {
         self.now_ms = Some(now_ms);
     }
 
+    /// Whether stream `name`'s saved cursor moves only when the stream
+    /// reaches its end (a newest-first list): checkpoints before that save
+    /// the state it started from. `None` for no such stream.
+    pub fn saves_only_at_end(&self, name: &str) -> Option<bool> {
+        self.streams
+            .iter()
+            .find(|s| s.config.name == name)
+            .map(|s| s.strategy.saves_only_at_end())
+    }
+
     /// The number of requests handed out so far.
     pub fn requests(&self) -> u64 {
         self.requests

@@ -47,6 +47,10 @@ pub struct StreamCheck {
     /// The stream's state the connector checkpointed after the first page,
     /// or `None` if it checkpoints later (e.g. at the end of a list).
     pub would_save: Option<Value>,
+    /// Whether the stream's cursor moves only when a sync reaches the end
+    /// of its list (a newest-first `starting_after`): a first page then
+    /// saves nothing new, and `would_save` is `None`.
+    pub saves_only_at_end: bool,
     /// Whether the connector ended on its own: the first page was the last.
     pub complete: bool,
     /// Why the stream failed, one line.
@@ -150,7 +154,17 @@ pub fn check(
         };
         let (result, _) = runtime.update(&one, None, Box::new(http), Box::new(destination));
         let probe = std::mem::take(&mut *probe.lock().expect("probe lock"));
-        checks.push(judge(name, probe, result));
+        // The machine built natively knows what its strategy saves when.
+        let at_end = incsync_guest::Sync::new(&one, None)
+            .ok()
+            .and_then(|sync| sync.saves_only_at_end(&name))
+            .unwrap_or(false);
+        let mut check = judge(name, probe, result);
+        if at_end {
+            check.saves_only_at_end = true;
+            check.would_save = None;
+        }
+        checks.push(check);
     }
     Ok(checks)
 }
@@ -241,10 +255,11 @@ impl StreamCheck {
         if answered {
             lines.push(format!(
                 "  would save  {}",
-                self.would_save.as_ref().map_or(
-                    "nothing after one page (this strategy saves later)".into(),
-                    |v| printable(&v.to_string(), 4096)
-                )
+                match &self.would_save {
+                    _ if self.saves_only_at_end => "its cursor only when the sync reaches the end of the list (newest first: pages before that keep the old cursor)".into(),
+                    None => "nothing after one page (this strategy saves later)".into(),
+                    Some(v) => printable(&v.to_string(), 4096),
+                }
             ));
         }
         if let Some(e) = &self.error {
