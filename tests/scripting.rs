@@ -290,3 +290,32 @@ fn json_and_the_summary_report_every_stream_when_one_fails() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_config_error_in_one_stream_of_several_exits_2() {
+    // The body template passes the config check, but the first request's
+    // `since` (a timestamp) is not the number it asks for: an
+    // invalid config found while the streams run.
+    let w = World::new(
+        80,
+        json!([
+            {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "broken", "table": "user_by_key", "strategy": "keyset", "path": "/no/such/endpoint"},
+            {"name": "bad_body", "table": "posted", "strategy": "timestamp", "path": "/incremental/timestamp",
+             "method": "POST", "body": {"since": "{since:number}"}}
+        ]),
+    );
+    let out = w.run_with(["--json", "--parallel", "1"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(code(&out), 2, "{report}");
+    assert_eq!(report["exit_code"], 2);
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("stream `broken`") && error.contains("bad_body") && error.contains("number"),
+        "{error}"
+    );
+    assert_eq!(
+        report["streams"][0]["ok"], true,
+        "the good stream still ran"
+    );
+}

@@ -427,11 +427,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         }
     }
     let failed: Vec<&StreamReport> = streams.iter().filter(|s| s.error.is_some()).collect();
-    let only_busy = failed.iter().all(|s| {
-        s.error
-            .as_ref()
-            .is_some_and(|e| e.chain().any(|c| c.is::<crate::exit::LeaseBusy>()))
-    });
+    let code = crate::exit::combined(
+        failed
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(crate::exit::code_for)),
+    );
     let error = (!failed.is_empty()).then(|| {
         let mut error = String::new();
         for (i, s) in failed.iter().enumerate() {
@@ -452,10 +452,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 streams.len()
             ));
         }
-        if only_busy {
-            anyhow::Error::new(crate::exit::LeaseBusy(error))
-        } else {
-            anyhow::anyhow!(error)
+        // The joined text keeps the exit code of the streams' errors.
+        match code {
+            crate::exit::USAGE => crate::exit::usage(error),
+            crate::exit::LEASE_BUSY => anyhow::Error::new(crate::exit::LeaseBusy(error)),
+            _ => anyhow::anyhow!(error),
         }
     });
     let mut report = SyncReport {
