@@ -166,8 +166,26 @@ fn schema_prints_the_tables_and_columns() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tables: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = &printed["tables"];
     assert_eq!(tables[0]["name"], "user");
+    // What the host adds beyond the connector's columns.
+    let adds = &printed["host_adds"];
+    assert_eq!(
+        adds["soft_delete_columns"],
+        json!(["_incsync_deleted", "_incsync_deleted_at"]),
+        "{printed}"
+    );
+    assert!(
+        adds["extra_fields"]
+            .as_str()
+            .unwrap()
+            .contains("columns of their own")
+    );
+    assert_eq!(
+        adds["bookkeeping_tables"],
+        json!(["_incsync_state", "_incsync_lease", "_incsync_columns"])
+    );
     assert_eq!(tables[0]["primary_key"], json!(["id"]));
     let columns = tables[0]["columns"].as_array().unwrap();
     assert!(
@@ -186,6 +204,25 @@ fn schema_prints_the_tables_and_columns() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("table user (primary key: id)"), "{text}");
     assert!(text.contains("tags") && text.contains("JSON"), "{text}");
+    assert!(
+        text.contains("the host also adds:")
+            && text.contains("_incsync_deleted, _incsync_deleted_at")
+            && text.contains("_incsync_state")
+            && text.contains("extra fields"),
+        "{text}"
+    );
+    // With hard deletes there are no soft-delete columns to note.
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(&w.config).unwrap()).unwrap();
+    config["deletes"] = json!("hard");
+    w.write_config(config);
+    let out = incsync()
+        .args(["schema", "--json", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["host_adds"]["soft_delete_columns"], json!([]));
     assert_eq!(w.api.requests(), 0);
 }
 
@@ -264,4 +301,51 @@ fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
     let summary = String::from_utf8_lossy(&out.stdout);
     assert!(summary.contains("reachable   no"), "{summary}");
     assert!(!summary.contains("would save"), "{summary}");
+}
+
+#[test]
+fn a_newest_first_stream_says_it_saves_only_at_the_end() {
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        api: Api::Stripe,
+        records: 300,
+        rate_limits: false,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("stripe.json");
+    let mut example: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/stripe.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    example["base_url"] = api.url().into();
+    example.as_object_mut().unwrap().remove("http");
+    example.as_object_mut().unwrap().remove("$schema");
+    std::fs::write(&config, example.to_string()).unwrap();
+    let key = SampleApi::credentials(Api::Stripe)[0].1;
+
+    let (out, report) = check(&config, &[("STRIPE_API_KEY", key)]);
+    assert!(out.status.success(), "{report}");
+    for s in report["streams"].as_array().unwrap() {
+        assert_eq!(s["passed"], true, "{report}");
+        assert_eq!(s["saves_only_at_end"], true, "{report}");
+        assert!(s["would_save"].is_null(), "not the old cursor: {report}");
+    }
+    let out = incsync()
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("STRIPE_API_KEY", key)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("would save  its cursor only when the sync reaches the end of the list"),
+        "{summary}"
+    );
+    assert!(!summary.contains("\"0\""), "{summary}");
 }

@@ -391,3 +391,28 @@ fn serve_plays_ties_gaps_writes_and_late_rows() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[test]
+fn config_schema_prints_the_shipped_schema() {
+    let out = incsync().arg("config-schema").output().unwrap();
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shipped = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config.schema.json"),
+    )
+    .unwrap();
+    let shipped: serde_json::Value = serde_json::from_str(&shipped).unwrap();
+    assert!(
+        printed == shipped,
+        "config.schema.json is stale: run `incsync config-schema > config.schema.json`"
+    );
+    // The parser takes a column type in any case; so does the schema.
+    let validator = jsonschema::validator_for(&printed).unwrap();
+    let config = |ty: &str| {
+        json!({"base_url": "http://x", "streams": [{"table": "t", "path": "/p",
+            "strategy": "offset", "columns": {"id": ty}}]})
+    };
+    assert!(validator.is_valid(&config("string")));
+    assert!(validator.is_valid(&config("Utc_Datetime")));
+    assert!(!validator.is_valid(&config("text")));
+}

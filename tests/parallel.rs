@@ -72,3 +72,76 @@ fn streams_in_parallel_each_save_their_own_state() {
     assert_eq!(second["state"]["streams"]["b"]["last_updated_at"], max);
     assert_eq!(second["state"]["streams"]["c"]["last_timestamp"], max);
 }
+
+#[test]
+fn a_stream_that_fails_mid_sync_keeps_its_last_checkpoint_while_the_others_finish() {
+    let world = World::new(
+        400,
+        json!([
+            {"table": "a", "strategy": "offset", "path": "/pagination/offset"},
+            {"name": "failing", "table": "f", "strategy": "keyset", "path": "/pagination/keyset"},
+            {"table": "b", "strategy": "page_number", "path": "/pagination/page_number"},
+            {"table": "d", "strategy": "next_page_url", "path": "/pagination/next_page_url"}
+        ]),
+    );
+    // The keyset endpoint answers four pages of 50, then fails (a 400 is
+    // not retried); the other endpoints keep answering.
+    let mut keyset_requests = 0;
+    world.api.inject_path_faults(move |path| {
+        if path != "/pagination/keyset" {
+            return None;
+        }
+        keyset_requests += 1;
+        (keyset_requests > 4).then_some(400)
+    });
+    let out = world.run_with(["--json", "--parallel", "4"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = report["error"].as_str().unwrap();
+    assert!(
+        err.contains("stream `failing`") && err.contains("(3 of 4 streams synced)"),
+        "{err}"
+    );
+    // The summary has a line per stream.
+    let by_name = |name: &str| {
+        report["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no stream {name}: {report}"))
+            .clone()
+    };
+    let failing = by_name("failing");
+    assert_eq!(failing["ok"], false);
+    assert_eq!(failing["checkpoints"], 4, "{failing}");
+    for table in ["a", "b", "d"] {
+        assert_eq!(by_name(table)["ok"], true, "{report}");
+        assert_eq!(
+            world.warehouse_rows(table),
+            world.api_rows(),
+            "table {table}"
+        );
+    }
+    // Exactly the four checkpointed pages: the 200 oldest records, and a
+    // saved cursor at the newest of them.
+    let rows = world.warehouse_rows("f");
+    // The API's order: by `updatedAt`, then by id.
+    let mut oldest: Vec<(String, String)> = world.api_rows().into_iter().collect();
+    oldest.sort_by(|x, y| (&x.1, x.0.parse::<u32>().unwrap()).cmp(&(&y.1, y.0.parse().unwrap())));
+    oldest.truncate(200);
+    assert_eq!(rows.len(), 200);
+    assert_eq!(
+        rows,
+        oldest.iter().cloned().collect(),
+        "the first four pages"
+    );
+    let newest = rows.values().max().unwrap();
+    let state = incsync()
+        .args(["state", "--json", "--stream", "failing", "--warehouse"])
+        .arg(&world.warehouse)
+        .output()
+        .unwrap();
+    let state: Value = serde_json::from_slice(&state.stdout).unwrap();
+    assert_eq!(state["last_updated_at"], json!(newest), "{state}");
+}

@@ -332,6 +332,15 @@ fn logging_is_no_progress_and_a_run_has_a_wall_clock_limit() {
             "{behaviour}: {:?}",
             started.elapsed()
         );
+        if behaviour == "refused-loop" {
+            // Thousands of refusals in that second: the host's warnings about
+            // them have a budget too, and say when it is spent.
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let refusals = stderr.matches("sandbox: refused").count();
+            assert!((1..=100).contains(&refusals), "{refusals} refusals printed");
+            assert!(stderr.contains("drops its further ones"), "{stderr}");
+            assert!(stderr.len() < 64 << 10, "{} bytes of stderr", stderr.len());
+        }
     }
 
     // Progress forever: stopped by the run's own limit.

@@ -60,7 +60,56 @@ fn one_stream_is_synced_read_and_reset_alone() {
         "syncing one stream keeps the other's state: {saved}"
     );
     assert_eq!(state(&w, Some("user")), saved["streams"]["user"]);
-    assert_eq!(state(&w, Some("nobody")), Value::Null);
+    // A stream with no state is a typo (exit 2, naming the streams that
+    // have some) unless the config has it; then `null`.
+    for command in ["state", "reset"] {
+        let out = incsync()
+            .args([command, "--stream", "nobody", "--warehouse"])
+            .arg(&w.warehouse)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{command}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("no stream `nobody`")
+                && err.contains("that have: ")
+                && err.contains("by_key")
+                && err.contains("user"),
+            "{command}: {err}"
+        );
+        let out = incsync()
+            .args([command, "--stream", "nobody", "--config"])
+            .arg(&w.config)
+            .arg("--warehouse")
+            .arg(&w.warehouse)
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{command}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("its streams: user, by_key"),
+            "{command}"
+        );
+    }
+    let only_user = w.dir.path().join("fresh.json");
+    std::fs::write(
+        &only_user,
+        json!({"base_url": w.api.url(), "streams": [
+            {"name": "fresh", "table": "fresh", "strategy": "keyset", "path": "/pagination/keyset"}]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = incsync()
+        .args(["state", "--json", "--stream", "fresh", "--config"])
+        .arg(&only_user)
+        .arg("--warehouse")
+        .arg(&w.warehouse)
+        .output()
+        .unwrap();
+    assert_eq!(
+        json_out(&out),
+        Value::Null,
+        "a configured stream with no state yet"
+    );
 
     let out = incsync()
         .args(["reset", "--json", "--stream", "user", "--warehouse"])
@@ -149,12 +198,21 @@ fn exit_codes_tell_usage_from_sync_failure() {
 }
 
 #[test]
-fn completions_for_bash_zsh_and_fish() {
+fn completions_for_every_shell_the_help_names() {
+    let help = incsync().args(["completions", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
     for (shell, needle, flag) in [
         ("bash", "complete -F", "--stream"),
         ("zsh", "#compdef incsync", "--stream"),
         ("fish", "complete -c incsync", "-l stream"),
+        (
+            "elvish",
+            "edit:completion:arg-completer[incsync]",
+            "--stream",
+        ),
+        ("powershell", "Register-ArgumentCompleter", "--stream"),
     ] {
+        assert!(help.contains(shell), "the help names {shell}: {help}");
         let out = incsync().args(["completions", shell]).output().unwrap();
         assert!(out.status.success());
         let script = String::from_utf8_lossy(&out.stdout);
@@ -230,5 +288,34 @@ fn json_and_the_summary_report_every_stream_when_one_fails() {
     assert!(
         printed["error"].as_str().unwrap().contains("retries"),
         "{printed}"
+    );
+}
+
+#[test]
+fn a_config_error_in_one_stream_of_several_exits_2() {
+    // The body template passes the config check, but the first request's
+    // `since` (a timestamp) is not the number it asks for: an
+    // invalid config found while the streams run.
+    let w = World::new(
+        80,
+        json!([
+            {"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"},
+            {"name": "broken", "table": "user_by_key", "strategy": "keyset", "path": "/no/such/endpoint"},
+            {"name": "bad_body", "table": "posted", "strategy": "timestamp", "path": "/incremental/timestamp",
+             "method": "POST", "body": {"since": "{since:number}"}}
+        ]),
+    );
+    let out = w.run_with(["--json", "--parallel", "1"]);
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(code(&out), 2, "{report}");
+    assert_eq!(report["exit_code"], 2);
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("stream `broken`") && error.contains("bad_body") && error.contains("number"),
+        "{error}"
+    );
+    assert_eq!(
+        report["streams"][0]["ok"], true,
+        "the good stream still ran"
     );
 }

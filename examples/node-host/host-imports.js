@@ -1,5 +1,6 @@
 // The `incsync:connector/host` imports for the jco-transpiled connector:
-// http-fetch (synchronous, as the WIT declares it), upsert, checkpoint, log.
+// http-fetch (synchronous, as the WIT declares it), upsert, delete, truncate
+// (a full_refresh stream empties its table), checkpoint, log.
 // jco maps the interface onto this module (`--map incsync:connector/host=…`);
 // host.mjs calls configure() before the connector's first call.
 import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
@@ -241,6 +242,8 @@ function _delete(table, keys) {
 }
 export { _delete as delete };
 
+// Empties the table at the next checkpoint, before the rows upserted after it
+// (a full_refresh stream, before its first rows).
 export function truncate(table) {
   if (!settings.primaryKeys[table]) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
   pending.push([table, null, null]);

@@ -96,6 +96,10 @@ pub struct StreamConfig {
     /// A value of the item around the record that marks the record deleted
     /// (Stripe's events: `type` = `customer.deleted`). Default: none.
     pub deleted_when: Option<DeletedWhen>,
+    /// Every sync starts from the beginning (no saved cursor) and empties the
+    /// table before its first rows, so rows the API no longer has end
+    /// deleted. Default false.
+    pub full_refresh: bool,
 }
 
 impl StreamConfig {
@@ -135,6 +139,21 @@ pub enum DataType {
 }
 
 impl DataType {
+    /// Every name [`DataType::parse`] knows, in upper case (it takes any case).
+    #[cfg(feature = "schema")]
+    const NAMES: [&'static str; 10] = [
+        "STRING",
+        "INT",
+        "LONG",
+        "INTEGER",
+        "FLOAT",
+        "DOUBLE",
+        "BOOLEAN",
+        "BOOL",
+        "UTC_DATETIME",
+        "JSON",
+    ];
+
     fn parse(name: &str) -> Option<Self> {
         Some(match name.to_ascii_uppercase().as_str() {
             "STRING" => DataType::String,
@@ -155,10 +174,27 @@ impl schemars::JsonSchema for DataType {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The parser takes any case, so an `enum` (exact strings) would flag
+        // `"string"`: a pattern with a `[sS]` class per letter matches what
+        // the parser does (JSON Schema's regexes have no `(?i)`), and the
+        // examples give editors something to complete.
+        let pattern = DataType::NAMES
+            .iter()
+            .map(|name| {
+                name.chars()
+                    .map(|c| match c {
+                        'A'..='Z' => format!("[{c}{}]", c.to_ascii_lowercase()),
+                        c => c.to_string(),
+                    })
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("|");
         schemars::json_schema!({
-            "description": "A column type (case-insensitive).",
+            "description": "A column type, in any case.",
             "type": "string",
-            "enum": ["STRING", "INT", "LONG", "INTEGER", "FLOAT", "DOUBLE", "BOOLEAN", "BOOL", "UTC_DATETIME", "JSON"]
+            "pattern": format!("^({pattern})$"),
+            "examples": DataType::NAMES
         })
     }
 }
@@ -308,6 +344,14 @@ struct StreamKeys {
     /// "customer.deleted"}`). With `deleted_field`, either marks a delete.
     #[serde(default)]
     deleted_when: Option<DeletedWhen>,
+    /// Every sync reads the whole endpoint from the beginning (the saved
+    /// cursor is not used) and truncates the table before its first rows, in
+    /// the transaction of its first checkpoint: with soft deletes, rows the
+    /// API no longer has end marked `_incsync_deleted`, and rows it still has
+    /// are live. For endpoints with no filter and no delete flag. The table
+    /// must be this stream's alone. Default false.
+    #[serde(default)]
+    full_refresh: bool,
     /// Checkpoint once every this many pages instead of after each: fewer
     /// commits (faster with small pages), and after a crash up to this many
     /// pages are fetched and upserted again. The last page, a stream that
@@ -526,6 +570,7 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         body,
         deleted_field: keys.deleted_field.filter(|f| !f.is_empty()),
         deleted_when: keys.deleted_when,
+        full_refresh: keys.full_refresh,
     };
     stream
         .strategy

@@ -65,6 +65,10 @@ impl Guest for Component {
                     host::delete(&table, &to_wit_batch(keys))
                         .map_err(|e| wit::Error::Destination(destination_message(&table, e)))?;
                 }
+                Output::Truncate { table } => {
+                    host::truncate(&table)
+                        .map_err(|e| wit::Error::Destination(destination_message(&table, e)))?;
+                }
                 Output::Checkpoint(state) => {
                     host::checkpoint(&state)
                         .map_err(|e| wit::Error::Destination(destination_message("state", e)))?;

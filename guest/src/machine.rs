@@ -41,6 +41,22 @@ pub struct Table {
 pub fn schema(config: &Config) -> Result<Vec<Table>, SyncError> {
     let mut tables: Vec<Table> = Vec::new();
     for stream in &config.streams {
+        // A full refresh empties its table: another stream's rows would go too.
+        if let Some(other) = config
+            .streams
+            .iter()
+            .find(|o| o.name != stream.name && o.table == stream.table)
+            && (stream.full_refresh || other.full_refresh)
+        {
+            let refreshing = if stream.full_refresh { stream } else { other };
+            return Err(SyncError::InvalidConfig(ConfigError::new(
+                format!("stream `{}`.full_refresh", refreshing.name),
+                format!(
+                    "streams `{}` and `{}` both write table `{}`, and a full refresh empties it; give the full-refresh stream a table of its own",
+                    stream.name, other.name, stream.table
+                ),
+            )));
+        }
         if let Some(t) = tables.iter_mut().find(|t| t.name == stream.table) {
             if t.primary_key != stream.primary_key {
                 return Err(SyncError::InvalidConfig(ConfigError::new(
@@ -87,6 +103,12 @@ pub enum Output {
         /// The keys.
         keys: RowBatch,
     },
+    /// Empty `table` (a `full_refresh` stream, before its first rows): the
+    /// checkpoint that follows makes it durable with the rows after it.
+    Truncate {
+        /// The destination table.
+        table: String,
+    },
     /// Make this state durable together with every row upserted before it.
     Checkpoint(String),
     /// Write a log line.
@@ -117,6 +139,7 @@ pub enum Output {
 ///         Output::Fetch(request) => sync.handle_response(send(&request)),
 ///         Output::Upsert { table, batch } => { /* write batch.cells to table */ }
 ///         Output::Delete { table, keys } => { /* delete the rows with these keys */ }
+///         Output::Truncate { table } => { /* empty the table */ }
 ///         Output::Checkpoint(state) => { /* commit the rows above together with state */ }
 ///         Output::Log(level, line) => { /* log it */ }
 ///         Output::Wait => unreachable!("every Fetch was answered"),
@@ -159,6 +182,9 @@ struct StreamRun {
     /// When the stream last checkpointed (or first held a checkpoint back),
     /// on the driver's clock: `checkpoint_every_ms` counts from here.
     last_checkpoint_ms: Option<u64>,
+    /// A `full_refresh` stream that has not emptied its table yet: it does
+    /// so with its first answer, before that answer's rows.
+    truncate_first: bool,
 }
 
 impl Sync {
@@ -173,7 +199,13 @@ impl Sync {
         };
         let mut streams = Vec::with_capacity(config.streams.len());
         for stream in &config.streams {
-            let saved = state.stream(&stream.name, stream.strategy.name())?;
+            // A full refresh starts from the beginning: its saved state
+            // (how far the last refresh got) is not read, only replaced.
+            let saved = if stream.full_refresh {
+                None
+            } else {
+                state.stream(&stream.name, stream.strategy.name())?
+            };
             let strategy = stream.strategy.start(stream, saved)?;
             streams.push(StreamRun {
                 config: stream.clone(),
@@ -181,6 +213,7 @@ impl Sync {
                 rows: RowBuilder::new(stream),
                 held: None,
                 last_checkpoint_ms: None,
+                truncate_first: stream.full_refresh,
             });
         }
         Ok(Sync {
@@ -202,6 +235,16 @@ impl Sync {
     /// checkpoints, only the others.
     pub fn handle_time(&mut self, now_ms: u64) {
         self.now_ms = Some(now_ms);
+    }
+
+    /// Whether stream `name`'s saved cursor moves only when the stream
+    /// reaches its end (a newest-first list): checkpoints before that save
+    /// the state it started from. `None` for no such stream.
+    pub fn saves_only_at_end(&self, name: &str) -> Option<bool> {
+        self.streams
+            .iter()
+            .find(|s| s.config.name == name)
+            .map(|s| s.strategy.saves_only_at_end())
     }
 
     /// The number of requests handed out so far.
@@ -316,7 +359,18 @@ impl Sync {
                 // Rows are committed only by a checkpoint, so any rows handed
                 // out are followed by one; a strategy's state is always a safe
                 // point to resume from once the rows before it are written.
-                let checkpoint = checkpoint || !batch.is_empty() || !deletes.is_empty();
+                let mut checkpoint = checkpoint || !batch.is_empty() || !deletes.is_empty();
+                // A full refresh empties the table once its first answer is
+                // in hand (a failed first request changes nothing), and a
+                // checkpoint follows even if that answer held no rows: an
+                // API with no records left leaves an empty table.
+                if run.truncate_first {
+                    run.truncate_first = false;
+                    checkpoint = true;
+                    self.outputs.push_back(Output::Truncate {
+                        table: run.config.table.clone(),
+                    });
+                }
                 if !batch.is_empty() {
                     self.outputs.push_back(Output::Upsert {
                         table: run.config.table.clone(),
@@ -594,6 +648,134 @@ mod deletes {
             }
         }
         assert_eq!(seen[..3], ["upsert 1", "delete 1", "checkpoint"]);
+    }
+}
+
+#[cfg(test)]
+mod full_refresh {
+    //! `full_refresh`: every sync reads everything again and empties the
+    //! table first, durably only with the first checkpoint.
+
+    use super::{HttpError, Output, Sync};
+    use crate::sim::{SimApi, SimWarehouse, config, sync_once};
+    use serde_json::json;
+
+    /// The kinds of output a sync of `cfg` from `state` hands out, in order,
+    /// with `answered` requests answered by `api` and the rest timing out.
+    fn outputs(cfg: &str, state: Option<&str>, api: &mut SimApi, answered: usize) -> Vec<String> {
+        let mut sync = Sync::new(cfg, state).unwrap();
+        let (mut seen, mut sent) = (Vec::new(), 0);
+        loop {
+            match sync.poll_output() {
+                Output::Fetch(r) if sent < answered => {
+                    sent += 1;
+                    seen.push(format!("fetch {}", r.url));
+                    sync.handle_response(api.answer(&r));
+                }
+                Output::Fetch(_) => sync.handle_response(Err(HttpError::Timeout)),
+                Output::Upsert { batch, .. } => seen.push(format!("upsert {}", batch.len())),
+                Output::Truncate { table } => seen.push(format!("truncate {table}")),
+                Output::Checkpoint(_) => seen.push("checkpoint".into()),
+                Output::Done(_) => return seen,
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_record_the_api_no_longer_has_is_gone_after_the_next_sync() {
+        for info in crate::strategy::STRATEGIES {
+            if info.seed_path.is_none() {
+                continue;
+            }
+            let mut api = SimApi::new(&[10, 20, 30, 40, 50], 2);
+            let mut wh = SimWarehouse::default();
+            let mut keys = json!({"full_refresh": true});
+            if info.name == "step_size" {
+                // Not on to the default `max_id` of 100000.
+                keys["max_empty_ranges"] = json!(3);
+            }
+            let cfg = config(info.name, 2, keys);
+            sync_once(&cfg, &mut api, &mut wh, 1000)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            wh.matches(&api)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            api.records.retain(|r| r.id != 2);
+            sync_once(&cfg, &mut api, &mut wh, 1000)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            wh.matches(&api)
+                .unwrap_or_else(|e| panic!("{}: {e}", info.name));
+            assert!(!wh.rows.contains_key("2"), "{}", info.name);
+            assert_eq!(wh.rows.len(), 4, "{}", info.name);
+        }
+    }
+
+    #[test]
+    fn the_truncate_comes_before_the_first_rows_and_with_their_checkpoint() {
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        let cfg = config("keyset", 2, json!({"full_refresh": true}));
+        let seen = outputs(&cfg, None, &mut api, 100);
+        let kinds: Vec<&str> = seen
+            .iter()
+            .filter(|s| !s.starts_with("fetch"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            kinds[..3],
+            ["truncate user", "upsert 2", "checkpoint"],
+            "{seen:?}"
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| k.starts_with("truncate")).count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_failed_first_request_truncates_nothing() {
+        let mut api = SimApi::new(&[10, 20, 30], 2);
+        let cfg = config("keyset", 2, json!({"full_refresh": true}));
+        let seen = outputs(&cfg, None, &mut api, 0);
+        assert!(seen.is_empty(), "{seen:?}");
+    }
+
+    #[test]
+    fn an_api_with_no_records_left_empties_the_table() {
+        let mut api = SimApi::new(&[10, 20], 5);
+        let mut wh = SimWarehouse::default();
+        let cfg = config("timestamp", 5, json!({"full_refresh": true}));
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        assert_eq!(wh.rows.len(), 2);
+        api.records.clear();
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        assert!(wh.rows.is_empty(), "{:?}", wh.rows);
+    }
+
+    #[test]
+    fn the_saved_cursor_is_not_used() {
+        let mut api = SimApi::new(&[10, 20, 30], 5);
+        let mut wh = SimWarehouse::default();
+        let cfg = config("timestamp", 5, json!({"full_refresh": true}));
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        let first = outputs(&cfg, None, &mut api, 1);
+        let again = outputs(&cfg, wh.state.as_deref(), &mut api, 1);
+        assert_eq!(first[0], again[0], "the same first request");
+        // Without it, the saved cursor moves the filter on.
+        let plain = config("timestamp", 5, json!({}));
+        let incremental = outputs(&plain, wh.state.as_deref(), &mut api, 1);
+        assert_ne!(first[0], incremental[0]);
+    }
+
+    #[test]
+    fn a_table_shared_with_another_stream_is_refused() {
+        let cfg = json!({"base_url": "http://sim", "streams": [
+            {"table": "user", "strategy": "keyset", "path": "/a"},
+            {"name": "b", "table": "user", "strategy": "keyset", "path": "/b", "full_refresh": true}]});
+        let e = Sync::new(&cfg.to_string(), None).err().unwrap().to_string();
+        assert!(
+            e.contains("`b`.full_refresh") && e.contains("table `user`"),
+            "{e}"
+        );
     }
 }
 

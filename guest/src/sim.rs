@@ -614,6 +614,9 @@ pub(crate) struct SimWarehouse {
     pub pending: Vec<(String, (String, i64))>,
     /// Keys deleted since the last checkpoint.
     pub pending_deletes: Vec<String>,
+    /// A truncate since the last checkpoint: the checkpoint empties the
+    /// table before it commits the rows after it.
+    pub pending_truncate: bool,
     /// How many rows were upserted in total (deliveries, not distinct rows).
     pub delivered: usize,
     pub checkpoints: usize,
@@ -649,7 +652,17 @@ impl SimWarehouse {
         }
     }
 
+    /// Empties the table at the next checkpoint, before the rows after it.
+    fn truncate(&mut self) {
+        self.pending.clear();
+        self.pending_deletes.clear();
+        self.pending_truncate = true;
+    }
+
     pub(crate) fn checkpoint(&mut self, state: String) {
+        if std::mem::take(&mut self.pending_truncate) {
+            self.rows.clear();
+        }
         for id in self.pending_deletes.drain(..) {
             self.rows.remove(&id);
         }
@@ -731,6 +744,10 @@ pub(crate) fn drive(
                 assert_eq!(table, "user");
                 warehouse.delete(&keys);
             }
+            Output::Truncate { table } => {
+                assert_eq!(table, "user");
+                warehouse.truncate();
+            }
             Output::Checkpoint(state) => warehouse.checkpoint(state),
             Output::Log(..) => {}
             Output::Wait => panic!("the machine waits with no request in flight"),
@@ -738,6 +755,7 @@ pub(crate) fn drive(
                 // Like the host: rows after the last checkpoint are rolled back.
                 warehouse.pending.clear();
                 warehouse.pending_deletes.clear();
+                warehouse.pending_truncate = false;
                 return result;
             }
         }

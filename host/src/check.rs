@@ -47,6 +47,10 @@ pub struct StreamCheck {
     /// The stream's state the connector checkpointed after the first page,
     /// or `None` if it checkpoints later (e.g. at the end of a list).
     pub would_save: Option<Value>,
+    /// Whether the stream's cursor moves only when a sync reaches the end
+    /// of its list (a newest-first `starting_after`): a first page then
+    /// saves nothing new, and `would_save` is `None`.
+    pub saves_only_at_end: bool,
     /// Whether the connector ended on its own: the first page was the last.
     pub complete: bool,
     /// Why the stream failed, one line.
@@ -150,7 +154,17 @@ pub fn check(
         };
         let (result, _) = runtime.update(&one, None, Box::new(http), Box::new(destination));
         let probe = std::mem::take(&mut *probe.lock().expect("probe lock"));
-        checks.push(judge(name, probe, result));
+        // The machine built natively knows what its strategy saves when.
+        let at_end = incsync_guest::Sync::new(&one, None)
+            .ok()
+            .and_then(|sync| sync.saves_only_at_end(&name))
+            .unwrap_or(false);
+        let mut check = judge(name, probe, result);
+        if at_end {
+            check.saves_only_at_end = true;
+            check.would_save = None;
+        }
+        checks.push(check);
     }
     Ok(checks)
 }
@@ -241,10 +255,11 @@ impl StreamCheck {
         if answered {
             lines.push(format!(
                 "  would save  {}",
-                self.would_save.as_ref().map_or(
-                    "nothing after one page (this strategy saves later)".into(),
-                    |v| printable(&v.to_string(), 4096)
-                )
+                match &self.would_save {
+                    _ if self.saves_only_at_end => "its cursor only when the sync reaches the end of the list (newest first: pages before that keep the old cursor)".into(),
+                    None => "nothing after one page (this strategy saves later)".into(),
+                    Some(v) => printable(&v.to_string(), 4096),
+                }
             ));
         }
         if let Some(e) = &self.error {
@@ -264,6 +279,40 @@ pub fn type_name(t: DataType) -> &'static str {
         DataType::UtcDatetime => "UTC_DATETIME",
         DataType::Json => "JSON",
     }
+}
+
+/// What the host adds to the connector's tables, as `schema` notes it: the
+/// soft-delete columns (with `deletes`: soft), a column per further field
+/// of the records, and its bookkeeping tables.
+pub fn host_additions_json(deletes: crate::destination::Deletes) -> Value {
+    use crate::destination::{DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, LEASE_TABLE};
+    serde_json::json!({
+        "soft_delete_columns": match deletes {
+            Deletes::Soft => vec![DELETED_COLUMN, DELETED_AT_COLUMN],
+            Deletes::Hard => vec![],
+        },
+        "extra_fields": EXTRA_FIELDS,
+        "bookkeeping_tables": ["_incsync_state", LEASE_TABLE, "_incsync_columns"],
+    })
+}
+
+/// How fields beyond the declared columns are kept.
+const EXTRA_FIELDS: &str = "a record's fields beyond these columns get columns of their own, named as the field (a name that cannot be a column gets a mapped one, recorded in _incsync_columns); in SQLite past 1,000 columns they go into the JSON column _incsync_overflow";
+
+/// [`host_additions_json`] for a person.
+pub fn host_additions_text(deletes: crate::destination::Deletes) -> String {
+    use crate::destination::{DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, LEASE_TABLE};
+    let mut out = vec!["the host also adds:".to_owned()];
+    if deletes == Deletes::Soft {
+        out.push(format!(
+            "  {DELETED_COLUMN}, {DELETED_AT_COLUMN}: to a table once a delete or a full refresh's truncate reaches it (soft deletes; a re-upserted row is live again)"
+        ));
+    }
+    out.push(format!("  extra fields: {EXTRA_FIELDS}"));
+    out.push(format!(
+        "  bookkeeping tables: _incsync_state (the saved state, one row per stream), {LEASE_TABLE} (one worker per stream), _incsync_columns (SQLite: mapped field names)"
+    ));
+    out.join("\n")
 }
 
 /// The tables as JSON: `[{"name", "primary_key", "columns": [{"name", "type"}]}]`.

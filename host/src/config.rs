@@ -373,6 +373,15 @@ mod tests {
         assert!(!validator.is_valid(&stream(serde_json::json!({"scroll_param": "s"}))));
         assert!(!validator.is_valid(&stream(serde_json::json!({"page_sise": 10}))));
         assert!(!validator.is_valid(&stream(serde_json::json!({"page_size": "10"}))));
+        // Column types in any case, as the parser takes them; not other words.
+        for ty in ["STRING", "string", "Utc_DateTime", "int", "Json"] {
+            let columns = serde_json::json!({"columns": {"id": ty}});
+            assert!(validator.is_valid(&stream(columns)), "{ty}");
+        }
+        for ty in ["text", "STRINGS", "xstring"] {
+            let columns = serde_json::json!({"columns": {"id": ty}});
+            assert!(!validator.is_valid(&stream(columns)), "{ty}");
+        }
         assert!(!validator.is_valid(&serde_json::json!({"streams": []})));
         assert!(
             !validator

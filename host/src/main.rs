@@ -157,9 +157,13 @@ enum Command {
         /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
         #[arg(long, value_name = "WAREHOUSE")]
         warehouse: String,
-        /// Print only this stream's state (`null` if it has none).
+        /// Print only this stream's state. A stream with no saved state is
+        /// a usage error (exit 2), unless --config names it (then `null`).
         #[arg(long, value_name = "NAME")]
         stream: Option<String>,
+        /// The config whose streams --stream may name, saved state or not.
+        #[arg(long, value_name = "FILE", requires = "stream")]
+        config: Option<PathBuf>,
         /// Print compact JSON on one line.
         #[arg(long)]
         json: bool,
@@ -173,14 +177,20 @@ enum Command {
         /// The warehouse (a file, sqlite:PATH, postgres://…, jsonl:DIR).
         #[arg(long, value_name = "WAREHOUSE")]
         warehouse: String,
-        /// Forget only this stream's state; the others' stays.
+        /// Forget only this stream's state; the others' stays. A stream
+        /// with no saved state is a usage error (exit 2), unless --config
+        /// names it (then there is nothing to forget).
         #[arg(long, value_name = "NAME")]
         stream: Option<String>,
+        /// The config whose streams --stream may name, saved state or not.
+        #[arg(long, value_name = "FILE", requires = "stream")]
+        config: Option<PathBuf>,
         /// Print the outcome as one JSON object.
         #[arg(long)]
         json: bool,
     },
-    /// Print a shell completion script (bash, zsh or fish) to stdout.
+    /// Print a shell completion script (bash, zsh, fish, elvish or
+    /// powershell) to stdout.
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -468,9 +478,14 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
         Command::State {
             warehouse,
             stream,
+            config,
             json,
         } => {
             let saved = sync::saved_state(&warehouse_arg(&warehouse)?)?;
+            if let Some(name) = &stream {
+                let config = config.as_deref().map(read_config).transpose()?;
+                incsync::streams::check_known(name, saved.as_deref(), config.as_deref())?;
+            }
             let value = match (saved, &stream) {
                 (None, _) => serde_json::Value::Null,
                 (Some(state), Some(name)) => {
@@ -490,12 +505,18 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
         Command::Reset {
             warehouse,
             stream,
+            config,
             json,
         } => {
             let warehouse = warehouse_arg(&warehouse)?;
             let forgotten = match &stream {
                 None => sync::reset_state(&warehouse)?,
-                Some(name) => sync::forget_stream(&warehouse, name)?,
+                Some(name) => {
+                    let config = config.as_deref().map(read_config).transpose()?;
+                    let saved = sync::saved_state(&warehouse)?;
+                    incsync::streams::check_known(name, saved.as_deref(), config.as_deref())?;
+                    sync::forget_stream(&warehouse, name)?
+                }
             };
             if json {
                 println!(
@@ -566,9 +587,16 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
             let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
             let tables = runtime.schema(&text)?;
             if json {
-                println!("{}", incsync::check::tables_json(&tables));
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "tables": incsync::check::tables_json(&tables),
+                        "host_adds": incsync::check::host_additions_json(host.deletes),
+                    })
+                );
             } else {
                 println!("{}", incsync::check::tables_text(&tables));
+                println!("{}", incsync::check::host_additions_text(host.deletes));
             }
             Ok(())
         }

@@ -91,6 +91,11 @@ pub fn update(
                     break Err(anyhow!("deleting from {table}: {e:?}"));
                 }
             }
+            Output::Truncate { table } => {
+                if let Err(e) = destination.truncate(&table) {
+                    break Err(anyhow!("truncating {table}: {e:?}"));
+                }
+            }
             Output::Checkpoint(state) => {
                 if let Err(e) = destination.checkpoint(&state) {
                     break Err(anyhow!("checkpoint: {e:?}"));

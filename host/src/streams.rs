@@ -58,6 +58,41 @@ fn no_such_stream(name: &str, all: &[String]) -> anyhow::Error {
     ))
 }
 
+/// Checks that `--stream name` of `state` or `reset` names a stream: with
+/// `config` (the config file's text), one of its streams; without, one that
+/// has saved state in `state`. Else a usage error naming the streams there
+/// are, so a typo is not taken for a stream with nothing saved.
+pub fn check_known(name: &str, state: Option<&str>, config: Option<&str>) -> Result<()> {
+    if let Some(config) = config {
+        return only(config, name).map(|_| ());
+    }
+    let with_state: Vec<String> = match state {
+        Some(state) => parse_state(state)?
+            .get("streams")
+            .and_then(Value::as_object)
+            .map(|streams| {
+                streams
+                    .iter()
+                    .filter(|(_, s)| !s.is_null())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    if with_state.iter().any(|s| s == name) {
+        return Ok(());
+    }
+    Err(exit::usage(format!(
+        "no stream `{name}` has saved state (streams that have: {}); give --config to name a stream of the config that has none yet",
+        if with_state.is_empty() {
+            "none".to_owned()
+        } else {
+            with_state.join(", ")
+        }
+    )))
+}
+
 /// The saved state of stream `name` within the whole saved state `state`
 /// (`None` if it has none).
 pub fn state_of(state: &str, name: &str) -> Result<Option<Value>> {
@@ -110,6 +145,32 @@ mod tests {
         let e = only(&config, "nope").unwrap_err();
         assert!(e.is::<crate::exit::UsageError>());
         assert!(e.to_string().contains("user, events"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_stream_is_a_usage_error_naming_the_known_ones() {
+        let state = json!({"streams": {"a": {"strategy": "timestamp"}, "b": null}}).to_string();
+        assert!(check_known("a", Some(&state), None).is_ok());
+        for (name, saved) in [
+            ("b", Some(state.as_str())),
+            ("typo", Some(&state)),
+            ("a", None),
+        ] {
+            let e = check_known(name, saved, None).unwrap_err();
+            assert!(e.is::<crate::exit::UsageError>(), "{name}");
+            assert!(
+                e.to_string().contains(&format!("no stream `{name}`")),
+                "{e}"
+            );
+        }
+        let e = check_known("typo", Some(&state), None).unwrap_err();
+        assert!(e.to_string().contains("(streams that have: a)"), "{e}");
+        // With the config, any of its streams is known, state or not.
+        let config = json!({"streams": [{"table": "a"}, {"name": "c", "table": "t"}]}).to_string();
+        assert!(check_known("c", Some(&state), Some(&config)).is_ok());
+        assert!(check_known("c", None, Some(&config)).is_ok());
+        let e = check_known("typo", Some(&state), Some(&config)).unwrap_err();
+        assert!(e.to_string().contains("its streams: a, c"), "{e}");
     }
 
     #[test]

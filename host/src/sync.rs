@@ -3,7 +3,7 @@
 
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
-use crate::http::{Client, HttpBackend, Pacer, Retrying};
+use crate::http::{Client, HostWarnings, HttpBackend, Pacer, Retrying};
 use crate::printable::printable;
 use crate::runtime::{
     BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
@@ -51,7 +51,8 @@ pub struct SyncJob {
 /// How long a stream's lease lasts past each checkpoint, by default.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(300);
 
-/// Who this process is, for leases: host, process id and a random part.
+/// Who this process is, for leases: `host:namespace:pid:random`, where the
+/// namespace names the PID namespace (and the boot) its PID counts in.
 fn holder_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -59,23 +60,66 @@ fn holder_id() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_owned());
-    format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..))
+    format!(
+        "{host}:{}:{}:{:08x}",
+        pid_namespace().unwrap_or_else(|| UNKNOWN_NAMESPACE.to_owned()),
+        std::process::id(),
+        fastrand::u32(..)
+    )
 }
 
-/// Whether `holder` (`host:pid:random`) is a process of this machine that no
-/// longer runs. A holder on another machine is never known dead: its lease
-/// ends when it expires.
+/// The namespace part of a holder id when this process cannot tell its own:
+/// such a holder is never judged by its PID.
+const UNKNOWN_NAMESPACE: &str = "pidns-unknown";
+
+/// This process's PID namespace, as `pidns-INODE@BOOT`: two containers that
+/// share a hostname but not a PID namespace differ here, so neither takes
+/// the other's lease for a PID it cannot see. The boot id keeps an inode
+/// reused after a reboot apart.
+fn pid_namespace() -> Option<String> {
+    let link = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    // `pid:[4026531836]`
+    let inode = link
+        .to_str()?
+        .strip_prefix("pid:[")?
+        .strip_suffix(']')?
+        .to_owned();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let boot: String = boot.trim().chars().filter(|c| *c != '-').take(12).collect();
+    Some(format!("pidns-{inode}@{boot}"))
+}
+
+/// Whether `holder` is a process of this machine that no longer runs.
 fn is_dead(holder: &str) -> bool {
-    let mut parts = holder.rsplitn(3, ':');
-    let (Some(_random), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+    judged_dead(holder, &holder_id(), std::process::id(), |pid| {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+    })
+}
+
+/// Whether `holder` is known dead to the process `this` (a holder id) with
+/// process id `own_pid`, where `running` says whether a PID of this
+/// namespace runs. Only a holder on the same host, in the same known PID
+/// namespace, is judged by its PID; any other (another machine, another
+/// container, an id of an older incsync) is never known dead: its lease
+/// ends when it expires.
+fn judged_dead(holder: &str, this: &str, own_pid: u32, running: impl Fn(u32) -> bool) -> bool {
+    fn parts(id: &str) -> Option<(&str, &str, &str)> {
+        let mut parts = id.rsplitn(4, ':');
+        let (_random, pid, namespace, host) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        Some((host, namespace, pid))
+    }
+    let (Some((host, namespace, pid)), Some((this_host, this_namespace, _))) =
+        (parts(holder), parts(this))
+    else {
         return false;
     };
-    let this_host = holder_id();
-    let this_host = this_host.rsplitn(3, ':').nth(2).unwrap_or_default();
     host == this_host
-        && pid.parse::<u32>().is_ok_and(|pid| {
-            pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists()
-        })
+        && namespace == this_namespace
+        && namespace != UNKNOWN_NAMESPACE
+        && pid
+            .parse::<u32>()
+            .is_ok_and(|pid| pid != own_pid && !running(pid))
 }
 
 /// Takes the lease of `stream` in `warehouse`, waiting up to `wait` for
@@ -350,6 +394,8 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     };
     let units = units(&job.config);
     let pacer = Pacer::default();
+    // One budget for the host's request warnings, whichever stream's.
+    let warnings = HostWarnings::default();
     let holder = holder_id();
     let run_unit = |unit: &Unit| -> StreamReport {
         let started = Instant::now();
@@ -379,10 +425,12 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             let warehouse = Pipelined::new(warehouse, &tables).map_err(fail)?;
             let client = Retrying::new(
                 Client::new(host.allow.clone(), host.http.clone())
-                    .with_credentials(host.credentials.clone()),
+                    .with_credentials(host.credentials.clone())
+                    .with_warnings(warnings.clone()),
                 host.http.retry.clone(),
             )
-            .with_pacer(pacer.clone());
+            .with_pacer(pacer.clone())
+            .with_warnings(warnings.clone());
             let http = hooks
                 .http
                 .iter()
@@ -454,11 +502,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         }
     }
     let failed: Vec<&StreamReport> = streams.iter().filter(|s| s.error.is_some()).collect();
-    let only_busy = failed.iter().all(|s| {
-        s.error
-            .as_ref()
-            .is_some_and(|e| e.chain().any(|c| c.is::<crate::exit::LeaseBusy>()))
-    });
+    let code = crate::exit::combined(
+        failed
+            .iter()
+            .filter_map(|s| s.error.as_ref().map(crate::exit::code_for)),
+    );
     let error = (!failed.is_empty()).then(|| {
         let mut error = String::new();
         for (i, s) in failed.iter().enumerate() {
@@ -479,10 +527,11 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 streams.len()
             ));
         }
-        if only_busy {
-            anyhow::Error::new(crate::exit::LeaseBusy(error))
-        } else {
-            anyhow::anyhow!(error)
+        // The joined text keeps the exit code of the streams' errors.
+        match code {
+            crate::exit::USAGE => crate::exit::usage(error),
+            crate::exit::LEASE_BUSY => anyhow::Error::new(crate::exit::LeaseBusy(error)),
+            _ => anyhow::anyhow!(error),
         }
     });
     let mut report = SyncReport {
@@ -672,5 +721,52 @@ mod tests {
                 {"name": "other"}]}"#,
         );
         assert_eq!(chains(&units), [vec![0, 2], vec![1], vec![3]]);
+    }
+}
+
+#[cfg(test)]
+mod leases {
+    use super::{holder_id, judged_dead};
+
+    const THIS: &str = "box:pidns-4026531836@0123456789ab:100:aaaaaaaa";
+
+    #[test]
+    fn only_a_holder_in_this_pid_namespace_is_judged_by_its_pid() {
+        let gone = |_| false;
+        let same_ns = "box:pidns-4026531836@0123456789ab:200:bbbbbbbb";
+        assert!(judged_dead(same_ns, THIS, 100, gone));
+        assert!(!judged_dead(same_ns, THIS, 100, |_| true), "it runs");
+        // Another container with the same hostname: its PIDs are not ours.
+        let other_ns = "box:pidns-4026532999@0123456789ab:200:bbbbbbbb";
+        assert!(!judged_dead(other_ns, THIS, 100, gone));
+        // The same inode after another boot is another namespace.
+        let other_boot = "box:pidns-4026531836@ffffffffffff:200:bbbbbbbb";
+        assert!(!judged_dead(other_boot, THIS, 100, gone));
+        // Another machine, our own PID, an id of an older incsync
+        // (`host:pid:random`), a namespace nobody could read.
+        assert!(!judged_dead(
+            "other:pidns-4026531836@0123456789ab:200:b",
+            THIS,
+            100,
+            gone
+        ));
+        assert!(!judged_dead(
+            "box:pidns-4026531836@0123456789ab:100:b",
+            THIS,
+            100,
+            gone
+        ));
+        assert!(!judged_dead("box:200:bbbbbbbb", THIS, 100, gone));
+        let unknown = "box:pidns-unknown:100:a";
+        assert!(!judged_dead("box:pidns-unknown:200:b", unknown, 100, gone));
+    }
+
+    #[test]
+    fn this_process_names_its_namespace() {
+        let id = holder_id();
+        let parts: Vec<&str> = id.rsplitn(4, ':').collect();
+        assert_eq!(parts.len(), 4, "{id}");
+        assert!(parts[2].starts_with("pidns-"), "{id}");
+        assert_eq!(parts[1], std::process::id().to_string());
     }
 }

@@ -128,6 +128,13 @@ pub(crate) trait Strategy: Sized + 'static {
     /// machine adds the stream and the request).
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
 
+    /// Whether the saved cursor moves only when the stream reaches its end
+    /// (a newest-first list): until then every checkpoint saves the state it
+    /// started from.
+    fn saves_only_at_end(&self) -> bool {
+        false
+    }
+
     /// The state to save. It must be safe to resume from at any time,
     /// provided the rows of every page handled so far are written: it never
     /// moves past a record not yet delivered.
@@ -151,6 +158,8 @@ pub(crate) trait Running {
     fn item_field(&self) -> Option<&str>;
     /// See [`Strategy::handle_page`].
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError>;
+    /// See [`Strategy::saves_only_at_end`].
+    fn saves_only_at_end(&self) -> bool;
     /// The state to save, as a JSON object without the `strategy` key.
     fn state(&self) -> StreamState;
 }
@@ -170,6 +179,10 @@ impl<S: Strategy> Running for S {
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
         Strategy::handle_page(self, page)
+    }
+
+    fn saves_only_at_end(&self) -> bool {
+        Strategy::saves_only_at_end(self)
     }
 
     fn state(&self) -> StreamState {

@@ -79,7 +79,14 @@ pub(crate) struct NextPageUrl {
     last_keys: Vec<crate::rows::RowKey>,
     /// `desc`: the newest-first reading.
     newest_first: NewestFirst,
+    /// Pages in a row that repeated the page before.
+    repeats: usize,
 }
+
+/// Newest first, the most pages in a row that may repeat the page before
+/// (writes at the top pushing records down) before the server is taken for
+/// one that clamps its page number.
+const MAX_REPEATS: usize = 8;
 
 impl Strategy for NextPageUrl {
     const NAME: &'static str = "next_page_url";
@@ -134,6 +141,7 @@ impl Strategy for NextPageUrl {
             followed: HashSet::new(),
             last_keys: Vec::new(),
             newest_first: NewestFirst::new(start),
+            repeats: 0,
         })
     }
 
@@ -175,9 +183,17 @@ impl Strategy for NextPageUrl {
             )));
         }
         if next.is_some() && !page.keys.is_empty() && page.keys == self.last_keys {
-            return Err(PageError::Loop(format!(
-                "`{field}` leads to the same records as the page before"
-            )));
+            // Newest first, records written at the top push the rest down:
+            // as many writes as a page between two requests repeat it. Only
+            // a run of repeats is a server that clamps its page number.
+            self.repeats += 1;
+            if self.config.order == Order::Asc || self.repeats > MAX_REPEATS {
+                return Err(PageError::Loop(format!(
+                    "`{field}` leads to the same records as the page before"
+                )));
+            }
+        } else {
+            self.repeats = 0;
         }
         self.last_keys = page.keys.clone();
         let end = next.is_none();
@@ -188,6 +204,10 @@ impl Strategy for NextPageUrl {
                 .newest_first
                 .verdict(page, &self.cursor_field, &self.format, end),
         })
+    }
+
+    fn saves_only_at_end(&self) -> bool {
+        self.config.order == Order::Desc
     }
 
     fn state(&self) -> State {

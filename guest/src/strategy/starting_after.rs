@@ -247,6 +247,10 @@ impl Strategy for StartingAfter {
             .verdict(page, &self.cursor_field, &self.format, self.done))
     }
 
+    fn saves_only_at_end(&self) -> bool {
+        self.config.order == Order::Desc
+    }
+
     fn state(&self) -> State {
         let saved = match self.config.order {
             Order::Asc => self.seen.saved(),

@@ -127,7 +127,7 @@ pub const DELETED_AT_COLUMN: &str = "_incsync_deleted_at";
 pub struct Lease {
     /// The stream.
     pub stream: String,
-    /// Who holds it (`host:pid:random`).
+    /// Who holds it (`host:pidns-INODE@BOOT:pid:random`: its PID counts only in that PID namespace).
     pub holder: String,
     /// Its fencing token: it grows with every new holder, and a checkpoint
     /// commits only while the lease still has the holder's token.

@@ -3,7 +3,7 @@
 //! | form | warehouse |
 //! |---|---|
 //! | `PATH`, `sqlite:PATH` | a SQLite file (created if missing) |
-//! | `postgres://user[:pass]@host[:port]/db`, `postgresql://…` | a PostgreSQL database; without a password in the URL, `PGPASSWORD` or the password file (`PGPASSFILE`, else `~/.pgpass`) supplies it, as psql does |
+//! | `postgres://user[:pass]@host[:port]/db`, `postgresql://…` | a PostgreSQL database; without a password in the URL, `PGPASSWORD` or the password file (`PGPASSFILE`, else `~/.pgpass`; ignored with a warning if its group or others may read it) supplies it, as psql does |
 //! | `jsonl:DIR`, `jsonl:-` | one JSON-lines file per table in DIR (created if missing), or every line on standard output |
 
 use std::path::PathBuf;
@@ -95,8 +95,34 @@ impl PasswordSource for ProcessPasswords {
             Some(p) => PathBuf::from(p),
             None => PathBuf::from(self.var("HOME")?).join(".pgpass"),
         };
-        std::fs::read_to_string(path).ok()
+        read_passfile(&path)
     }
+}
+
+/// The password file at `path`, read as libpq reads it: not at all if it is
+/// not a plain file, or if its group or others may read or write it (the
+/// passwords may have leaked, and psql would ignore it too), with a warning.
+fn read_passfile(path: &std::path::Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    if !meta.is_file() {
+        tracing::warn!(
+            "password file {} is not a plain file; ignored",
+            path.display()
+        );
+        return None;
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            tracing::warn!(
+                "password file {} has group or world access; ignored (permissions should be u=rw (0600) or less)",
+                path.display()
+            );
+            return None;
+        }
+    }
+    std::fs::read_to_string(path).ok()
 }
 
 impl Warehouse {
@@ -379,6 +405,20 @@ mod tests {
         assert!(Warehouse::parse_with("postgres://ann@h/db?connect_timeout=3", &none()).is_ok());
         assert!(e("jsonl:").contains("names no directory"));
         assert!(e("").contains("empty"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_password_file_others_may_read_is_ignored_as_libpq_does() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        std::fs::write(&path, "*:*:*:*:secret\n").unwrap();
+        for (mode, read) in [(0o600, true), (0o400, true), (0o640, false), (0o604, false)] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            assert_eq!(super::read_passfile(&path).is_some(), read, "mode {mode:o}");
+        }
+        assert_eq!(super::read_passfile(dir.path()), None, "a directory");
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 mod resolve;
 mod retry;
+mod warnings;
 
 pub use resolve::{AddressPolicy, Lookup, SystemLookup, is_non_public};
 pub use retry::{Pacer, Pause, RetryPolicy, Retrying, Sleep, retry_after};
+pub use warnings::{HostWarnings, MAX_HOST_WARNINGS, Severity};
 
 use crate::printable::printable;
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
@@ -311,9 +313,18 @@ pub struct Client {
     allow: AllowList,
     settings: HttpSettings,
     credentials: Credentials,
+    /// The run's budget for the refusals this client logs.
+    warnings: HostWarnings,
 }
 
 impl Client {
+    /// Logs refusals against `warnings`, which other clients of the run
+    /// may share.
+    pub fn with_warnings(mut self, warnings: HostWarnings) -> Self {
+        self.warnings = warnings;
+        self
+    }
+
     /// A client that reaches only `allow`, resolving names with the system.
     pub fn new(allow: AllowList, settings: HttpSettings) -> Client {
         Client::with_lookup(allow, settings, Arc::new(SystemLookup))
@@ -352,6 +363,7 @@ impl Client {
             allow,
             settings,
             credentials: Credentials::default(),
+            warnings: HostWarnings::default(),
         }
     }
 
@@ -432,7 +444,9 @@ impl Client {
                     .is_some_and(|i| i.downcast_ref::<resolve::AddressRefused>().is_some()) =>
             {
                 let why = e.get_ref().map(|i| i.to_string()).unwrap_or_default();
-                tracing::warn!("sandbox: refused {}", printable(&why, 1024));
+                self.warnings.log(Severity::Warn, || {
+                    format!("sandbox: refused {}", printable(&why, 1024))
+                });
                 HttpError::Denied(why)
             }
             _ => {
@@ -477,6 +491,7 @@ fn follow_redirect(
     status: u16,
     location: &str,
     hop: &mut Request,
+    warnings: &HostWarnings,
 ) -> Result<Url, HttpError> {
     let next = from.join(location).map_err(|e| {
         HttpError::Other(format!(
@@ -485,11 +500,13 @@ fn follow_redirect(
         ))
     })?;
     if from.scheme() == "https" && next.scheme() == "http" {
-        tracing::warn!(
-            "sandbox: refused a redirect from {} down to {}",
-            printable(from.as_str(), 1024),
-            printable(next.as_str(), 1024)
-        );
+        warnings.log(Severity::Warn, || {
+            format!(
+                "sandbox: refused a redirect from {} down to {}",
+                printable(from.as_str(), 1024),
+                printable(next.as_str(), 1024)
+            )
+        });
         return Err(HttpError::Denied(format!(
             "redirect from https down to http ({})",
             printable(next.as_str(), 1024)
@@ -559,12 +576,14 @@ impl HttpBackend for Client {
         let mut hop = request.clone();
         for _ in 0..=self.settings.max_redirects {
             if let Err(why) = self.allow.check(&url) {
-                tracing::warn!(
-                    "sandbox: refused {} {}: {}",
-                    method_name(hop.method),
-                    printable(url.as_str(), 1024),
-                    printable(&why, 1024)
-                );
+                self.warnings.log(Severity::Warn, || {
+                    format!(
+                        "sandbox: refused {} {}: {}",
+                        method_name(hop.method),
+                        printable(url.as_str(), 1024),
+                        printable(&why, 1024)
+                    )
+                });
                 return Err(HttpError::Denied(why));
             }
             let (mut sent_url, mut sent) = (url.clone(), hop.clone());
@@ -578,7 +597,13 @@ impl HttpBackend for Client {
                 .map(|(_, v)| v.clone());
             match (response.status, location) {
                 (301 | 302 | 303 | 307 | 308, Some(location)) => {
-                    url = follow_redirect(&url, response.status, &location, &mut hop)?;
+                    url = follow_redirect(
+                        &url,
+                        response.status,
+                        &location,
+                        &mut hop,
+                        &self.warnings,
+                    )?;
                 }
                 _ => return Ok(response),
             }
@@ -728,13 +753,14 @@ mod tests {
         let https = Url::parse("https://api.example.com/a").unwrap();
         let mut r = hop(Method::Get);
         assert!(matches!(
-            follow_redirect(&https, 302, "http://api.example.com/b", &mut r),
+            follow_redirect(&https, 302, "http://api.example.com/b", &mut r, &HostWarnings::default()),
             Err(HttpError::Denied(m)) if m.contains("https down to http")
         ));
         // Same origin: 302 and 307 keep the method, the body and the headers.
         for status in [301, 302, 307, 308] {
             let mut r = hop(Method::Post);
-            let next = follow_redirect(&https, status, "/b", &mut r).unwrap();
+            let next =
+                follow_redirect(&https, status, "/b", &mut r, &HostWarnings::default()).unwrap();
             assert_eq!(next.as_str(), "https://api.example.com/b");
             assert_eq!(
                 (r.method, r.body.is_some(), r.headers.len()),
@@ -743,20 +769,34 @@ mod tests {
         }
         // A 303 anywhere, and a 301 or 302 elsewhere, is a GET without a body.
         let mut r = hop(Method::Post);
-        follow_redirect(&https, 303, "/b", &mut r).unwrap();
+        follow_redirect(&https, 303, "/b", &mut r, &HostWarnings::default()).unwrap();
         assert_eq!(
             (r.method, r.body.is_some(), r.headers.len()),
             (Method::Get, false, 1)
         );
         for status in [301, 302] {
             let mut r = hop(Method::Post);
-            follow_redirect(&https, status, "https://other.example.com/b", &mut r).unwrap();
+            follow_redirect(
+                &https,
+                status,
+                "https://other.example.com/b",
+                &mut r,
+                &HostWarnings::default(),
+            )
+            .unwrap();
             assert_eq!((r.method, r.body.is_some()), (Method::Get, false));
             assert!(r.headers.is_empty(), "{:?}", r.headers);
         }
         // A 307 elsewhere keeps the POST and its body, not the API key.
         let mut r = hop(Method::Post);
-        follow_redirect(&https, 307, "https://other.example.com/b", &mut r).unwrap();
+        follow_redirect(
+            &https,
+            307,
+            "https://other.example.com/b",
+            &mut r,
+            &HostWarnings::default(),
+        )
+        .unwrap();
         assert_eq!((r.method, r.body.is_some()), (Method::Post, true));
         assert_eq!(
             r.headers,

@@ -81,6 +81,8 @@ pub struct Retrying<B, P = Sleep> {
     pacer: Pacer,
     /// Retries made so far in this sync.
     pub retries: u32,
+    /// The run's budget for the retry lines this client logs.
+    warnings: super::HostWarnings,
 }
 
 impl<B: HttpBackend> Retrying<B, Sleep> {
@@ -101,7 +103,15 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
             rng,
             pacer: Pacer::default(),
             retries: 0,
+            warnings: super::HostWarnings::default(),
         }
+    }
+
+    /// Logs retries against `warnings`, which other clients of the run may
+    /// share.
+    pub fn with_warnings(mut self, warnings: super::HostWarnings) -> Self {
+        self.warnings = warnings;
+        self
     }
 
     /// Paces with `pacer`, which other clients may share: streams synced in
@@ -231,10 +241,12 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
                 || self.retries_left_in_sync == 0
             {
                 if retryable(&answer) && attempt > 0 {
-                    tracing::warn!(
-                        "{}: giving up after {attempt} retries",
-                        crate::printable::printable(&request.url, 1024)
-                    );
+                    self.warnings.log(super::Severity::Warn, || {
+                        format!(
+                            "{}: giving up after {attempt} retries",
+                            crate::printable::printable(&request.url, 1024)
+                        )
+                    });
                 }
                 return answer;
             }
@@ -249,12 +261,14 @@ impl<B: HttpBackend, P: Pause> HttpBackend for Retrying<B, P> {
                 Ok(r) => format!("HTTP {}", r.status),
                 Err(e) => format!("{e:?}"),
             };
-            tracing::info!(
-                "{}: {}; retry {} in {wait:?}",
-                crate::printable::printable(&request.url, 1024),
-                crate::printable::printable(&why.to_string(), 1024),
-                attempt + 1
-            );
+            self.warnings.log(super::Severity::Info, || {
+                format!(
+                    "{}: {}; retry {} in {wait:?}",
+                    crate::printable::printable(&request.url, 1024),
+                    crate::printable::printable(&why.to_string(), 1024),
+                    attempt + 1
+                )
+            });
             self.pause.pause(wait);
             attempt += 1;
             self.retries += 1;

@@ -166,6 +166,10 @@ pub type RequestHook = Box<dyn FnMut(u64, &mut Dataset) + Send>;
 /// to play a slow server.
 pub type FaultHook = Box<dyn FnMut(u64) -> Option<(u16, Option<String>)> + Send>;
 
+/// Decides, by a request's path, whether to answer with this failure status
+/// instead: a fault in one endpoint while others (streams in parallel) go on.
+pub type PathFaultHook = Box<dyn FnMut(&str) -> Option<u16> + Send>;
+
 /// What every request handler shares.
 pub(crate) struct Shared {
     pub data: RwLock<Dataset>,
@@ -173,6 +177,7 @@ pub(crate) struct Shared {
     pub requests: AtomicU64,
     pub hook: std::sync::Mutex<Option<RequestHook>>,
     pub faults: std::sync::Mutex<Option<FaultHook>>,
+    pub path_faults: std::sync::Mutex<Option<PathFaultHook>>,
     /// The replica served instead of the seeds' endpoints, if any.
     pub replica: Option<std::sync::Mutex<Box<dyn Replica>>>,
     /// How many times `change` ran on the seeds' data.
@@ -211,6 +216,7 @@ impl SampleApi {
             requests: AtomicU64::new(0),
             hook: std::sync::Mutex::new(None),
             faults: std::sync::Mutex::new(None),
+            path_faults: std::sync::Mutex::new(None),
             replica: replicas::build(options, replicas::now_ms()).map(std::sync::Mutex::new),
             changes: AtomicU64::new(0),
             latency: std::time::Duration::from_millis(options.latency_ms),
@@ -283,6 +289,11 @@ impl SampleApi {
         faults: impl FnMut(u64) -> Option<(u16, Option<String>)> + Send + 'static,
     ) {
         *self.shared.faults.lock().expect("faults lock") = Some(Box::new(faults));
+    }
+
+    /// Lets `faults` turn requests into failures by their path from now on.
+    pub fn inject_path_faults(&self, faults: impl FnMut(&str) -> Option<u16> + Send + 'static) {
+        *self.shared.path_faults.lock().expect("faults lock") = Some(Box::new(faults));
     }
 
     /// Updates `updates` existing objects, spread over the data, and inserts
@@ -430,7 +441,12 @@ fn answer(
         .lock()
         .expect("faults lock")
         .as_mut()
-        .and_then(|f| f(n));
+        .and_then(|f| f(n))
+        .or_else(|| {
+            let mut faults = shared.path_faults.lock().expect("faults lock");
+            let status = faults.as_mut()?(req.uri.path())?;
+            Some((status, None))
+        });
     if let Some((status, retry_after)) = fault {
         let mut reply = Reply {
             status,
