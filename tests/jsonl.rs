@@ -188,3 +188,45 @@ fn parallel_streams_share_a_directory() {
         assert!(state["streams"][stream].is_object(), "{stream}: {state}");
     }
 }
+
+/// `jsonl:-` with streams in parallel: every line whole, every `seq` once,
+/// a checkpoint line per stream's checkpoint.
+#[test]
+fn parallel_streams_to_standard_output_never_tear_a_line() {
+    let world = World::new(
+        300,
+        json!([
+            {"name": "a", "table": "user", "strategy": "keyset", "path": "/pagination/keyset"},
+            {"name": "b", "table": "mirror", "strategy": "offset", "path": "/pagination/offset"},
+            {"name": "c", "table": "copy", "strategy": "timestamp", "path": "/incremental/timestamp"}
+        ]),
+    );
+    let out = incsync()
+        .args(["run", "--config"])
+        .arg(&world.config)
+        .args(["--warehouse", "jsonl:-", "--parallel", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let seqs: Vec<u64> = lines.iter().map(|l| l["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        seqs,
+        (0..lines.len() as u64).collect::<Vec<u64>>(),
+        "in order, each once"
+    );
+    for table in ["user", "mirror", "copy"] {
+        let rows = lines
+            .iter()
+            .filter(|l| l["op"] == "upsert" && l["table"] == table)
+            .count();
+        assert!(rows >= 300, "{table}: {rows}");
+    }
+}

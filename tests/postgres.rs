@@ -428,6 +428,9 @@ fn the_password_may_come_from_pgpassword_or_a_password_file() {
         format!("127.0.0.1:{}:pw:postgres:{PASSWORD}\n", pg.port),
     )
     .unwrap();
+    // As libpq, a password file others may read is ignored: it is 0600.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
     for (var, value) in [
         ("PGPASSWORD", PASSWORD.to_owned()),
         ("PGPASSFILE", passfile.display().to_string()),

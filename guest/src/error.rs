@@ -204,15 +204,15 @@ pub enum PageError {
     /// The answer links on from an empty page.
     #[error("an empty page with a `{0}` to follow")]
     EmptyPageLinksOn(String),
-    /// The saved cursor is older than the history the API keeps, so the
-    /// changes since it are partly gone.
+    /// The last sync that read the list to its end ran longer ago than the
+    /// history the API keeps, so changes since are partly gone.
     #[error(
-        "the saved cursor {cursor} is older than the {seconds} s of history the API keeps (its Date header says {date}): changes since then are gone; reset this stream (`incsync reset --stream NAME`) so that a full sync catches up"
+        "the last sync that read this list to its end ran at {synced}, longer ago than the {seconds} s of history the API keeps (its Date header now says {date}): changes since then are partly gone; reset this stream (`incsync reset --stream NAME`) so that a full sync catches up"
     )]
     HistoryGone {
-        /// The saved cursor, as the filter writes it.
-        cursor: String,
-        /// The answer's `Date`.
+        /// The first `Date` of that sync.
+        synced: String,
+        /// The answer's `Date` now.
         date: String,
         /// `history_seconds`.
         seconds: u64,

@@ -198,29 +198,44 @@ impl HostConfig {
         let mut credentials = Credentials::for_base(&file.base_url);
         match &file.auth {
             None => {}
+            // What `auth` holds is a credential, written as a secret or
+            // not; a username alone (an email) is not.
             Some(Auth::Bearer { token }) => {
                 let token = secret("auth.token", token)?;
+                credentials.secret(&token);
                 credentials.header("authorization", format!("Bearer {token}"));
             }
             Some(Auth::Basic { username, password }) => {
                 use base64::Engine;
-                let pair = format!(
-                    "{}:{}",
-                    secret("auth.username", username)?,
-                    secret("auth.password", password)?
-                );
+                let password = secret("auth.password", password)?;
+                credentials.secret(&password);
+                let pair = format!("{}:{password}", secret("auth.username", username)?);
                 let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+                credentials.secret(&encoded);
                 credentials.header("authorization", format!("Basic {encoded}"));
             }
             Some(Auth::Header { name, value }) => {
-                credentials.header(name, secret("auth.value", value)?);
+                let value = secret("auth.value", value)?;
+                credentials.secret(&value);
+                credentials.header(name, value);
             }
             Some(Auth::Query { name, value }) => {
-                credentials.query(name, secret("auth.value", value)?);
+                let value = secret("auth.value", value)?;
+                credentials.secret(&value);
+                credentials.query(name, value);
             }
         }
         for (name, value) in &file.headers {
-            credentials.header(name, secret(&format!("headers.{name}"), value)?);
+            let resolved = secret(&format!("headers.{name}"), value)?;
+            // A header is secret if its config refers to one (`Bearer
+            // ${TOKEN}`): then the value that came from it is.
+            if value.contains("${") {
+                credentials.secret(&resolved);
+                for piece in secrets::known_in(&resolved) {
+                    credentials.secret(&piece);
+                }
+            }
+            credentials.header(name, resolved);
         }
         let mut http = HttpSettings::default();
         let h = &file.http;

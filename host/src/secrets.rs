@@ -38,6 +38,17 @@ pub fn hide(text: &str) -> Cow<'_, str> {
     out
 }
 
+/// The secret values resolved so far that `text` holds (the `${TOKEN}` in
+/// `Bearer ${TOKEN}`).
+pub fn known_in(text: &str) -> Vec<String> {
+    let known = RESOLVED.read().unwrap_or_else(|e| e.into_inner());
+    known
+        .iter()
+        .filter(|v| text.contains(v.as_str()))
+        .cloned()
+        .collect()
+}
+
 /// Standard error for log lines, each written at once with the secrets
 /// [`hide`] knows blanked (tracing's writer: one per event).
 #[derive(Default)]

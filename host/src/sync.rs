@@ -616,7 +616,7 @@ impl SyncReport {
             "streams": self.streams.iter().map(|s| serde_json::json!({
                 "name": s.name,
                 "ok": s.error.is_none(),
-                "error": s.error.as_ref().map(|e| format!("{e:#}")),
+                "error": s.error.as_ref().map(|e| printable(&format!("{e:#}").replace('\n', " "), 16 << 10)),
                 "requests": s.stats.requests,
                 "rows_upserted": s.stats.rows,
                 "checkpoints": s.stats.checkpoints,

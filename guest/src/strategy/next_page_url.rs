@@ -270,6 +270,35 @@ mod tests {
     }
 
     #[test]
+    fn newest_first_records_pushed_down_by_writes_keep_the_order() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
+        let mut wh = SimWarehouse::default();
+        let cfg = config(
+            "next_page_url",
+            2,
+            json!({"path": "/pagination/link", "link_header": true, "order": "desc",
+                "order_by_param": "", "order_type_param": "direction",
+                "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
+        );
+        // Before the second page, two inserts at the top push page one
+        // down whole: it is read twice, the order holds, and the saved
+        // cursor moves to the newest read.
+        api.before_answer = Some(Box::new(|api: &mut SimApi, n: usize| {
+            if n == 2 {
+                api.insert(70);
+                api.insert(80);
+            }
+        }));
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        assert_eq!(api.requests, 4, "page one twice, then two more");
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(60));
+        api.before_answer = None;
+        sync_once(&cfg, &mut api, &mut wh, 50).unwrap();
+        wh.matches(&api).unwrap();
+        assert_eq!(wh.saved("last_updated_at").unwrap(), ts(80));
+    }
+
+    #[test]
     fn a_url_that_comes_back_stops_the_loop() {
         let mut api = SimApi::new(&[10], 3);
         let again = r#"{"data": [{"id": "1", "updatedAt": "1970-01-01T00:00:10Z"}], "next_page_url": "http://sim/pagination/next_page_url?page=2"}"#;

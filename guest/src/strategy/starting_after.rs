@@ -10,12 +10,12 @@
 //! delivered. With `order: asc`, the state follows the maximum as `keyset`
 //! does.
 
-use super::CursorState as State;
+use super::CursorState;
 use super::newest_first::NewestFirst;
 pub use super::newest_first::Order;
 use super::{MaxSeen, Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
-use crate::cursor::{Cursor, TimestampFormat};
+use crate::cursor::TimestampFormat;
 use crate::error::PageError;
 use serde::Deserialize;
 use serde_json::Value;
@@ -48,9 +48,10 @@ pub struct Settings {
     /// `asc`. Default `desc`.
     pub order: Order,
     /// How far back the API keeps what it lists, in seconds (Stripe keeps
-    /// events 30 days: 2592000). A sync that resumes from a saved cursor
-    /// older than that, by the first answer's `Date` header, fails instead
-    /// of silently missing the changes in between. Default: no limit.
+    /// events 30 days: 2592000). A sync that comes longer than that after
+    /// the last sync that read the list to its end (by the answers' `Date`
+    /// headers) fails instead of silently missing the changes in between.
+    /// Default: no limit.
     pub history_seconds: Option<u64>,
 }
 
@@ -69,12 +70,23 @@ impl Default for Settings {
     }
 }
 
+/// What a `starting_after` stream saves.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, Deserialize)]
+pub struct State {
+    /// The greatest cursor read, as [`CursorState`] saves it.
+    pub last_updated_at: String,
+    /// The `Date` of the first answer of the last sync that read the list to
+    /// its end: everything since the saved cursor was read then. With
+    /// `history_seconds`, a sync later than the history the API keeps after
+    /// it fails. Absent in states of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_at: Option<String>,
+}
+
 pub(crate) struct StartingAfter {
     config: Settings,
     format: TimestampFormat,
     cursor_field: String,
-    /// The saved cursor this sync started from.
-    start: Cursor,
     since: String,
     /// `asc`: the maximum, saved as it goes.
     seen: MaxSeen,
@@ -84,35 +96,38 @@ pub(crate) struct StartingAfter {
     token: Option<Option<String>>,
     tokens: HashSet<String>,
     done: bool,
-    /// Whether this sync resumes from a saved cursor whose age
-    /// `history_seconds` must still check (on the first answer).
-    check_history: bool,
+    /// The last complete sync's first `Date`, from the saved state.
+    synced_at: Option<String>,
+    /// This sync's first answer's `Date`, once read (`None` inside: the
+    /// answer had none).
+    first_date: Option<Option<String>>,
 }
 
 impl StartingAfter {
-    /// Fails if the saved cursor is older than the history the API keeps,
-    /// by the answer's `Date` (an answer without one is not checked).
-    fn check_history(&self, page: &Page<'_>) -> Result<(), PageError> {
-        let Some(seconds) = self.config.history_seconds else {
-            return Ok(());
-        };
-        let Some(date) = page
+    /// Notes the first answer's `Date`; fails if the last sync that read the
+    /// list to its end was longer ago than the history the API keeps (the
+    /// changes since are partly gone), judged by that `Date`.
+    fn check_history(&mut self, page: &Page<'_>) -> Result<(), PageError> {
+        let date = page
             .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("date"))
-            .map(|(_, v)| v.trim())
+            .map(|(_, v)| v.trim().to_owned());
+        self.first_date = Some(date.clone());
+        let (Some(seconds), Some(date), Some(last)) =
+            (self.config.history_seconds, date, self.synced_at.as_deref())
         else {
             return Ok(());
         };
-        let Ok(now) = chrono::DateTime::parse_from_rfc2822(date) else {
+        let parse = |d: &str| chrono::DateTime::parse_from_rfc2822(d).ok();
+        let (Some(now), Some(then)) = (parse(&date), parse(last)) else {
             return Ok(());
         };
-        let kept_from =
-            now.to_utc() - chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64);
-        if self.start.instant() < kept_from {
+        let kept = chrono::Duration::seconds(seconds.min(i64::MAX as u64) as i64);
+        if then.to_utc() < now.to_utc() - kept {
             return Err(PageError::HistoryGone {
-                cursor: self.format.format(self.start),
-                date: date.to_owned(),
+                synced: last.to_owned(),
+                date,
                 seconds,
             });
         }
@@ -155,12 +170,20 @@ impl Strategy for StartingAfter {
         config: &Settings,
         saved: Option<State>,
     ) -> Result<Self, String> {
-        let start = State::resume(saved.as_ref(), stream)?;
+        let start = CursorState::resume(
+            saved
+                .as_ref()
+                .map(|s| CursorState {
+                    last_updated_at: s.last_updated_at.clone(),
+                })
+                .as_ref(),
+            stream,
+        )?;
         Ok(StartingAfter {
-            check_history: saved.is_some() && config.history_seconds.is_some(),
+            synced_at: saved.and_then(|s| s.synced_at),
+            first_date: None,
             since: stream.filter().value(start),
             seen: MaxSeen::new(start),
-            start,
             format: stream.filter_format.clone(),
             cursor_field: stream.cursor_field.clone(),
             config: config.clone(),
@@ -193,7 +216,7 @@ impl Strategy for StartingAfter {
     }
 
     fn handle_page(&mut self, page: &Page<'_>) -> Result<Verdict, PageError> {
-        if std::mem::take(&mut self.check_history) {
+        if self.first_date.is_none() {
             self.check_history(page)?;
         }
         let c = &self.config;
@@ -258,6 +281,10 @@ impl Strategy for StartingAfter {
         };
         State {
             last_updated_at: self.format.format(saved),
+            synced_at: match &self.first_date {
+                Some(Some(date)) if self.done => Some(date.clone()),
+                _ => self.synced_at.clone(),
+            },
         }
     }
 }
@@ -365,28 +392,29 @@ mod tests {
     }
 
     #[test]
-    fn a_saved_cursor_older_than_the_apis_history_fails_the_sync() {
+    fn a_sync_later_than_the_apis_history_fails_and_a_quiet_list_does_not() {
         let mut api = SimApi::new(&[10, 20, 30], 2);
-        // The sim's clock: 100 s after the epoch.
-        api.date = Some("Thu, 01 Jan 1970 00:01:40 GMT");
         let mut wh = SimWarehouse::default();
         let c = cfg("/pagination/starting_after", json!({"history_seconds": 60}));
-        // A first sync has no saved cursor to lose changes after.
+        // A first sync at 100 s.
+        api.date = Some("Thu, 01 Jan 1970 00:01:40 GMT");
         sync_once(&c, &mut api, &mut wh, 50).unwrap();
         assert_eq!(wh.saved("last_updated_at").unwrap(), ts(30));
-        // Resumed from 30 s, within the 60 s kept (from 40 s on)? No.
+        // A quiet list, 50 s later: the cursor is old, but the last sync
+        // read everything 50 s ago, within the 60 s kept.
+        api.date = Some("Thu, 01 Jan 1970 00:02:30 GMT");
+        sync_once(&c, &mut api, &mut wh, 50).unwrap();
+        // 70 s after that: changes in the first 10 s may be gone.
+        api.date = Some("Thu, 01 Jan 1970 00:03:40 GMT");
         let e = sync_once(&c, &mut api, &mut wh, 50)
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("the saved cursor 1970-01-01T00:00:30Z is older than the 60 s of history")
+            e.contains("the last sync that read this list to its end ran at Thu, 01 Jan 1970 00:02:30 GMT, longer ago than the 60 s of history")
                 && e.contains("stream `user`"),
             "{e}"
         );
         assert_eq!(wh.saved("last_updated_at").unwrap(), ts(30), "kept");
-        // Within the history: synced.
-        api.date = Some("Thu, 01 Jan 1970 00:01:00 GMT");
-        sync_once(&c, &mut api, &mut wh, 50).unwrap();
     }
 
     #[test]

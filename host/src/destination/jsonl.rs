@@ -133,10 +133,13 @@ enum Sink {
         pending: Vec<Pending>,
         text: Vec<u8>,
     },
+    /// Standard output: lines wait for their checkpoint too, then go out
+    /// together under the stdout lock, numbered by the process's one
+    /// counter, so parallel streams never tear or renumber each other's
+    /// lines.
     Stdout {
-        out: BufWriter<std::io::Stdout>,
-        /// The next line's `seq`.
-        seq: u64,
+        pending: Vec<Pending>,
+        text: Vec<u8>,
     },
 }
 
@@ -152,9 +155,18 @@ fn other(e: impl std::fmt::Display) -> DestinationError {
     DestinationError::Other(e.to_string())
 }
 
-/// The file of `table` in `dir`: its name made safe for a file name.
+/// The file of `table` in `dir`: its name made safe for a file name, and if
+/// that changed it, with a digest of the name, so that two tables (`顧客`
+/// and `注文`) never share a file.
 fn file_name(table: &str) -> String {
-    let safe: String = table
+    format!("{}.jsonl", safe_name(table))
+}
+
+/// `name` as a file name: ASCII letters, digits, `-`, `_` and `.` kept, any
+/// other character `_`, and then the first 8 hex digits of the name's
+/// SHA-256 appended.
+fn safe_name(name: &str) -> String {
+    let safe: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "-_.".contains(c) {
@@ -164,7 +176,12 @@ fn file_name(table: &str) -> String {
             }
         })
         .collect();
-    format!("{safe}.jsonl")
+    if safe == name && !name.starts_with('.') {
+        return safe;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    format!("{safe}-{}", hex::encode(&digest[..4]))
 }
 
 use super::value_json as json;
@@ -178,7 +195,7 @@ struct LeaseFile {
 }
 
 fn lease_path(dir: &Path, stream: &str) -> PathBuf {
-    dir.join(format!("_incsync_lease.{}", file_name(stream)))
+    dir.join(format!("_incsync_lease.{}", safe_name(stream)))
 }
 
 fn read_lease(dir: &Path, stream: &str) -> Option<LeaseFile> {
@@ -258,8 +275,8 @@ impl JsonlWarehouse {
     pub fn open(target: &JsonlTarget) -> Result<JsonlWarehouse> {
         let sink = match target {
             JsonlTarget::Stdout => Sink::Stdout {
-                out: BufWriter::new(std::io::stdout()),
-                seq: 0,
+                pending: Vec::new(),
+                text: Vec::new(),
             },
             JsonlTarget::Dir(dir) => {
                 super::create_private_dir(dir).with_context(|| {
@@ -290,32 +307,27 @@ impl JsonlWarehouse {
         })
     }
 
-    /// Writes the line `line` of `table`: to standard output at once, or
-    /// kept for the next checkpoint.
+    /// Keeps the line `line` of `table` for the next checkpoint.
     fn write_line(
         &mut self,
         table: &str,
         mut line: serde_json::Value,
     ) -> Result<(), DestinationError> {
-        match &mut self.sink {
-            Sink::Stdout { out, seq } => {
-                line["seq"] = (*seq).into();
+        let (pending, text) = match &mut self.sink {
+            Sink::Stdout { pending, text } => {
                 line["table"] = table.into();
-                *seq += 1;
-                serde_json::to_writer(&mut *out, &line).map_err(other)?;
-                out.write_all(b"\n").map_err(other)
+                (pending, text)
             }
-            Sink::Dir { pending, text, .. } => {
-                let start = text.len();
-                serde_json::to_writer(&mut *text, &line).map_err(other)?;
-                pending.push(Pending {
-                    file: file_name(table),
-                    start,
-                    end: text.len(),
-                });
-                Ok(())
-            }
-        }
+            Sink::Dir { pending, text, .. } => (pending, text),
+        };
+        let start = text.len();
+        serde_json::to_writer(&mut *text, &line).map_err(other)?;
+        pending.push(Pending {
+            file: file_name(table),
+            start,
+            end: text.len(),
+        });
+        Ok(())
     }
 
     /// The directory, its lock and what the last checkpoint saved, for the
@@ -367,6 +379,12 @@ impl Destination for JsonlWarehouse {
             anyhow::ensure!(
                 !t.primary_key.is_empty(),
                 "table `{}` has no primary key",
+                t.name
+            );
+            // Its files would be taken for incsync's own.
+            anyhow::ensure!(
+                !super::columns::is_reserved(&t.name),
+                "table name `{}` is reserved",
                 t.name
             );
             self.tables.insert(t.name.clone(), t.primary_key.clone());
@@ -426,12 +444,27 @@ impl Destination for JsonlWarehouse {
 
     fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
         match &mut self.sink {
-            Sink::Stdout { out, seq } => {
-                let line = serde_json::json!({"seq": *seq, "op": "checkpoint", "state": state});
-                *seq += 1;
-                serde_json::to_writer(&mut *out, &line).map_err(other)?;
-                out.write_all(b"\n").map_err(other)?;
-                out.flush().map_err(other)
+            Sink::Stdout { pending, text } => {
+                static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let stdout = std::io::stdout();
+                let mut out = BufWriter::new(stdout.lock());
+                let next = || SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (|| -> std::io::Result<()> {
+                    for line in pending.iter() {
+                        write!(out, "{{\"seq\":{},", next())?;
+                        out.write_all(&text[line.start + 1..line.end])?;
+                        out.write_all(b"\n")?;
+                    }
+                    let checkpoint =
+                        serde_json::json!({"seq": next(), "op": "checkpoint", "state": state});
+                    serde_json::to_writer(&mut out, &checkpoint)?;
+                    out.write_all(b"\n")?;
+                    out.flush()
+                })()
+                .map_err(|e| other(format!("writing to standard output: {e}")))?;
+                pending.clear();
+                text.clear();
+                Ok(())
             }
             Sink::Dir {
                 dir,
@@ -468,20 +501,10 @@ impl Destination for JsonlWarehouse {
 
     fn rollback(&mut self) -> Result<()> {
         match &mut self.sink {
-            // Lines already printed cannot be taken back: a reader keeps
-            // only what a checkpoint line covers.
-            Sink::Stdout { out, .. } => out.flush()?,
-            Sink::Dir { pending, text, .. } => {
+            Sink::Stdout { pending, text } | Sink::Dir { pending, text, .. } => {
                 pending.clear();
                 text.clear();
             }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        if let Sink::Stdout { out, .. } = &mut self.sink {
-            out.flush()?;
         }
         Ok(())
     }
@@ -791,6 +814,24 @@ mod tests {
         for w in 0..4 {
             assert_eq!(state["streams"][format!("s{w}")]["page"], 49);
         }
+    }
+
+    #[test]
+    fn tables_never_share_a_file() {
+        assert_eq!(file_name("user"), "user.jsonl");
+        assert_ne!(file_name("顧客"), file_name("注文"));
+        assert_ne!(file_name("a b"), file_name("a_b"));
+        assert!(file_name("..").starts_with("..-"), "{}", file_name(".."));
+        assert_ne!(
+            lease_path(Path::new("d"), "顧客"),
+            lease_path(Path::new("d"), "注文")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = JsonlWarehouse::open(&JsonlTarget::Dir(dir.path().to_owned())).unwrap();
+        let mut reserved = table();
+        reserved.name = "_INCSYNC_lease.s".into();
+        let e = w.create_tables(&[reserved]).unwrap_err().to_string();
+        assert!(e.contains("is reserved"), "{e}");
     }
 
     #[test]

@@ -143,6 +143,8 @@ pub struct Credentials {
     origin: Option<(String, String, u16)>,
     headers: Vec<(String, String)>,
     query: Vec<(String, String)>,
+    /// The secret values among them, blanked in answers.
+    secrets: Vec<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -181,6 +183,17 @@ impl Credentials {
         self.query.push((name.to_owned(), value));
     }
 
+    /// Marks `value` secret: [`hide_in`](Self::hide_in) blanks it in
+    /// answers (an `auth` token or password, the value of a header whose
+    /// config holds a `${…}` reference). Other header values (an API
+    /// version, an `Accept`) are data an answer may well repeat.
+    pub fn secret(&mut self, value: &str) {
+        // Too short a value would blank innocent text.
+        if value.len() >= 4 && !self.secrets.iter().any(|s| s == value) {
+            self.secrets.push(value.to_owned());
+        }
+    }
+
     /// The headers attached.
     pub fn headers(&self) -> &[(String, String)] {
         &self.headers
@@ -196,38 +209,38 @@ impl Credentials {
         headers.extend(self.headers.iter().cloned());
         if !self.query.is_empty() {
             // A next link may carry the parameter over (with the value the
-            // guest saw hidden): the host's value replaces it.
-            let kept: Vec<(String, String)> = url
+            // guest saw hidden): the host's value replaces it. Only then is
+            // the query rebuilt; otherwise it goes as the guest wrote it.
+            let carried = url
                 .query_pairs()
-                .filter(|(k, _)| !self.query.iter().any(|(q, _)| q == k))
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+                .any(|(k, _)| self.query.iter().any(|(q, _)| *q == k));
+            if carried {
+                let kept: Vec<(String, String)> = url
+                    .query_pairs()
+                    .filter(|(k, _)| !self.query.iter().any(|(q, _)| q == k))
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(kept);
+            }
             let mut pairs = url.query_pairs_mut();
-            pairs.clear().extend_pairs(kept);
             for (k, v) in &self.query {
                 pairs.append_pair(k, v);
             }
         }
     }
 
-    /// Blanks every credential value in an answer before the guest sees it:
+    /// Blanks every secret value in an answer before the guest sees it:
     /// an API may echo a request (its URL with a query key, a header) in a
     /// next link, a header or an error body, and what the guest sees may end
     /// up in the state, the warehouse or a message. Values are matched as
     /// sent and percent-encoded.
     fn hide_in(&self, response: &mut Response) {
         let mut forms: Vec<String> = Vec::new();
-        for (_, v) in self.headers.iter().chain(&self.query) {
-            // Too short a value would blank innocent text.
-            if v.len() >= 4 {
-                forms.push(v.clone());
-                let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
-                if encoded != *v {
-                    forms.push(encoded);
-                }
-                if let Some(token) = v.strip_prefix("Bearer ").filter(|t| t.len() >= 4) {
-                    forms.push(token.to_owned());
-                }
+        for v in &self.secrets {
+            forms.push(v.clone());
+            let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            if encoded != *v {
+                forms.push(encoded);
             }
         }
         if forms.is_empty() {
@@ -846,7 +859,7 @@ mod credential_tests {
     fn an_answer_that_echoes_a_credential_reaches_the_guest_without_it() {
         // An API that echoes the request: the next link carries the query
         // key over, a header and the body repeat the token.
-        let body = r#"{"next":"/items?page=2&api_key=q5ecret%2B1","auth":"Bearer t0ken-secret"}"#;
+        let body = r#"{"next":"/items?page=2&api_key=q5ecret%2B1","auth":"Bearer t0ken-secret","at":"2024-01-05"}"#;
         let reply = format!(
             "HTTP/1.1 200 OK\r\nLink: </items?page=2&api_key=q5ecret%2B1>; rel=\"next\"\r\nX-Echo: t0ken-secret\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -855,7 +868,11 @@ mod credential_tests {
         let allow = AllowList::new(&base, &[]).unwrap();
         let mut credentials = Credentials::for_base(&base);
         credentials.header("Authorization", "Bearer t0ken-secret".into());
+        credentials.secret("t0ken-secret");
         credentials.query("api_key", "q5ecret+1".into());
+        credentials.secret("q5ecret+1");
+        // Not a secret: an API version, which dates in the answer repeat.
+        credentials.header("X-Api-Version", "2024-01".into());
         let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
         let answer = client
             .fetch(Request {
@@ -883,6 +900,7 @@ mod credential_tests {
         let allow = AllowList::new(&base, &[]).unwrap();
         let mut credentials = Credentials::for_base(&base);
         credentials.query("api_key", "q5ecret+1".into());
+        credentials.secret("q5ecret+1");
         let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
         client
             .fetch(Request {
