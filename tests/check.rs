@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{World, incsync};
+use common::{World, incsync, succeed};
 use incsync::sample_api::{Api, SampleApi, ServeOptions};
 use serde_json::{Value, json};
 use std::process::Output;
@@ -156,15 +156,10 @@ fn schema_prints_the_tables_and_columns() {
         json!([{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp",
                 "columns": {"id": "STRING", "score": "DOUBLE", "tags": "JSON"}}]),
     );
-    let out = incsync()
-        .args(["schema", "--json", "--config"])
-        .arg(&w.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        incsync()
+            .args(["schema", "--json", "--config"])
+            .arg(&w.config),
     );
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     let tables = &printed["tables"];

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{World, incsync};
+use common::{World, incsync, succeed};
 use rusqlite::Connection;
 use serde_json::{Value, json};
 
@@ -94,16 +94,11 @@ fn json_lines_get_a_truncate_line_then_the_rows() {
     let dir = world.dir.path().join("out");
     let warehouse = format!("jsonl:{}", dir.display());
     let run = || {
-        let out = incsync()
-            .args(["run", "--config"])
-            .arg(&world.config)
-            .args(["--warehouse", &warehouse])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            incsync()
+                .args(["run", "--config"])
+                .arg(&world.config)
+                .args(["--warehouse", &warehouse]),
         );
     };
     run();

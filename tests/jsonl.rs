@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{World, incsync};
+use common::{World, incsync, succeed};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -21,16 +21,11 @@ fn rows_are_appended_per_table_and_the_state_follows_them() {
     let dir = world.dir.path().join("out");
     let warehouse = format!("jsonl:{}", dir.display());
     let run = || {
-        let out = incsync()
-            .args(["run", "--json", "--config"])
-            .arg(&world.config)
-            .args(["--warehouse", &warehouse])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeed(
+            incsync()
+                .args(["run", "--json", "--config"])
+                .arg(&world.config)
+                .args(["--warehouse", &warehouse]),
         );
         serde_json::from_slice::<Value>(&out.stdout).unwrap()
     };
@@ -87,16 +82,11 @@ fn rows_are_appended_per_table_and_the_state_follows_them() {
 #[test]
 fn jsonl_dash_prints_rows_and_checkpoints_and_reports_on_stderr() {
     let world = World::strategy("timestamp", 120, json!({}));
-    let out = incsync()
-        .args(["run", "--json", "--config"])
-        .arg(&world.config)
-        .args(["--warehouse", "jsonl:-"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        incsync()
+            .args(["run", "--json", "--config"])
+            .arg(&world.config)
+            .args(["--warehouse", "jsonl:-"]),
     );
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -147,16 +137,11 @@ fn parallel_streams_share_a_directory() {
         (stop, handle)
     };
     for _ in 0..2 {
-        let out = incsync()
-            .args(["run", "--json", "--config"])
-            .arg(&world.config)
-            .args(["--warehouse", &warehouse])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            incsync()
+                .args(["run", "--json", "--config"])
+                .arg(&world.config)
+                .args(["--warehouse", &warehouse]),
         );
     }
     reader.0.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -201,16 +186,11 @@ fn parallel_streams_to_standard_output_never_tear_a_line() {
             {"name": "c", "table": "copy", "strategy": "timestamp", "path": "/incremental/timestamp"}
         ]),
     );
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .args(["--warehouse", "jsonl:-", "--parallel", "3"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        incsync()
+            .args(["run", "--config"])
+            .arg(&world.config)
+            .args(["--warehouse", "jsonl:-", "--parallel", "3"]),
     );
     let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{World, incsync};
+use common::{World, incsync, succeed};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -110,16 +110,7 @@ fn the_bundled_component_syncs_under_node_through_jco() {
         ]),
     );
     let component = w.dir.path().join("connector.wasm");
-    let out = incsync()
-        .args(["component", "--out"])
-        .arg(&component)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(incsync().args(["component", "--out"]).arg(&component));
     assert_eq!(&std::fs::read(&component).unwrap()[..4], b"\0asm");
 
     let warehouse = w.dir.path().join("node-warehouse.json");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{World, incsync};
+use common::{World, incsync, succeed};
 use serde_json::{Value, json};
 use std::path::Path;
 
@@ -50,21 +50,16 @@ fn a_recorded_sync_replays_offline_into_the_same_rows_and_state() {
     let w = World::new(130, json!([]));
     w.write_config(config(&w, "1970-01-01T00:00:00Z"));
     let cassette = w.dir.path().join("cassette");
-    let out = incsync()
-        // One stream after another, so the files are numbered in stream order.
-        .args(["run", "--json", "--parallel", "1", "--record"])
-        .arg(&cassette)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .env("INCSYNC_TEST_KEY", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        incsync()
+            // One stream after another, so the files are numbered in stream order.
+            .args(["run", "--json", "--parallel", "1", "--record"])
+            .arg(&cassette)
+            .arg("--config")
+            .arg(&w.config)
+            .arg("--warehouse")
+            .arg(&w.warehouse)
+            .env("INCSYNC_TEST_KEY", SECRET),
     );
     let recorded: Value = serde_json::from_slice(&out.stdout).unwrap();
 
@@ -172,21 +167,16 @@ fn a_recorded_sync_replays_offline_into_the_same_rows_and_state() {
 
 /// Records one sync of `w`'s config (with `extra` arguments) into `cassette`.
 fn record(w: &World, cassette: &Path, extra: &[&str]) -> Value {
-    let out = incsync()
-        .args(["run", "--json", "--parallel", "1", "--record"])
-        .arg(cassette)
-        .args(extra)
-        .arg("--config")
-        .arg(&w.config)
-        .arg("--warehouse")
-        .arg(&w.warehouse)
-        .env("INCSYNC_TEST_KEY", SECRET)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        incsync()
+            .args(["run", "--json", "--parallel", "1", "--record"])
+            .arg(cassette)
+            .args(extra)
+            .arg("--config")
+            .arg(&w.config)
+            .arg("--warehouse")
+            .arg(&w.warehouse)
+            .env("INCSYNC_TEST_KEY", SECRET),
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

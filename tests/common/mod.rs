@@ -222,3 +222,15 @@ pub fn a_stalled_holder_is_fenced_out_after_a_release(
         Some(r#"{"streams":{"s":{"by":"c"}}}"#)
     );
 }
+
+/// Runs `cmd`, fails the test with what it printed on stderr unless it
+/// succeeds, and returns its output.
+pub fn succeed(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

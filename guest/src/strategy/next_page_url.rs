@@ -240,17 +240,22 @@ mod tests {
         wh.matches(&api).unwrap();
     }
 
-    #[test]
-    fn newest_first_moves_the_state_only_at_the_end() {
-        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
-        let mut wh = SimWarehouse::default();
-        let cfg = config(
+    /// GitHub's shape read newest first: `direction=desc`, `Link` headers.
+    fn newest_first_link_config() -> String {
+        config(
             "next_page_url",
             2,
             json!({"path": "/pagination/link", "link_header": true, "order": "desc",
                 "order_by_param": "", "order_type_param": "direction",
                 "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
-        );
+        )
+    }
+
+    #[test]
+    fn newest_first_moves_the_state_only_at_the_end() {
+        let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
+        let mut wh = SimWarehouse::default();
+        let cfg = newest_first_link_config();
         // The third page finds no answer: the first two are written, with
         // the state the sync started from.
         api.faults.insert(3, Fault::NoAnswer);
@@ -273,13 +278,7 @@ mod tests {
     fn newest_first_records_pushed_down_by_writes_keep_the_order() {
         let mut api = SimApi::new(&[10, 20, 30, 40, 50, 60], 2);
         let mut wh = SimWarehouse::default();
-        let cfg = config(
-            "next_page_url",
-            2,
-            json!({"path": "/pagination/link", "link_header": true, "order": "desc",
-                "order_by_param": "", "order_type_param": "direction",
-                "query": {"state": "all"}, "records_path": "", "record_path": "data.object"}),
-        );
+        let cfg = newest_first_link_config();
         // Before the second page, two inserts at the top push page one
         // down whole: it is read twice, the order holds, and the saved
         // cursor moves to the newest read.

@@ -376,17 +376,7 @@ fn append(dir: &Path, saved: &mut Saved, pending: &[Pending], text: &[u8]) -> st
 impl Destination for JsonlWarehouse {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         for t in tables {
-            anyhow::ensure!(
-                !t.primary_key.is_empty(),
-                "table `{}` has no primary key",
-                t.name
-            );
-            // Its files would be taken for incsync's own.
-            anyhow::ensure!(
-                !super::columns::is_reserved(&t.name),
-                "table name `{}` is reserved",
-                t.name
-            );
+            super::check_table(t)?;
             self.tables.insert(t.name.clone(), t.primary_key.clone());
         }
         Ok(())

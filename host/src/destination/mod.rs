@@ -283,6 +283,22 @@ impl Destination for NoDestination {
     }
 }
 
+/// Refuses a table no warehouse can create: one without a primary key, or
+/// with a name reserved for incsync's own (`_incsync_*`, any case).
+pub(crate) fn check_table(t: &Table) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !t.primary_key.is_empty(),
+        "table `{}` has no primary key",
+        t.name
+    );
+    anyhow::ensure!(
+        !columns::is_reserved(&t.name),
+        "table name `{}` is reserved",
+        t.name
+    );
+    Ok(())
+}
+
 /// The guest's mistakes in a write to `table`, found before it is queued:
 /// an unknown table, a column named twice, a primary-key column missing or
 /// null. `keys` maps each table to its primary key. A warehouse behind a

@@ -25,9 +25,7 @@
 //! rows (the latest row of a key within a batch wins). The state lives in
 //! `_incsync_state`, one row per stream.
 
-use super::columns::{
-    COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns, derived_name, is_reserved,
-};
+use super::columns::{COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns, derived_name};
 use super::url::PostgresUrl;
 use super::{Batch, Cell};
 use super::{
@@ -760,12 +758,7 @@ impl PostgresWarehouse {
 impl Destination for PostgresWarehouse {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         for t in tables {
-            anyhow::ensure!(
-                !t.primary_key.is_empty(),
-                "table `{}` has no primary key",
-                t.name
-            );
-            anyhow::ensure!(!is_reserved(&t.name), "table name `{}` is reserved", t.name);
+            super::check_table(t)?;
             let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
             // The key's columns, named as any new field would be.
             let mut info = self.load_table(&t.name, Vec::new())?;

@@ -2,7 +2,7 @@
 //! state, in WAL mode, with each checkpoint committing its rows and the state
 //! in one transaction.
 
-use super::columns::{COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns, is_reserved};
+use super::columns::{COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns};
 use super::{Batch, Cell};
 use super::{
     DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
@@ -499,12 +499,7 @@ impl SqliteWarehouse {
 impl Destination for SqliteWarehouse {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         for t in tables {
-            anyhow::ensure!(
-                !t.primary_key.is_empty(),
-                "table `{}` has no primary key",
-                t.name
-            );
-            anyhow::ensure!(!is_reserved(&t.name), "table name `{}` is reserved", t.name);
+            super::check_table(t)?;
             let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
             // The key's columns, named as any new field would be.
             let mut columns = self.load_table(&t.name, Vec::new())?;
@@ -1018,7 +1013,10 @@ mod tests {
         for name in &first {
             assert!(!name.contains('\0'), "{name:?}");
         }
-        let reserved: Vec<_> = first.iter().filter(|c| is_reserved(c)).collect();
+        let reserved: Vec<_> = first
+            .iter()
+            .filter(|c| crate::destination::columns::is_reserved(c))
+            .collect();
         assert!(reserved.is_empty(), "{reserved:?}");
         drop(w);
         // Reopened, in another order: the same columns, no new ones.
