@@ -85,28 +85,7 @@ fn check_sends_one_request_per_stream_and_writes_nothing() {
 
 #[test]
 fn check_tells_refused_credentials_and_unset_secrets() {
-    let api = SampleApi::start(&ServeOptions {
-        port: 0,
-        api: Api::Github,
-        records: 120,
-        rate_limits: false,
-        ..ServeOptions::default()
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("github.json");
-    let mut example: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/github.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    example["base_url"] = api.url().into();
-    example.as_object_mut().unwrap().remove("http");
-    example.as_object_mut().unwrap().remove("$schema");
-    std::fs::write(&config, example.to_string()).unwrap();
+    let (_api, _dir, config) = example_against_replica(Api::Github, 120, "github");
     let token = SampleApi::credentials(Api::Github)[0].1;
 
     let (out, report) = check(&config, &[("GITHUB_TOKEN", token)]);
@@ -300,28 +279,7 @@ fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
 
 #[test]
 fn a_newest_first_stream_says_it_saves_only_at_the_end() {
-    let api = SampleApi::start(&ServeOptions {
-        port: 0,
-        api: Api::Stripe,
-        records: 300,
-        rate_limits: false,
-        ..ServeOptions::default()
-    })
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("stripe.json");
-    let mut example: Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../examples/stripe.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    example["base_url"] = api.url().into();
-    example.as_object_mut().unwrap().remove("http");
-    example.as_object_mut().unwrap().remove("$schema");
-    std::fs::write(&config, example.to_string()).unwrap();
+    let (_api, _dir, config) = example_against_replica(Api::Stripe, 300, "stripe");
     let key = SampleApi::credentials(Api::Stripe)[0].1;
 
     let (out, report) = check(&config, &[("STRIPE_API_KEY", key)]);
@@ -343,4 +301,31 @@ fn a_newest_first_stream_says_it_saves_only_at_the_end() {
         "{summary}"
     );
     assert!(!summary.contains("\"0\""), "{summary}");
+}
+
+/// The replica of `kind` with `records` objects, and `examples/NAME.json`
+/// pointed at it (its pacing and `$schema` left out), written into a new
+/// folder.
+fn example_against_replica(
+    kind: Api,
+    records: u32,
+    name: &str,
+) -> (SampleApi, tempfile::TempDir, std::path::PathBuf) {
+    let api = SampleApi::start(&ServeOptions {
+        port: 0,
+        api: kind,
+        records,
+        rate_limits: false,
+        ..ServeOptions::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(format!("{name}.json"));
+    let path = format!("{}/../examples/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let mut example: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    example["base_url"] = api.url().into();
+    example.as_object_mut().unwrap().remove("http");
+    example.as_object_mut().unwrap().remove("$schema");
+    std::fs::write(&config, example.to_string()).unwrap();
+    (api, dir, config)
 }

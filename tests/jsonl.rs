@@ -7,6 +7,20 @@ use common::{World, incsync, succeed};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
+/// `id` → `updatedAt` of the last line of each key: what a reader that
+/// applies the lines in order holds.
+fn last_of_each_key(lines: &[Value]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| {
+            (
+                l["row"]["id"].as_str().unwrap().to_owned(),
+                l["row"]["updatedAt"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
 fn lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -39,15 +53,7 @@ fn rows_are_appended_per_table_and_the_state_follows_them() {
             .all(|(i, l)| l["seq"] == i && l["op"] == "upsert")
     );
     // The last line of each key is the API's record.
-    let latest: BTreeMap<String, String> = got
-        .iter()
-        .map(|l| {
-            (
-                l["row"]["id"].as_str().unwrap().to_owned(),
-                l["row"]["updatedAt"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let latest = last_of_each_key(&got);
     assert_eq!(latest, world.api_rows());
 
     world.api.with_data(|d| {
@@ -61,15 +67,7 @@ fn rows_are_appended_per_table_and_the_state_follows_them() {
         "the changes and the boundary: {}",
         got.len()
     );
-    let latest: BTreeMap<String, String> = got
-        .iter()
-        .map(|l| {
-            (
-                l["row"]["id"].as_str().unwrap().to_owned(),
-                l["row"]["updatedAt"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let latest = last_of_each_key(&got);
     assert_eq!(latest, world.api_rows());
     let state = incsync()
         .args(["state", "--warehouse", &warehouse])
@@ -149,15 +147,7 @@ fn parallel_streams_share_a_directory() {
     let mut seqs = Vec::new();
     for table in ["user", "mirror", "copy", "page"] {
         let got = lines(&dir.join(format!("{table}.jsonl")));
-        let latest: BTreeMap<String, String> = got
-            .iter()
-            .map(|l| {
-                (
-                    l["row"]["id"].as_str().unwrap().to_owned(),
-                    l["row"]["updatedAt"].as_str().unwrap().to_owned(),
-                )
-            })
-            .collect();
+        let latest = last_of_each_key(&got);
         assert_eq!(latest, world.api_rows(), "{table}");
         seqs.extend(got.iter().map(|l| l["seq"].as_u64().unwrap()));
     }

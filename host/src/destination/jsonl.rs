@@ -149,6 +149,9 @@ pub struct JsonlWarehouse {
     /// The lease every checkpoint renews, if this sync holds one.
     lease: Option<Lease>,
     tables: HashMap<String, Vec<String>>,
+    /// Each table's file name, made once (it may take a digest), not per
+    /// line.
+    files: HashMap<String, String>,
 }
 
 fn other(e: impl std::fmt::Display) -> DestinationError {
@@ -304,6 +307,7 @@ impl JsonlWarehouse {
             lease: None,
             sink,
             tables: HashMap::new(),
+            files: HashMap::new(),
         })
     }
 
@@ -323,7 +327,11 @@ impl JsonlWarehouse {
         let start = text.len();
         serde_json::to_writer(&mut *text, &line).map_err(other)?;
         pending.push(Pending {
-            file: file_name(table),
+            file: self
+                .files
+                .get(table)
+                .cloned()
+                .unwrap_or_else(|| file_name(table)),
             start,
             end: text.len(),
         });
@@ -378,6 +386,7 @@ impl Destination for JsonlWarehouse {
         for t in tables {
             super::check_table(t)?;
             self.tables.insert(t.name.clone(), t.primary_key.clone());
+            self.files.insert(t.name.clone(), file_name(&t.name));
         }
         Ok(())
     }

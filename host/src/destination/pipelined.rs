@@ -278,6 +278,19 @@ mod tests {
         }
     }
 
+    /// A SQLite warehouse of table `t` behind a writer thread, in a new
+    /// folder (kept while the first value lives).
+    fn sqlite_behind_a_writer() -> (tempfile::TempDir, std::path::PathBuf, Pipelined) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let p = Pipelined::new(
+            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
+            &[table()],
+        )
+        .unwrap();
+        (dir, path, p)
+    }
+
     fn rows(ids: std::ops::Range<u32>) -> Batch {
         let ids: Vec<String> = ids.map(|i| i.to_string()).collect();
         Batch::from_rows(vec!["id".into()], ids.iter().map(|i| [Cell::String(i)])).unwrap()
@@ -285,13 +298,7 @@ mod tests {
 
     #[test]
     fn grouped_commits_keep_every_row_and_the_last_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let mut p = Pipelined::new(
-            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
-            &[table()],
-        )
-        .unwrap();
+        let (_dir, path, mut p) = sqlite_behind_a_writer();
         for page in 0..200u32 {
             p.upsert("t", rows(page * 10..page * 10 + 10)).unwrap();
             p.checkpoint(&format!("{{\"page\":{page}}}")).unwrap();
@@ -314,13 +321,7 @@ mod tests {
 
     #[test]
     fn nothing_commits_after_a_failed_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let mut p = Pipelined::new(
-            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
-            &[table()],
-        )
-        .unwrap();
+        let (_dir, path, mut p) = sqlite_behind_a_writer();
         p.upsert("t", rows(0..10)).unwrap();
         p.checkpoint(r#"{"page":0}"#).unwrap();
         p.finish().unwrap();
@@ -356,13 +357,7 @@ mod tests {
 
     #[test]
     fn the_guests_mistakes_reach_it_typed_and_stop_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("w.db");
-        let mut p = Pipelined::new(
-            SqliteWarehouse::open(&path, Durability::Normal).unwrap(),
-            &[table()],
-        )
-        .unwrap();
+        let (_dir, _path, mut p) = sqlite_behind_a_writer();
         assert!(matches!(
             p.upsert("nope", rows(0..1)),
             Err(DestinationError::UnknownTable(t)) if t == "nope"
