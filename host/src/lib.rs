@@ -4,21 +4,19 @@
 //!
 //! The layers, one job each: [`runtime`] (the component), [`http`] (the
 //! network and the sandbox's allow-list), [`destination`] (the warehouse),
-//! [`sync`] (one sync end to end), and the CLI in `main.rs`. [`sample_api`] is
-//! the seeds' API, for the demo, the tests and the benchmarks.
+//! [`sync`] (one sync end to end). The `incsync` binary (crate `incsync`,
+//! in `cli/`) is the command line over it; the sample API is a crate of its
+//! own (`incsync-sample-api`), which this library does not depend on.
 
 pub mod cassette;
 pub mod check;
 pub mod config;
-pub mod demo;
 pub mod destination;
 pub mod exit;
 pub mod http;
-pub mod native;
 pub mod printable;
 pub mod progress;
 pub mod runtime;
-pub mod sample_api;
 pub mod secrets;
 pub mod streams;
 pub mod sync;

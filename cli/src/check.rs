@@ -1,0 +1,59 @@
+//! `incsync check`: try a config without syncing it.
+
+use crate::shared::{CacheArgs, component_source, read_config};
+use anyhow::Result;
+use incsync_host::runtime::Runtime;
+use incsync_host::sync;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The config file (JSON).
+    #[arg(long, value_name = "CONFIG.json")]
+    pub config: PathBuf,
+    /// Print the result as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Check with this component instead of the bundled one.
+    #[arg(long, value_name = "FILE.wasm")]
+    pub component: Option<PathBuf>,
+    #[command(flatten)]
+    pub cache: CacheArgs,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let Args {
+        config,
+        json,
+        component,
+        cache,
+    } = args;
+    let text = read_config(&config)?;
+    let host = incsync_host::config::HostConfig::parse(&text)?;
+    let wasm = sync::load_wasm(&component_source(component))?;
+    let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+    runtime.schema(&text)?;
+    let checks = incsync_host::check::check(&text, &host, &runtime)?;
+    let passed = checks.iter().all(|c| c.passed);
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"passed": passed, "streams": checks})
+        );
+    } else {
+        for c in &checks {
+            println!("{}", c.summary());
+        }
+    }
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.passed)
+        .map(|c| c.stream.as_str())
+        .collect();
+    anyhow::ensure!(
+        failed.is_empty(),
+        "check failed for stream(s) {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
