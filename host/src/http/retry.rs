@@ -1,4 +1,4 @@
-//! Retries for the `http-fetch` import: exponential backoff with full jitter
+//! Retries for the `http-fetch` import: exponential backoff with equal jitter
 //! for connection errors, timeouts, 429, rate-limit 403s and 5xx, honouring
 //! `Retry-After` and the rate-limit reset headers, with a budget per request
 //! and per sync. Other 4xx are returned at once. Requests to one origin are
@@ -139,8 +139,12 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
         }
     }
 
-    /// The wait before retry number `attempt` (from 0): full jitter over an
-    /// exponentially growing window, or what `Retry-After` asks (capped).
+    /// The wait before retry number `attempt` (from 0): "equal jitter" over
+    /// an exponentially growing window (at least half of it, at random up to
+    /// all of it), or what `Retry-After` asks (capped). Full jitter, from 0,
+    /// could spend every retry within one rate-limit window of an API that
+    /// sends no `Retry-After` (Stripe's 429s): five retries at full jitter
+    /// could all land inside a second; at least half waits 3.9 s in all.
     fn backoff(&mut self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(d) = retry_after {
             return d.min(self.policy.max_retry_after);
@@ -151,7 +155,7 @@ impl<B: HttpBackend, P: Pause> Retrying<B, P> {
             .saturating_mul(1u32 << attempt.min(20))
             .min(self.policy.max_backoff);
         let millis = window.as_millis().min(u128::from(u64::MAX)) as u64;
-        Duration::from_millis(self.rng.u64(0..=millis))
+        Duration::from_millis(self.rng.u64(millis / 2..=millis))
     }
 }
 
@@ -352,9 +356,10 @@ mod tests {
         assert_eq!(sent, 4);
         assert_eq!(waits.len(), 3);
         for (i, w) in waits.iter().enumerate() {
+            let window = policy.initial_backoff * (1 << i);
             assert!(
-                *w <= policy.initial_backoff * (1 << i),
-                "{w:?} within the window of retry {i}"
+                *w <= window && *w >= window / 2,
+                "{w:?} within the second half of the window of retry {i}"
             );
         }
     }
