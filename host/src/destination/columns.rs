@@ -25,7 +25,7 @@ pub(crate) fn is_reserved(name: &str) -> bool {
 /// How a warehouse names columns: what counts as the same name, how long a
 /// name may be, and how many columns a table may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Dialect {
+pub struct Naming {
     /// The most columns a table gets before fields overflow.
     pub budget: usize,
     /// SQLite compares column names case-insensitively; PostgreSQL compares
@@ -36,9 +36,9 @@ pub(crate) struct Dialect {
     pub max_bytes: Option<usize>,
 }
 
-impl Dialect {
+impl Naming {
     /// SQLite allows 2,000 columns and names of any length.
-    pub const SQLITE: Dialect = Dialect {
+    pub const SQLITE: Naming = Naming {
         budget: 1000,
         case_insensitive: true,
         max_bytes: None,
@@ -48,7 +48,7 @@ impl Dialect {
     /// names, but a row must fit in an 8 KB page: 1,500 `bigint` columns
     /// failed with "row is too big". 900 columns of 8-byte values, with the
     /// host's own columns and the null bitmap, still fit.
-    pub const POSTGRES: Dialect = Dialect {
+    pub const POSTGRES: Naming = Naming {
         budget: 900,
         case_insensitive: false,
         max_bytes: Some(63),
@@ -89,10 +89,10 @@ pub(crate) enum Slot {
 /// A table's columns, and which field each holds.
 #[derive(Debug)]
 pub(crate) struct TableColumns {
-    dialect: Dialect,
+    naming: Naming,
     /// The columns, as the warehouse names them.
     exact: HashSet<String>,
-    /// The columns by [`Dialect::key`]: the warehouse's notion of a name
+    /// The columns by [`Naming::key`]: the warehouse's notion of a name
     /// collision.
     folded: HashSet<String>,
     /// Fields stored under another name (from [`COLUMNS_TABLE`]) or in the
@@ -108,9 +108,9 @@ pub(crate) struct TableColumns {
 
 impl TableColumns {
     /// A table with no columns yet.
-    pub fn new(dialect: Dialect) -> TableColumns {
+    pub fn new(naming: Naming) -> TableColumns {
         TableColumns {
-            dialect,
+            naming,
             exact: HashSet::new(),
             folded: HashSet::new(),
             renamed: HashMap::new(),
@@ -128,7 +128,7 @@ impl TableColumns {
     /// Whether a column of this name (as the warehouse compares names)
     /// exists.
     pub fn has_column(&self, column: &str) -> bool {
-        self.folded.contains(&self.dialect.key(column))
+        self.folded.contains(&self.naming.key(column))
     }
 
     /// Records a column the table has.
@@ -137,7 +137,7 @@ impl TableColumns {
             self.user_columns += 1;
         }
         self.exact.insert(column.to_owned());
-        self.folded.insert(self.dialect.key(column));
+        self.folded.insert(self.naming.key(column));
     }
 
     /// Records that `field` is stored in `slot`, not under its own name.
@@ -153,7 +153,7 @@ impl TableColumns {
         if let Some(slot) = self.renamed.get(field) {
             return Some(slot.clone());
         }
-        (self.exact.contains(field) && !self.targets.contains(field) && self.dialect.keeps(field))
+        (self.exact.contains(field) && !self.targets.contains(field) && self.naming.keeps(field))
             .then(|| Slot::Column(field.to_owned()))
     }
 
@@ -162,13 +162,13 @@ impl TableColumns {
     /// name's SHA-256, short enough to be kept whole); the overflow object
     /// once the budget is spent (unless `always_column`, for keys).
     pub fn allocate(&self, field: &str, always_column: bool) -> Slot {
-        if !always_column && self.user_columns >= self.dialect.budget {
+        if !always_column && self.user_columns >= self.naming.budget {
             return Slot::Overflow;
         }
-        if self.dialect.keeps(field) && !self.has_column(field) {
+        if self.naming.keeps(field) && !self.has_column(field) {
             return Slot::Column(field.to_owned());
         }
-        let mut column = derived_name(field, self.dialect);
+        let mut column = derived_name(field, self.naming);
         let candidate = column.clone();
         let mut n = 2;
         while self.has_column(&column) {
@@ -182,14 +182,14 @@ impl TableColumns {
 /// `field` made safe: NULs replaced, a reserved prefix escaped, cut to fit
 /// the dialect's length with room for a suffix, then `__` and 8 hex digits of
 /// the full name's SHA-256, so that different fields get different names.
-pub(crate) fn derived_name(field: &str, dialect: Dialect) -> String {
+pub(crate) fn derived_name(field: &str, naming: Naming) -> String {
     use sha2::Digest;
     let hash = hex::encode(&sha2::Sha256::digest(field.as_bytes())[..4]);
     let mut base = field.replace('\0', "_");
     if is_reserved(&base) {
         base.insert(0, 'x');
     }
-    if let Some(max) = dialect.max_bytes {
+    if let Some(max) = naming.max_bytes {
         // `__` + 8 hex digits, and room for a `_n` of a (rare) second round.
         let room = max - 10 - 4;
         base.truncate(base.floor_char_boundary(room));
@@ -201,8 +201,8 @@ pub(crate) fn derived_name(field: &str, dialect: Dialect) -> String {
 mod tests {
     use super::*;
 
-    fn table(dialect: Dialect, columns: &[&str]) -> TableColumns {
-        let mut t = TableColumns::new(dialect);
+    fn table(naming: Naming, columns: &[&str]) -> TableColumns {
+        let mut t = TableColumns::new(naming);
         for c in columns {
             t.add_column(c);
         }
@@ -211,9 +211,9 @@ mod tests {
 
     #[test]
     fn sqlite_folds_case_and_postgres_does_not() {
-        let sqlite = table(Dialect::SQLITE, &["id"]);
+        let sqlite = table(Naming::SQLITE, &["id"]);
         assert_ne!(sqlite.allocate("ID", false), Slot::Column("ID".into()));
-        let pg = table(Dialect::POSTGRES, &["id"]);
+        let pg = table(Naming::POSTGRES, &["id"]);
         assert_eq!(pg.allocate("ID", false), Slot::Column("ID".into()));
     }
 
@@ -221,7 +221,7 @@ mod tests {
     fn postgres_names_equal_in_their_first_63_bytes_get_distinct_columns() {
         let long_a = format!("{}a", "x".repeat(70));
         let long_b = format!("{}b", "x".repeat(70));
-        let mut t = table(Dialect::POSTGRES, &["id"]);
+        let mut t = table(Naming::POSTGRES, &["id"]);
         let Slot::Column(a) = t.allocate(&long_a, false) else {
             panic!("a column")
         };
@@ -242,7 +242,7 @@ mod tests {
 
     #[test]
     fn odd_names_get_safe_deterministic_columns() {
-        let t = table(Dialect::POSTGRES, &["id"]);
+        let t = table(Naming::POSTGRES, &["id"]);
         for field in ["", "a\0b", "_INCSYNC_deleted", "_incsync_overflow"] {
             let Slot::Column(c) = t.allocate(field, false) else {
                 panic!("a column")
@@ -257,11 +257,11 @@ mod tests {
 
     #[test]
     fn fields_past_the_budget_overflow_but_keys_do_not() {
-        let names: Vec<String> = (0..Dialect::POSTGRES.budget)
+        let names: Vec<String> = (0..Naming::POSTGRES.budget)
             .map(|i| format!("f{i}"))
             .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let t = table(Dialect::POSTGRES, &refs);
+        let t = table(Naming::POSTGRES, &refs);
         assert_eq!(t.allocate("more", false), Slot::Overflow);
         assert_eq!(t.allocate("more", true), Slot::Column("more".into()));
     }

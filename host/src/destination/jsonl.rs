@@ -32,8 +32,9 @@
 //! may keep the last checkpoint's state itself).
 
 use super::Batch;
+use super::lease::{self, StoredLease};
 use super::url::JsonlTarget;
-use super::{Destination, Lease, LeaseHeld, format_utc_micros, join_state, split_state};
+use super::{Destination, Lease, LeaseHeld, join_state, split_state};
 use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
@@ -189,25 +190,17 @@ fn safe_name(name: &str) -> String {
 
 use super::value_json as json;
 
-/// A lease as its file in the directory holds it.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct LeaseFile {
-    holder: String,
-    token: u64,
-    expires_ms: i64,
-}
-
 fn lease_path(dir: &Path, stream: &str) -> PathBuf {
     dir.join(format!("_incsync_lease.{}", safe_name(stream)))
 }
 
-fn read_lease(dir: &Path, stream: &str) -> Option<LeaseFile> {
+fn read_lease(dir: &Path, stream: &str) -> Option<StoredLease> {
     serde_json::from_slice(&std::fs::read(lease_path(dir, stream)).ok()?).ok()
 }
 
 /// Writes the lease of `stream` atomically (a temporary file, fsync,
 /// rename).
-fn write_lease(dir: &Path, stream: &str, lease: &LeaseFile) -> std::io::Result<()> {
+fn write_lease(dir: &Path, stream: &str, lease: &StoredLease) -> std::io::Result<()> {
     let path = lease_path(dir, stream);
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut f = create_file(&tmp)?;
@@ -477,10 +470,7 @@ impl Destination for JsonlWarehouse {
                     // The fence: go on only while the lease is still ours.
                     let now = read_lease(dir, &lease.stream);
                     if now.as_ref().map(|l| l.token) != Some(lease.token) {
-                        return Err(super::sqlite::lease_lost(
-                            &lease.stream,
-                            now.map(|l| l.holder),
-                        ));
+                        return Err(lease::lost(&lease.stream, now.map(|l| l.holder)));
                     }
                     write_lease(dir, &lease.stream, &renewed(lease)).map_err(other)?;
                 }
@@ -541,22 +531,15 @@ impl Destination for JsonlWarehouse {
             return Ok(Ok(0));
         };
         let _held = Locked::take(lock, dir)?;
-        let now = chrono::Utc::now().timestamp_millis();
         let held = read_lease(dir, stream);
-        if let Some(l) = &held
-            && l.expires_ms > now
-            && l.holder != holder
-            && Some(l.holder.as_str()) != steal_from
-        {
-            return Ok(Err(LeaseHeld {
-                holder: l.holder.clone(),
-                until: format_utc_micros(l.expires_ms * 1000),
-            }));
-        }
+        let token = match lease::decide(held.as_ref(), holder, steal_from, lease::now_ms()) {
+            Ok(token) => token,
+            Err(held) => return Ok(Err(held)),
+        };
         let lease = Lease {
             stream: stream.to_owned(),
             holder: holder.to_owned(),
-            token: held.map_or(1, |l| l.token + 1),
+            token,
             ttl,
         };
         write_lease(dir, stream, &renewed(&lease))?;
@@ -597,11 +580,11 @@ impl Destination for JsonlWarehouse {
 }
 
 /// `lease` as its file holds it, renewed for another term from now.
-fn renewed(lease: &Lease) -> LeaseFile {
-    LeaseFile {
+fn renewed(lease: &Lease) -> StoredLease {
+    StoredLease {
         holder: lease.holder.clone(),
         token: lease.token,
-        expires_ms: chrono::Utc::now().timestamp_millis() + lease.ttl.as_millis() as i64,
+        expires_ms: lease::expiry_ms(lease.ttl),
     }
 }
 

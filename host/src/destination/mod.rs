@@ -4,15 +4,19 @@
 mod batch;
 mod columns;
 mod jsonl;
+mod lease;
 mod pipelined;
 mod postgres;
+mod sql;
 mod sqlite;
 mod url;
 
 pub use batch::{Batch, BatchError, Cell, Row};
 pub use jsonl::JsonlWarehouse;
+pub use lease::{LEASE_TABLE, Lease, LeaseHeld};
 pub use pipelined::Pipelined;
 pub use postgres::PostgresWarehouse;
+pub use sql::SqlWarehouse;
 pub use sqlite::{Durability, SqliteWarehouse, format_utc_micros};
 pub use url::{JsonlTarget, PostgresUrl, Warehouse};
 
@@ -121,32 +125,6 @@ pub enum Deletes {
 pub const DELETED_COLUMN: &str = "_incsync_deleted";
 /// The column with the time of a soft delete.
 pub const DELETED_AT_COLUMN: &str = "_incsync_deleted_at";
-
-/// A stream's lease, as its holder keeps it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease {
-    /// The stream.
-    pub stream: String,
-    /// Who holds it (`host:pidns-INODE@BOOT:pid:random`: its PID counts only in that PID namespace).
-    pub holder: String,
-    /// Its fencing token: it grows with every new holder, and a checkpoint
-    /// commits only while the lease still has the holder's token.
-    pub token: u64,
-    /// How long each renewal lasts.
-    pub ttl: Duration,
-}
-
-/// Who holds a lease that could not be taken.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseHeld {
-    /// The holder.
-    pub holder: String,
-    /// When it expires, as UTC text.
-    pub until: String,
-}
-
-/// The table of leases, one row per stream.
-pub const LEASE_TABLE: &str = "_incsync_lease";
 
 impl<D: Destination + ?Sized> Destination for Box<D> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {

@@ -1,21 +1,22 @@
 //! The SQLite warehouse: one file holding the synced tables and the saved
 //! state, in WAL mode, with each checkpoint committing its rows and the state
-//! in one transaction.
+//! in one transaction. A [`Dialect`] of the SQL warehouse ([`super::sql`]):
+//! dynamic typing (any value fits any column), `?N` parameters, a prepared
+//! upsert per row.
 
-use super::columns::{COLUMNS_TABLE, Dialect, OVERFLOW_COLUMN, Slot, TableColumns};
-use super::{Batch, Cell};
-use super::{
-    DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, Destination, LEASE_TABLE, Lease, LeaseHeld,
-    on_conflict, quote,
-};
-use crate::runtime::bindings::{DataType, DestinationError, Table};
+use super::Cell;
+use super::columns::{COLUMNS_TABLE, Naming};
+use super::lease::{self, LEASE_TABLE, Lease, LeaseHeld, StoredLease};
+use super::sql::{Dialect, SqlWarehouse, UpsertRows};
+use super::{DELETED_AT_COLUMN, DELETED_COLUMN, Deletes, on_conflict, quote};
+use crate::runtime::bindings::DataType;
 use anyhow::{Context, Result};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-/// The table that holds the connector's state; one row.
+/// The table that holds the connector's state; one row per stream.
 const STATE_TABLE: &str = "_incsync_state";
 
 /// How hard each commit presses the data to disk.
@@ -31,30 +32,28 @@ pub enum Durability {
 }
 
 /// A SQLite file as a warehouse.
-pub struct SqliteWarehouse {
+pub type SqliteWarehouse = SqlWarehouse<Sqlite>;
+
+/// SQLite's dialect: one connection to the warehouse file.
+pub struct Sqlite {
     conn: Connection,
-    in_transaction: bool,
-    /// The lease every checkpoint renews, if this sync holds one.
-    lease: Option<Lease>,
-    /// How deletes and truncates apply.
-    deletes: Deletes,
-    /// The columns of each table the connector writes.
-    tables: HashMap<String, TableColumns>,
 }
 
-fn sql_type(t: DataType) -> &'static str {
-    match t {
-        DataType::String | DataType::UtcDatetime | DataType::Json => "TEXT",
-        DataType::Integer | DataType::Boolean => "INTEGER",
-        DataType::Float => "REAL",
-    }
+/// A column's type affinity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Text,
+    Integer,
+    Real,
 }
 
-fn value_type(v: Cell<'_>) -> &'static str {
-    match v {
-        Cell::Integer(_) | Cell::Boolean(_) => "INTEGER",
-        Cell::Float(_) => "REAL",
-        _ => "TEXT",
+impl Affinity {
+    fn sql(self) -> &'static str {
+        match self {
+            Affinity::Text => "TEXT",
+            Affinity::Integer => "INTEGER",
+            Affinity::Real => "REAL",
+        }
     }
 }
 
@@ -113,12 +112,10 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 }
 
 /// One bound parameter: a value of the batch, or a row's overflow object.
-enum Bind<'a> {
+pub enum Bind<'a> {
     Value(Cell<'a>),
     Json(String),
 }
-
-use super::value_json as to_json;
 
 impl rusqlite::ToSql for Bind<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -153,23 +150,6 @@ fn create_private(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating warehouse {}", path.display())),
     }
-}
-
-fn other(e: impl std::fmt::Display) -> DestinationError {
-    DestinationError::Other(e.to_string())
-}
-
-/// Milliseconds since the epoch, now.
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-/// The error of a checkpoint whose lease another sync took.
-pub(super) fn lease_lost(stream: &str, holder: Option<String>) -> DestinationError {
-    DestinationError::Other(format!(
-        "the lease of stream `{stream}` expired and {} took it over: this sync stops without committing its last rows",
-        holder.map_or("another sync".to_owned(), |h| format!("`{h}`"))
-    ))
 }
 
 /// The columns of `table`, in order; empty if it does not exist.
@@ -255,7 +235,7 @@ fn prepare_state_table(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-impl SqliteWarehouse {
+impl SqlWarehouse<Sqlite> {
     /// Opens (or creates) the warehouse file at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
         create_private(path)?;
@@ -289,29 +269,161 @@ impl SqliteWarehouse {
                  expires_at INTEGER NOT NULL)"
         ))
         .with_context(|| format!("preparing warehouse {}", path.display()))?;
-        Ok(SqliteWarehouse {
-            conn,
-            in_transaction: false,
-            lease: None,
-            deletes: Deletes::Soft,
-            tables: HashMap::new(),
-        })
+        Ok(SqlWarehouse::new(Sqlite { conn }))
     }
 
-    /// Applies deletes and truncates as `deletes` says.
-    pub fn with_deletes(mut self, deletes: Deletes) -> Self {
-        self.deletes = deletes;
-        self
+    /// The connection, for reading the warehouse.
+    pub fn connection(&self) -> &Connection {
+        &self.db.conn
+    }
+}
+
+impl Sqlite {
+    /// Runs `sql` prepared once (every page runs these: parsing SQL showed
+    /// in the profile).
+    fn cached(&self, sql: &str, params: impl rusqlite::Params) -> Result<usize> {
+        Ok(self.conn.prepare_cached(sql)?.execute(params)?)
     }
 
-    /// Adds the soft-delete columns to `table` if it lacks them.
-    /// `_incsync_deleted` is never NULL, so that `WHERE NOT _incsync_deleted`
-    /// keeps every live row.
-    fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
-        let t = self.tables.get(table).expect("known table");
-        if t.has_column(DELETED_COLUMN) {
-            return Ok(());
+    fn has_column(&self, table: &str, column: &str) -> Result<bool> {
+        Ok(columns_of(&self.conn, table)?.iter().any(|c| c == column))
+    }
+}
+
+fn now_text() -> String {
+    format_utc_micros(chrono::Utc::now().timestamp_micros())
+}
+
+impl Dialect for Sqlite {
+    type Kind = Affinity;
+    type Param<'a> = Bind<'a>;
+
+    const NAMING: Naming = Naming::SQLITE;
+    const TEXT: Affinity = Affinity::Text;
+    const ANY_VALUE_FITS: bool = true;
+    const ONE_STATEMENT_PER_BATCH: bool = false;
+
+    fn kind_of_type(t: DataType) -> Affinity {
+        match t {
+            DataType::String | DataType::UtcDatetime | DataType::Json => Affinity::Text,
+            DataType::Integer | DataType::Boolean => Affinity::Integer,
+            DataType::Float => Affinity::Real,
         }
+    }
+
+    fn kind_of_value(v: Cell<'_>) -> Affinity {
+        match v {
+            Cell::Integer(_) | Cell::Boolean(_) => Affinity::Integer,
+            Cell::Float(_) => Affinity::Real,
+            _ => Affinity::Text,
+        }
+    }
+
+    fn kind_name(kind: Affinity) -> &'static str {
+        kind.sql()
+    }
+
+    fn bind<'a>(v: Cell<'a>, _: Affinity) -> Option<Bind<'a>> {
+        Some(Bind::Value(v))
+    }
+
+    fn null<'a>() -> Bind<'a> {
+        Bind::Value(Cell::Null)
+    }
+
+    fn overflow<'a>(object: serde_json::Map<String, serde_json::Value>) -> Bind<'a> {
+        Bind::Json(serde_json::Value::Object(object).to_string())
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        self.cached("BEGIN IMMEDIATE", [])?;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<()> {
+        self.cached("COMMIT", [])?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Vec<(String, Affinity)>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+        rows.map(|r| {
+            let (name, ty) = r?;
+            let kind = match ty.to_ascii_uppercase().as_str() {
+                "INTEGER" => Affinity::Integer,
+                "REAL" => Affinity::Real,
+                _ => Affinity::Text,
+            };
+            Ok((name, kind))
+        })
+        .collect()
+    }
+
+    fn renamed_fields(&mut self, table: &str) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT field, col FROM {COLUMNS_TABLE} WHERE tbl = ?1"
+        ))?;
+        let rows = stmt.query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn record_rename(&mut self, table: &str, field: &str, column: &str) -> Result<()> {
+        self.conn.execute(
+            &format!(
+                "INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"
+            ),
+            params![table, field, column],
+        )?;
+        Ok(())
+    }
+
+    fn create_table(
+        &mut self,
+        table: &str,
+        columns: &[(String, Affinity)],
+        key: &[String],
+    ) -> Result<()> {
+        let defs: Vec<String> = columns
+            .iter()
+            .map(|(c, kind)| format!("{} {}", quote(c), kind.sql()))
+            .collect();
+        let key: Vec<String> = key.iter().map(|c| quote(c)).collect();
+        self.conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))",
+            quote(table),
+            defs.join(", "),
+            key.join(", ")
+        ))?;
+        Ok(())
+    }
+
+    fn add_column(&mut self, table: &str, column: &str, kind: Affinity) -> Result<()> {
+        let added = self.conn.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            quote(table),
+            quote(column),
+            kind.sql()
+        ));
+        // Another stream's connection may have added it since this one
+        // looked (streams sync in parallel): then it is there to use.
+        match added {
+            Err(e) if !self.has_column(table, column)? => Err(anyhow::anyhow!(
+                "adding column `{}` to `{table}`: {e}",
+                crate::printable::printable(column, 200)
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn add_soft_delete_columns(&mut self, table: &str) -> Result<()> {
         for (column, ty) in [
             (DELETED_COLUMN, "INTEGER NOT NULL DEFAULT 0"),
             (DELETED_AT_COLUMN, "TEXT"),
@@ -322,523 +434,207 @@ impl SqliteWarehouse {
                 quote(column)
             ));
             if let Err(e) = added
-                && !e.to_string().contains("duplicate column")
+                && !self.has_column(table, column)?
             {
-                return Err(other(e));
+                return Err(e.into());
             }
-            self.tables
-                .get_mut(table)
-                .expect("known table")
-                .add_column(column);
         }
         Ok(())
     }
 
-    /// `WHERE` over the primary key's columns, with parameters from `?first`.
-    fn key_filter(&self, table: &str, first: usize) -> String {
-        self.tables[table]
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(i, (_, col))| format!("{} = ?{}", quote(col), i + first))
-            .collect::<Vec<_>>()
-            .join(" AND ")
-    }
-
-    /// The key values of each row of `keys`, in the table's key order.
-    fn key_rows<'a>(
-        &self,
-        table: &str,
-        keys: &'a Batch,
-    ) -> Result<Vec<Vec<Cell<'a>>>, DestinationError> {
-        let slots: Vec<usize> = self.tables[table]
-            .keys
-            .iter()
-            .map(|(field, _)| {
-                keys.columns()
-                    .iter()
-                    .position(|c| c == field)
-                    .ok_or_else(|| {
-                        DestinationError::InvalidBatch(format!(
-                            "primary-key column `{field}` is missing"
-                        ))
-                    })
-            })
-            .collect::<Result<_, _>>()?;
-        keys.rows()
-            .enumerate()
-            .map(|(n, row)| {
-                slots
-                    .iter()
-                    .map(|&i| match row.get(i) {
-                        Cell::Null => Err(DestinationError::InvalidBatch(format!(
-                            "row {n} has no primary key `{}`",
-                            keys.columns()[i]
-                        ))),
-                        v => Ok(v),
-                    })
-                    .collect()
-            })
-            .collect()
-    }
-
-    /// The connection, for reading the warehouse.
-    pub fn connection(&self) -> &Connection {
-        &self.conn
-    }
-
-    fn begin(&mut self) -> Result<(), DestinationError> {
-        if !self.in_transaction {
-            // Prepared once: every page begins one, and parsing SQL showed in
-            // the profile.
-            self.conn
-                .prepare_cached("BEGIN IMMEDIATE")
-                .and_then(|mut s| s.execute([]))
-                .map_err(other)?;
-            self.in_transaction = true;
+    fn backfill_deleted_marks(&mut self, table: &str) -> Result<()> {
+        let nullable = self.conn.query_row(
+            "SELECT \"notnull\" = 0 FROM pragma_table_info(?1) WHERE name = ?2",
+            params![table, DELETED_COLUMN],
+            |r| r.get::<_, bool>(0),
+        )?;
+        if nullable {
+            // A table of an earlier version had NULL for a live row (its
+            // column cannot be altered): made 0 here, and upserts set 0 on
+            // every row they write.
+            self.conn.execute(
+                &format!(
+                    "UPDATE {} SET {1} = 0 WHERE {1} IS NULL",
+                    quote(table),
+                    quote(DELETED_COLUMN)
+                ),
+                [],
+            )?;
         }
         Ok(())
     }
 
-    /// Reads a table's columns and renamed fields from the warehouse.
-    fn load_table(&self, table: &str, keys: Vec<(String, String)>) -> Result<TableColumns> {
-        let mut t = TableColumns::new(Dialect::SQLITE);
-        t.keys = keys;
-        let mut stmt = self
-            .conn
-            .prepare(&format!("PRAGMA table_info({})", quote(table)))?;
-        for column in stmt.query_map([], |r| r.get::<_, String>(1))? {
-            t.add_column(&column?);
+    fn upsert(&mut self, rows: &UpsertRows<'_, '_, Self>) -> Result<()> {
+        let mut names: Vec<String> = rows.columns.iter().map(|(c, _)| quote(c)).collect();
+        let mut values: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+        let mut updated: Vec<String> = rows.columns.iter().map(|(c, _)| c.clone()).collect();
+        if rows.overflow.is_some() {
+            names.push(quote(super::columns::OVERFLOW_COLUMN));
+            values.push(format!("?{}", values.len() + 1));
+            updated.push(super::columns::OVERFLOW_COLUMN.to_owned());
         }
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT field, col FROM {COLUMNS_TABLE} WHERE tbl = ?1"
-        ))?;
-        for row in stmt.query_map([table], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })? {
-            let (field, column) = row?;
-            t.rename(&field, Slot::Column(column));
+        if rows.soft_deletes {
+            // An upserted row is there again: no longer soft-deleted (set
+            // on insert too, for a table whose marks had no default).
+            names.extend([quote(DELETED_COLUMN), quote(DELETED_AT_COLUMN)]);
+            values.extend(["0".to_owned(), "NULL".to_owned()]);
+            updated.extend([DELETED_COLUMN.to_owned(), DELETED_AT_COLUMN.to_owned()]);
         }
-        Ok(t)
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ({}) {}",
+            quote(rows.table),
+            names.join(", "),
+            values.join(", "),
+            on_conflict(rows.key, &updated, &[])
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        for n in 0..rows.rows {
+            let row = rows.row(n);
+            match &rows.overflow {
+                Some(objects) => {
+                    stmt.execute(rusqlite::params_from_iter(row.iter().chain([&objects[n]])))?
+                }
+                None => stmt.execute(rusqlite::params_from_iter(row.iter()))?,
+            };
+        }
+        Ok(())
     }
 
-    /// The slot of `field` in `table`, adding a column (of `sql_type`) for a
-    /// new field while the budget lasts, and the overflow column when it is
-    /// first needed.
-    fn slot_for(
+    fn delete(
         &mut self,
         table: &str,
-        field: &str,
-        sql_type: &str,
-    ) -> Result<Slot, DestinationError> {
-        let t = self.tables.get(table).expect("known table");
-        if let Some(slot) = t.slot(field) {
-            return Ok(slot);
-        }
-        let slot = t.allocate(field, false);
-        let (column, ty) = match &slot {
-            Slot::Column(c) => (c.as_str(), sql_type),
-            Slot::Overflow if t.has_column(OVERFLOW_COLUMN) => {
-                let t = self.tables.get_mut(table).expect("known table");
-                t.rename(field, Slot::Overflow);
-                return Ok(Slot::Overflow);
-            }
-            Slot::Overflow => (OVERFLOW_COLUMN, "TEXT"),
-        };
-        let added = self.conn.execute_batch(&format!(
-            "ALTER TABLE {} ADD COLUMN {} {ty}",
-            quote(table),
-            quote(column)
-        ));
-        if let Err(e) = added {
-            // Another stream's connection may have added it since this one
-            // looked (streams sync in parallel): then it is there to use.
-            let there = self
-                .conn
-                .prepare(&format!("PRAGMA table_info({})", quote(table)))
-                .and_then(|mut s| {
-                    s.query_map([], |r| r.get::<_, String>(1))?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(other)?
-                .iter()
-                .any(|c| c == column);
-            if !there {
-                return Err(other(e));
-            }
-        }
-        if slot != Slot::Column(field.to_owned()) && slot != Slot::Overflow {
-            self.conn
-                .execute(
-                    &format!("INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"),
-                    params![table, field, column],
-                )
-                .map_err(other)?;
-        }
-        let t = self.tables.get_mut(table).expect("known table");
-        t.add_column(column);
-        if slot != Slot::Column(field.to_owned()) {
-            t.rename(field, slot.clone());
-        }
-        Ok(slot)
-    }
-
-    fn upsert_sql(table: &str, columns: &[String], keys: &[String]) -> String {
-        let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
-        let slots: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-        format!(
-            "INSERT INTO {} ({}) VALUES ({}) {}",
-            quote(table),
-            names.join(", "),
-            slots.join(", "),
-            on_conflict(keys, columns, &[])
-        )
-    }
-}
-
-impl Destination for SqliteWarehouse {
-    fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
-        for t in tables {
-            super::check_table(t)?;
-            let declared = |k: &String| t.columns.iter().find(|c| &c.name == k);
-            // The key's columns, named as any new field would be.
-            let mut columns = self.load_table(&t.name, Vec::new())?;
-            let exists = !columns.is_empty();
-            let mut keys = Vec::with_capacity(t.primary_key.len());
-            let mut defs = Vec::new();
-            for k in &t.primary_key {
-                let slot = columns.slot(k).unwrap_or_else(|| columns.allocate(k, true));
-                let Slot::Column(column) = slot else {
-                    unreachable!("a key always gets a column")
-                };
-                if !exists {
-                    let ty = declared(k).map_or("TEXT", |c| sql_type(c.data_type));
-                    defs.push(format!("{} {ty}", quote(&column)));
-                    columns.add_column(&column);
-                    if &column != k {
-                        columns.rename(k, Slot::Column(column.clone()));
-                        self.conn.execute(
-                            &format!("INSERT OR REPLACE INTO {COLUMNS_TABLE} (tbl, field, col) VALUES (?1, ?2, ?3)"),
-                            params![t.name, k, column],
-                        )?;
-                    }
-                }
-                keys.push((k.clone(), column));
-            }
-            if !exists {
-                let pk: Vec<String> = keys.iter().map(|(_, c)| quote(c)).collect();
-                self.conn.execute_batch(&format!(
-                    "CREATE TABLE {} ({}, PRIMARY KEY ({}))",
-                    quote(&t.name),
-                    defs.join(", "),
-                    pk.join(", ")
-                ))?;
-            }
-            columns.keys = keys;
-            let soft_deleted = columns.has_column(DELETED_COLUMN);
-            self.tables.insert(t.name.clone(), columns);
-            let nullable = soft_deleted
-                && self.conn.query_row(
-                    "SELECT \"notnull\" = 0 FROM pragma_table_info(?1) WHERE name = ?2",
-                    params![t.name, DELETED_COLUMN],
-                    |r| r.get::<_, bool>(0),
-                )?;
-            if nullable {
-                // A table of an earlier version had NULL for a live row (its
-                // column cannot be altered): made 0 here, and upserts set 0
-                // on every row they touch.
-                self.conn.execute(
-                    &format!(
-                        "UPDATE {} SET {1} = 0 WHERE {1} IS NULL",
-                        quote(&t.name),
-                        quote(DELETED_COLUMN)
-                    ),
-                    [],
-                )?;
-            }
-            for c in &t.columns {
-                self.slot_for(&t.name, &c.name, sql_type(c.data_type))
-                    .map_err(|e| {
-                        anyhow::anyhow!("table `{}`, column `{}`: {e:?}", t.name, c.name)
-                    })?;
-            }
-        }
-        Ok(())
-    }
-
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
-        let Some(t) = self.tables.get(table) else {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
-        };
-        let width = batch.columns().len();
-        let mut position = HashMap::with_capacity(width);
-        for (i, c) in batch.columns().iter().enumerate() {
-            if position.insert(c.as_str(), i).is_some() {
-                return Err(DestinationError::InvalidBatch(format!(
-                    "column `{}` is named twice",
-                    crate::printable::printable(c, 200)
-                )));
-            }
-        }
-        let mut key_slots = Vec::with_capacity(t.keys.len());
-        for (k, _) in &t.keys {
-            match position.get(k.as_str()) {
-                Some(&i) => key_slots.push(i),
-                None => {
-                    return Err(DestinationError::InvalidBatch(format!(
-                        "primary-key column `{k}` is missing"
-                    )));
-                }
-            }
-        }
-        let key_columns: Vec<String> = t.keys.iter().map(|(_, c)| c.clone()).collect();
-        super::check_rows(&batch, &key_slots)?;
-        if batch.is_empty() {
-            return Ok(());
-        }
-        self.begin()?;
-        let mut slots = Vec::with_capacity(width);
-        for (i, c) in batch.columns().iter().enumerate() {
-            let ty = batch
-                .rows()
-                .map(|r| r.get(i))
-                .find(|v| !v.is_null())
-                .map_or("TEXT", value_type);
-            slots.push(self.slot_for(table, c, ty)?);
-        }
-        let mut sql_columns: Vec<String> = slots
-            .iter()
-            .filter_map(|s| match s {
-                Slot::Column(c) => Some(c.clone()),
-                Slot::Overflow => None,
-            })
-            .collect();
-        let overflow: Vec<usize> = (0..width).filter(|&i| slots[i] == Slot::Overflow).collect();
-        if !overflow.is_empty() {
-            sql_columns.push(OVERFLOW_COLUMN.to_owned());
-        }
-        let sql = Self::upsert_sql(table, &sql_columns, &key_columns);
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
-        let mut binds: Vec<Bind<'_>> = Vec::with_capacity(sql_columns.len());
-        for row in batch.rows() {
-            binds.clear();
-            binds.extend(
-                row.iter()
-                    .zip(&slots)
-                    .filter(|(_, s)| matches!(s, Slot::Column(_)))
-                    .map(|(v, _)| Bind::Value(v)),
-            );
-            if !overflow.is_empty() {
-                let object: serde_json::Map<String, serde_json::Value> = overflow
-                    .iter()
-                    .filter(|&&i| !row.get(i).is_null())
-                    .map(|&i| (batch.columns()[i].clone(), to_json(row.get(i))))
-                    .collect();
-                binds.push(Bind::Json(serde_json::Value::Object(object).to_string()));
-            }
-            stmt.execute(rusqlite::params_from_iter(binds.iter()))
-                .map_err(other)?;
-        }
-        drop(stmt);
-        if self.tables[table].has_column(DELETED_COLUMN) {
-            // An upserted row is there again: no longer soft-deleted.
-            let sql = format!(
-                "UPDATE {} SET {} = 0, {} = NULL WHERE {} AND {1} IS NOT 0",
-                quote(table),
-                quote(DELETED_COLUMN),
-                quote(DELETED_AT_COLUMN),
-                self.key_filter(table, 1)
-            );
-            let rows = self.key_rows(table, &batch)?;
-            let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
-            for key in rows {
-                let binds: Vec<Bind<'_>> = key.into_iter().map(Bind::Value).collect();
-                stmt.execute(rusqlite::params_from_iter(binds.iter()))
-                    .map_err(other)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
-        if !self.tables.contains_key(table) {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
-        }
-        let rows = self.key_rows(table, &keys)?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.begin()?;
+        deletes: Deletes,
+        key: &[(String, Affinity)],
+        keys: &[Bind<'_>],
+    ) -> Result<()> {
         // Soft: `?1` is the time of the delete, the key `?2…`; hard: the key.
-        let first_key = match self.deletes {
+        let first = match deletes {
             Deletes::Hard => 1,
-            Deletes::Soft => {
-                self.soft_delete_columns(table)?;
-                2
-            }
+            Deletes::Soft => 2,
         };
-        let sql = super::delete_sql(
-            table,
-            self.deletes,
-            ("1", "?1"),
-            &self.key_filter(table, first_key),
-        );
-        let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(other)?;
-        for key in rows {
-            let mut binds: Vec<Bind<'_>> = match self.deletes {
-                Deletes::Hard => Vec::new(),
-                Deletes::Soft => vec![Bind::Json(now.clone())],
+        let filter: Vec<String> = key
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| format!("{} = ?{}", quote(c), i + first))
+            .collect();
+        let sql = super::delete_sql(table, deletes, ("1", "?1"), &filter.join(" AND "));
+        let now = Bind::Json(now_text());
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        for one in keys.chunks(key.len()) {
+            match deletes {
+                Deletes::Hard => stmt.execute(rusqlite::params_from_iter(one.iter()))?,
+                Deletes::Soft => {
+                    stmt.execute(rusqlite::params_from_iter([&now].into_iter().chain(one)))?
+                }
             };
-            binds.extend(key.into_iter().map(Bind::Value));
-            stmt.execute(rusqlite::params_from_iter(binds.iter()))
-                .map_err(other)?;
         }
         Ok(())
     }
 
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
-        if !self.tables.contains_key(table) {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
-        }
-        self.begin()?;
-        match self.deletes {
-            Deletes::Hard => {
-                self.conn
-                    .execute(&format!("DELETE FROM {}", quote(table)), [])
-                    .map_err(other)?;
-            }
-            Deletes::Soft => {
-                self.soft_delete_columns(table)?;
-                let now = format_utc_micros(chrono::Utc::now().timestamp_micros());
-                self.conn
-                    .execute(
-                        &format!(
-                            "UPDATE {0} SET {1} = 1, {2} = ?1 WHERE {1} IS NOT 1",
-                            quote(table),
-                            quote(DELETED_COLUMN),
-                            quote(DELETED_AT_COLUMN)
-                        ),
-                        [now],
-                    )
-                    .map_err(other)?;
-            }
-        }
-        Ok(())
-    }
-
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
-        self.begin()?;
-        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-        let mut save = self
-            .conn
-            .prepare_cached(&format!(
-                "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (stream) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
-            ))
-            .map_err(other)?;
-        for (stream, text) in super::split_state(state) {
-            save.execute(params![stream, text, now]).map_err(other)?;
-        }
-        drop(save);
-        if let Some(lease) = &self.lease {
-            // The fence: commit only while the lease is still this holder's.
-            let renewed = self
+    fn truncate(&mut self, table: &str, deletes: Deletes) -> Result<()> {
+        match deletes {
+            Deletes::Hard => self
                 .conn
-                .prepare_cached(&format!(
+                .execute(&format!("DELETE FROM {}", quote(table)), [])?,
+            Deletes::Soft => self.conn.execute(
+                &format!(
+                    "UPDATE {0} SET {1} = 1, {2} = ?1 WHERE {1} IS NOT 1",
+                    quote(table),
+                    quote(DELETED_COLUMN),
+                    quote(DELETED_AT_COLUMN)
+                ),
+                [now_text()],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn save_state(&mut self, rows: &[(String, String)], fence: Option<&Lease>) -> Result<bool> {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Some(lease) = fence {
+            // The fence: commit only while the lease is still this holder's.
+            let renewed = self.cached(
+                &format!(
                     "UPDATE {LEASE_TABLE} SET expires_at = ?1 WHERE stream = ?2 AND token = ?3"
-                ))
-                .and_then(|mut s| {
-                    s.execute(params![
-                        now_ms() + lease.ttl.as_millis() as i64,
-                        lease.stream,
-                        lease.token as i64
-                    ])
-                })
-                .map_err(other)?;
+                ),
+                params![
+                    lease::expiry_ms(lease.ttl),
+                    lease.stream,
+                    lease.token as i64
+                ],
+            )?;
             if renewed == 0 {
-                let holder: Option<String> = self
-                    .conn
-                    .query_row(
-                        &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = ?1"),
-                        [&lease.stream],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(other)?;
-                return Err(lease_lost(&lease.stream, holder));
+                return Ok(false);
             }
         }
-        self.conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
-            .map_err(other)?;
-        self.in_transaction = false;
-        Ok(())
-    }
-
-    fn rollback(&mut self) -> Result<()> {
-        if self.in_transaction {
-            self.conn.execute_batch("ROLLBACK")?;
-            self.in_transaction = false;
-            // Columns added in the rolled-back transaction are gone again.
-            let names: Vec<String> = self.tables.keys().cloned().collect();
-            for table in names {
-                let keys = std::mem::take(&mut self.tables.get_mut(&table).expect("known").keys);
-                let reloaded = self.load_table(&table, keys)?;
-                self.tables.insert(table, reloaded);
-            }
+        let mut save = self.conn.prepare_cached(&format!(
+            "INSERT INTO {STATE_TABLE} (stream, state, saved_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (stream) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
+        ))?;
+        for (stream, text) in rows {
+            save.execute(params![stream, text, now])?;
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn reset_state(&mut self) -> Result<bool> {
-        Ok(self
-            .conn
-            .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?
-            > 0)
+    fn state_rows(&mut self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT stream, state FROM {STATE_TABLE} ORDER BY stream"
+        ))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn acquire_lease(
+    fn forget_state(&mut self, stream: Option<&str>) -> Result<u64> {
+        let n = match stream {
+            None => self
+                .conn
+                .execute(&format!("DELETE FROM {STATE_TABLE}"), [])?,
+            Some(s) => self
+                .conn
+                .execute(&format!("DELETE FROM {STATE_TABLE} WHERE stream = ?1"), [s])?,
+        };
+        Ok(n as u64)
+    }
+
+    fn take_lease(
         &mut self,
         stream: &str,
         holder: &str,
-        ttl: std::time::Duration,
+        ttl: Duration,
         steal_from: Option<&str>,
     ) -> Result<Result<u64, LeaseHeld>> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         let outcome = (|| -> Result<Result<u64, LeaseHeld>> {
-            let now = now_ms();
-            let row: Option<(String, i64, i64)> = self
+            let stored: Option<StoredLease> = self
                 .conn
                 .query_row(
                     &format!(
                         "SELECT holder, token, expires_at FROM {LEASE_TABLE} WHERE stream = ?1"
                     ),
                     [stream],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| {
+                        Ok(StoredLease {
+                            holder: r.get(0)?,
+                            token: r.get::<_, i64>(1)? as u64,
+                            expires_ms: r.get(2)?,
+                        })
+                    },
                 )
                 .optional()?;
-            if let Some((other, _, expires)) = &row
-                && *expires > now
-                && other != holder
-                && Some(other.as_str()) != steal_from
-            {
-                return Ok(Err(LeaseHeld {
-                    holder: other.clone(),
-                    until: format_utc_micros(expires * 1000),
-                }));
-            }
-            let token = row.map_or(1, |(_, t, _)| t + 1);
+            let token = match lease::decide(stored.as_ref(), holder, steal_from, lease::now_ms()) {
+                Ok(token) => token,
+                Err(held) => return Ok(Err(held)),
+            };
             self.conn.execute(
                 &format!(
                     "INSERT INTO {LEASE_TABLE} (stream, holder, token, expires_at) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (stream) DO UPDATE SET holder = excluded.holder,
                          token = excluded.token, expires_at = excluded.expires_at"
                 ),
-                params![stream, holder, token, now + ttl.as_millis() as i64],
+                params![stream, holder, token as i64, lease::expiry_ms(ttl)],
             )?;
-            Ok(Ok(token as u64))
+            Ok(Ok(token))
         })();
         match &outcome {
             Ok(Ok(_)) => self.conn.execute_batch("COMMIT")?,
@@ -847,13 +643,18 @@ impl Destination for SqliteWarehouse {
         outcome
     }
 
-    fn hold_lease(&mut self, lease: Lease) {
-        self.lease = Some(lease);
+    fn lease_holder(&mut self, stream: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT holder FROM {LEASE_TABLE} WHERE stream = ?1"),
+                [stream],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     fn release_lease(&mut self, lease: &Lease) -> Result<()> {
-        // The row stays, expired, so that the next holder's token is larger
-        // than any a stalled worker may still hold.
         self.conn.execute(
             &format!("UPDATE {LEASE_TABLE} SET expires_at = 0 WHERE stream = ?1 AND token = ?2"),
             params![lease.stream, lease.token as i64],
@@ -861,38 +662,20 @@ impl Destination for SqliteWarehouse {
         Ok(())
     }
 
-    fn forget_stream(&mut self, stream: &str) -> Result<bool> {
-        Ok(self.conn.execute(
-            &format!("DELETE FROM {STATE_TABLE} WHERE stream = ?1"),
-            [stream],
-        )? > 0)
-    }
-
-    fn row_count(&mut self, table: &str) -> Result<Option<u64>> {
-        let n: u64 =
-            self.conn
-                .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
-                    r.get(0)
-                })?;
-        Ok(Some(n))
-    }
-
-    fn saved_state(&mut self) -> Result<Option<String>> {
-        let rows: Vec<(String, String)> = self
+    fn row_count(&mut self, table: &str) -> Result<u64> {
+        Ok(self
             .conn
-            .prepare(&format!(
-                "SELECT stream, state FROM {STATE_TABLE} ORDER BY stream"
-            ))?
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        Ok(super::join_state(rows))
+            .query_row(&format!("SELECT count(*) FROM {}", quote(table)), [], |r| {
+                r.get(0)
+            })?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::bindings::Column;
+    use crate::destination::{Batch, Destination};
+    use crate::runtime::bindings::{Column, DestinationError, Table};
     use sha2::Digest;
 
     fn user_table() -> Table {
@@ -1049,7 +832,7 @@ mod tests {
         );
         let columns = column_names(&w);
         assert!(
-            columns.len() <= Dialect::SQLITE.budget + 1,
+            columns.len() <= Naming::SQLITE.budget + 1,
             "{}",
             columns.len()
         );
