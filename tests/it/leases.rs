@@ -174,19 +174,3 @@ fn a_sync_whose_lease_was_taken_over_commits_nothing_more() {
         .unwrap();
     assert_eq!(holder, "thief:1:0");
 }
-
-#[test]
-fn a_stalled_holder_is_fenced_out_after_a_release_in_sqlite_and_jsonl() {
-    use incsync_host::destination::{self, JsonlTarget, Warehouse};
-    let dir = tempfile::tempdir().unwrap();
-    for warehouse in [
-        Warehouse::Sqlite(dir.path().join("w.db")),
-        Warehouse::Jsonl(JsonlTarget::Dir(dir.path().join("jsonl"))),
-    ] {
-        incsync_testkit::a_stalled_holder_is_fenced_out_after_a_release(|| {
-            let mut w = destination::open(&warehouse, destination::Durability::Normal).unwrap();
-            w.create_tables(&[]).unwrap();
-            w
-        });
-    }
-}

@@ -30,3 +30,4 @@ mod scripting;
 mod secrets;
 mod step_size_sync;
 mod timestamp_sync;
+mod warehouse_contract;

@@ -385,14 +385,9 @@ impl Destination for JsonlWarehouse {
     }
 
     fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
-        let Some(keys) = self.tables.get(table) else {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
-        };
-        if let Some(k) = keys.iter().find(|k| !batch.columns().contains(k)) {
-            return Err(DestinationError::InvalidBatch(format!(
-                "primary-key column `{k}` is missing"
-            )));
-        }
+        // A column named twice or a null key, too: the lines are read back
+        // as what the warehouses upsert by key.
+        super::check_write(&self.tables, table, Some(&batch))?;
         for row in batch.rows() {
             let record: serde_json::Map<String, serde_json::Value> = batch
                 .columns()
@@ -407,14 +402,7 @@ impl Destination for JsonlWarehouse {
     }
 
     fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
-        let Some(pk) = self.tables.get(table) else {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
-        };
-        if let Some(k) = pk.iter().find(|k| !keys.columns().contains(k)) {
-            return Err(DestinationError::InvalidBatch(format!(
-                "primary-key column `{k}` is missing"
-            )));
-        }
+        super::check_write(&self.tables, table, Some(&keys))?;
         for row in keys.rows() {
             let key: serde_json::Map<String, serde_json::Value> = keys
                 .columns()

@@ -3,6 +3,7 @@
 //! warehouse ([`World`]), throwaway PostgreSQL clusters ([`pg`]), and the
 //! sandbox tests' hostile component ([`HOSTILE_WASM`]).
 
+pub mod contract;
 pub mod pg;
 
 use incsync_sample_api::dataset::format_ts;
@@ -201,54 +202,6 @@ impl World {
     pub fn api_max_updated(&self) -> String {
         self.api.with_data(|d| format_ts(d.max_updated().unwrap()))
     }
-}
-
-/// A stalled worker holds token `a`; its lease expires, a second worker
-/// takes it and gives it up, a third takes it. The third's token must be
-/// larger than the first's, so the first, waking up, commits nothing
-/// (its checkpoint is fenced out) and the third commits. `open` opens the
-/// warehouse under test, once per worker.
-pub fn a_stalled_holder_is_fenced_out_after_a_release(
-    open: impl Fn() -> Box<dyn incsync_host::destination::Destination>,
-) {
-    use incsync_host::destination::Lease;
-    use std::time::Duration;
-    let lease = |holder: &str, token: u64, ttl: Duration| Lease {
-        stream: "s".into(),
-        holder: holder.into(),
-        token,
-        ttl,
-    };
-    let long = Duration::from_secs(60);
-    let mut first = open();
-    let a = first
-        .acquire_lease("s", "host:1:a", Duration::from_millis(1), None)
-        .unwrap()
-        .unwrap();
-    first.hold_lease(lease("host:1:a", a, Duration::from_millis(1)));
-    std::thread::sleep(Duration::from_millis(20));
-    let mut second = open();
-    let b = second
-        .acquire_lease("s", "host:2:b", long, None)
-        .unwrap()
-        .unwrap();
-    assert!(b > a, "{b} after {a}");
-    second.release_lease(&lease("host:2:b", b, long)).unwrap();
-    let mut third = open();
-    let c = third
-        .acquire_lease("s", "host:3:c", long, None)
-        .unwrap()
-        .unwrap();
-    assert!(c > b, "tokens only grow: {c} after {b}");
-    third.hold_lease(lease("host:3:c", c, long));
-    let fenced = first.checkpoint(r#"{"streams":{"s":{"by":"a"}}}"#);
-    assert!(fenced.is_err(), "the stalled holder committed");
-    let _ = first.rollback();
-    third.checkpoint(r#"{"streams":{"s":{"by":"c"}}}"#).unwrap();
-    assert_eq!(
-        open().saved_state().unwrap().as_deref(),
-        Some(r#"{"streams":{"s":{"by":"c"}}}"#)
-    );
 }
 
 /// Runs `cmd`, fails the test with what it printed on stderr unless it
