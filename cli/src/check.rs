@@ -1,7 +1,8 @@
 //! `incsync check`: try a config without syncing it.
 
+use crate::shared::Result;
 use crate::shared::{CacheArgs, component_source, read_config};
-use anyhow::Result;
+use incsync_host::Error;
 use incsync_host::runtime::Runtime;
 use incsync_host::sync;
 use std::path::PathBuf;
@@ -50,10 +51,11 @@ pub fn run(args: Args) -> Result<()> {
         .filter(|c| !c.passed)
         .map(|c| c.stream.as_str())
         .collect();
-    anyhow::ensure!(
-        failed.is_empty(),
-        "check failed for stream(s) {}",
-        failed.join(", ")
-    );
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::CheckFailed(
+            failed.into_iter().map(str::to_owned).collect(),
+        ))
+    }
 }

@@ -1,6 +1,6 @@
 //! `incsync completions`: a shell's completion script.
 
-use anyhow::Result;
+use crate::shared::Result;
 
 #[derive(clap::Args)]
 pub struct Args {

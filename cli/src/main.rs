@@ -13,7 +13,7 @@ mod serve;
 mod shared;
 mod state;
 
-use anyhow::Result;
+use crate::shared::Result;
 use clap::{Parser, Subcommand};
 use incsync_host::exit;
 use incsync_host::printable::printable;
@@ -100,8 +100,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(exit::SUCCESS),
         Err(e) => {
             // Errors quote the connector and the API: escape what they say.
-            let line = printable(&format!("{e:#}").replace('\n', " "), 16 << 10);
-            let code = exit::code_for(&e);
+            let line = printable(&e.to_string().replace('\n', " "), 16 << 10);
+            let code = e.exit_code();
             if json && !reported {
                 println!("{}", serde_json::json!({"error": line, "exit_code": code}));
             }
@@ -133,15 +133,13 @@ fn execute(command: Command, log_format: LogFormat, reported: &mut bool) -> Resu
         Command::Component(args) => component::run(args),
         Command::State(args) => state::run(args),
         Command::ConfigSchema => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&incsync_host::config::json_schema())?
-            );
+            // A JSON value's alternate form is pretty-printed.
+            println!("{:#}", incsync_host::config::json_schema());
             Ok(())
         }
         Command::Reset(args) => reset::run(args),
         Command::Completions(args) => completions::run::<Cli>(args),
         Command::Serve(args) => serve::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => Ok(demo::run(args)?),
     }
 }

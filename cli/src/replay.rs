@@ -1,12 +1,12 @@
 //! `incsync replay`: a sync offline from a cassette of `run --record`, checked against it.
 
+use crate::shared::Result;
 use crate::shared::{
     CacheArgs, component_source, json_outcome, read_config, sync_error, warehouse_arg,
 };
-use anyhow::Result;
-use incsync_host::cassette;
 use incsync_host::destination::Durability;
 use incsync_host::sync::{self, SyncJob};
+use incsync_host::{Error, cassette};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -93,20 +93,20 @@ pub fn run(args: Args, reported: &mut bool) -> Result<()> {
     } else {
         ""
     };
-    let error = match (verdict, &result) {
-        (cassette::Verdict::Failed, Err(failure)) => Some(sync_error(failure)),
-        // `Failed` comes only of a failed sync.
-        (cassette::Verdict::Same | cassette::Verdict::Failed, _) => None,
-        (
-            cassette::Verdict::Diverged(d)
-            | cassette::Verdict::EndedEarly(d)
-            | cassette::Verdict::CheckpointDiffers(d),
-            _,
-        ) => Some(anyhow::anyhow!("{d}{hint}")),
+    let (report, failed) = match result {
+        Ok(report) => (Some(Box::new(report)), None),
+        Err(failure) => {
+            let (report, error) = sync_error(failure);
+            (report, Some(error))
+        }
     };
-    let report = match &result {
-        Ok(report) => Some(report),
-        Err(failure) => failure.report.as_deref(),
+    let error = match verdict {
+        // `Failed` comes only of a failed sync.
+        cassette::Verdict::Failed => failed,
+        cassette::Verdict::Same => None,
+        cassette::Verdict::Diverged(d)
+        | cassette::Verdict::EndedEarly(d)
+        | cassette::Verdict::CheckpointDiffers(d) => Some(Error::Diverged(format!("{d}{hint}"))),
     };
     if let Some(report) = report {
         if json {

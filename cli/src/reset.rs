@@ -1,7 +1,7 @@
 //! `incsync reset`: forget the saved state (or one stream's).
 
+use crate::shared::Result;
 use crate::shared::{read_config, warehouse_arg};
-use anyhow::Result;
 use incsync_host::sync;
 use std::path::PathBuf;
 

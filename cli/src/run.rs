@@ -1,12 +1,12 @@
 //! `incsync run`: one sync of a config's streams into a warehouse.
 
+use crate::shared::Result;
 use crate::shared::{
     CacheArgs, component_source, json_outcome, read_config, sync_error, warehouse_arg,
 };
-use anyhow::Result;
+use incsync_host::Error;
 use incsync_host::cassette;
 use incsync_host::destination::{Durability, JsonlTarget, Warehouse};
-use incsync_host::exit;
 use incsync_host::progress::{LogFormat, Progress, ProgressMode};
 use incsync_host::sync::{self, SyncJob};
 use std::path::PathBuf;
@@ -125,7 +125,7 @@ pub fn run(args: Args, log_format: LogFormat, reported: &mut bool) -> Result<()>
         start_state: None,
     };
     if !(progress_every.is_finite() && progress_every > 0.0) {
-        return Err(exit::usage(
+        return Err(Error::usage(
             "--progress-every must be a number of seconds above 0",
         ));
     }
@@ -151,9 +151,12 @@ pub fn run(args: Args, log_format: LogFormat, reported: &mut bool) -> Result<()>
     if let Some(recorder) = &recorder {
         recorder.finish()?;
     }
-    let (report, error) = match &result {
-        Ok(report) => (Some(report), None),
-        Err(failure) => (failure.report.as_deref(), Some(sync_error(failure))),
+    let (report, error) = match result {
+        Ok(report) => (Some(Box::new(report)), None),
+        Err(failure) => {
+            let (report, error) = sync_error(failure);
+            (report, Some(error))
+        }
     };
     if let Some(report) = report {
         if json {

@@ -1,7 +1,7 @@
 //! `incsync schema`: the tables and columns a config's sync creates.
 
+use crate::shared::Result;
 use crate::shared::{CacheArgs, component_source, read_config};
-use anyhow::Result;
 use incsync_host::runtime::Runtime;
 use incsync_host::sync;
 use std::path::PathBuf;

@@ -1,6 +1,6 @@
 //! `incsync serve`: the sample API.
 
-use anyhow::Result;
+use crate::shared::Result;
 use incsync_sample_api::{Api, SampleApi, ServeOptions};
 
 #[derive(clap::Args)]

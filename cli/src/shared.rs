@@ -2,12 +2,11 @@
 //! `--warehouse`, a config file and a failed sync's error are read, and the
 //! `--json` outcome.
 
-use anyhow::Result;
 use incsync_host::destination::Warehouse;
-use incsync_host::exit;
 use incsync_host::printable::printable;
 use incsync_host::runtime::ComponentCache;
 use incsync_host::sync::{self, ComponentSource};
+use incsync_host::{Error, exit};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -35,45 +34,47 @@ pub fn component_source(file: Option<PathBuf>) -> ComponentSource {
     file.map_or(ComponentSource::Bundled, ComponentSource::File)
 }
 
-/// The error of a sync that failed, with what it had done, keeping its exit
-/// code (a config error stays one, a busy lease stays one).
-pub fn sync_error(failure: &sync::SyncFailure) -> anyhow::Error {
+/// What a command returns: its error says its exit code.
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
+
+/// A failed sync's report, if the streams ran, and its error, saying what
+/// the sync had done when it did anything (the exit code stays the
+/// error's: a config error stays one, a busy lease stays one).
+pub fn sync_error(failure: sync::SyncFailure) -> (Option<Box<sync::SyncReport>>, Error) {
     let rows: u64 = failure.stats.rows.values().sum();
-    let line = if failure.stats.requests == 0 && rows == 0 {
-        // Nothing ran (a config error, a missing secret, a busy lease):
-        // nothing to say about what the warehouse keeps.
-        format!("{:#}", failure.error)
+    let requests = failure.stats.requests;
+    // Nothing ran (a config error, a missing secret, a busy lease): nothing
+    // to say about what the warehouse keeps.
+    let error = if requests == 0 && rows == 0 {
+        failure.error
     } else {
-        format!(
-            "{:#} (the sync stopped after {} requests and {rows} rows; the warehouse keeps its last checkpoint)",
-            failure.error, failure.stats.requests
-        )
+        Error::Stopped {
+            error: Box::new(failure.error),
+            requests,
+            rows,
+        }
     };
-    match exit::code_for(&failure.error) {
-        exit::USAGE => exit::usage(line),
-        exit::LEASE_BUSY => anyhow::Error::new(exit::LeaseBusy(line)),
-        _ => anyhow::anyhow!(line),
-    }
+    (failure.report, error)
 }
 
 /// A report's JSON with how the command ends: `error` (escaped, one line)
 /// and `exit_code`.
-pub fn json_outcome(mut value: serde_json::Value, error: Option<&anyhow::Error>) -> String {
+pub fn json_outcome(mut value: serde_json::Value, error: Option<&Error>) -> String {
     value["ok"] = error.is_none().into();
-    value["exit_code"] = error.map_or(exit::SUCCESS, exit::code_for).into();
+    value["exit_code"] = error.map_or(exit::SUCCESS, Error::exit_code).into();
     value["error"] = error
-        .map(|e| printable(&format!("{e:#}").replace('\n', " "), 16 << 10))
+        .map(|e| printable(&e.to_string().replace('\n', " "), 16 << 10))
         .into();
     value.to_string()
 }
 
 /// Reads `--warehouse`; the error is one line, and a usage error.
 pub fn warehouse_arg(text: &str) -> Result<Warehouse> {
-    Warehouse::parse(text).map_err(|e| exit::usage(format!("--warehouse: {e}")))
+    Warehouse::parse(text).map_err(|e| Error::usage(format!("--warehouse: {e}")))
 }
 
 /// Reads a config file; a missing or unreadable one is a usage error.
 pub fn read_config(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path)
-        .map_err(|e| exit::usage(format!("reading config {}: {e}", path.display())))
+        .map_err(|e| Error::usage(format!("reading config {}: {e}", path.display())))
 }

@@ -1,7 +1,7 @@
 //! `incsync state`: the warehouse's saved state.
 
+use crate::shared::Result;
 use crate::shared::{read_config, warehouse_arg};
-use anyhow::Result;
 use incsync_host::sync;
 use std::path::PathBuf;
 
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> Result<()> {
     if json {
         println!("{value}");
     } else {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{value:#}");
     }
     Ok(())
 }

@@ -308,11 +308,11 @@ impl Recorder {
         redactor: Redactor,
         state_before: Option<&str>,
         only_stream: Option<&str>,
-    ) -> Result<Recorder> {
+    ) -> Result<Recorder, crate::Error> {
         crate::destination::create_private_dir(dir)
             .with_context(|| format!("creating the cassette folder {}", dir.display()))?;
         if dir.join("meta.json").exists() {
-            return Err(crate::exit::usage(format!(
+            return Err(crate::Error::usage(format!(
                 "{} already holds a cassette; record into an empty folder",
                 dir.display()
             )));
@@ -494,9 +494,9 @@ fn stream_field(v: &Value) -> Option<String> {
 
 impl Cassette {
     /// Reads the cassette in `dir`; a missing or malformed one is a usage error.
-    pub fn open(dir: &Path) -> Result<Cassette> {
-        let bad = |what: String| crate::exit::usage(format!("cassette {}: {what}", dir.display()));
-        let read = |path: &Path| -> Result<Value> {
+    pub fn open(dir: &Path) -> Result<Cassette, crate::Error> {
+        let bad = |what: String| crate::Error::usage(format!("cassette {}: {what}", dir.display()));
+        let read = |path: &Path| -> Result<Value, crate::Error> {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| bad(format!("reading {}: {e}", path.display())))?;
             serde_json::from_str(&text)

@@ -1,9 +1,8 @@
 //! The exit codes of the `incsync` command: a contract with the scripts and
 //! schedulers that run it, documented in `--help` and the README.
-
-use crate::config::ConfigError;
-use crate::runtime::RunError;
-use crate::runtime::bindings::ConnectorError;
+//!
+//! Which error ends with which code is the error's to say
+//! ([`crate::Error::exit_code`]).
 
 /// Everything asked for was done.
 pub const SUCCESS: u8 = 0;
@@ -43,42 +42,6 @@ pub const HELP: &str = "Exit codes:
   2  usage or config error (a bad flag or key, an unset secret, an unknown stream, a missing file): nothing ran
   3  another sync holds the lease of a stream (see --wait-for-lease)
 When several streams fail, the first of 2, 1, 3 that one of them has.";
-
-/// A stream's lease is held by another sync.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct LeaseBusy(pub String);
-
-/// A mistake in the command line or its files, found before anything ran.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
-/// A [`UsageError`] with `message`, as an `anyhow::Error`.
-pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    anyhow::Error::new(UsageError(message.into()))
-}
-
-/// The exit code for `error`: [`USAGE`] when it is the user's input (a usage
-/// error, a host config key, the connector's `invalid-config`), else
-/// [`SYNC_FAILED`].
-pub fn code_for(error: &anyhow::Error) -> u8 {
-    let usage = error.chain().any(|cause| {
-        cause.is::<UsageError>()
-            || cause.is::<ConfigError>()
-            || matches!(
-                cause.downcast_ref::<RunError>(),
-                Some(RunError::Connector(ConnectorError::InvalidConfig(_)))
-            )
-    });
-    if usage {
-        USAGE
-    } else if error.chain().any(|cause| cause.is::<LeaseBusy>()) {
-        LEASE_BUSY
-    } else {
-        SYNC_FAILED
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@ pub mod cassette;
 pub mod check;
 pub mod config;
 pub mod destination;
+pub mod error;
 pub mod exit;
 pub mod http;
 pub mod printable;
@@ -20,3 +21,5 @@ pub mod runtime;
 pub mod secrets;
 pub mod streams;
 pub mod sync;
+
+pub use error::Error;

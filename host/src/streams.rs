@@ -6,8 +6,9 @@
 //! others' state survives. `state` and `reset` read and edit only that
 //! stream's entry of the saved state (`{"streams": {NAME: {...}}}`).
 
-use crate::exit;
-use anyhow::Result;
+use crate::Error;
+
+type Result<T> = std::result::Result<T, Error>;
 use serde_json::Value;
 
 /// The name of each stream of a config, in order: `name`, else `table`.
@@ -33,10 +34,10 @@ pub fn stream_name(stream: &Value) -> Option<String> {
 /// streams there are if it has none of that name.
 pub fn only(config: &str, name: &str) -> Result<String> {
     let mut value: Value = serde_json::from_str(config)
-        .map_err(|e| exit::usage(format!("invalid config: config: not valid JSON ({e})")))?;
+        .map_err(|e| Error::usage(format!("invalid config: config: not valid JSON ({e})")))?;
     let all = names(&value);
     let Some(streams) = value.get_mut("streams").and_then(Value::as_array_mut) else {
-        return Err(exit::usage(
+        return Err(Error::usage(
             "invalid config: `streams`: missing or not a list",
         ));
     };
@@ -47,8 +48,8 @@ pub fn only(config: &str, name: &str) -> Result<String> {
     Ok(value.to_string())
 }
 
-fn no_such_stream(name: &str, all: &[String]) -> anyhow::Error {
-    exit::usage(format!(
+fn no_such_stream(name: &str, all: &[String]) -> Error {
+    Error::usage(format!(
         "no stream `{name}` in the config (its streams: {})",
         if all.is_empty() {
             "none".to_owned()
@@ -83,7 +84,7 @@ pub fn check_known(name: &str, state: Option<&str>, config: Option<&str>) -> Res
     if with_state.iter().any(|s| s == name) {
         return Ok(());
     }
-    Err(exit::usage(format!(
+    Err(Error::usage(format!(
         "no stream `{name}` has saved state (streams that have: {}); give --config to name a stream of the config that has none yet",
         if with_state.is_empty() {
             "none".to_owned()
@@ -118,9 +119,9 @@ pub fn without(state: &str, name: &str) -> Result<(String, bool)> {
 
 fn parse_state(state: &str) -> Result<Value> {
     let value: Value = serde_json::from_str(state).map_err(|e| {
-        anyhow::anyhow!(
+        Error::Host(anyhow::anyhow!(
             "the saved state is not JSON ({e}); `incsync reset` without --stream forgets all of it"
-        )
+        ))
     })?;
     Ok(value)
 }
@@ -143,7 +144,7 @@ mod tests {
         let one: Value = serde_json::from_str(&only(&config, "user").unwrap()).unwrap();
         assert_eq!(one["streams"][0]["path"], "/a");
         let e = only(&config, "nope").unwrap_err();
-        assert!(e.is::<crate::exit::UsageError>());
+        assert!(matches!(e, Error::Usage(_)));
         assert!(e.to_string().contains("user, events"), "{e}");
     }
 
@@ -157,7 +158,7 @@ mod tests {
             ("a", None),
         ] {
             let e = check_known(name, saved, None).unwrap_err();
-            assert!(e.is::<crate::exit::UsageError>(), "{name}");
+            assert!(matches!(e, Error::Usage(_)), "{name}");
             assert!(
                 e.to_string().contains(&format!("no stream `{name}`")),
                 "{e}"

@@ -1,13 +1,12 @@
 //! One sync, end to end: load the component, read the config and the saved
 //! state, create the tables, run `update`, and report what happened.
 
+use crate::Error;
 use crate::config::HostConfig;
 use crate::destination::{self, Destination, Durability, Pipelined, Warehouse};
 use crate::http::{Client, HostWarnings, HttpBackend, Pacer, Retrying};
 use crate::printable::printable;
-use crate::runtime::{
-    BUNDLED_COMPONENT, CacheOutcome, ComponentCache, RunError, Runtime, SyncStats,
-};
+use crate::runtime::{BUNDLED_COMPONENT, CacheOutcome, ComponentCache, Runtime, SyncStats};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,7 +37,7 @@ pub struct SyncJob {
     /// How many streams sync at once (`None`: [`DEFAULT_PARALLEL`]).
     pub parallel: Option<usize>,
     /// How long to wait for a stream's lease held by another sync (`None`:
-    /// not at all: the stream fails with [`crate::exit::LeaseBusy`]).
+    /// not at all: the stream fails with [`Error::LeaseBusy`]).
     pub wait_for_lease: Option<Duration>,
     /// How long a lease lasts past each checkpoint (default
     /// [`DEFAULT_LEASE`]): a worker that dies loses it after this.
@@ -130,7 +129,7 @@ fn take_lease(
     holder: &str,
     ttl: Duration,
     wait: Option<Duration>,
-) -> Result<crate::destination::Lease> {
+) -> Result<crate::destination::Lease, Error> {
     let deadline = wait.map(|w| Instant::now() + w);
     let mut steal_from: Option<String> = None;
     loop {
@@ -158,16 +157,12 @@ fn take_lease(
                     std::thread::sleep(Duration::from_millis(500));
                     continue;
                 }
-                return Err(anyhow::Error::new(crate::exit::LeaseBusy(format!(
-                    "stream `{stream}` is leased by `{}` until {}: another sync is running it{}",
-                    held.holder,
-                    held.until,
-                    if wait.is_some() {
-                        " (waited as long as --wait-for-lease said)"
-                    } else {
-                        " (wait for it with --wait-for-lease SECONDS)"
-                    }
-                ))));
+                return Err(Error::LeaseBusy(Box::new(crate::error::LeaseBusy {
+                    stream: stream.to_owned(),
+                    holder: held.holder,
+                    until: held.until,
+                    waited: wait.is_some(),
+                })));
             }
         }
     }
@@ -181,8 +176,9 @@ pub struct StreamReport {
     /// Its requests, rows and checkpoints.
     pub stats: SyncStats,
     /// Why it failed, if it did (its rows after its last checkpoint were
-    /// rolled back).
-    pub error: Option<anyhow::Error>,
+    /// rolled back), as the report says it; the sync's [`SyncFailure`]
+    /// carries the error itself.
+    pub error: Option<String>,
     /// Its wall time.
     pub elapsed: Duration,
 }
@@ -210,7 +206,7 @@ pub struct SyncReport {
 #[derive(Debug)]
 pub struct SyncFailure {
     /// The error.
-    pub error: anyhow::Error,
+    pub error: Error,
     /// What was done before it (rows after the last checkpoint rolled back).
     pub stats: SyncStats,
     /// What each stream did, when the streams ran (`None`: the sync failed
@@ -221,16 +217,16 @@ pub struct SyncFailure {
 
 impl std::fmt::Display for SyncFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:#}", self.error)
+        write!(f, "{}", self.error)
     }
 }
 
 impl std::error::Error for SyncFailure {}
 
-impl From<anyhow::Error> for SyncFailure {
-    fn from(error: anyhow::Error) -> Self {
+impl<E: Into<Error>> From<E> for SyncFailure {
+    fn from(error: E) -> Self {
         SyncFailure {
-            error,
+            error: error.into(),
             stats: SyncStats::default(),
             report: None,
         }
@@ -239,11 +235,11 @@ impl From<anyhow::Error> for SyncFailure {
 
 /// The bytes of the component `source` names.
 /// A component file that cannot be read is a usage error: nothing ran.
-pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>> {
+pub fn load_wasm(source: &ComponentSource) -> Result<std::borrow::Cow<'static, [u8]>, Error> {
     Ok(match source {
         ComponentSource::Bundled => BUNDLED_COMPONENT.into(),
         ComponentSource::File(p) => std::fs::read(p)
-            .map_err(|e| crate::exit::usage(format!("--component: reading {}: {e}", p.display())))?
+            .map_err(|e| Error::usage(format!("--component: reading {}: {e}", p.display())))?
             .into(),
     })
 }
@@ -383,10 +379,10 @@ pub struct Hooks {
 /// [`run`], with each stream's backends wrapped as `hooks` say.
 pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure> {
     let started = Instant::now();
-    let host = HostConfig::parse(&job.config).map_err(anyhow::Error::new)?;
+    let host = HostConfig::parse(&job.config)?;
     let wasm = load_wasm(&job.component)?;
     let runtime = Runtime::new(&wasm, &job.cache, host.limits.clone())?;
-    let tables = runtime.schema(&job.config).map_err(anyhow::Error::new)?;
+    let tables = runtime.schema(&job.config)?;
     let state = {
         let mut warehouse = destination::open(&job.warehouse, job.durability)?;
         warehouse.create_tables(&tables)?;
@@ -397,13 +393,14 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     // One budget for the host's request warnings, whichever stream's.
     let warnings = HostWarnings::default();
     let holder = holder_id();
-    let run_unit = |unit: &Unit| -> StreamReport {
+    let run_unit = |unit: &Unit| -> (StreamReport, Option<Error>) {
         let started = Instant::now();
-        let outcome = (|| -> Result<SyncStats, (anyhow::Error, SyncStats)> {
-            let fail = |e: anyhow::Error| (e, SyncStats::default());
+        let outcome = (|| -> Result<SyncStats, (Error, SyncStats)> {
+            let fail = |e: Error| (e, SyncStats::default());
+            let failed = |e: anyhow::Error| fail(Error::Host(e));
             let mut warehouse =
                 destination::open_with(&job.warehouse, job.durability, host.deletes)
-                    .map_err(fail)?;
+                    .map_err(failed)?;
             let key = if unit.name.is_empty() {
                 "*"
             } else {
@@ -422,7 +419,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 warehouse: &job.warehouse,
                 lease,
             };
-            let warehouse = Pipelined::new(warehouse, &tables).map_err(fail)?;
+            let warehouse = Pipelined::new(warehouse, &tables).map_err(failed)?;
             let client = Retrying::new(
                 Client::new(host.allow.clone(), host.http.clone())
                     .with_credentials(host.credentials.clone())
@@ -449,27 +446,27 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             );
             match result {
                 Ok(()) => Ok(stats),
-                Err(RunError::Host(e)) => Err((e, stats)),
-                Err(other) => Err((anyhow::Error::new(other), stats)),
+                Err(e) => Err((Error::from(e), stats)),
             }
         })();
         let (stats, error) = match outcome {
             Ok(stats) => (stats, None),
             Err((e, stats)) => (stats, Some(e)),
         };
-        StreamReport {
+        let report = StreamReport {
             name: unit.name.clone(),
             stats,
-            error,
+            error: error.as_ref().map(Error::to_string),
             elapsed: started.elapsed(),
-        }
+        };
+        (report, error)
     };
     let chains = chains(&units);
     let parallel = job
         .parallel
         .unwrap_or(DEFAULT_PARALLEL)
         .clamp(1, chains.len().max(1));
-    let streams: Vec<StreamReport> = if parallel == 1 {
+    let streams: Vec<(StreamReport, Option<Error>)> = if parallel == 1 {
         units.iter().map(run_unit).collect()
     } else {
         let next = std::sync::atomic::AtomicUsize::new(0);
@@ -492,6 +489,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
         done.sort_by_key(|(i, _)| *i);
         done.into_iter().map(|(_, r)| r).collect()
     };
+    let (streams, errors): (Vec<StreamReport>, Vec<Option<Error>>) = streams.into_iter().unzip();
     let mut stats = SyncStats::default();
     for s in &streams {
         stats.requests += s.stats.requests;
@@ -501,38 +499,16 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
             *stats.rows.entry(table.clone()).or_default() += n;
         }
     }
-    let failed: Vec<&StreamReport> = streams.iter().filter(|s| s.error.is_some()).collect();
-    let code = crate::exit::combined(
-        failed
-            .iter()
-            .filter_map(|s| s.error.as_ref().map(crate::exit::code_for)),
-    );
-    let error = (!failed.is_empty()).then(|| {
-        let mut error = String::new();
-        for (i, s) in failed.iter().enumerate() {
-            let e = s.error.as_ref().expect("failed");
-            if i > 0 {
-                error.push_str("; ");
-            }
-            if s.name.is_empty() || format!("{e:#}").contains(&format!("stream `{}`", s.name)) {
-                error.push_str(&format!("{e:#}"));
-            } else {
-                error.push_str(&format!("stream `{}`: {e:#}", s.name));
-            }
-        }
-        if streams.len() > 1 {
-            error.push_str(&format!(
-                " ({} of {} streams synced)",
-                streams.len() - failed.len(),
-                streams.len()
-            ));
-        }
-        // The joined text keeps the exit code of the streams' errors.
-        match code {
-            crate::exit::USAGE => crate::exit::usage(error),
-            crate::exit::LEASE_BUSY => anyhow::Error::new(crate::exit::LeaseBusy(error)),
-            _ => anyhow::anyhow!(error),
-        }
+    // Every failed stream's error, typed: the command's exit code is theirs.
+    let total = streams.len();
+    let mut failed: Vec<(String, Error)> = streams
+        .iter()
+        .zip(errors)
+        .filter_map(|(s, e)| Some((s.name.clone(), e?)))
+        .collect();
+    let error = (!failed.is_empty()).then(|| match (failed.len(), total) {
+        (1, 1) => failed.pop().expect("one").1,
+        _ => Error::Streams { failed, total },
     });
     let mut report = SyncReport {
         stats,
@@ -557,7 +533,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
     match (error, counted) {
         (None, Ok(())) => Ok(report),
         (None, Err(e)) => Err(SyncFailure {
-            error: e,
+            error: Error::Host(e),
             stats: report.stats.clone(),
             report: None,
         }),
@@ -571,19 +547,19 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
 }
 
 /// The saved state of a warehouse, if it has one.
-pub fn saved_state(warehouse: &Warehouse) -> Result<Option<String>> {
-    destination::open_existing(warehouse)?.saved_state()
+pub fn saved_state(warehouse: &Warehouse) -> Result<Option<String>, Error> {
+    Ok(destination::open_existing(warehouse)?.saved_state()?)
 }
 
 /// Forgets a warehouse's saved state; returns whether there was one.
-pub fn reset_state(warehouse: &Warehouse) -> Result<bool> {
-    destination::open_existing(warehouse)?.reset_state()
+pub fn reset_state(warehouse: &Warehouse) -> Result<bool, Error> {
+    Ok(destination::open_existing(warehouse)?.reset_state()?)
 }
 
 /// Forgets one stream's saved state (the others' stays); returns whether it
 /// had one.
-pub fn forget_stream(warehouse: &Warehouse, stream: &str) -> Result<bool> {
-    destination::open_existing(warehouse)?.forget_stream(stream)
+pub fn forget_stream(warehouse: &Warehouse, stream: &str) -> Result<bool, Error> {
+    Ok(destination::open_existing(warehouse)?.forget_stream(stream)?)
 }
 
 impl SyncReport {
@@ -616,7 +592,7 @@ impl SyncReport {
             "streams": self.streams.iter().map(|s| serde_json::json!({
                 "name": s.name,
                 "ok": s.error.is_none(),
-                "error": s.error.as_ref().map(|e| printable(&format!("{e:#}").replace('\n', " "), 16 << 10)),
+                "error": s.error.as_ref().map(|e| printable(&e.replace('\n', " "), 16 << 10)),
                 "requests": s.stats.requests,
                 "rows_upserted": s.stats.rows,
                 "checkpoints": s.stats.checkpoints,
@@ -664,10 +640,7 @@ impl SyncReport {
                 let rows: u64 = st.stats.rows.values().sum();
                 let outcome = match &st.error {
                     None => String::new(),
-                    Some(e) => format!(
-                        ", FAILED: {}",
-                        printable(&format!("{e:#}").replace('\n', " "), 1024)
-                    ),
+                    Some(e) => format!(", FAILED: {}", printable(&e.replace('\n', " "), 1024)),
                 };
                 let _ = writeln!(
                     s,

@@ -221,19 +221,19 @@ pub fn open_with(
 /// Opens an existing warehouse, to read or reset its state: a SQLite file or
 /// JSONL directory that does not exist is an error, not created, and a
 /// PostgreSQL database gets no tables.
-pub fn open_existing(warehouse: &Warehouse) -> anyhow::Result<Box<dyn Destination>> {
+pub fn open_existing(warehouse: &Warehouse) -> Result<Box<dyn Destination>, crate::Error> {
     if let Warehouse::Postgres(url) = warehouse {
         return Ok(Box::new(PostgresWarehouse::connect_existing(url)?));
     }
     if let Warehouse::Sqlite(p) | Warehouse::Jsonl(JsonlTarget::Dir(p)) = warehouse
         && !p.exists()
     {
-        return Err(crate::exit::usage(format!(
+        return Err(crate::Error::usage(format!(
             "warehouse {} does not exist",
             p.display()
         )));
     }
-    open(warehouse, Durability::Normal)
+    Ok(open(warehouse, Durability::Normal)?)
 }
 
 /// A destination for calls that must not write (`schema`).
