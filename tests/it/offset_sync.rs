@@ -4,17 +4,6 @@ use incsync_testkit::World;
 use serde_json::json;
 
 #[test]
-fn first_and_incremental_sync() {
-    let w = World::strategy("offset", 640, json!({}));
-    let (_, second) = w.first_then_incremental();
-    assert_eq!(w.saved(&second, "last_updated_at"), w.api_max_updated());
-    assert_eq!(
-        second["requests"], 1,
-        "the boundary and 9 changes fit one page; `total` ends it"
-    );
-}
-
-#[test]
 fn rows_moved_by_updates_during_the_sync_are_not_lost() {
     let w = World::strategy("offset", 1000, json!({}));
     // While the sync pages, rows it has read are updated (they move to the

@@ -4,13 +4,6 @@ use incsync_testkit::World;
 use serde_json::json;
 
 #[test]
-fn first_and_incremental_sync() {
-    let w = World::strategy("page_number", 555, json!({}));
-    let (_, second) = w.first_then_incremental();
-    assert_eq!(w.saved(&second, "last_updated_at"), w.api_max_updated());
-}
-
-#[test]
 fn rows_moved_by_updates_during_the_sync_are_not_lost() {
     let w = World::strategy("page_number", 800, json!({}));
     w.api.on_request(|n, d| {
