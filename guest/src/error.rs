@@ -83,8 +83,34 @@ pub enum StateError {
     Stream {
         /// The stream.
         stream: String,
-        /// What is wrong with it (a sentence after the stream's name).
-        problem: String,
+        /// What is wrong with it.
+        problem: StreamStateProblem,
+    },
+}
+
+/// What is wrong with one stream's saved state (a phrase after "the saved
+/// state of stream `x`").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamStateProblem {
+    /// It has no `strategy` key.
+    #[error("names no strategy")]
+    NoStrategy,
+    /// It does not have the shape its strategy saves.
+    #[error("is not a `{strategy}` state: {error}")]
+    NotTheStrategys {
+        /// The strategy.
+        strategy: &'static str,
+        /// What serde found wrong.
+        error: String,
+    },
+    /// A saved cursor is not a timestamp in the stream's `filter_format`.
+    #[error("has `{field}` = `{value}`, which is not a timestamp")]
+    NotATimestamp {
+        /// The state's key.
+        field: &'static str,
+        /// The value saved.
+        value: String,
     },
 }
 
@@ -139,8 +165,8 @@ pub enum PageError {
     Record {
         /// Its position in the page.
         index: usize,
-        /// What is wrong, as a phrase after "record N".
-        problem: String,
+        /// What is wrong with it.
+        problem: RecordProblem,
     },
     /// Records are not in the order the strategy relies on.
     #[error(
@@ -199,8 +225,8 @@ pub enum PageError {
         to: String,
     },
     /// The answer's `Link` header does not parse.
-    #[error("{0}")]
-    BadLink(String),
+    #[error(transparent)]
+    BadLink(LinkError),
     /// The answer links on from an empty page.
     #[error("an empty page with a `{0}` to follow")]
     EmptyPageLinksOn(String),
@@ -250,10 +276,69 @@ pub enum PageError {
 
 impl PageError {
     /// A problem with record `index`.
-    pub fn record(index: usize, problem: impl Into<String>) -> Self {
-        PageError::Record {
-            index,
-            problem: problem.into(),
-        }
+    pub fn record(index: usize, problem: RecordProblem) -> Self {
+        PageError::Record { index, problem }
     }
+}
+
+/// A `Link` header (RFC 8288) that gives no usable `next` link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The header does not parse.
+    #[error("the Link header `{header}` does not parse: {why}")]
+    Malformed {
+        /// The header's value (shortened).
+        header: String,
+        /// Where it goes wrong.
+        why: &'static str,
+    },
+    /// The `next` target is neither an absolute URL nor a path.
+    #[error("the Link target `{0}` is neither an absolute URL nor a path")]
+    NotAUrl(String),
+}
+
+/// What is wrong with one record of an answer (a phrase after "record N").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordProblem {
+    /// It is not a JSON object.
+    #[error("is not an object")]
+    NotAnObject,
+    /// It lacks a field of the primary key (or the field is null).
+    #[error("has no primary-key field `{0}`")]
+    NoKey(String),
+    /// It lacks the cursor field (or the field is null).
+    #[error("has no cursor field `{0}`")]
+    NoCursor(String),
+    /// Its cursor is a string that does not parse in `timestamp_format`.
+    #[error("has a cursor `{field}` = `{value}` that is not a timestamp")]
+    CursorNotATimestamp {
+        /// The cursor field's dot path.
+        field: String,
+        /// The value.
+        value: String,
+    },
+    /// Its cursor is a JSON value (not a string) the format does not read.
+    #[error("has a cursor `{field}` = {value} that is not a timestamp string")]
+    CursorNotATimestampString {
+        /// The cursor field's dot path.
+        field: String,
+        /// The value, as JSON.
+        value: String,
+    },
+    /// The item has no object at the stream's `record_path`.
+    #[error("has no object at `{0}`")]
+    NoObjectAt(String),
+    /// Its id (step-size's key) is not a whole number.
+    #[error("has an `{0}` that is not a whole number")]
+    IdNotAWholeNumber(String),
+    /// The field a newest-first list pages from holds no id.
+    #[error("has `{field}` = {value}, not an id to page from")]
+    NoPagingId {
+        /// The token field.
+        field: String,
+        /// The value found (shortened).
+        value: String,
+    },
 }

@@ -1,5 +1,7 @@
 //! The machine's view of HTTP: the requests it asks for and the answers it is fed.
 
+use crate::error::LinkError;
+
 /// An HTTP request for the driver to send; mirrors the WIT `request`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -200,7 +202,7 @@ pub fn url_with_query(base: &str, path: &str, params: &[(String, String)]) -> St
 /// The target of the `rel="next"` link in an answer's `Link` headers
 /// (RFC 8288), resolved against `url` (the request's) when it is a path:
 /// `Ok(None)` when no link is `next`; `Err` when a header does not parse.
-pub fn link_next(headers: &[(String, String)], url: &str) -> Result<Option<String>, String> {
+pub fn link_next(headers: &[(String, String)], url: &str) -> Result<Option<String>, LinkError> {
     for (_, value) in headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("link"))
@@ -219,12 +221,10 @@ pub fn link_next(headers: &[(String, String)], url: &str) -> Result<Option<Strin
 
 /// Each link of a `Link` header value: its target and its `rel` (empty if
 /// none).
-fn parse_link_header(value: &str) -> Result<Vec<(String, String)>, String> {
-    let bad = |why: &str| {
-        format!(
-            "the Link header `{}` does not parse: {why}",
-            snippet(value.as_bytes())
-        )
+fn parse_link_header(value: &str) -> Result<Vec<(String, String)>, LinkError> {
+    let bad = |why: &'static str| LinkError::Malformed {
+        header: snippet(value.as_bytes()),
+        why,
     };
     let mut links = Vec::new();
     let mut rest = value.trim();
@@ -270,7 +270,7 @@ fn parse_link_header(value: &str) -> Result<Vec<(String, String)>, String> {
 
 /// `target` as an absolute URL: as it is when absolute, else on the origin
 /// of `base` when it is a path.
-fn resolve(target: &str, base: &str) -> Result<String, String> {
+fn resolve(target: &str, base: &str) -> Result<String, LinkError> {
     if target.starts_with("http://") || target.starts_with("https://") {
         return Ok(target.to_owned());
     }
@@ -280,9 +280,7 @@ fn resolve(target: &str, base: &str) -> Result<String, String> {
         .map_or(base.len(), |i| scheme_end + i);
     match target.strip_prefix('/') {
         Some(_) => Ok(format!("{}{target}", &base[..origin_end])),
-        None => Err(format!(
-            "the Link target `{target}` is neither an absolute URL nor a path"
-        )),
+        None => Err(LinkError::NotAUrl(target.to_owned())),
     }
 }
 
@@ -397,7 +395,7 @@ mod tests {
         ] {
             let h = vec![("link".to_owned(), broken.to_owned())];
             assert!(
-                link_next(&h, "").unwrap_err().contains("does not parse"),
+                matches!(link_next(&h, "").unwrap_err(), LinkError::Malformed { .. }),
                 "{broken}"
             );
         }

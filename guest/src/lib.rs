@@ -26,7 +26,9 @@ mod glue;
 #[cfg(test)]
 mod sim;
 
-pub use error::{ConfigError, PageError, ResponseError, StateError, SyncError};
+pub use error::{
+    ConfigError, PageError, RecordProblem, ResponseError, StateError, StreamStateProblem, SyncError,
+};
 pub use http::{HttpError, Method, Request, Response};
 pub use machine::{Level, Output, Sync, Table, schema};
 pub use rows::{Cell, Kind, RowBatch, Span, Value};

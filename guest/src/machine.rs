@@ -2,7 +2,7 @@
 //! work handed out, with no IO of its own.
 
 use crate::config::{Column, Config, StreamConfig};
-use crate::error::{ConfigError, PageError, ResponseError, SyncError};
+use crate::error::{ConfigError, PageError, RecordProblem, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
 use crate::record::{Answer, Field, Item, Record, Records, Val};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
@@ -349,7 +349,12 @@ impl Sync {
         };
         match outcome {
             Err(e) => self.fail(e),
-            Ok((batch, deletes, checkpoint, warnings)) => {
+            Ok(TakenPage {
+                rows: batch,
+                deletes,
+                checkpoint,
+                warnings,
+            }) => {
                 for w in warnings {
                     self.outputs.push_back(Output::Log(
                         Level::Warn,
@@ -434,7 +439,7 @@ impl Sync {
         run: &mut StreamRun,
         url: &str,
         response: &Response,
-    ) -> Result<(RowBatch, RowBatch, bool, Vec<String>), PageError> {
+    ) -> Result<TakenPage, PageError> {
         if !(200..300).contains(&response.status) {
             return Err(PageError::Status {
                 status: response.status,
@@ -472,7 +477,7 @@ impl Sync {
         let mut item_deletes = Vec::new();
         for (i, item) in list.into_iter().enumerate() {
             let Item::Record(item) = item else {
-                return Err(PageError::record(i, "is not an object"));
+                return Err(PageError::record(i, RecordProblem::NotAnObject));
             };
             if let Some(rule) = &config.deleted_when {
                 item_deletes.push(rule.matches(&item));
@@ -525,7 +530,12 @@ impl Sync {
         } else {
             key_columns(run.rows.batch_owned(deleted), &config.primary_key)
         };
-        Ok((batch, deletes, verdict.checkpoint, verdict.warnings))
+        Ok(TakenPage {
+            rows: batch,
+            deletes,
+            checkpoint: verdict.checkpoint,
+            warnings: verdict.warnings,
+        })
     }
 }
 
@@ -538,9 +548,23 @@ fn key_columns(batch: RowBatch, key: &[String]) -> RowBatch {
     batch.select(&slots)
 }
 
+/// What one answer gives the machine, once checked and judged by the
+/// stream's strategy.
+struct TakenPage {
+    /// The rows to upsert.
+    rows: RowBatch,
+    /// The keys of the rows to delete.
+    deletes: RowBatch,
+    /// Whether the strategy's state changed (a checkpoint follows a page
+    /// with rows anyway).
+    checkpoint: bool,
+    /// What the strategy has to say about the answer, for the log.
+    warnings: Vec<String>,
+}
+
 /// The record inside an item of the answer, at the dot path `path` (the item
 /// itself for an empty path): Stripe's events carry theirs at `data.object`.
-fn record_in<'a>(mut item: Record<'a>, path: &[String]) -> Result<Record<'a>, String> {
+fn record_in<'a>(mut item: Record<'a>, path: &[String]) -> Result<Record<'a>, RecordProblem> {
     let Some((first, rest)) = path.split_first() else {
         return Ok(item);
     };
@@ -556,7 +580,7 @@ fn record_in<'a>(mut item: Record<'a>, path: &[String]) -> Result<Record<'a>, St
     }
     match value {
         Some(Value::Object(record)) => Ok(Record::from(record)),
-        _ => Err(format!("has no object at `{}`", path.join("."))),
+        _ => Err(RecordProblem::NoObjectAt(path.join("."))),
     }
 }
 

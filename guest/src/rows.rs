@@ -3,6 +3,7 @@
 
 use crate::config::{Column, DataType, StreamConfig};
 use crate::cursor::{Cursor, TimestampFormat};
+use crate::error::RecordProblem;
 use crate::record::{Field, Record, Val};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -238,7 +239,7 @@ pub struct RowKey(String);
 
 impl RowKey {
     /// Reads the key of `record`; `Err` names the missing field.
-    pub fn of(record: &Record, fields: &[String]) -> Result<RowKey, String> {
+    pub fn of(record: &Record, fields: &[String]) -> Result<RowKey, RecordProblem> {
         let mut key = String::new();
         for (i, field) in fields.iter().enumerate() {
             if i > 0 {
@@ -246,7 +247,7 @@ impl RowKey {
             }
             match record.get(field) {
                 None | Some(Val::Json(Json::Null)) => {
-                    return Err(format!("has no primary-key field `{field}`"));
+                    return Err(RecordProblem::NoKey(field.clone()));
                 }
                 Some(Val::Text(s)) => key.push_str(s),
                 Some(Val::Json(Json::String(s))) => key.push_str(s),
@@ -457,20 +458,27 @@ pub fn at_path<'a>(value: &'a Json, path: &str) -> Option<&'a Json> {
 
 /// Reads the cursor of a record at the dot path `field`; `Err` says what is
 /// wrong with it.
-pub fn cursor_of(record: &Record, field: &str, format: &TimestampFormat) -> Result<Cursor, String> {
+pub fn cursor_of(
+    record: &Record,
+    field: &str,
+    format: &TimestampFormat,
+) -> Result<Cursor, RecordProblem> {
     match record.at_path(field) {
-        None | Some(Val::Json(Json::Null)) => Err(format!("has no cursor field `{field}`")),
+        None | Some(Val::Json(Json::Null)) => Err(RecordProblem::NoCursor(field.to_owned())),
         Some(value) => {
             let parsed = match value.as_str() {
                 Some(s) => format.parse(s),
                 None => value.as_json().and_then(|j| format.parse_json(j)),
             };
             parsed.ok_or_else(|| match value.as_str() {
-                Some(s) => format!("has a cursor `{field}` = `{s}` that is not a timestamp"),
-                None => format!(
-                    "has a cursor `{field}` = {} that is not a timestamp string",
-                    value.to_json()
-                ),
+                Some(s) => RecordProblem::CursorNotATimestamp {
+                    field: field.to_owned(),
+                    value: s.to_owned(),
+                },
+                None => RecordProblem::CursorNotATimestampString {
+                    field: field.to_owned(),
+                    value: value.to_json().to_string(),
+                },
             })
         }
     }
@@ -624,17 +632,21 @@ mod tests {
     fn keys_and_cursors_report_what_is_missing() {
         let r = &rec(json!({"id": "7", "updatedAt": "soon"}));
         assert_eq!(RowKey::of(r, &["id".into()]).unwrap(), RowKey("7".into()));
-        assert!(RowKey::of(r, &["pk".into()]).unwrap_err().contains("`pk`"));
-        let f = TimestampFormat::default();
-        assert!(
-            cursor_of(r, "updatedAt", &f)
-                .unwrap_err()
-                .contains("`soon`")
+        assert_eq!(
+            RowKey::of(r, &["pk".into()]).unwrap_err(),
+            RecordProblem::NoKey("pk".into())
         );
-        assert!(
-            cursor_of(r, "createdAt", &f)
-                .unwrap_err()
-                .contains("no cursor field")
+        let f = TimestampFormat::default();
+        assert_eq!(
+            cursor_of(r, "updatedAt", &f).unwrap_err(),
+            RecordProblem::CursorNotATimestamp {
+                field: "updatedAt".into(),
+                value: "soon".into()
+            }
+        );
+        assert_eq!(
+            cursor_of(r, "createdAt", &f).unwrap_err(),
+            RecordProblem::NoCursor("createdAt".into())
         );
         let nested = &rec(json!({"properties": {"lastmodifieddate": "2024-01-15T10:30:00.5Z"}}));
         assert_eq!(

@@ -5,7 +5,7 @@
 //! {"streams": {"user": {"strategy": "timestamp", "last_timestamp": "2024-01-15T10:30:00Z"}}}
 //! ```
 
-use crate::error::StateError;
+use crate::error::{StateError, StreamStateProblem};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -47,7 +47,7 @@ impl SavedState {
             }),
             None => Err(StateError::Stream {
                 stream: name.to_owned(),
-                problem: "names no strategy".to_owned(),
+                problem: StreamStateProblem::NoStrategy,
             }),
         }
     }

@@ -133,7 +133,7 @@ impl Anchored {
         stream: &StreamConfig,
         page_size: usize,
         saved: Option<&State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let start = State::resume(saved, stream)?;
         Ok(Anchored {
             exclusive: stream.exclusive_filter,

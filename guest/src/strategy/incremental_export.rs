@@ -100,7 +100,7 @@ impl Strategy for IncrementalExport {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let start = match &saved {
             Some(s) => saved_cursor(&s.start_time, "start_time", stream)?,
             None => stream.start,

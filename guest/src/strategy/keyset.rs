@@ -69,7 +69,7 @@ impl Strategy for Keyset {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let start = State::resume(saved.as_ref(), stream)?;
         Ok(Keyset {
             since: stream.filter().value(start),

@@ -25,7 +25,7 @@ mod timestamp;
 
 use crate::config::{StreamConfig, from_value, keys_of, stream_keys};
 use crate::cursor::Cursor;
-use crate::error::{ConfigError, PageError, StateError};
+use crate::error::{ConfigError, PageError, StateError, StreamStateProblem};
 use crate::record::Record;
 use crate::rows::RowKey;
 use crate::state::StreamState;
@@ -100,13 +100,12 @@ pub(crate) trait Strategy: Sized + 'static {
         Ok(())
     }
 
-    /// Starts a sync of `stream`, resuming from `saved` if there is one. The
-    /// error completes "the saved state of stream `x` …".
+    /// Starts a sync of `stream`, resuming from `saved` if there is one.
     fn start(
         stream: &StreamConfig,
         settings: &Self::Settings,
         saved: Option<Self::State>,
-    ) -> Result<Self, String>;
+    ) -> Result<Self, StreamStateProblem>;
 
     /// The query parameters of the next request, or `None` once the stream is
     /// caught up.
@@ -238,15 +237,19 @@ fn start<S: Strategy>(
     settings: &S::Settings,
     saved: Option<&StreamState>,
 ) -> Result<Box<dyn Running>, StateError> {
-    let problem = |problem: String| StateError::Stream {
+    let problem = |problem: StreamStateProblem| StateError::Stream {
         stream: stream.name.clone(),
         problem,
     };
     let saved = match saved {
         None => None,
         Some(map) => Some(
-            serde_json::from_value::<S::State>(Value::Object(map.clone()))
-                .map_err(|e| problem(format!("is not a `{}` state: {e}", S::NAME)))?,
+            serde_json::from_value::<S::State>(Value::Object(map.clone())).map_err(|e| {
+                problem(StreamStateProblem::NotTheStrategys {
+                    strategy: S::NAME,
+                    error: e.to_string(),
+                })
+            })?,
         ),
     };
     Ok(Box::new(
@@ -374,7 +377,7 @@ impl CursorState {
     pub(crate) fn resume(
         saved: Option<&CursorState>,
         stream: &StreamConfig,
-    ) -> Result<crate::cursor::Cursor, String> {
+    ) -> Result<crate::cursor::Cursor, StreamStateProblem> {
         match saved {
             Some(s) => saved_cursor(&s.last_updated_at, "last_updated_at", stream),
             None => Ok(stream.start),
@@ -385,13 +388,16 @@ impl CursorState {
 /// Reads a saved timestamp of a stream.
 pub(crate) fn saved_cursor(
     text: &str,
-    field: &str,
+    field: &'static str,
     stream: &StreamConfig,
-) -> Result<Cursor, String> {
+) -> Result<Cursor, StreamStateProblem> {
     stream
         .filter_format
         .parse(text)
-        .ok_or_else(|| format!("has `{field}` = `{text}`, which is not a timestamp"))
+        .ok_or_else(|| StreamStateProblem::NotATimestamp {
+            field,
+            value: text.to_owned(),
+        })
 }
 
 /// A setting that must be at least 2: the paged strategies re-read one row

@@ -129,7 +129,7 @@ impl Strategy for NextPageUrl {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let start = State::resume(saved.as_ref(), stream)?;
         Ok(NextPageUrl {
             since: stream.filter().value(start),

@@ -131,7 +131,7 @@ impl Strategy for Offset {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         Ok(Offset {
             pager: Anchored::resume(stream, config.page_size, saved.as_ref())?,
             config: config.clone(),

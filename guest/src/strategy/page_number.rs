@@ -99,7 +99,7 @@ impl Strategy for PageNumber {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         Ok(PageNumber {
             pager: Anchored::resume(stream, config.page_size, saved.as_ref())?,
             config: config.clone(),

@@ -69,7 +69,7 @@ impl Strategy for Replay {
         stream: &StreamConfig,
         settings: &Settings,
         saved: Option<timestamp::State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let floor = Timestamp::saved_or_start(stream, saved.as_ref())?;
         let since = if saved.is_some() {
             floor.minus_hours(settings.buffer_hours)

@@ -16,7 +16,7 @@ pub use super::newest_first::Order;
 use super::{MaxSeen, Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
 use crate::cursor::TimestampFormat;
-use crate::error::PageError;
+use crate::error::{PageError, RecordProblem};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -169,7 +169,7 @@ impl Strategy for StartingAfter {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let start = CursorState::resume(
             saved
                 .as_ref()
@@ -242,11 +242,10 @@ impl Strategy for StartingAfter {
                 other => {
                     return Err(PageError::record(
                         page.records.len() - 1,
-                        format!(
-                            "has `{}` = {}, not an id to page from",
-                            c.token_field,
-                            crate::http::snippet(other.to_string().as_bytes())
-                        ),
+                        RecordProblem::NoPagingId {
+                            field: c.token_field.clone(),
+                            value: crate::http::snippet(other.to_string().as_bytes()),
+                        },
                     ));
                 }
             };

@@ -18,7 +18,7 @@
 
 use super::{Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
-use crate::error::{ConfigError, PageError};
+use crate::error::{ConfigError, PageError, RecordProblem};
 use crate::record::Val;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -123,7 +123,7 @@ impl Strategy for StepSize {
         stream: &StreamConfig,
         config: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let initial = config.initial_id.get();
         let current_id = saved.map_or(initial, |s| s.current_id);
         let rescan = config.rescan_ids.unwrap_or(config.step_size.get());
@@ -170,10 +170,7 @@ impl Strategy for StepSize {
                 None => None,
             }
             .ok_or_else(|| {
-                PageError::record(
-                    i,
-                    format!("has an `{}` that is not a whole number", self.id_field),
-                )
+                PageError::record(i, RecordProblem::IdNotAWholeNumber(self.id_field.clone()))
             })?;
             let inside = (start..=end).contains(&id);
             if !inside && warnings.is_empty() {

@@ -107,7 +107,7 @@ impl Timestamp {
     pub(crate) fn saved_or_start(
         stream: &StreamConfig,
         saved: Option<&State>,
-    ) -> Result<Cursor, String> {
+    ) -> Result<Cursor, crate::error::StreamStateProblem> {
         match saved {
             Some(s) => saved_cursor(&s.last_timestamp, STATE_KEY, stream),
             None => Ok(stream.start),
@@ -146,7 +146,7 @@ impl Strategy for Timestamp {
         stream: &StreamConfig,
         settings: &Settings,
         saved: Option<State>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, crate::error::StreamStateProblem> {
         let from = Self::saved_or_start(stream, saved.as_ref())?;
         Ok(Self::paging(stream, settings, from, from))
     }
