@@ -1,10 +1,8 @@
 //! `incsync check`: try a config without syncing it.
 
 use crate::shared::Result;
-use crate::shared::{CacheArgs, component_source, read_config};
+use crate::shared::{CacheArgs, Loaded, load};
 use incsync_host::Error;
-use incsync_host::runtime::Runtime;
-use incsync_host::sync;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -29,10 +27,11 @@ pub fn run(args: Args) -> Result<()> {
         component,
         cache,
     } = args;
-    let text = read_config(&config)?;
-    let host = incsync_host::config::HostConfig::parse(&text)?;
-    let wasm = sync::load_wasm(&component_source(component))?;
-    let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+    let Loaded {
+        text,
+        host,
+        runtime,
+    } = load(&config, component, &cache)?;
     runtime.schema(&text)?;
     let checks = incsync_host::check::check(&text, &host, &runtime)?;
     let passed = checks.iter().all(|c| c.passed);

@@ -1,9 +1,7 @@
 //! `incsync schema`: the tables and columns a config's sync creates.
 
 use crate::shared::Result;
-use crate::shared::{CacheArgs, component_source, read_config};
-use incsync_host::runtime::Runtime;
-use incsync_host::sync;
+use crate::shared::{CacheArgs, Loaded, load};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -28,11 +26,11 @@ pub fn run(args: Args) -> Result<()> {
         component,
         cache,
     } = args;
-    let text = read_config(&config)?;
-    // The host's keys first: a bad one is a config error here too.
-    let host = incsync_host::config::HostConfig::parse(&text)?;
-    let wasm = sync::load_wasm(&component_source(component))?;
-    let runtime = Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+    let Loaded {
+        text,
+        host,
+        runtime,
+    } = load(&config, component, &cache)?;
     let tables = runtime.schema(&text)?;
     if json {
         println!(

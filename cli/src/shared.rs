@@ -78,3 +78,33 @@ pub fn read_config(path: &std::path::Path) -> Result<String> {
     std::fs::read_to_string(path)
         .map_err(|e| Error::usage(format!("reading config {}: {e}", path.display())))
 }
+
+/// A config read, its host keys checked first (a bad one is a config error,
+/// exit 2, before the component runs), and the component compiled or
+/// loaded from the cache: what `check` and `schema` start from.
+pub struct Loaded {
+    /// The config file's text.
+    pub text: String,
+    /// Its host keys.
+    pub host: incsync_host::config::HostConfig,
+    /// The component, ready to instantiate.
+    pub runtime: incsync_host::runtime::Runtime,
+}
+
+/// Reads `config` and loads the component (`--component`, else the bundled
+/// one) with the config's limits.
+pub fn load(
+    config: &std::path::Path,
+    component: Option<PathBuf>,
+    cache: &CacheArgs,
+) -> Result<Loaded> {
+    let text = read_config(config)?;
+    let host = incsync_host::config::HostConfig::parse(&text)?;
+    let wasm = sync::load_wasm(&component_source(component))?;
+    let runtime = incsync_host::runtime::Runtime::new(&wasm, &cache.cache(), host.limits.clone())?;
+    Ok(Loaded {
+        text,
+        host,
+        runtime,
+    })
+}
