@@ -848,6 +848,32 @@ mod tests {
         assert_eq!(overflow["f199999"], 199_999);
     }
 
+    /// Once a table has an overflow column, an upsert writes each row's
+    /// object whole: a field a newer version of the record no longer has
+    /// does not linger there.
+    #[test]
+    fn an_upsert_rewrites_the_overflow_object_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = SqliteWarehouse::open(&dir.path().join("w.db"), Durability::Normal).unwrap();
+        w.create_tables(&[user_table()]).unwrap();
+        let names: Vec<String> = std::iter::once("id".to_owned())
+            .chain((1..=Naming::SQLITE.budget + 10).map(|i| format!("f{i}")))
+            .collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        w.upsert("user", one_row(&refs)).unwrap();
+        w.checkpoint("{}").unwrap();
+        let overflow = |w: &SqliteWarehouse| -> String {
+            w.connection()
+                .query_row("SELECT _incsync_overflow FROM user", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert!(overflow(&w).contains("f1010"), "{}", overflow(&w));
+        // The same record again, without the fields past the budget.
+        w.upsert("user", one_row(&["id", "f1"])).unwrap();
+        w.checkpoint("{}").unwrap();
+        assert_eq!(overflow(&w), "{}");
+    }
+
     #[test]
     fn the_warehouse_files_are_private() {
         use std::os::unix::fs::MetadataExt;
