@@ -75,7 +75,9 @@ pub struct StreamConfig {
     pub exclusive_filter: bool,
     /// Where a first sync starts (`start_timestamp`). Default the Unix epoch.
     pub start: Cursor,
-    /// Extra headers sent with every request (e.g. authorization).
+    /// Extra headers sent with every request of the stream, to whatever
+    /// origin its links lead (never credentials: [`is_credential_header`]
+    /// names are refused).
     pub headers: Vec<(String, String)>,
     /// The method of the requests built from `path`. Default GET.
     pub method: Method,
@@ -268,6 +270,20 @@ enum QueryValue {
     Many(Vec<String>),
 }
 
+/// Whether a header named `name` carries a credential: `Authorization`,
+/// `Proxy-Authorization`, `Cookie`, or a name holding `token`, `secret`,
+/// `auth`, `password`, `session`, `api-key`, `apikey` or `api_key` (any
+/// case): `X-Api-Key`, `X-Auth-Token`, `Private-Token`.
+pub fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "cookie"
+        || [
+            "auth", "token", "secret", "password", "session", "api-key", "apikey", "api_key",
+        ]
+        .iter()
+        .any(|part| name.contains(part))
+}
+
 /// The keys every stream has, whatever its strategy.
 #[derive(Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -322,8 +338,12 @@ struct StreamKeys {
     /// Where a first sync starts. Default `1970-01-01T00:00:00Z`.
     #[serde(default)]
     start_timestamp: Option<String>,
-    /// Headers the connector sends with every request of the stream (no
-    /// secrets: use the top-level `headers` or `auth`).
+    /// Headers the connector sends with every request of the stream, to
+    /// whatever allowed origin its next links lead (an API version, an
+    /// `Accept`). No credentials: a name that carries one (`Authorization`,
+    /// `Cookie`, `X-Api-Key`, any name with `token`, `secret`, `auth`,
+    /// `password`, `session` or `api-key`) is refused; use the top-level
+    /// `auth` or `headers`, which the host sends only to `base_url`'s origin.
     #[serde(default)]
     headers: BTreeMap<String, String>,
     /// `GET` (default) or `POST`, whose parameters go in `body`.
@@ -479,6 +499,12 @@ fn parse_stream(map: Map<String, Value>, at: &str) -> Result<StreamConfig, Confi
         return Err(ConfigError::new(
             key(&at),
             "holds a `${…}` secret reference, which is resolved only in the top-level `auth` and `headers` (the connector never sees secrets): move it there",
+        ));
+    }
+    if let Some(name) = keys.headers.keys().find(|k| is_credential_header(k)) {
+        return Err(ConfigError::new(
+            key(&format!("headers.{name}")),
+            "carries a credential, and a stream's headers go with its next links to any allowed origin: put it in the top-level `auth` or `headers`, which the host sends only to `base_url`'s origin",
         ));
     }
     let primary_key = keys.primary_key.unwrap_or_else(|| vec!["id".to_owned()]);

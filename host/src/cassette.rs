@@ -25,7 +25,7 @@
 //! in order first, then against any unused recorded request.
 
 use crate::destination::{Batch, Destination};
-use crate::http::HttpBackend;
+use crate::http::{Blanker, HttpBackend};
 use crate::printable::printable;
 use crate::runtime::bindings::{DestinationError, HttpError, Method, Request, Response, Table};
 use crate::secrets::{self, Environment};
@@ -92,8 +92,8 @@ pub struct Redactor {
     headers: Vec<String>,
     /// Query parameter names whose values are blanked.
     query: Vec<String>,
-    /// Secret values blanked wherever they appear.
-    values: Vec<String>,
+    /// Secret values blanked wherever they appear, in every spelling.
+    values: Blanker,
 }
 
 impl Redactor {
@@ -116,9 +116,10 @@ impl Redactor {
         let Ok(value) = serde_json::from_str::<Value>(config) else {
             return r;
         };
+        let mut values = Vec::new();
         let mut secret = |template: Option<&str>| {
             if let Some(Ok(v)) = template.map(|t| secrets::resolve(t, env)) {
-                r.values.push(v);
+                values.push(v);
             }
         };
         let auth = &value["auth"];
@@ -139,20 +140,12 @@ impl Redactor {
         if let Some(obj) = value["headers"].as_object() {
             r.headers.extend(obj.keys().map(|k| k.to_ascii_lowercase()));
         }
-        // Too short a value would blank innocent text.
-        r.values.retain(|v| v.len() >= 4);
-        r.values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        r.values = Blanker::new(values).with_mark(REDACTED);
         r
     }
 
     fn text(&self, s: &str) -> String {
-        let mut s = s.to_owned();
-        for v in &self.values {
-            if s.contains(v.as_str()) {
-                s = s.replace(v.as_str(), REDACTED);
-            }
-        }
-        s
+        self.values.text(s)
     }
 
     fn url(&self, url: &str) -> String {
@@ -201,10 +194,14 @@ impl Redactor {
     fn body(&self, body: &[u8], into: &mut serde_json::Map<String, Value>) {
         match std::str::from_utf8(body) {
             Ok(text) => into.insert("body".into(), json!(self.text(text))),
-            Err(_) => into.insert(
-                "body_base64".into(),
-                json!(base64::engine::general_purpose::STANDARD.encode(body)),
-            ),
+            Err(_) => {
+                let mut body = body.to_vec();
+                self.values.bytes(&mut body);
+                into.insert(
+                    "body_base64".into(),
+                    json!(base64::engine::general_purpose::STANDARD.encode(body)),
+                )
+            }
         };
     }
 
@@ -261,13 +258,11 @@ fn describe(recorded: &Value) -> String {
     s
 }
 
+/// Writes `value` to the new file `path` (`O_EXCL`: a file or symlink
+/// already there is an error, never overwritten or followed).
 fn write_json(path: &Path, value: &Value) -> Result<()> {
     let text = serde_json::to_string_pretty(value)? + "\n";
-    crate::destination::private_file()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)
+    crate::files::create_new(path)
         .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
         .with_context(|| format!("writing {}", path.display()))
 }
@@ -309,27 +304,37 @@ impl Recorder {
         state_before: Option<&str>,
         only_stream: Option<&str>,
     ) -> Result<Recorder, crate::Error> {
-        crate::destination::create_private_dir(dir)
-            .with_context(|| format!("creating the cassette folder {}", dir.display()))?;
+        crate::files::trusted_dir(dir)
+            .with_context(|| format!("the cassette folder {}", dir.display()))?;
         if dir.join("meta.json").exists() {
             return Err(crate::Error::usage(format!(
                 "{} already holds a cassette; record into an empty folder",
                 dir.display()
             )));
         }
+        // Every file of a cassette is created new: a file planted where an
+        // entry will go would fail the recording at its end.
+        let mut entries = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the cassette folder {}", dir.display()))?;
+        if let Some(entry) = entries.next() {
+            let name = entry.map(|e| e.file_name().to_string_lossy().into_owned());
+            return Err(crate::Error::usage(format!(
+                "{} is not empty (it holds `{}`); record into an empty folder",
+                dir.display(),
+                name.unwrap_or_default()
+            )));
+        }
+        // Through the redactor, as every checkpoint's state is.
         let state: Value = state_before
-            .map(|s| serde_json::from_str(s).unwrap_or(Value::String(s.to_owned())))
+            .map(|s| redactor.text(s))
+            .map(|s| serde_json::from_str(&s).unwrap_or(Value::String(s)))
             .unwrap_or(Value::Null);
         write_json(
             &dir.join("meta.json"),
             &json!({"incsync": env!("CARGO_PKG_VERSION"), "format": 2,
                     "state_before": state, "stream": only_stream}),
         )?;
-        let checkpoints = crate::destination::private_file()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(dir.join("checkpoints.jsonl"))
+        let checkpoints = crate::files::create_new(&dir.join("checkpoints.jsonl"))
             .with_context(|| format!("creating {}", dir.join("checkpoints.jsonl").display()))?;
         Ok(Recorder {
             state: Arc::new(Mutex::new(RecorderState {

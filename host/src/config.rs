@@ -16,6 +16,7 @@
 
 use crate::http::{AllowList, Credentials, HttpSettings};
 use crate::runtime::GuestLimits;
+use crate::runtime::bindings::Method;
 use crate::secrets::{self, Environment};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -132,6 +133,61 @@ struct HttpKeys {
     /// unspecified and multicast addresses that an allowed host name
     /// resolves to. Default false: only those the config names literally.
     allow_private_networks: Option<bool>,
+    /// Methods the connector may send besides `GET` and `HEAD` (and `POST`
+    /// in a stream whose `method` is `POST`), for every stream: `POST`,
+    /// `PUT`, `PATCH`, `DELETE`. Default none: a sync only reads, and a
+    /// connector cannot change the API with the user's credentials.
+    allow_methods: Option<Vec<MethodName>>,
+}
+
+/// An HTTP method, as `http.allow_methods` names it.
+#[derive(Deserialize, JsonSchema, Clone, Copy)]
+#[serde(rename_all = "UPPERCASE")]
+enum MethodName {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl From<MethodName> for Method {
+    fn from(m: MethodName) -> Method {
+        match m {
+            MethodName::Get => Method::Get,
+            MethodName::Head => Method::Head,
+            MethodName::Post => Method::Post,
+            MethodName::Put => Method::Put,
+            MethodName::Patch => Method::Patch,
+            MethodName::Delete => Method::Delete,
+        }
+    }
+}
+
+/// The methods a unit of `config` (one stream's, or several's) may send:
+/// `GET` and `HEAD`, `POST` if one of its streams says `"method": "POST"`,
+/// and `allowed` (`http.allow_methods`).
+pub fn methods_for(config: &str, allowed: &[Method]) -> Vec<Method> {
+    let mut methods = vec![Method::Get, Method::Head];
+    let posts = serde_json::from_str::<serde_json::Value>(config).is_ok_and(|v| {
+        v["streams"].as_array().is_some_and(|streams| {
+            streams.iter().any(|s| {
+                s["method"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("POST"))
+            })
+        })
+    });
+    if posts {
+        methods.push(Method::Post);
+    }
+    for m in allowed {
+        if !methods.contains(m) {
+            methods.push(*m);
+        }
+    }
+    methods
 }
 
 /// The guest's limits.
@@ -145,6 +201,11 @@ struct SandboxKeys {
     deadline_seconds: Option<NonZeroU64>,
     /// The longest a whole run may take, wall clock. Default: no limit.
     max_run_seconds: Option<NonZeroU64>,
+    /// The memory cap of all the guests of one run together (`--parallel`
+    /// runs one per stream at once). Default 2048.
+    total_memory_mb: Option<NonZeroU64>,
+    /// The most checkpoints one stream's run may make. Default 1,000,000.
+    max_checkpoints: Option<NonZeroU64>,
 }
 
 /// The JSON Schema of the whole config file: the host's keys, and the
@@ -172,6 +233,28 @@ pub fn json_schema() -> serde_json::Value {
         "items": incsync_guest::config::stream_schema(),
     });
     schema
+}
+
+/// The top-level keys the host alone reads: the connector gets the config
+/// without them ([`for_connector`]).
+const HOST_KEYS: [&str; 5] = ["auth", "headers", "http", "sandbox", "allowed_hosts"];
+
+/// The config text as the connector gets it: without the host's keys
+/// ([`HOST_KEYS`]), so that no credential (the `auth` token, a top-level
+/// header, a proxy's password) reaches the component, literal or not. Text
+/// that is not a JSON object goes as it is, for the connector to refuse.
+pub fn for_connector(text: &str) -> std::borrow::Cow<'_, str> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Object(mut top))
+            if HOST_KEYS.iter().any(|k| top.contains_key(*k)) =>
+        {
+            for k in HOST_KEYS {
+                top.remove(k);
+            }
+            serde_json::Value::Object(top).to_string().into()
+        }
+        _ => text.into(),
+    }
 }
 
 impl HostConfig {
@@ -228,8 +311,9 @@ impl HostConfig {
         for (name, value) in &file.headers {
             let resolved = secret(&format!("headers.{name}"), value)?;
             // A header is secret if its config refers to one (`Bearer
-            // ${TOKEN}`): then the value that came from it is.
-            if value.contains("${") {
+            // ${TOKEN}`), or if its name says it carries a credential
+            // (`X-Api-Key` written literally): then its value is.
+            if value.contains("${") || incsync_guest::config::is_credential_header(name) {
                 credentials.secret(&resolved);
                 for piece in secrets::known_in(&resolved) {
                     credentials.secret(&piece);
@@ -280,9 +364,22 @@ impl HostConfig {
                     format!("`{proxy}` is not a proxy URL (`http://host:port`)"),
                 ));
             };
+            // A proxy's password is a credential an answer may echo too.
+            if let Some(password) = Url::parse(proxy).ok().as_ref().and_then(Url::password) {
+                credentials.secret(password);
+                if let Some(decoded) = crate::destination::url::percent_decode(password) {
+                    credentials.secret(&decoded);
+                }
+            }
             http.proxy = Some(parsed);
         }
         http.allow_private_networks = h.allow_private_networks.unwrap_or(false);
+        http.extra_methods = h
+            .allow_methods
+            .iter()
+            .flatten()
+            .map(|&m| Method::from(m))
+            .collect();
         let mut limits = GuestLimits::default();
         if let Some(secs) = file.sandbox.deadline_seconds {
             limits.deadline = Duration::from_secs(secs.get());
@@ -292,9 +389,29 @@ impl HostConfig {
             .sandbox
             .max_run_seconds
             .map(|s| Duration::from_secs(s.get()));
+        if let Some(mb) = file.sandbox.total_memory_mb {
+            limits.total_memory_bytes =
+                usize::try_from(mb.get().saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        }
+        if let Some(n) = file.sandbox.max_checkpoints {
+            limits.max_checkpoints = n.get();
+        }
         if let Some(mb) = file.sandbox.memory_mb {
             limits.memory_bytes =
                 usize::try_from(mb.get().saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        }
+        match file.sandbox.total_memory_mb {
+            Some(total) if limits.total_memory_bytes < limits.memory_bytes => {
+                return Err(ConfigError::new(
+                    "sandbox.total_memory_mb",
+                    format!(
+                        "{total} is below sandbox.memory_mb ({}): one guest could never use its own cap",
+                        limits.memory_bytes >> 20
+                    ),
+                ));
+            }
+            Some(_) => {}
+            None => limits.total_memory_bytes = limits.total_memory_bytes.max(limits.memory_bytes),
         }
         Ok(HostConfig {
             allow,

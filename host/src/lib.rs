@@ -14,6 +14,7 @@ pub mod config;
 pub mod destination;
 pub mod error;
 pub mod exit;
+pub mod files;
 pub mod http;
 pub mod printable;
 pub mod progress;

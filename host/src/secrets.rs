@@ -106,13 +106,16 @@ pub fn resolve(template: &str, env: &dyn Environment) -> Result<String, String> 
             continue;
         }
         let Some(inner) = rest.strip_prefix('{') else {
+            // Not the template itself: a literal secret holding a `$` would
+            // be quoted back.
             return Err(format!(
-                "a `$` must start `${{VAR}}`, `${{file:PATH}}` or be doubled (`$$`) in `{template}`"
+                "the `$` at character {} must start `${{VAR}}`, `${{file:PATH}}` or be doubled (`$$`)",
+                template[..template.len() - rest.len()].chars().count()
             ));
         };
         let end = inner
             .find('}')
-            .ok_or_else(|| format!("`${{` without a closing `}}` in `{template}`"))?;
+            .ok_or_else(|| "a `${` without a closing `}`".to_owned())?;
         let name = &inner[..end];
         rest = &inner[end + 1..];
         if let Some(path) = name.strip_prefix("file:") {

@@ -257,14 +257,17 @@ struct Unit {
 /// table share a chain and run one after another in config order, so a
 /// later stream's changes (Stripe's events) land after an earlier stream's
 /// snapshot of the same rows (the customer list), never interleaved with it.
+/// Table names are compared without ASCII case: SQLite folds it (`Orders`
+/// and `orders` are one table there).
 fn chains(units: &[Unit]) -> Vec<Vec<usize>> {
     let mut chains: Vec<Vec<usize>> = Vec::new();
-    let mut by_table: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    let mut by_table: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (i, unit) in units.iter().enumerate() {
-        match unit.table.as_deref().and_then(|t| by_table.get(t)) {
+        let table = unit.table.as_deref().map(str::to_ascii_lowercase);
+        match table.as_ref().and_then(|t| by_table.get(t)) {
             Some(&chain) => chains[chain].push(i),
             None => {
-                if let Some(t) = unit.table.as_deref() {
+                if let Some(t) = table {
                     by_table.insert(t, chains.len());
                 }
                 chains.push(vec![i]);
@@ -420,8 +423,10 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 lease,
             };
             let warehouse = Pipelined::new(warehouse, &tables).map_err(failed)?;
+            let mut settings = host.http.clone();
+            settings.methods = crate::config::methods_for(&unit.config, &settings.extra_methods);
             let client = Retrying::new(
-                Client::new(host.allow.clone(), host.http.clone())
+                Client::new(host.allow.clone(), settings)
                     .with_credentials(host.credentials.clone())
                     .with_warnings(warnings.clone()),
                 host.http.retry.clone(),
@@ -694,6 +699,16 @@ mod tests {
                 {"name": "other"}]}"#,
         );
         assert_eq!(chains(&units), [vec![0, 2], vec![1], vec![3]]);
+    }
+
+    #[test]
+    fn tables_one_case_apart_chain_as_sqlite_takes_them_for_one() {
+        let units = units(
+            r#"{"base_url": "http://x", "streams": [
+                {"name": "a", "table": "Orders"},
+                {"name": "b", "table": "orders"}]}"#,
+        );
+        assert_eq!(chains(&units), [vec![0, 1]]);
     }
 }
 

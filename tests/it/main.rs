@@ -12,6 +12,7 @@ mod crash_recovery;
 mod deletes;
 mod faults;
 mod full_refresh;
+mod hardening;
 mod jsonl;
 mod keyset_sync;
 mod leases;

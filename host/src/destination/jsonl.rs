@@ -38,7 +38,7 @@ use super::{Destination, Lease, LeaseHeld, join_state, split_state};
 use crate::runtime::bindings::{DestinationError, Table};
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -63,11 +63,14 @@ struct Saved {
 }
 
 impl Saved {
-    /// Reads the state file of `dir` (empty if there is none).
+    /// Reads the state file of `dir` (empty if there is none). The file
+    /// names in it must be names incsync gives table files: the file is
+    /// read back from a directory others may have planted files in, and its
+    /// names decide which files are cut.
     fn read(dir: &Path) -> Result<Saved> {
         let path = dir.join(STATE_FILE);
-        let mut saved: Saved = match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+        let mut saved: Saved = match crate::files::read_own(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 anyhow!(
                     "{} is not incsync's state file ({e}); move it away or use another directory",
                     path.display()
@@ -76,6 +79,13 @@ impl Saved {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Saved::default(),
             Err(e) => return Err(anyhow!("reading {}: {e}", path.display())),
         };
+        if let Some(name) = saved.files.keys().find(|n| !is_table_file(n)) {
+            return Err(anyhow!(
+                "{} is not incsync's state file: it names the file `{}`, which is not a table file incsync writes; move it away or use another directory",
+                path.display(),
+                crate::printable::printable(name, 200)
+            ));
+        }
         if let Some(whole) = saved.state.take()
             && saved.streams.is_empty()
         {
@@ -84,24 +94,9 @@ impl Saved {
         Ok(saved)
     }
 
-    /// Writes it to the state file of `dir` atomically: a temporary file of
-    /// this process and call, fsync, rename, fsync of the directory.
+    /// Writes it to the state file of `dir` atomically ([`crate::files::replace`]).
     fn write(&self, dir: &Path) -> std::io::Result<()> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = dir.join(format!("{STATE_FILE}.{}.{n}.tmp", std::process::id()));
-        let text = serde_json::to_vec(self)?;
-        let written = (|| {
-            let mut f = create_file(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, dir.join(STATE_FILE))?;
-            sync_dir(dir)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        crate::files::replace(&dir.join(STATE_FILE), &serde_json::to_vec(self)?)
     }
 
     /// The state to hand the connector.
@@ -188,6 +183,29 @@ fn safe_name(name: &str) -> String {
     format!("{safe}-{}", hex::encode(&digest[..4]))
 }
 
+/// Whether `name` is in the form [`file_name`] gives a table's file: one
+/// path component of ASCII letters, digits, `-`, `_` and `.`, ending in
+/// `.jsonl`, not one of incsync's own (`_incsync*`).
+fn is_table_file(name: &str) -> bool {
+    name.strip_suffix(".jsonl").is_some_and(|stem| {
+        !stem.is_empty()
+            && stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !stem
+                .get(..8)
+                .is_some_and(|p| p.eq_ignore_ascii_case("_incsync"))
+    })
+}
+
+/// The file among `names` that is `file` on a case-insensitive file system
+/// (macOS, a casefold directory) but another name.
+fn case_twin<'a>(file: &str, names: impl IntoIterator<Item = &'a String>) -> Option<&'a String> {
+    names
+        .into_iter()
+        .find(|n| n.as_str() != file && n.eq_ignore_ascii_case(file))
+}
+
 use super::value_json as json;
 
 fn lease_path(dir: &Path, stream: &str) -> PathBuf {
@@ -195,32 +213,12 @@ fn lease_path(dir: &Path, stream: &str) -> PathBuf {
 }
 
 fn read_lease(dir: &Path, stream: &str) -> Option<StoredLease> {
-    serde_json::from_slice(&std::fs::read(lease_path(dir, stream)).ok()?).ok()
+    serde_json::from_slice(&crate::files::read_own(&lease_path(dir, stream)).ok()?).ok()
 }
 
-/// Writes the lease of `stream` atomically (a temporary file, fsync,
-/// rename).
+/// Writes the lease of `stream` atomically ([`crate::files::replace`]).
 fn write_lease(dir: &Path, stream: &str, lease: &StoredLease) -> std::io::Result<()> {
-    let path = lease_path(dir, stream);
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    let mut f = create_file(&tmp)?;
-    f.write_all(&serde_json::to_vec(lease)?)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)?;
-    sync_dir(dir)
-}
-
-/// Creates (or empties) the file `path`, `0600`.
-fn create_file(path: &Path) -> std::io::Result<File> {
-    super::private_file()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(path)
-}
-
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
+    crate::files::replace(&lease_path(dir, stream), &serde_json::to_vec(lease)?)
 }
 
 /// Holds the directory's lock until dropped.
@@ -250,17 +248,16 @@ impl Drop for Locked<'_> {
 fn cut_back(dir: &Path, saved: &Saved) -> Result<()> {
     for (name, &len) in &saved.files {
         let file = dir.join(name);
-        if let Ok(meta) = std::fs::metadata(&file)
-            && meta.len() > len
-        {
-            OpenOptions::new()
-                .write(true)
-                .open(&file)
-                .and_then(|f| f.set_len(len))
-                .with_context(|| {
-                    format!("cutting {} back to the last checkpoint", file.display())
-                })?;
-        }
+        let cut = match crate::files::open_to_cut(&file, false) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            opened => opened.and_then(|f| {
+                if f.metadata()?.len() > len {
+                    f.set_len(len)?;
+                }
+                Ok(())
+            }),
+        };
+        cut.with_context(|| format!("cutting {} back to the last checkpoint", file.display()))?;
     }
     Ok(())
 }
@@ -275,14 +272,9 @@ impl JsonlWarehouse {
                 text: Vec::new(),
             },
             JsonlTarget::Dir(dir) => {
-                super::create_private_dir(dir).with_context(|| {
-                    format!("creating the warehouse directory {}", dir.display())
-                })?;
-                let lock = super::private_file()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(dir.join(LOCK_FILE))
+                crate::files::trusted_dir(dir)
+                    .with_context(|| format!("the warehouse directory {}", dir.display()))?;
+                let lock = crate::files::open_to_cut(&dir.join(LOCK_FILE), true)
                     .with_context(|| format!("opening {}", dir.join(LOCK_FILE).display()))?;
                 {
                     let _held = Locked::take(&lock, dir)?;
@@ -347,11 +339,13 @@ fn append(dir: &Path, saved: &mut Saved, pending: &[Pending], text: &[u8]) -> st
     let mut files: BTreeMap<&str, BufWriter<File>> = BTreeMap::new();
     for line in pending {
         if !files.contains_key(line.file.as_str()) {
-            let path = dir.join(&line.file);
-            let f = super::private_file()
-                .create(true)
-                .append(true)
-                .open(&path)?;
+            if let Some(twin) = case_twin(&line.file, saved.files.keys()) {
+                return Err(std::io::Error::other(format!(
+                    "`{}` and `{twin}` are one file on a case-insensitive file system: give one of their tables another name",
+                    line.file
+                )));
+            }
+            let f = crate::files::open_append(&dir.join(&line.file))?;
             // Lines past the saved length are a crashed checkpoint's.
             let len = saved.files.get(&line.file).copied().unwrap_or(0);
             if f.metadata()?.len() != len {
@@ -376,10 +370,26 @@ fn append(dir: &Path, saved: &mut Saved, pending: &[Pending], text: &[u8]) -> st
 
 impl Destination for JsonlWarehouse {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
+        let known = match self.dir() {
+            Some((dir, lock)) => {
+                let _held = Locked::take(lock, dir)?;
+                Saved::read(dir)?.files.into_keys().collect()
+            }
+            None => Vec::new(),
+        };
         for t in tables {
             super::check_table(t)?;
+            let file = file_name(&t.name);
+            // Checked again at each checkpoint, under the lock, against the
+            // files other syncs wrote meanwhile.
+            if let Some(twin) = case_twin(&file, known.iter().chain(self.files.values())) {
+                anyhow::bail!(
+                    "table `{}` would be written to `{file}`, which a case-insensitive file system (macOS, a casefold directory) takes for `{twin}`: give the table another name",
+                    t.name
+                );
+            }
             self.tables.insert(t.name.clone(), t.primary_key.clone());
-            self.files.insert(t.name.clone(), file_name(&t.name));
+            self.files.insert(t.name.clone(), file);
         }
         Ok(())
     }
@@ -559,7 +569,7 @@ impl Destination for JsonlWarehouse {
             return Ok(None);
         };
         let path = dir.join(file_name(table));
-        match std::fs::read(&path) {
+        match crate::files::read_own(&path) {
             Ok(bytes) => Ok(Some(bytes.iter().filter(|&&b| b == b'\n').count() as u64)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Some(0)),
             Err(e) => Err(anyhow!("reading {}: {e}", path.display())),

@@ -9,7 +9,7 @@ mod pipelined;
 mod postgres;
 mod sql;
 mod sqlite;
-mod url;
+pub(crate) mod url;
 
 pub use batch::{Batch, BatchError, Cell, Row};
 pub use jsonl::JsonlWarehouse;

@@ -352,6 +352,31 @@ impl SqlWarehouse<Postgres> {
     }
 }
 
+/// This build speaks no TLS to PostgreSQL: `sslmode=require` is refused
+/// rather than ignored, and a plain connection to a host off this machine
+/// that authenticates with a password is warned about (the rows, and with
+/// `password` or `md5` authentication the password itself, would cross the
+/// network readable): the answer says whether to warn once connected.
+fn check_transport(url: &PostgresUrl, config: &postgres::Config) -> Result<bool> {
+    if config.get_ssl_mode() == postgres::config::SslMode::Require {
+        anyhow::bail!(
+            "{url}: sslmode=require, but this build of incsync cannot connect to PostgreSQL over TLS; reach the server over a private network or an SSH tunnel, and drop sslmode=require"
+        );
+    }
+    let local = config.get_hosts().iter().all(|h| match h {
+        postgres::config::Host::Unix(_) => true,
+        postgres::config::Host::Tcp(name) => {
+            name.eq_ignore_ascii_case("localhost")
+                || name
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }
+    });
+    Ok(!local && url.password.is_some())
+}
+
 impl Postgres {
     /// Connects and checks incsync's own tables, creating nothing.
     fn connect(url: &PostgresUrl) -> Result<Postgres> {
@@ -364,9 +389,15 @@ impl Postgres {
             config.connect_timeout(std::time::Duration::from_secs(10));
         }
         config.application_name("incsync");
+        let warn_plain = check_transport(url, &config)?;
         let client = config
             .connect(NoTls)
             .map_err(|e| anyhow!("cannot connect to the warehouse {url}: {}", db_error(&e)))?;
+        if warn_plain {
+            tracing::warn!(
+                "the connection to the warehouse {url} is not encrypted (this build of incsync has no TLS for PostgreSQL): its rows, and with password or md5 authentication its password, cross the network readable"
+            );
+        }
         let mut w = Postgres {
             client,
             url: url.clone(),
@@ -375,6 +406,44 @@ impl Postgres {
         };
         w.check_own_tables()?;
         Ok(w)
+    }
+
+    /// Checks that `table`, if it exists, belongs to this role and has no
+    /// trigger whose function another role owns: incsync would otherwise
+    /// write into another role's table, and run that role's code with its
+    /// own rights on every row (a trigger that copies each saved state
+    /// away).
+    fn check_owner(&mut self, table: &str) -> Result<()> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT pg_get_userbyid(c.relowner)::text, current_user::text,
+                        (SELECT string_agg(t.tgname || ' (' || pg_get_userbyid(p.proowner) || ')', ', ')
+                           FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                          WHERE t.tgrelid = c.oid AND NOT t.tgisinternal
+                            AND p.proowner <> c.relowner)
+                   FROM pg_class c
+                  WHERE c.oid = to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1))",
+                &[&table],
+            )
+            .map_err(|e| anyhow!("{}: {}", self.url, db_error(&e)))?;
+        let Some(row) = row else { return Ok(()) };
+        let (owner, me, triggers): (String, String, Option<String>) =
+            (row.get(0), row.get(1), row.get(2));
+        anyhow::ensure!(
+            owner == me,
+            "{}: the table {} belongs to the role `{owner}`, not `{me}`: incsync writes only tables its own role owns; drop it, have `{owner}` hand it over (ALTER TABLE … OWNER TO {me}), or use another schema",
+            self.url,
+            quote(table)
+        );
+        if let Some(triggers) = triggers {
+            anyhow::bail!(
+                "{}: the table {} has triggers of another role ({triggers}), which would run as `{me}` on every row incsync writes; drop them or use another schema",
+                self.url,
+                quote(table)
+            );
+        }
+        Ok(())
     }
 
     /// Checks that each of incsync's own tables that exists has the shape
@@ -397,6 +466,7 @@ impl Postgres {
             if columns.is_empty() {
                 continue;
             }
+            self.check_owner(table.name)?;
             if table.name == STATE_TABLE {
                 self.has_state_table = true;
             }
@@ -521,6 +591,16 @@ impl Dialect for Postgres {
     }
 
     fn columns(&mut self, table: &str) -> Result<Vec<(String, Kind)>> {
+        // PostgreSQL would cut the name and the table would then not be
+        // found under it.
+        anyhow::ensure!(
+            table.len() <= 63,
+            "{}: table name `{}` is {} bytes; PostgreSQL keeps only 63 (NAMEDATALEN): give the stream a shorter `table`",
+            self.url,
+            crate::printable::printable(table, 100),
+            table.len()
+        );
+        self.check_owner(table)?;
         let rows = self
             .client
             .query(
@@ -878,5 +958,31 @@ impl Dialect for Postgres {
             .map_err(|e| self.fail("counting rows", &e))?
             .get(0);
         Ok(n as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::destination::Warehouse;
+
+    fn transport(url: &str) -> Result<bool> {
+        let Warehouse::Postgres(u) = Warehouse::parse(url).unwrap() else {
+            panic!("a PostgreSQL URL")
+        };
+        check_transport(&u, &u.url.parse().unwrap())
+    }
+
+    #[test]
+    fn sslmode_require_is_refused_and_a_plain_remote_password_is_warned_about() {
+        let e = transport("postgres://ann:pw@db.example.com/app?sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sslmode=require") && !e.contains("pw@"), "{e}");
+        assert!(transport("postgres://ann:pw@db.example.com/app").unwrap());
+        assert!(transport("postgres://ann:pw@10.0.0.5:5433/app?sslmode=prefer").unwrap());
+        assert!(!transport("postgres://ann:pw@127.0.0.1/app").unwrap());
+        assert!(!transport("postgres://ann:pw@localhost/app").unwrap());
+        assert!(!transport("postgres://ann:pw@[::1]/app").unwrap());
     }
 }

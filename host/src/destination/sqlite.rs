@@ -139,16 +139,18 @@ impl rusqlite::ToSql for Bind<'_> {
 /// Creates the warehouse file `0600` if it does not exist: it holds customer
 /// data. SQLite gives its `-wal` and `-shm` files the same mode.
 fn create_private(path: &Path) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
+    match crate::files::create_new(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("creating warehouse {}", path.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("creating warehouse {}", path.display()))
+        }
+        Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
+            anyhow::bail!(
+                "warehouse {} is a symlink; incsync never writes through one",
+                path.display()
+            )
+        }
+        Err(_) => Ok(()),
     }
 }
 
@@ -239,7 +241,9 @@ impl SqlWarehouse<Sqlite> {
     /// Opens (or creates) the warehouse file at `path`.
     pub fn open(path: &Path, durability: Durability) -> Result<SqliteWarehouse> {
         create_private(path)?;
-        let conn = Connection::open(path)
+        // Nor a symlink put there since (SQLite refuses it too).
+        let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        let conn = Connection::open_with_flags(path, flags)
             .with_context(|| format!("opening warehouse {}", path.display()))?;
         let synchronous = match durability {
             Durability::Normal => "NORMAL",

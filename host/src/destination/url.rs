@@ -253,7 +253,8 @@ fn percent(s: &str) -> Result<String, String> {
         .ok_or_else(|| "the URL's user or password is not valid percent-encoding".into())
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `s` with its `%XX` escapes decoded, if they are valid and make UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -270,15 +271,35 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// The URL with its password replaced by `***`.
+/// The URL with its password replaced by `***`, in its user part and in
+/// its query (`?password=…`, `?sslpassword=…`). A URL that does not parse is
+/// shown only up to its `@` or `?`, where a password could start.
 pub fn redact(text: &str) -> String {
-    match url::Url::parse(text) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => text.to_owned(),
+    let Ok(mut u) = url::Url::parse(text) else {
+        let cut = text.find(['@', '?']).unwrap_or(text.len());
+        let tail = if cut < text.len() { "…" } else { "" };
+        return format!("{}{tail}", &text[..cut]);
+    };
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
     }
+    let secret =
+        |k: &str| k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword");
+    if u.query_pairs().any(|(k, _)| secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret(&k) {
+                    "***".into()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
 
 /// The password for (host, port, database, user) in a password file's text,

@@ -1,9 +1,12 @@
 //! Outbound HTTP for the `http-fetch` import: a keep-alive client behind the
 //! sandbox's allow-list, wrapped in retries.
 
+mod blank;
 mod resolve;
 mod retry;
 mod warnings;
+
+pub use blank::{BLANK, Blanker};
 
 pub use resolve::{AddressPolicy, Lookup, SystemLookup, is_non_public};
 pub use retry::{Pacer, Pause, RetryPolicy, Retrying, Sleep, retry_after};
@@ -145,6 +148,8 @@ pub struct Credentials {
     query: Vec<(String, String)>,
     /// The secret values among them, blanked in answers.
     secrets: Vec<String>,
+    /// Blanks them.
+    blanker: Blanker,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -191,6 +196,7 @@ impl Credentials {
         // Too short a value would blank innocent text.
         if value.len() >= 4 && !self.secrets.iter().any(|s| s == value) {
             self.secrets.push(value.to_owned());
+            self.blanker = Blanker::new(&self.secrets);
         }
     }
 
@@ -232,59 +238,17 @@ impl Credentials {
     /// Blanks every secret value in an answer before the guest sees it:
     /// an API may echo a request (its URL with a query key, a header) in a
     /// next link, a header or an error body, and what the guest sees may end
-    /// up in the state, the warehouse or a message. Values are matched as
-    /// sent and percent-encoded.
+    /// up in the state, the warehouse or a message. Values are matched in
+    /// every spelling [`Blanker`] knows.
     fn hide_in(&self, response: &mut Response) {
-        let mut forms: Vec<String> = Vec::new();
-        for v in &self.secrets {
-            forms.push(v.clone());
-            let encoded: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
-            if encoded != *v {
-                forms.push(encoded);
-            }
-        }
-        if forms.is_empty() {
+        if self.blanker.is_empty() {
             return;
         }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
         for (_, value) in &mut response.headers {
-            for f in &forms {
-                if value.contains(f.as_str()) {
-                    *value = value.replace(f.as_str(), HIDDEN);
-                }
-            }
+            *value = self.blanker.text(value);
         }
-        for f in &forms {
-            replace_bytes(&mut response.body, f.as_bytes(), HIDDEN.as_bytes());
-        }
+        self.blanker.bytes(&mut response.body);
     }
-}
-
-/// What a credential value in an answer becomes for the guest.
-const HIDDEN: &str = "REDACTED";
-
-/// Replaces every `needle` in `hay` with `with`.
-fn replace_bytes(hay: &mut Vec<u8>, needle: &[u8], with: &[u8]) {
-    let Some(&first) = needle.first() else {
-        return;
-    };
-    let found = |at: usize, hay: &[u8]| hay[at..].starts_with(needle);
-    let Some(start) = (0..hay.len()).find(|&i| hay[i] == first && found(i, hay)) else {
-        return;
-    };
-    let mut out = Vec::with_capacity(hay.len());
-    out.extend_from_slice(&hay[..start]);
-    let mut i = start;
-    while i < hay.len() {
-        if hay[i] == first && found(i, hay) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    *hay = out;
 }
 
 /// Settings of the HTTP client.
@@ -305,6 +269,11 @@ pub struct HttpSettings {
     /// link-local, unique-local, unspecified or multicast address
     /// (`http.allow_private_networks`).
     pub allow_private_networks: bool,
+    /// The methods the connector may send: `GET` and `HEAD` by default;
+    /// the sync sets them per stream ([`crate::config::methods_for`]).
+    pub methods: Vec<Method>,
+    /// The methods `http.allow_methods` adds for every stream.
+    pub extra_methods: Vec<Method>,
 }
 
 impl Default for HttpSettings {
@@ -316,6 +285,8 @@ impl Default for HttpSettings {
             retry: RetryPolicy::default(),
             proxy: None,
             allow_private_networks: false,
+            methods: vec![Method::Get, Method::Head],
+            extra_methods: Vec::new(),
         }
     }
 }
@@ -404,6 +375,25 @@ impl Client {
             .map_err(|e| HttpError::InvalidRequest(e.to_string()))?;
         let mut response = self.agent.run(req).map_err(|e| self.error(e))?;
         let status = response.status().as_u16();
+        // ureq decodes gzip and then drops the header; any encoding still
+        // named is one the host did not ask for and cannot read: its body
+        // would reach the guest and the cassette with secrets unblanked.
+        if let Some(encoding) = response
+            .headers()
+            .get_all("content-encoding")
+            .iter()
+            .map(|v| {
+                String::from_utf8_lossy(v.as_bytes())
+                    .trim()
+                    .to_ascii_lowercase()
+            })
+            .find(|v| !v.is_empty() && v != "identity")
+        {
+            return Err(HttpError::Other(format!(
+                "the answer is `{}`-encoded, which incsync did not ask for (it accepts gzip only) and cannot check for secrets",
+                printable(&encoding, 100)
+            )));
+        }
         let headers = response
             .headers()
             .iter()
@@ -545,11 +535,14 @@ fn follow_redirect(
 
 /// Headers the guest may not set: they pick the virtual host (`host`), frame
 /// the body (`content-length`, `transfer-encoding`, `te`, `trailer`,
-/// `expect`), or govern the connection and proxies (`connection`,
-/// `keep-alive`, `upgrade`, `proxy-*`), all of which
-/// are the host's to decide.
+/// `expect`), choose how the answer is compressed (`accept-encoding`: the
+/// host asks for gzip alone, the one encoding it decodes before it blanks
+/// secrets), or govern the connection and proxies (`connection`,
+/// `keep-alive`, `upgrade`, `proxy-*`), all of which are the host's to
+/// decide.
 const HOST_ONLY_HEADERS: &[&str] = &[
     "host",
+    "accept-encoding",
     "content-length",
     "transfer-encoding",
     "connection",
@@ -582,6 +575,20 @@ fn check_guest_headers(headers: &[(String, String)]) -> Result<(), HttpError> {
 impl HttpBackend for Client {
     fn fetch(&mut self, request: Request) -> Result<Response, HttpError> {
         check_guest_headers(&request.headers)?;
+        if !self.settings.methods.contains(&request.method) {
+            let why = format!(
+                "`{}` is not allowed: a sync reads (GET and HEAD, and POST in a stream whose `method` is POST); http.allow_methods allows more",
+                method_name(request.method)
+            );
+            self.warnings.log(Severity::Warn, || {
+                format!(
+                    "sandbox: refused {} {}: {why}",
+                    method_name(request.method),
+                    printable(&request.url, 1024)
+                )
+            });
+            return Err(HttpError::Denied(why));
+        }
         let first = Url::parse(&request.url).map_err(|e| {
             HttpError::InvalidRequest(format!("`{}` is not a URL: {e}", request.url))
         })?;
@@ -725,7 +732,12 @@ mod tests {
         let mut credentials = Credentials::for_base(&base);
         credentials.header("X-API-Key", "k3y".into());
         credentials.query("api_key", "q5ecret".into());
-        let mut client = Client::new(allow, HttpSettings::default()).with_credentials(credentials);
+        // A stream whose `method` is POST.
+        let settings = HttpSettings {
+            methods: vec![Method::Get, Method::Post],
+            ..HttpSettings::default()
+        };
+        let mut client = Client::new(allow, settings).with_credentials(credentials);
         let answer = client
             .fetch(Request {
                 method: Method::Post,

@@ -13,10 +13,7 @@
 
 use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
-use std::fs::{File, OpenOptions};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -116,102 +113,37 @@ fn digest_path(entry: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Creates `dir` (`0700`) if missing, and checks that only this user may
-/// write to it: a directory, not a symlink, owned by this user, not
-/// writable by group or others.
-fn trusted_dir(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .context("creating it")?;
-    }
-    let meta = std::fs::symlink_metadata(dir)?;
-    if !meta.is_dir() {
-        bail!("it is not a directory (a symlink?)");
-    }
-    if meta.uid() != euid() {
-        bail!("it is owned by user {}, not this user", meta.uid());
-    }
-    if meta.mode() & 0o022 != 0 {
-        bail!(
-            "group or others may write to it (mode {:o}; `chmod 700` it)",
-            meta.mode() & 0o777
-        );
-    }
-    Ok(())
-}
-
-/// Reads a regular file of this user that others cannot write, without
-/// following a symlink.
-fn read_own_file(path: &Path) -> Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() || meta.uid() != euid() || meta.mode() & 0o022 != 0 {
-        bail!("not a regular file of this user that only it may write");
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
-}
+use crate::files::{read_own, trusted_dir};
 
 /// An entry's bytes, if they match the digest beside them.
 fn read_verified(path: &Path) -> Result<Vec<u8>> {
-    let bytes = read_own_file(path)?;
-    let digest = read_own_file(&digest_path(path))?;
+    let bytes = read_own(path)?;
+    let digest = read_own(&digest_path(path))?;
     if hex::encode(Sha256::digest(&bytes)).as_bytes() != digest.trim_ascii() {
         bail!("it does not match its digest");
     }
     Ok(bytes)
 }
 
-/// Writes `bytes` to a new file `0600` beside `path`, then renames it onto
-/// `path`: a killed writer leaves no truncated entry, and a symlink at
-/// `path` is replaced, never written through.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().context("cache path has a parent")?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        path.file_name().context("a file name")?.to_string_lossy()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file: File = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    drop(file);
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
 fn store(path: &Path, component: &Component) -> Result<()> {
     let bytes = component
         .serialize()
         .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    write_new(path, &bytes)?;
-    write_new(
+    // Written new and renamed into place: a killed writer leaves no
+    // truncated entry, and a symlink there is replaced, not written through.
+    crate::files::replace(path, &bytes)?;
+    crate::files::replace(
         &digest_path(path),
         hex::encode(Sha256::digest(&bytes)).as_bytes(),
-    )
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::files::euid;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     /// The smallest component: compiles in no time.
     const EMPTY: &[u8] = b"\0asm\x0d\0\x01\0";

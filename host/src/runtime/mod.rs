@@ -44,7 +44,15 @@ pub struct GuestLimits {
     /// arguments: an `upsert` batch, a `checkpoint` state, a request);
     /// wasmtime's hostcall fuel. A guest past it is stopped.
     pub hostcall_bytes: usize,
+    /// The most linear memory (bytes) all the guests of one runtime may
+    /// hold together (`--parallel` runs several at once).
+    pub total_memory_bytes: usize,
+    /// The most checkpoints one `update` may make.
+    pub max_checkpoints: u64,
 }
+
+/// The most tables a connector may declare.
+pub const MAX_DECLARED_TABLES: usize = 1_000;
 
 /// The largest state one `checkpoint` may save.
 pub const MAX_STATE_BYTES: usize = 16 << 20;
@@ -56,6 +64,8 @@ impl Default for GuestLimits {
             deadline: Duration::from_secs(10),
             max_run: None,
             hostcall_bytes: hostcall_bytes_for(64 << 20),
+            total_memory_bytes: 2 << 30,
+            max_checkpoints: 1_000_000,
         }
     }
 }
@@ -110,6 +120,8 @@ pub struct Runtime {
     /// When it was made: the start of the run's wall clock.
     started: Instant,
     _ticker: Ticker,
+    /// The memory all its guests may hold together.
+    pool: Arc<MemoryPool>,
 }
 
 /// What one `update` did, as the host saw it.
@@ -146,6 +158,8 @@ pub struct HostState {
     log: guest_output::LogBudget,
     /// The most one host call may pass (as [`GuestLimits::hostcall_bytes`]).
     hostcall_bytes: usize,
+    /// The most checkpoints this `update` may make.
+    max_checkpoints: u64,
     /// The guest's stderr, whose last line explains a crash.
     stderr: guest_output::CappedStderr,
     /// The guest's monotonic clock.
@@ -294,6 +308,11 @@ impl bindings::HostImports for HostState {
                 MAX_STATE_BYTES >> 20
             ))));
         }
+        if self.stats.checkpoints >= self.max_checkpoints {
+            return Err(wasmtime::Error::from_anyhow(anyhow!(CheckpointsOverLimit(
+                self.max_checkpoints
+            ))));
+        }
         let saved = guest_visible(self.destination.checkpoint(&state))?;
         self.last_progress = Instant::now();
         if saved.is_ok() {
@@ -321,6 +340,9 @@ impl bindings::HostImports for HostState {
 enum LimitHit {
     /// Linear memory would have grown past the cap.
     Memory,
+    /// Linear memory would have grown past what the run's guests may hold
+    /// together.
+    TotalMemory,
     /// A table would have grown past the cap.
     Table,
 }
@@ -330,6 +352,46 @@ enum LimitHit {
 struct RecordingLimits {
     inner: StoreLimits,
     hit: Option<LimitHit>,
+    /// The runtime's memory left for all its guests together.
+    pool: Arc<MemoryPool>,
+    /// What this store took from it.
+    taken: usize,
+}
+
+/// Linear memory shared by every guest of a runtime: each growth takes from
+/// it, and a store gives back what it took when dropped.
+#[derive(Debug)]
+pub(crate) struct MemoryPool {
+    left: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryPool {
+    fn new(bytes: usize) -> Arc<MemoryPool> {
+        Arc::new(MemoryPool {
+            left: std::sync::atomic::AtomicUsize::new(bytes),
+        })
+    }
+
+    /// Takes `bytes` if that many are left.
+    fn take(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.left
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+                left.checked_sub(bytes)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.left
+            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Drop for RecordingLimits {
+    fn drop(&mut self) {
+        self.pool.give_back(self.taken);
+    }
 }
 
 /// The most elements one table may grow to, and the most tables.
@@ -340,7 +402,7 @@ impl RecordingLimits {
     /// The sandbox's limits: `memory_bytes` of linear memory in one memory,
     /// [`MAX_TABLES`] tables of at most [`MAX_TABLE_ELEMENTS`], 16
     /// instances; growing past any traps.
-    fn new(memory_bytes: usize) -> RecordingLimits {
+    fn new(memory_bytes: usize, pool: Arc<MemoryPool>) -> RecordingLimits {
         let inner = StoreLimitsBuilder::new()
             .memory_size(memory_bytes)
             .trap_on_grow_failure(true)
@@ -350,7 +412,12 @@ impl RecordingLimits {
             // The cap is per memory: allow only one, so it caps the guest.
             .memories(1)
             .build();
-        RecordingLimits { inner, hit: None }
+        RecordingLimits {
+            inner,
+            hit: None,
+            pool,
+            taken: 0,
+        }
     }
 
     fn record(&mut self, hit: LimitHit, allowed: &wasmtime::Result<bool>) {
@@ -369,7 +436,20 @@ impl wasmtime::ResourceLimiter for RecordingLimits {
     ) -> wasmtime::Result<bool> {
         let allowed = self.inner.memory_growing(current, desired, maximum);
         self.record(LimitHit::Memory, &allowed);
-        allowed
+        if !matches!(allowed, Ok(true)) {
+            return allowed;
+        }
+        let more = desired.saturating_sub(current);
+        if self.pool.take(more) {
+            self.taken += more;
+            Ok(true)
+        } else {
+            self.hit.get_or_insert(LimitHit::TotalMemory);
+            // As the per-guest cap does (`trap_on_grow_failure`).
+            Err(wasmtime::Error::msg(
+                "the run's guests would grow past their memory together",
+            ))
+        }
     }
 
     fn table_growing(
@@ -446,6 +526,7 @@ impl Runtime {
             _ticker: Ticker::start(&engine),
             engine,
             pre,
+            pool: MemoryPool::new(limits.total_memory_bytes),
             limits,
             cache: outcome,
             load_time,
@@ -470,7 +551,7 @@ impl Runtime {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
-        let limits = RecordingLimits::new(self.limits.memory_bytes);
+        let limits = RecordingLimits::new(self.limits.memory_bytes, self.pool.clone());
         let mut store = Store::new(
             &self.engine,
             HostState {
@@ -484,6 +565,7 @@ impl Runtime {
                 last_progress: Instant::now(),
                 log: guest_output::LogBudget::default(),
                 hostcall_bytes: self.limits.hostcall_bytes,
+                max_checkpoints: self.limits.max_checkpoints,
                 stderr,
                 clock,
                 deadline: self.limits.deadline,
@@ -512,7 +594,8 @@ impl Runtime {
         store
     }
 
-    /// Asks the connector for the tables `config` writes.
+    /// Asks the connector for the tables `config` writes (the connector
+    /// gets it without the host's keys: [`crate::config::for_connector`]).
     pub fn schema(&self, config: &str) -> Result<Vec<Table>, RunError> {
         let mut store = self.store(
             Box::new(crate::http::NoHttp),
@@ -521,15 +604,23 @@ impl Runtime {
         let result = self.pre.instantiate(&mut store).and_then(|connector| {
             connector
                 .incsync_connector_source()
-                .call_schema(&mut store, config)
+                .call_schema(&mut store, &crate::config::for_connector(config))
         });
-        result
+        let tables = result
             .map_err(|e| self.trap(e, store.data()))?
-            .map_err(RunError::Connector)
+            .map_err(RunError::Connector)?;
+        if tables.len() > MAX_DECLARED_TABLES {
+            return Err(RunError::Trap(format!(
+                "the connector declared {} tables; incsync takes at most {MAX_DECLARED_TABLES}",
+                tables.len()
+            )));
+        }
+        Ok(tables)
     }
 
     /// Runs one `update` of the connector from `state`, against `http` into
-    /// `destination`. Whatever happens, rows after the last checkpoint are
+    /// `destination` (`config` without the host's keys, as for
+    /// [`schema`](Self::schema)). Whatever happens, rows after the last checkpoint are
     /// rolled back before this returns.
     pub fn update(
         &self,
@@ -540,8 +631,11 @@ impl Runtime {
     ) -> (Result<(), RunError>, SyncStats) {
         let mut store = self.store(http, destination);
         let called = self.pre.instantiate(&mut store).and_then(|c| {
-            c.incsync_connector_source()
-                .call_update(&mut store, config, state)
+            c.incsync_connector_source().call_update(
+                &mut store,
+                &crate::config::for_connector(config),
+                state,
+            )
         });
         let result = match called {
             Ok(answer) => answer.map_err(RunError::Connector),
@@ -570,6 +664,13 @@ impl Runtime {
 #[error("the connector computed for more than {} s without calling the host (an endless loop?) and was stopped; raise sandbox.deadline_seconds if it needs longer", .0.as_secs_f64())]
 struct DeadlineExceeded(Duration);
 
+/// The guest checkpointed more often than `sandbox.max_checkpoints`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the connector made more than {0} checkpoints in one run and was stopped (sandbox.max_checkpoints); the warehouse keeps its last checkpoint"
+)]
+struct CheckpointsOverLimit(u64);
+
 /// The run took longer than `sandbox.max_run_seconds`.
 #[derive(Debug, thiserror::Error)]
 #[error("the sync ran for more than {} s and was stopped (sandbox.max_run_seconds); the warehouse keeps its last checkpoint", .0.as_secs_f64())]
@@ -587,6 +688,12 @@ impl Runtime {
         if let Some(r) = e.chain().find_map(|c| c.downcast_ref::<RunTimeExceeded>()) {
             return RunError::Trap(r.to_string());
         }
+        if let Some(c) = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<CheckpointsOverLimit>())
+        {
+            return RunError::Trap(c.to_string());
+        }
         let text = format!("{e:#}");
         // wasmtime's error type for this is private: its message is all
         // there is to recognise.
@@ -603,6 +710,12 @@ impl Runtime {
                 return RunError::Trap(format!(
                     "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
                     self.limits.memory_bytes >> 20
+                ));
+            }
+            Some(LimitHit::TotalMemory) => {
+                return RunError::Trap(format!(
+                    "the connectors of this run tried to hold more than {} MiB of memory together and one was stopped; raise sandbox.total_memory_mb, or lower --parallel",
+                    self.limits.total_memory_bytes >> 20
                 ));
             }
             Some(LimitHit::Table) => {
@@ -645,8 +758,29 @@ mod tests {
     use wasmtime::ResourceLimiter;
 
     #[test]
+    fn the_guests_of_a_runtime_share_one_memory_budget() {
+        let pool = MemoryPool::new(100 << 20);
+        let mut a = RecordingLimits::new(64 << 20, pool.clone());
+        let mut b = RecordingLimits::new(64 << 20, pool.clone());
+        assert!(a.memory_growing(0, 60 << 20, None).unwrap());
+        assert!(b.memory_growing(0, 30 << 20, None).unwrap());
+        assert!(b.memory_growing(30 << 20, 50 << 20, None).is_err());
+        assert_eq!(b.hit, Some(LimitHit::TotalMemory));
+        assert_eq!(a.hit, None);
+        // A guest's own cap is still its own.
+        assert!(a.memory_growing(60 << 20, 65 << 20, None).is_err());
+        assert_eq!(a.hit, Some(LimitHit::Memory));
+        drop(a);
+        let mut c = RecordingLimits::new(64 << 20, pool);
+        assert!(
+            c.memory_growing(0, 64 << 20, None).unwrap(),
+            "a's memory came back"
+        );
+    }
+
+    #[test]
     fn the_limiter_caps_tables_and_memory_and_remembers_which_was_hit() {
-        let mut limits = RecordingLimits::new(64 << 20);
+        let mut limits = RecordingLimits::new(64 << 20, MemoryPool::new(1 << 30));
         assert_eq!((limits.tables(), limits.memories()), (MAX_TABLES, 1));
         assert!(limits.table_growing(0, 1024, None).unwrap());
         assert!(limits.memory_growing(0, 1 << 20, None).unwrap());
@@ -661,7 +795,7 @@ mod tests {
         assert_eq!(limits.hit, Some(LimitHit::Table));
         assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
         assert_eq!(limits.hit, Some(LimitHit::Table), "the first hit stays");
-        let mut limits = RecordingLimits::new(64 << 20);
+        let mut limits = RecordingLimits::new(64 << 20, MemoryPool::new(1 << 30));
         assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
         assert_eq!(limits.hit, Some(LimitHit::Memory));
     }

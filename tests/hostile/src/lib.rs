@@ -9,6 +9,12 @@
 //! - `panic`: panics at once;
 //! - `headers`: sends `"url"` once with each header of `"guest_headers"`
 //!   (pairs); succeeds only if the host refused each as `invalid-request`;
+//! - `methods`: sends `"url"` once with each method of `"methods"`
+//!   (`PUT`, `PATCH`, `DELETE`, `POST`); logs `sent METHOD: STATUS` or
+//!   `refused METHOD: why` for each, and succeeds;
+//! - `checkpoint-loop`: checkpoints `{"n": 1}`, `{"n": 2}`, … forever;
+//! - `echo-config`: logs `config seen: CONFIG` (the text it was given) and
+//!   succeeds;
 //! - `log-loop`: logs forever, never calling anything else;
 //! - `busy`: upserts empty batches forever (progress, but no end);
 //! - `sleep`: sleeps an hour (`std::thread::sleep`: WASI's clock waits);
@@ -27,6 +33,9 @@
 //! - `bad-batches`: upserts malformed batches (values that make no whole
 //!   row, text that is not UTF-8, a span outside the text, a span cutting a
 //!   character), logging each error (`guest saw: …`), then succeeds.
+//!
+//! Any config with `"tables": N` declares N tables `t0`, `t1`, … in
+//! `schema`.
 //!
 //! Built for `wasm32-wasip2` only; natively it is empty.
 
@@ -98,7 +107,21 @@ mod component {
     }
 
     impl Guest for Hostile {
-        fn schema(_config: String) -> Result<Vec<Table>, Error> {
+        fn schema(config: String) -> Result<Vec<Table>, Error> {
+            let config: serde_json::Value = serde_json::from_str(&config).unwrap_or_default();
+            // `tables`: declares that many tables, `t0`, `t1`, ….
+            if let Some(n) = config["tables"].as_u64() {
+                return Ok((0..n)
+                    .map(|i| Table {
+                        name: format!("t{i}"),
+                        primary_key: vec!["id".into()],
+                        columns: vec![Column {
+                            name: "id".into(),
+                            data_type: DataType::String,
+                        }],
+                    })
+                    .collect());
+            }
             Ok(vec![Table {
                 name: "user".into(),
                 primary_key: vec!["id".into()],
@@ -194,6 +217,44 @@ mod component {
                                 )));
                             }
                         }
+                    }
+                    Ok(())
+                }
+                "echo-config" => {
+                    host::log(LogLevel::Info, &format!("config seen: {config}"));
+                    Ok(())
+                }
+                "checkpoint-loop" => {
+                    for n in 1u64.. {
+                        host::checkpoint(&format!(r#"{{"n":{n}}}"#))
+                            .map_err(|e| Error::Destination(format!("{e:?}")))?;
+                    }
+                    Ok(())
+                }
+                "methods" => {
+                    let url = config["url"].as_str().unwrap_or_default().to_owned();
+                    for name in config["methods"].as_array().into_iter().flatten() {
+                        let name = name.as_str().unwrap_or_default();
+                        let method = match name {
+                            "PUT" => Method::Put,
+                            "PATCH" => Method::Patch,
+                            "DELETE" => Method::Delete,
+                            "POST" => Method::Post,
+                            "HEAD" => Method::Head,
+                            _ => Method::Get,
+                        };
+                        let answer = host::http_fetch(&Request {
+                            method,
+                            url: url.clone(),
+                            headers: vec![],
+                            body: None,
+                        });
+                        let line = match answer {
+                            Ok(r) => format!("sent {name}: {}", r.status),
+                            Err(HttpError::Denied(why)) => format!("refused {name}: {why}"),
+                            Err(e) => format!("failed {name}: {e:?}"),
+                        };
+                        host::log(LogLevel::Info, &line);
                     }
                     Ok(())
                 }

@@ -3,6 +3,7 @@
 //! warehouse ([`World`]), throwaway PostgreSQL clusters ([`pg`]), and the
 //! sandbox tests' hostile component ([`HOSTILE_WASM`]).
 
+pub mod canned;
 pub mod contract;
 pub mod pg;
 
