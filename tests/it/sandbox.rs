@@ -3,10 +3,9 @@
 //! stopped with a clear one-line error, and the warehouse keeps its last
 //! checkpoint.
 
+use incsync_testkit::canned::{Canned, Reply};
 use incsync_testkit::{World, incsync};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -64,20 +63,7 @@ fn a_memory_hog_is_stopped_at_its_limit() {
 
 /// A server on loopback that answers every request with a redirect to `to`.
 fn redirector(to: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
-            let Ok(mut s) = stream else { continue };
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    format!("http://{addr}")
+    Canned::start(move |_| Reply::empty(302).header("Location", &to)).url
 }
 
 #[test]
@@ -220,37 +206,20 @@ fn an_allowed_name_that_resolves_to_loopback_is_refused_unless_named_or_opted_in
     assert!(one_line_error(&out).contains("reached"));
 }
 
-/// A listener on loopback that counts connections and answers each with
-/// `502 Bad Gateway`: a proxy nobody should use.
-fn counting_proxy() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(AtomicUsize::new(0));
-    let count = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { continue };
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 2048];
-            let _ = s.read(&mut buf);
-            let _ = write!(
-                s,
-                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-            );
-        }
-    });
-    (url, seen)
+/// A server on loopback that answers every request with `502 Bad Gateway`:
+/// a proxy nobody should use.
+fn proxy_nobody_should_use() -> Canned {
+    Canned::start(|_| Reply::empty(502))
 }
 
 #[test]
 fn proxy_variables_are_ignored_unless_the_config_names_a_proxy() {
-    use std::sync::atomic::Ordering;
     let w = World::new(
         20,
         json!([{"table": "user", "strategy": "timestamp", "path": "/incremental/timestamp"}]),
     );
-    let (proxy, seen) = counting_proxy();
+    let proxy_server = proxy_nobody_should_use();
+    let proxy = proxy_server.url.clone();
     let run = |w: &World| {
         let mut cmd = incsync();
         for var in [
@@ -278,7 +247,7 @@ fn proxy_variables_are_ignored_unless_the_config_names_a_proxy() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        seen.load(Ordering::SeqCst),
+        proxy_server.seen().len(),
         0,
         "the environment's proxy was not used"
     );
@@ -290,7 +259,7 @@ fn proxy_variables_are_ignored_unless_the_config_names_a_proxy() {
     );
     let _ = run(&w);
     assert!(
-        seen.load(Ordering::SeqCst) > 0,
+        !proxy_server.seen().is_empty(),
         "the configured proxy was used"
     );
 }
