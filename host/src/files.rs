@@ -114,42 +114,37 @@ fn no_follow(e: io::Error, path: &Path) -> io::Error {
     }
 }
 
-/// Opens `path` to append, creating it `0600` if missing; never through a
-/// symlink, and only a regular file of this user.
-pub fn open_append(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
+/// Opens `path` as `options` say, never through a symlink (`O_NOFOLLOW`),
+/// and only a regular file of this user that others cannot write.
+fn open_own(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    let file = options
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| no_follow(e, path))?;
     own_regular(file, path)
+}
+
+/// Opens `path` to append, creating it `0600` if missing.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    open_own(OpenOptions::new().create(true).append(true), path)
 }
 
 /// Opens an existing `path` to write (to cut it back or lock it), creating it
-/// `0600` if `create`; never through a symlink, and only a regular file of
-/// this user.
+/// `0600` if `create`.
 pub fn open_to_cut(path: &Path, create: bool) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(create)
-        .write(true)
-        .truncate(false)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| no_follow(e, path))?;
-    own_regular(file, path)
+    open_own(
+        OpenOptions::new()
+            .create(create)
+            .write(true)
+            .truncate(false),
+        path,
+    )
 }
 
-/// Reads `path`, never through a symlink, only a regular file of this user.
+/// Reads `path`.
 pub fn read_own(path: &Path) -> io::Result<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| no_follow(e, path))?;
-    file = own_regular(file, path)?;
+    let mut file = open_own(OpenOptions::new().read(true), path)?;
     let mut bytes = Vec::new();
     file.read_to_end(&mut bytes)?;
     Ok(bytes)

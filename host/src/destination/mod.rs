@@ -177,24 +177,6 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     }
 }
 
-/// Options that create a file `0600`: warehouse files (and cassettes) hold
-/// customer data.
-pub fn private_file() -> std::fs::OpenOptions {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut options = std::fs::OpenOptions::new();
-    options.mode(0o600);
-    options
-}
-
-/// Creates `dir` and its missing parents `0700`, for the same reason.
-pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-}
-
 /// Opens the warehouse `warehouse` names (creating a SQLite file or a JSONL
 /// directory if missing; connecting to PostgreSQL).
 pub fn open(warehouse: &Warehouse, durability: Durability) -> anyhow::Result<Box<dyn Destination>> {

@@ -140,17 +140,18 @@ impl rusqlite::ToSql for Bind<'_> {
 /// data. SQLite gives its `-wal` and `-shm` files the same mode.
 fn create_private(path: &Path) -> Result<()> {
     match crate::files::create_new(path) {
-        Ok(_) => Ok(()),
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(e).with_context(|| format!("creating warehouse {}", path.display()))
         }
+        // It exists: a file to open (SQLite refuses a symlink again, with
+        // `SQLITE_OPEN_NOFOLLOW`), said here in plain words if it is one.
         Err(_) if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) => {
             anyhow::bail!(
                 "warehouse {} is a symlink; incsync never writes through one",
                 path.display()
             )
         }
-        Err(_) => Ok(()),
+        _ => Ok(()),
     }
 }
 
