@@ -143,8 +143,7 @@ pub fn check(
     for name in streams::names(&value) {
         let one = streams::only(config, &name)?;
         let probe = Arc::new(Mutex::new(Probe::default()));
-        let mut settings = host.http.clone();
-        settings.methods = crate::config::methods_for(&one, &settings.extra_methods);
+        let settings = host.http_for(&one);
         let client =
             Client::new(host.allow.clone(), settings).with_credentials(host.credentials.clone());
         let http = FirstPageOnly {

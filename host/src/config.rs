@@ -258,6 +258,14 @@ pub fn for_connector(text: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl HostConfig {
+    /// The HTTP settings for a unit of the config (one stream's or several
+    /// streams' config): its methods are [`methods_for`] it.
+    pub fn http_for(&self, unit_config: &str) -> HttpSettings {
+        let mut http = self.http.clone();
+        http.methods = methods_for(unit_config, &http.extra_methods);
+        http
+    }
+
     /// Reads the host's keys of the config file's text, resolving secrets
     /// from the process's environment.
     pub fn parse(text: &str) -> Result<HostConfig, ConfigError> {

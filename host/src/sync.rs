@@ -423,8 +423,7 @@ pub fn run_with(job: &SyncJob, hooks: &Hooks) -> Result<SyncReport, SyncFailure>
                 lease,
             };
             let warehouse = Pipelined::new(warehouse, &tables).map_err(failed)?;
-            let mut settings = host.http.clone();
-            settings.methods = crate::config::methods_for(&unit.config, &settings.extra_methods);
+            let settings = host.http_for(&unit.config);
             let client = Retrying::new(
                 Client::new(host.allow.clone(), settings)
                     .with_credentials(host.credentials.clone())
