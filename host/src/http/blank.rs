@@ -7,12 +7,12 @@
 /// `\uXXXX`, in any mix, found by decoding the JSON).
 #[derive(Debug, Clone)]
 pub struct Blanker {
-    /// The secrets as they are, longest first.
-    raw: Vec<String>,
-    /// Every spelling of each, longest first.
-    forms: Vec<String>,
-    /// What replaces them ([`BLANK`] unless [`with_mark`](Self::with_mark)).
-    mark: &'static str,
+    /// Every spelling of each, found in one pass (the longest at a place
+    /// wins); none if there is nothing to blank.
+    forms: Option<aho_corasick::AhoCorasick>,
+    /// What replaces them ([`BLANK`] unless [`with_mark`](Self::with_mark)),
+    /// once per spelling, as the matcher's replacement list.
+    marks: Vec<&'static str>,
 }
 
 impl Default for Blanker {
@@ -68,24 +68,27 @@ impl Blanker {
             forms.push(json.to_owned());
             forms.push(json.replace('/', "\\/"));
         }
-        forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+        forms.sort_unstable();
         forms.dedup();
-        Blanker {
-            raw,
-            forms,
-            mark: BLANK,
-        }
+        let marks = vec![BLANK; forms.len()];
+        let forms = (!forms.is_empty()).then(|| {
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                .build(&forms)
+                .expect("a few short literal patterns build")
+        });
+        Blanker { forms, marks }
     }
 
     /// Blanks with `mark` instead of [`BLANK`].
     pub fn with_mark(mut self, mark: &'static str) -> Blanker {
-        self.mark = mark;
+        self.marks.fill(mark);
         self
     }
 
     /// Whether there is nothing to blank.
     pub fn is_empty(&self) -> bool {
-        self.raw.is_empty()
+        self.forms.is_none()
     }
 
     /// `text` with every spelling of every secret blanked.
@@ -99,10 +102,13 @@ impl Blanker {
     /// still holds one once decoded (an `\u0041` escape) is written again
     /// with its strings blanked.
     pub fn bytes(&self, body: &mut Vec<u8>) {
-        for f in &self.forms {
-            replace_bytes(body, f.as_bytes(), self.mark.as_bytes());
+        let Some(forms) = &self.forms else {
+            return;
+        };
+        if forms.is_match(body.as_slice()) {
+            *body = forms.replace_all_bytes(body, &self.marks);
         }
-        if !self.raw.is_empty() && body.windows(2).any(|w| w == b"\\u") {
+        if body.windows(2).any(|w| w == b"\\u") {
             self.json(body);
         }
     }
@@ -119,16 +125,8 @@ impl Blanker {
     }
 
     fn blank_str(&self, s: &str) -> Option<String> {
-        let hit = self.forms.iter().any(|f| s.contains(f.as_str()));
-        hit.then(|| {
-            let mut s = s.to_owned();
-            for f in &self.forms {
-                if s.contains(f.as_str()) {
-                    s = s.replace(f.as_str(), self.mark);
-                }
-            }
-            s
-        })
+        let forms = self.forms.as_ref()?;
+        forms.is_match(s).then(|| forms.replace_all(s, &self.marks))
     }
 
     fn blank_value(&self, v: &mut serde_json::Value) -> bool {
@@ -161,30 +159,6 @@ impl Blanker {
             _ => false,
         }
     }
-}
-
-/// Replaces every `needle` in `hay` with `with`.
-pub(crate) fn replace_bytes(hay: &mut Vec<u8>, needle: &[u8], with: &[u8]) {
-    let Some(&first) = needle.first() else {
-        return;
-    };
-    let found = |at: usize, hay: &[u8]| hay[at..].starts_with(needle);
-    let Some(start) = (0..hay.len()).find(|&i| hay[i] == first && found(i, hay)) else {
-        return;
-    };
-    let mut out = Vec::with_capacity(hay.len());
-    out.extend_from_slice(&hay[..start]);
-    let mut i = start;
-    while i < hay.len() {
-        if hay[i] == first && found(i, hay) {
-            out.extend_from_slice(with);
-            i += needle.len();
-        } else {
-            out.push(hay[i]);
-            i += 1;
-        }
-    }
-    *hay = out;
 }
 
 #[cfg(test)]
