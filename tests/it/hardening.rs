@@ -8,7 +8,7 @@ use incsync_testkit::{World, incsync};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 
 const TOKEN: &str = "tok-Sup3rSecretValue";
 
@@ -20,6 +20,17 @@ fn stderr(out: &Output) -> String {
 fn error_line(out: &Output) -> String {
     assert!(!out.status.success(), "should fail: {}", stderr(out));
     stderr(out).trim().lines().last().unwrap_or("").to_owned()
+}
+
+/// `incsync run --config CONFIG --warehouse WAREHOUSE`, for more arguments
+/// or environment.
+fn run_into(config: &Path, warehouse: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = incsync();
+    cmd.args(["run", "--config"])
+        .arg(config)
+        .arg("--warehouse")
+        .arg(warehouse);
+    cmd
 }
 
 /// A file outside the warehouse that nothing may touch.
@@ -82,14 +93,7 @@ fn a_symlink_planted_in_a_jsonl_warehouse_is_never_written_through() {
     let victim = victim(root);
     let dir = private_dir(&root.join("out"));
     let warehouse = format!("jsonl:{}", dir.display());
-    let run = || {
-        incsync()
-            .args(["run", "--config"])
-            .arg(&world.config)
-            .args(["--warehouse", &warehouse])
-            .output()
-            .unwrap()
-    };
+    let run = || run_into(&world.config, &warehouse).output().unwrap();
     // The table's file.
     std::os::unix::fs::symlink(&victim, dir.join("user.jsonl")).unwrap();
     let line = error_line(&run());
@@ -121,11 +125,7 @@ fn a_warehouse_or_cassette_directory_others_may_write_is_refused() {
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
     let line = error_line(
-        &incsync()
-            .args(["run", "--config"])
-            .arg(&world.config)
-            .arg("--warehouse")
-            .arg(format!("jsonl:{}", open.display()))
+        &run_into(&world.config, format!("jsonl:{}", open.display()))
             .output()
             .unwrap(),
     );
@@ -216,11 +216,7 @@ fn an_answer_in_an_encoding_the_host_cannot_read_never_reaches_the_component() {
     let api = echoing_api("deflate");
     let dir = tempfile::tempdir().unwrap();
     let cassette = dir.path().join("cassette");
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(echo_config(dir.path(), &api.url))
-        .arg("--warehouse")
-        .arg(dir.path().join("w.db"))
+    let out = run_into(&echo_config(dir.path(), &api.url), dir.path().join("w.db"))
         .arg("--record")
         .arg(&cassette)
         .env("ECHO_TOKEN", TOKEN)
@@ -241,11 +237,7 @@ fn a_gzip_answer_is_decoded_and_then_blanked() {
     let api = echoing_api("gzip");
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("w.db");
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(echo_config(dir.path(), &api.url))
-        .arg("--warehouse")
-        .arg(&warehouse)
+    let out = run_into(&echo_config(dir.path(), &api.url), &warehouse)
         .env("ECHO_TOKEN", TOKEN)
         .output()
         .unwrap();
@@ -265,11 +257,7 @@ fn the_state_a_cassette_starts_from_is_redacted_too() {
     config["auth"] = json!({"type": "bearer", "token": "${ECHO_TOKEN}"});
     world.write_config(config);
     // A state saved by a version that did not blank what the API echoed.
-    let first = incsync()
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .arg("--warehouse")
-        .arg(&world.warehouse)
+    let first = run_into(&world.config, &world.warehouse)
         .env("ECHO_TOKEN", TOKEN)
         .output()
         .unwrap();
@@ -282,11 +270,7 @@ fn the_state_a_cassette_starts_from_is_redacted_too() {
     .unwrap();
     drop(conn);
     let cassette = world.dir.path().join("cassette");
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .arg("--warehouse")
-        .arg(&world.warehouse)
+    let out = run_into(&world.config, &world.warehouse)
         .arg("--record")
         .arg(&cassette)
         .env("ECHO_TOKEN", TOKEN)
@@ -468,13 +452,7 @@ fn a_stream_with_method_post_may_post_and_no_other_may() {
         .to_string(),
     )
     .unwrap();
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(&config)
-        .arg("--warehouse")
-        .arg(dir.path().join("w.db"))
-        .output()
-        .unwrap();
+    let out = run_into(&config, dir.path().join("w.db")).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(api.seen()[0].method, "POST");
 }
@@ -517,11 +495,7 @@ fn tables_one_case_apart_never_share_a_jsonl_file() {
         ]),
     );
     let dir = private_dir(&world.dir.path().join("out"));
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .arg("--warehouse")
-        .arg(format!("jsonl:{}", dir.display()))
+    let out = run_into(&world.config, format!("jsonl:{}", dir.display()))
         .output()
         .unwrap();
     let line = error_line(&out);
@@ -537,12 +511,7 @@ fn a_postgres_table_name_past_63_bytes_is_refused_not_cut() {
         5,
         json!([{"table": long, "strategy": "keyset", "path": "/pagination/keyset"}]),
     );
-    let out = incsync()
-        .args(["run", "--config"])
-        .arg(&world.config)
-        .args(["--warehouse", &url])
-        .output()
-        .unwrap();
+    let out = run_into(&world.config, &url).output().unwrap();
     let line = error_line(&out);
     assert!(
         line.contains("63") && line.contains("shorter `table`"),
@@ -572,14 +541,7 @@ fn incsync_never_adopts_a_postgres_table_of_another_role() {
         )
         .unwrap();
     let world = World::strategy("keyset", 5, json!({}));
-    let run = || {
-        incsync()
-            .args(["run", "--config"])
-            .arg(&world.config)
-            .args(["--warehouse", &url])
-            .output()
-            .unwrap()
-    };
+    let run = || run_into(&world.config, &url).output().unwrap();
     let line = error_line(&run());
     assert!(
         line.contains("_incsync_state") && line.contains("belongs to the role `mallory`"),

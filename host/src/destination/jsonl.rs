@@ -815,6 +815,27 @@ mod tests {
     }
 
     #[test]
+    fn a_table_one_case_from_another_syncs_file_is_refused_at_its_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = JsonlTarget::Dir(dir.path().to_owned());
+        let named = |name: &str| Table {
+            name: name.into(),
+            ..table()
+        };
+        // Two syncs that open before either has written a line.
+        let mut a = JsonlWarehouse::open(&target).unwrap();
+        let mut b = JsonlWarehouse::open(&target).unwrap();
+        a.create_tables(&[named("Users")]).unwrap();
+        b.create_tables(&[named("users")]).unwrap();
+        a.upsert("Users", batch(&["1"])).unwrap();
+        a.checkpoint("{}").unwrap();
+        b.upsert("users", batch(&["2"])).unwrap();
+        let e = b.checkpoint("{}").unwrap_err();
+        assert!(format!("{e:?}").contains("case-insensitive"), "{e:?}");
+        assert!(!dir.path().join("users.jsonl").exists(), "nothing written");
+    }
+
+    #[test]
     fn the_warehouse_files_are_private() {
         use std::os::unix::fs::PermissionsExt;
         let root = tempfile::tempdir().unwrap();
