@@ -2,11 +2,16 @@
 // http-fetch (synchronous, as the WIT declares it), upsert, delete, truncate
 // (a full_refresh stream empties its table), checkpoint, log.
 // jco maps the interface onto this module (`--map incsync:connector/host=…`);
-// host.mjs calls configure() before the connector's first call.
-import { MessageChannel, Worker, receiveMessageOnPort } from 'node:worker_threads';
-import { writeFileSync, renameSync } from 'node:fs';
+// it runs in the sync worker (sync-worker.mjs), which calls configure()
+// before the connector's first call. Every call marks progress in a shared
+// counter the supervisor (host.mjs) watches for its deadline.
+import { MessageChannel, Worker, parentPort, receiveMessageOnPort } from 'node:worker_threads';
+import { Blanker, followRedirect, isHostOnlyHeader, originOf, printable } from './sandbox.mjs';
+import { writePrivate } from './warehouse-file.mjs';
 
 let settings = null;
+let blanker = new Blanker();
+let progress = null;
 const stats = { requests: 0, bytes: 0, rows_upserted: {}, checkpoints: 0 };
 
 // The warehouse: tables of rows keyed by primary key, and the saved state.
@@ -14,14 +19,43 @@ const stats = { requests: 0, bytes: 0, rows_upserted: {}, checkpoints: 0 };
 let warehouse = { tables: {}, state: null };
 let pending = [];
 
-/// Sets the sandbox, the credentials, the warehouse file and its contents.
-export function configure(s) {
+/// Sets the sandbox, the credentials, the warehouse file and its contents,
+/// and the shared progress counter ([0] counts calls in and out, [1] is 1
+/// while a call is in the host: waiting on the network is no computing).
+export function configure(s, shared) {
   settings = s;
   warehouse = s.warehouse;
+  blanker = new Blanker(s.secrets);
+  progress = shared;
+}
+
+/// The tables the connector declared: their primary keys.
+export function declare(tables) {
+  settings.primaryKeys = Object.fromEntries(tables.map((t) => [t.name, t.primaryKey]));
 }
 
 export function report() {
   return stats;
+}
+
+export function blank(text) {
+  return blanker.text(text);
+}
+
+/// Runs `f` as a host call: progress for the supervisor's deadline.
+function hostCall(f) {
+  if (progress) {
+    Atomics.add(progress, 0, 1);
+    Atomics.store(progress, 1, 1);
+  }
+  try {
+    return f();
+  } finally {
+    if (progress) {
+      Atomics.store(progress, 1, 0);
+      Atomics.add(progress, 0, 1);
+    }
+  }
 }
 
 // --- http-fetch: a worker does the asynchronous fetch; this thread waits.
@@ -45,53 +79,97 @@ function fetchOnce(req) {
   return receiveMessageOnPort(channel.port1).message;
 }
 
-function allowed(url) {
-  return (url.protocol === 'http:' || url.protocol === 'https:') && settings.allowedOrigins.includes(url.origin);
+const denied = (why) => {
+  log('warn', `sandbox: refused ${why}`, 'host');
+  return { tag: 'err', val: { tag: 'denied', val: why } };
+};
+
+/// Attaches the config's credentials to a request for the `base_url`'s
+/// origin (the guest's header of the same name is replaced; a query key the
+/// URL carries over gets the host's value).
+function withCredentials(url, headers) {
+  if (originOf(url) !== settings.baseOrigin) return;
+  Object.assign(headers, settings.credentialHeaders);
+  for (const [k] of settings.credentialQuery) url.searchParams.delete(k);
+  for (const [k, v] of settings.credentialQuery) url.searchParams.append(k, v);
+}
+
+/// An answer with every secret blanked, in its headers and body.
+function blanked(res) {
+  return {
+    status: res.status,
+    headers: res.headers.map(([k, v]) => [k, blanker.text(v)]),
+    body: blanker.bytes(res.body),
+  };
 }
 
 export function httpFetch(request) {
+  return hostCall(() => fetchChecked(request));
+}
+
+function fetchChecked(request) {
   stats.requests += 1;
+  for (const [name] of request.headers) {
+    if (isHostOnlyHeader(name)) {
+      return { tag: 'err', val: { tag: 'invalid-request', val: `header \`${printable(name, 200)}\` is set by the host, not the connector` } };
+    }
+  }
+  const method = request.method.toUpperCase();
+  if (!settings.methods.includes(method)) {
+    return denied(`\`${method}\` is not allowed: a sync reads (GET and HEAD, and POST in a stream whose \`method\` is POST); http.allow_methods allows more`);
+  }
   let url;
   try {
     url = new URL(request.url);
-  } catch (e) {
-    return { tag: 'err', val: { tag: 'invalid-request', val: `${request.url} is not a URL` } };
+  } catch {
+    return { tag: 'err', val: { tag: 'invalid-request', val: `\`${printable(request.url, 1024)}\` is not a URL` } };
   }
-  let method = request.method.toUpperCase();
-  let body = request.body;
-  const guestHeaders = Object.fromEntries(request.headers.map(([k, v]) => [k.toLowerCase(), v]));
-  for (let hop = 0; hop <= 5; hop++) {
-    if (!allowed(url)) {
-      return { tag: 'err', val: { tag: 'denied', val: `${url.origin} is not an allowed host` } };
+  const hop = {
+    method,
+    body: request.body,
+    headers: Object.fromEntries(request.headers.map(([k, v]) => [k.toLowerCase(), v])),
+  };
+  for (let n = 0; n <= settings.maxRedirects; n++) {
+    if (!['http:', 'https:'].includes(url.protocol) || !settings.allowedOrigins.includes(originOf(url))) {
+      return denied(`${printable(url.href, 1024)}: ${printable(originOf(url), 200)} is not an allowed host`);
     }
-    const headers = { ...guestHeaders };
     const sent = new URL(url);
-    if (url.origin === settings.baseOrigin) {
-      Object.assign(headers, settings.credentialHeaders);
-      for (const [k, v] of settings.credentialQuery) sent.searchParams.append(k, v);
-    } else {
-      delete headers.authorization;
-      delete headers.cookie;
-    }
+    const headers = { ...hop.headers };
+    withCredentials(sent, headers);
     const answer = fetchOnce({
-      url: sent.href, method, headers, body,
-      timeoutMs: settings.timeoutMs, maxBytes: settings.maxBytes,
+      url: sent.href,
+      method: hop.method,
+      headers,
+      body: hop.body,
+      timeoutMs: settings.timeoutMs,
+      maxBytes: settings.maxBytes,
+      policy: settings.policy,
     });
-    if (answer.tag === 'err') return answer;
-    const res = answer.val;
+    if (answer.tag === 'err') {
+      if (answer.val.tag === 'denied') log('warn', `sandbox: refused ${url.href}: ${answer.val.val}`, 'host');
+      if (typeof answer.val.val === 'string') answer.val.val = blanker.text(answer.val.val);
+      return answer;
+    }
+    const res = blanked(answer.val);
+    stats.bytes += res.body.byteLength;
     const location = res.headers.find(([k]) => k === 'location')?.[1];
-    if ([301, 302, 303, 307, 308].includes(res.status) && location) {
-      url = new URL(location, url);
-      if (res.status === 303) { method = 'GET'; body = undefined; }
+    if ([301, 302, 303, 307, 308].includes(res.status) && location !== undefined) {
+      try {
+        url = followRedirect(url, res.status, location, hop);
+      } catch (e) {
+        if (e?.tag === 'denied') return denied(e.val);
+        if (e?.tag) return { tag: 'err', val: e };
+        throw e;
+      }
       continue;
     }
-    stats.bytes += res.body.byteLength;
-    return answer;
+    return { tag: 'ok', val: res };
   }
-  return { tag: 'err', val: { tag: 'other', val: `more than 5 redirects from ${request.url}` } };
+  return { tag: 'err', val: { tag: 'other', val: `more than ${settings.maxRedirects} redirects from ${printable(request.url, 1024)}` } };
 }
 
-// --- upsert and checkpoint: a JSON file, rewritten atomically at each checkpoint.
+// --- upsert and checkpoint: a JSON file, written anew at each checkpoint
+// (warehouse-file.mjs: created exclusively, private, renamed into place).
 // ignoreBOM: a text that starts with U+FEFF keeps it, as the Rust host does.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
@@ -208,6 +286,10 @@ function withRows(batch, write) {
 }
 
 export function upsert(table, batch) {
+  return hostCall(() => upsertNow(table, batch));
+}
+
+function upsertNow(table, batch) {
   const keys = settings.primaryKeys[table];
   if (!keys) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
   return withRows(batch, (rows) => {
@@ -229,6 +311,10 @@ export function upsert(table, batch) {
 // Deletes by primary key (hard: this small host keeps no soft-delete marks),
 // applied in order with the upserts at the next checkpoint.
 function _delete(table, keys) {
+  return hostCall(() => deleteNow(table, keys));
+}
+
+function deleteNow(table, keys) {
   const pk = settings.primaryKeys[table];
   if (!pk) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
   return withRows(keys, (rows) => {
@@ -245,29 +331,42 @@ export { _delete as delete };
 // Empties the table at the next checkpoint, before the rows upserted after it
 // (a full_refresh stream, before its first rows).
 export function truncate(table) {
+  return hostCall(() => truncateNow(table));
+}
+
+function truncateNow(table) {
   if (!settings.primaryKeys[table]) return { tag: 'err', val: { tag: 'unknown-table', val: table } };
   pending.push([table, null, null]);
   return { tag: 'ok', val: undefined };
 }
 
+/// The largest state one checkpoint may save (the Rust host's).
+const MAX_STATE_BYTES = 16 << 20;
+
 export function checkpoint(state) {
-  for (const [table, key, record] of pending) {
-    const rows = (warehouse.tables[table] ??= {});
-    if (key === null) warehouse.tables[table] = {};
-    else if (record === null) delete rows[key];
-    else rows[key] = record;
-  }
-  pending = [];
-  warehouse.state = state;
-  const tmp = `${settings.warehouseFile}.tmp`;
-  try {
-    writeFileSync(tmp, JSON.stringify(warehouse));
-    renameSync(tmp, settings.warehouseFile);
-  } catch (e) {
-    return { tag: 'err', val: { tag: 'other', val: String(e.message ?? e) } };
-  }
-  stats.checkpoints += 1;
-  return { tag: 'ok', val: undefined };
+  return hostCall(() => {
+    stats.checkpoints += 1;
+    if (stats.checkpoints > settings.maxCheckpoints) {
+      throw new Error(`the connector made more than ${settings.maxCheckpoints} checkpoints in one run and was stopped; raise sandbox.max_checkpoints if it needs more`);
+    }
+    if (Buffer.byteLength(state) > MAX_STATE_BYTES) {
+      throw new Error(`the connector saved a state of more than ${MAX_STATE_BYTES >> 20} MiB and was stopped`);
+    }
+    for (const [table, key, record] of pending) {
+      const rows = (warehouse.tables[table] ??= {});
+      if (key === null) warehouse.tables[table] = {};
+      else if (record === null) delete rows[key];
+      else rows[key] = record;
+    }
+    pending = [];
+    warehouse.state = state;
+    try {
+      writePrivate(settings.warehouseFile, JSON.stringify(warehouse));
+    } catch (e) {
+      return { tag: 'err', val: { tag: 'other', val: String(e.message ?? e) } };
+    }
+    return { tag: 'ok', val: undefined };
+  });
 }
 
 // Rows after the last checkpoint are dropped when a sync fails.
@@ -275,8 +374,30 @@ export function rollback() {
   pending = [];
 }
 
-export function log(level, message) {
-  if (level !== 'debug' || process.env.INCSYNC_DEBUG) {
-    process.stderr.write(`connector ${level}: ${message}\n`);
+// The connector's log, as the Rust host prints it: control characters
+// escaped, each line cut to 4 KiB, secrets blanked, and the run's log
+// capped at 1 MiB (the line past it says so).
+const MAX_LOG_LINE = 4 << 10;
+const MAX_LOG_BYTES = 1 << 20;
+let logged = 0;
+let capped = false;
+
+export function log(level, message, who = 'connector') {
+  if (level === 'debug' && !process.env.INCSYNC_DEBUG) return;
+  if (capped) return;
+  if (logged >= MAX_LOG_BYTES) {
+    capped = true;
+    emit(`${who} warn: the connector logged more than ${MAX_LOG_BYTES >> 10} KiB; its further log lines are dropped`);
+    return;
   }
+  const line = printable(message, MAX_LOG_LINE, blanker);
+  logged += line.length + 64;
+  emit(`${who} ${level}: ${line}`);
+}
+
+// To the supervisor, which prints it (this thread's own stderr is the
+// guest's, which the supervisor escapes and caps).
+function emit(line) {
+  if (parentPort) parentPort.postMessage({ type: 'log', line });
+  else process.stderr.write(`${line}\n`);
 }

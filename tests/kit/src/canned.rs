@@ -51,6 +51,10 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// Whether the body is left unfinished: its `Content-Length` says one
+    /// byte more than is sent, and the connection stays open a minute (an
+    /// API that stalls mid-answer).
+    pub stall: bool,
 }
 
 impl Reply {
@@ -60,6 +64,7 @@ impl Reply {
             status,
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: body.to_string().into_bytes(),
+            stall: false,
         }
     }
 
@@ -69,7 +74,14 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Vec::new(),
+            stall: false,
         }
+    }
+
+    /// The same reply, left unfinished (see [`Reply::stall`]).
+    pub fn stalled(mut self) -> Reply {
+        self.stall = true;
+        self
     }
 
     /// The same body compressed with `encoding` (`deflate`, `gzip`), and
@@ -179,11 +191,15 @@ fn write_reply(mut stream: &std::net::TcpStream, reply: &Reply) -> std::io::Resu
     }
     head.push_str(&format!(
         "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reply.body.len()
+        reply.body.len() + usize::from(reply.stall)
     ));
     stream.write_all(head.as_bytes())?;
     stream.write_all(&reply.body)?;
-    stream.flush()
+    stream.flush()?;
+    if reply.stall {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }
+    Ok(())
 }
 
 fn reason(status: u16) -> &'static str {
