@@ -198,32 +198,9 @@ fn schema_prints_the_tables_and_columns() {
     assert_eq!(w.api.requests(), 0);
 }
 
-/// A server answering every request with 503; returns its URL and a count
-/// of the requests it got.
-fn always_503() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let mut buf = [0u8; 8192];
-            let mut got = Vec::new();
-            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = conn.write_all(
-                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            );
-        }
-    });
-    (url, count)
+/// A server answering every request with 503.
+fn always_503() -> incsync_testkit::canned::Canned {
+    incsync_testkit::canned::Canned::start(|_| incsync_testkit::canned::Reply::empty(503))
 }
 
 #[test]
@@ -236,7 +213,8 @@ fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
     ]);
 
     // A 503 is not retried: one request per stream.
-    let (url, count) = always_503();
+    let api = always_503();
+    let url = api.url.clone();
     std::fs::write(
         &config,
         json!({"base_url": url, "streams": streams}).to_string(),
@@ -244,11 +222,7 @@ fn check_sends_exactly_one_request_per_stream_even_to_a_down_api() {
     .unwrap();
     let (out, report) = check(&config, &[]);
     assert_eq!(out.status.code(), Some(1), "{report}");
-    assert_eq!(
-        count.load(std::sync::atomic::Ordering::SeqCst),
-        2,
-        "{report}"
-    );
+    assert_eq!(api.seen().len(), 2, "{report}");
     assert_eq!(report["streams"][0]["status"], 503);
 
     // A closed port: unreachable, and nothing said about saving.

@@ -3,54 +3,30 @@
 //! the flag, and the real binary and component writing soft and hard deletes
 //! into SQLite and PostgreSQL, and delete lines into JSON lines.
 
+use incsync_testkit::canned::{Canned, Reply};
 use incsync_testkit::incsync;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 
 /// A tiny API on loopback: `/items?since=…` answers the records whose
 /// `updatedAt` is at or after `since`, oldest first.
-fn serve(records: Arc<Mutex<Vec<serde_json::Value>>>) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-            }
-            let since = first
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.split_once("since="))
-                .map(|(_, s)| s.replace("%3A", ":"))
-                .unwrap_or_default();
-            let mut data: Vec<serde_json::Value> = records
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|r| r["updatedAt"].as_str().unwrap() >= since.as_str())
-                .cloned()
-                .collect();
-            data.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
-            let body = json!({ "data": data }).to_string();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    url
+fn serve(records: Arc<Mutex<Vec<serde_json::Value>>>) -> Canned {
+    Canned::start(move |req| {
+        let since = req
+            .target
+            .split_once("since=")
+            .map(|(_, s)| s.split('&').next().unwrap_or("").replace("%3A", ":"))
+            .unwrap_or_default();
+        let mut data: Vec<serde_json::Value> = records
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r["updatedAt"].as_str().unwrap() >= since.as_str())
+            .cloned()
+            .collect();
+        data.sort_by(|a, b| a["updatedAt"].as_str().cmp(&b["updatedAt"].as_str()));
+        Reply::json(200, &json!({ "data": data }))
+    })
 }
 
 /// A record; `flag` names how the API marks it deleted: a boolean
@@ -72,7 +48,8 @@ fn sync_then_delete(warehouse: &str, mode: &str, flag: &str) {
         record("2", "2024-01-01T00:00:02Z", false, flag),
         record("3", "2024-01-01T00:00:03Z", false, flag),
     ]));
-    let url = serve(records.clone());
+    let api = serve(records.clone());
+    let url = api.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.json");
     std::fs::write(

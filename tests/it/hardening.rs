@@ -3,7 +3,7 @@
 //! warehouse or cassette directory, answers in encodings the host cannot
 //! blank, credentials where they do not belong.
 
-use incsync_testkit::canned::{Canned, Reply};
+use incsync_testkit::canned::{Canned, Reply, link_config};
 use incsync_testkit::{World, incsync};
 use serde_json::{Value, json};
 use std::os::unix::fs::PermissionsExt;
@@ -175,22 +175,13 @@ fn echoing_api(encoding: &'static str) -> Canned {
 
 fn echo_config(dir: &Path, base: &str) -> PathBuf {
     let config = dir.join("config.json");
-    std::fs::write(
-        &config,
-        json!({
-            "base_url": base,
-            "auth": {"type": "bearer", "token": "${ECHO_TOKEN}"},
-            "http": {"retries": 0},
-            "streams": [{
-                "table": "item", "strategy": "next_page_url", "path": "/items",
-                "link_header": true, "records_path": "",
-                "order_by_param": "", "order_type_param": "",
-                "columns": {"id": "LONG", "seen": "STRING"}
-            }]
-        })
-        .to_string(),
-    )
-    .unwrap();
+    let value = link_config(
+        base,
+        "/items",
+        json!({"id": "LONG", "seen": "STRING"}),
+        json!({"auth": {"type": "bearer", "token": "${ECHO_TOKEN}"}}),
+    );
+    std::fs::write(&config, value.to_string()).unwrap();
     config
 }
 

@@ -4,7 +4,7 @@
 //! on PATH; it fails rather than skips without them, so CI cannot pass
 //! without having run it.
 
-use incsync_testkit::canned::{Canned, Reply};
+use incsync_testkit::canned::{Canned, Reply, link_config};
 use incsync_testkit::{World, incsync, succeed};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -316,21 +316,17 @@ fn the_node_host_refuses_a_name_that_resolves_to_a_private_address() {
 }
 
 fn item_config(base: &str, extra: Value) -> Value {
-    let mut config = json!({
-        "base_url": base,
-        "auth": {"type": "bearer", "token": "${ECHO_TOKEN}"},
-        "http": {"retries": 0},
-        "streams": [{
-            "table": "item", "strategy": "next_page_url", "path": "/items",
-            "link_header": true, "records_path": "",
-            "order_by_param": "", "order_type_param": "",
-            "columns": {"id": "LONG", "seen": "STRING", "lower": "STRING", "escaped": "STRING"}
-        }]
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        config[k] = v.clone();
+    let mut extra = extra;
+    extra["auth"] = json!({"type": "bearer", "token": "${ECHO_TOKEN}"});
+    if extra.get("http").is_none() {
+        extra["http"] = json!({"retries": 0});
     }
-    config
+    link_config(
+        base,
+        "/items",
+        json!({"id": "LONG", "seen": "STRING", "lower": "STRING", "escaped": "STRING"}),
+        extra,
+    )
 }
 
 #[test]

@@ -2,126 +2,80 @@
 //! next link, a record, an error body) gets it into no message, log, state
 //! or warehouse row.
 
+use incsync_testkit::canned::{Canned, Reply, link_config};
 use incsync_testkit::incsync;
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 
 const TOKEN: &str = "tok-Sup3rSecretValue";
 const KEY: &str = "key-An0therSecret";
 
 /// An API that echoes each request: page 1 links to page 2 with every query
 /// parameter it got (as GitHub's and Shopify's `Link` headers do), each record
-/// holds the request line and its `Authorization`, and `/fail` answers 401
+/// holds the request target and its `Authorization`, and `/fail` answers 401
 /// with both in the body.
-fn echo_api() -> String {
+fn echo_api() -> Canned {
     echo_api_linking_to(String::new())
 }
 
 /// As [`echo_api`]; `/away` links its next page to `other` (another
 /// origin), and `/hop` redirects there.
-fn echo_api_linking_to(other: String) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let other = other.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let mut auth = String::new();
-                let mut length = 0;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h.trim().is_empty() {
-                        break;
-                    }
-                    let lower = h.to_ascii_lowercase();
-                    if lower.starts_with("authorization:") {
-                        auth = h["authorization:".len()..].trim().to_owned();
-                    }
-                    if let Some(n) = lower.strip_prefix("content-length:") {
-                        length = n.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                let target = line.split(' ').nth(1).unwrap_or("/").to_owned();
-                let query = target.split_once('?').map_or("", |(_, q)| q).to_owned();
-                let (status, link, body) = if target.starts_with("/away") {
-                    (
-                        "200 OK",
-                        format!("Link: <{other}/items?page=2&{query}>; rel=\"next\"\r\n"),
-                        json!([{"id": 1, "updatedAt": "2024-01-01T00:00:00Z", "seen": ""}]),
-                    )
-                } else if target.starts_with("/hop") {
-                    (
-                        "302 Found",
-                        format!("Location: {other}/items?page=2&{query}\r\n"),
-                        json!({}),
-                    )
-                } else if target.starts_with("/fail") {
-                    (
-                        "401 Unauthorized",
-                        String::new(),
-                        json!({"error": format!("bad credentials {auth} for {target}")}),
-                    )
-                } else {
-                    let page2 = !target.contains("page=2");
-                    let query = target.split_once('?').map_or("", |(_, q)| q);
-                    let link = if page2 {
-                        format!("Link: </items?page=2&{query}>; rel=\"next\"\r\n")
-                    } else {
-                        String::new()
-                    };
-                    let id = if page2 { 1 } else { 2 };
-                    (
-                        "200 OK",
-                        link,
-                        json!([{"id": id, "updatedAt": "2024-01-01T00:00:00Z",
-                                "seen": format!("{target} {auth}")}]),
-                    )
-                };
-                let body = body.to_string();
-                let _ = write!(
-                    &stream,
-                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{link}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-            });
+fn echo_api_linking_to(other: String) -> Canned {
+    Canned::start(move |req| {
+        let auth = req.header("authorization").unwrap_or("");
+        let target = req.target.as_str();
+        let query = target.split_once('?').map_or("", |(_, q)| q);
+        if target.starts_with("/away") {
+            Reply::json(
+                200,
+                &json!([{"id": 1, "updatedAt": "2024-01-01T00:00:00Z", "seen": ""}]),
+            )
+            .header(
+                "Link",
+                &format!("<{other}/items?page=2&{query}>; rel=\"next\""),
+            )
+        } else if target.starts_with("/hop") {
+            Reply::json(302, &json!({}))
+                .header("Location", &format!("{other}/items?page=2&{query}"))
+        } else if target.starts_with("/fail") {
+            Reply::json(
+                401,
+                &json!({"error": format!("bad credentials {auth} for {target}")}),
+            )
+        } else {
+            let first = !target.contains("page=2");
+            let reply = Reply::json(
+                200,
+                &json!([{"id": if first { 1 } else { 2 }, "updatedAt": "2024-01-01T00:00:00Z",
+                         "seen": format!("{target} {auth}")}]),
+            );
+            if first {
+                reply.header("Link", &format!("</items?page=2&{query}>; rel=\"next\""))
+            } else {
+                reply
+            }
         }
-    });
-    url
+    })
 }
 
 fn config(dir: &std::path::Path, base: &str, path: &str) -> std::path::PathBuf {
     let config = dir.join(format!("config{}.json", path.len()));
-    std::fs::write(
-        &config,
+    let value = link_config(
+        base,
+        path,
+        json!({"id": "LONG", "seen": "STRING"}),
         json!({
-            "base_url": base,
             "auth": {"type": "query", "name": "api_key", "value": "${ECHO_KEY}"},
             "headers": {"Authorization": "Bearer ${ECHO_TOKEN}"},
-            "http": {"retries": 0},
-            "streams": [{
-                "table": "item", "strategy": "next_page_url", "path": path,
-                "link_header": true, "records_path": "",
-                "order_by_param": "", "order_type_param": "",
-                "columns": {"id": "LONG", "seen": "STRING"}
-            }]
-        })
-        .to_string(),
-    )
-    .unwrap();
+        }),
+    );
+    std::fs::write(&config, value.to_string()).unwrap();
     config
 }
 
 #[test]
 fn an_api_that_echoes_credentials_gets_them_nowhere() {
-    let base = echo_api();
+    let api = echo_api();
+    let base = api.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("w.db");
     let run = |path: &str| {
@@ -173,61 +127,36 @@ fn an_api_that_echoes_credentials_gets_them_nowhere() {
     }
 }
 
-/// Another origin that records the head of every request it gets.
-fn recording_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let log = seen.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut head = String::new();
-            loop {
-                let mut h = String::new();
-                if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                head.push_str(&h);
-            }
-            log.lock().unwrap().push(head);
-            let body =
-                json!([{"id": 2, "updatedAt": "2024-01-01T00:00:00Z", "seen": "away"}]).to_string();
-            let _ = write!(
-                &stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, seen)
+/// Another origin: one record on any request.
+fn other_api() -> Canned {
+    Canned::start(|_| {
+        Reply::json(
+            200,
+            &json!([{"id": 2, "updatedAt": "2024-01-01T00:00:00Z", "seen": "away"}]),
+        )
+    })
 }
 
 #[test]
 fn no_credential_follows_a_next_link_or_a_redirect_to_another_origin() {
-    let (other, seen) = recording_api();
-    let base = echo_api_linking_to(other.clone());
+    let other_api = other_api();
+    let other = other_api.url.clone();
+    let base_api = echo_api_linking_to(other.clone());
+    let base = base_api.url.clone();
     let dir = tempfile::tempdir().unwrap();
     for path in ["/away", "/hop"] {
         let config = dir.path().join("config.json");
-        std::fs::write(
-            &config,
+        let value = link_config(
+            &base,
+            path,
+            json!({"id": "LONG", "seen": "STRING"}),
             json!({
-                "base_url": base,
                 "allowed_hosts": [other],
                 "auth": {"type": "query", "name": "api_key", "value": "${ECHO_KEY}"},
                 "headers": {"Authorization": "Bearer ${ECHO_TOKEN}", "X-API-Key": "${ECHO_TOKEN}"},
-                "http": {"retries": 0},
-                "streams": [{
-                    "table": "item", "strategy": "next_page_url", "path": path,
-                    "link_header": true, "records_path": "",
-                    "columns": {"id": "LONG", "seen": "STRING"}
-                }]
-            })
-            .to_string(),
-        )
-        .unwrap();
+            }),
+        );
+        std::fs::write(&config, value.to_string()).unwrap();
         let out = incsync()
             .args(["run", "--config"])
             .arg(&config)
@@ -243,7 +172,8 @@ fn no_credential_follows_a_next_link_or_a_redirect_to_another_origin() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let seen = seen.lock().unwrap().join("\n---\n");
+    let seen: Vec<String> = other_api.seen().iter().map(|r| r.head()).collect();
+    let seen = seen.join("\n---\n");
     assert_eq!(seen.matches("GET /items?page=2").count(), 2, "{seen}");
     let lower = seen.to_ascii_lowercase();
     for leak in ["sup3rsecret", "an0thersecret", "authorization", "x-api-key"] {

@@ -214,6 +214,35 @@ fn reason(status: u16) -> &'static str {
         429 => "Too Many Requests",
         500 => "Internal Server Error",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         _ => "Status",
     }
+}
+
+/// A config of one `next_page_url` stream over `Link` headers into table
+/// `item` (a bare JSON list per page, no retries), for a canned API at
+/// `base`: `columns` are the stream's, `extra` adds or replaces top-level
+/// keys (`auth`, `headers`, `allowed_hosts`, `http`).
+pub fn link_config(
+    base: &str,
+    path: &str,
+    columns: serde_json::Value,
+    extra: serde_json::Value,
+) -> serde_json::Value {
+    let mut config = serde_json::json!({
+        "base_url": base,
+        "http": {"retries": 0},
+        "streams": [{
+            "table": "item", "strategy": "next_page_url", "path": path,
+            "link_header": true, "records_path": "",
+            "order_by_param": "", "order_type_param": "",
+            "columns": columns
+        }]
+    });
+    if let Some(extra) = extra.as_object() {
+        for (k, v) in extra {
+            config[k] = v.clone();
+        }
+    }
+    config
 }
