@@ -27,9 +27,10 @@
 //! `INCSYNC_BENCH_QUICK=1` runs smaller sizes (for a smoke test);
 //! `INCSYNC_BENCH_ONLY=1,8` runs only the sections named.
 
+use incsync_host::destination::WriteError;
 use incsync_host::destination::{Batch, Destination, Durability, SqliteWarehouse};
 use incsync_host::http::{AllowList, Client, HttpSettings, Retrying};
-use incsync_host::runtime::bindings::{DestinationError, HttpError, Request, Response, Table};
+use incsync_host::runtime::bindings::{HttpError, Request, Response, Table};
 use incsync_host::runtime::{BUNDLED_COMPONENT, ComponentCache, GuestLimits, Runtime};
 use incsync_host::sync::{self, ComponentSource, SyncJob};
 use incsync_sample_api::{SampleApi, ServeOptions};
@@ -330,11 +331,11 @@ impl Destination for Discard {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), WriteError> {
         std::hint::black_box(batch);
         Ok(())
     }
-    fn checkpoint(&mut self, _: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, _: &str) -> Result<(), WriteError> {
         Ok(())
     }
     fn rollback(&mut self) -> anyhow::Result<()> {

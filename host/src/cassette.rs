@@ -24,10 +24,11 @@
 //! order). Cassettes of format 1 name no stream: their requests are matched
 //! in order first, then against any unused recorded request.
 
+use crate::destination::WriteError;
 use crate::destination::{Batch, Destination};
 use crate::http::{Blanker, HttpBackend};
 use crate::printable::printable;
-use crate::runtime::bindings::{DestinationError, HttpError, Method, Request, Response, Table};
+use crate::runtime::bindings::{HttpError, Method, Request, Response, Table};
 use crate::secrets::{self, Environment};
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -417,16 +418,16 @@ impl Destination for RecordingDestination {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         self.inner.upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         self.inner.delete(table, keys)
     }
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         self.inner.truncate(table)
     }
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.inner.checkpoint(state)?;
         use std::io::Write;
         let mut s = self.recorder.state.lock().expect("recorder lock");
@@ -441,7 +442,7 @@ impl Destination for RecordingDestination {
     fn rollback(&mut self) -> Result<()> {
         self.inner.rollback()
     }
-    fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self) -> std::result::Result<(), WriteError> {
         self.inner.finish()
     }
     fn saved_state(&mut self) -> Result<Option<String>> {
@@ -863,16 +864,16 @@ impl Destination for ReplayDestination {
     fn create_tables(&mut self, tables: &[Table]) -> Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         self.inner.upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         self.inner.delete(table, keys)
     }
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         self.inner.truncate(table)
     }
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.inner.checkpoint(state)?;
         let value: Value = serde_json::from_str(state).unwrap_or(Value::String(state.to_owned()));
         self.outcome
@@ -885,7 +886,7 @@ impl Destination for ReplayDestination {
     fn rollback(&mut self) -> Result<()> {
         self.inner.rollback()
     }
-    fn finish(&mut self) -> Result<()> {
+    fn finish(&mut self) -> std::result::Result<(), WriteError> {
         self.inner.finish()
     }
     fn saved_state(&mut self) -> Result<Option<String>> {

@@ -11,10 +11,11 @@
 //! it would save, all into the dry-run destination.
 
 use crate::config::HostConfig;
+use crate::destination::WriteError;
 use crate::destination::{Batch, Destination};
 use crate::http::{Client, HttpBackend};
 use crate::printable::printable;
-use crate::runtime::bindings::{DataType, DestinationError, HttpError, Request, Response, Table};
+use crate::runtime::bindings::{DataType, HttpError, Request, Response, Table};
 use crate::runtime::{RunError, Runtime};
 use crate::streams;
 use serde::Serialize;
@@ -108,18 +109,18 @@ impl Destination for DryRun {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, _: &str, batch: Batch) -> Result<(), WriteError> {
         self.probe.lock().expect("probe lock").records += batch.len() as u64;
         Ok(())
     }
-    fn delete(&mut self, _: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, _: &str, keys: Batch) -> Result<(), WriteError> {
         self.probe.lock().expect("probe lock").records += keys.len() as u64;
         Ok(())
     }
-    fn truncate(&mut self, _: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, _: &str) -> Result<(), WriteError> {
         Ok(())
     }
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.probe.lock().expect("probe lock").state = Some(state.to_owned());
         Ok(())
     }

@@ -27,6 +27,10 @@ pub enum Error {
     /// takes.
     #[error(transparent)]
     LeaseBusy(Box<LeaseBusy>),
+    /// Another sync took over a stream's lease while this one ran: this one
+    /// stopped without committing its last rows.
+    #[error(transparent)]
+    LeaseLost(Box<crate::destination::LeaseLost>),
     /// The connector trapped: a bug in it, or a sandbox limit it met (its
     /// reason says which).
     #[error("{0}")]
@@ -132,6 +136,7 @@ impl Error {
             }
             Error::Stopped { error, .. } => error.exit_code(),
             Error::Trap(_)
+            | Error::LeaseLost(_)
             | Error::Http(_)
             | Error::Connector(_)
             | Error::Host(_)
@@ -164,6 +169,7 @@ impl From<RunError> for Error {
                 | ConnectorError::Other(m),
             ) => Error::Connector(m),
             RunError::Trap(m) => Error::Trap(m),
+            RunError::LeaseLost(l) => Error::LeaseLost(Box::new(l)),
             RunError::Host(e) => Error::Host(e),
         }
     }

@@ -5,9 +5,10 @@
 //! (indicatif); elsewhere a plain line per stream every few seconds, as text
 //! or JSON for schedulers.
 
+use crate::destination::WriteError;
 use crate::destination::{Batch, Destination};
 use crate::http::HttpBackend;
-use crate::runtime::bindings::{DestinationError, HttpError, Request, Response, Table};
+use crate::runtime::bindings::{HttpError, Request, Response, Table};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
@@ -477,7 +478,7 @@ impl Destination for Watched<dyn Destination> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
         self.inner.create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         let n = batch.len() as u64;
         self.inner.upsert(table, batch)?;
         let stream = self.stream;
@@ -501,13 +502,13 @@ impl Destination for Watched<dyn Destination> {
         });
         Ok(())
     }
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         self.inner.delete(table, keys)
     }
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         self.inner.truncate(table)
     }
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.inner.checkpoint(state)?;
         let value: Value = serde_json::from_str(state).unwrap_or_default();
         let stream = self.stream;
@@ -535,7 +536,7 @@ impl Destination for Watched<dyn Destination> {
     fn rollback(&mut self) -> anyhow::Result<()> {
         self.inner.rollback()
     }
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> Result<(), WriteError> {
         self.inner.finish()
     }
     fn saved_state(&mut self) -> anyhow::Result<Option<String>> {

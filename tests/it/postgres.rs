@@ -234,7 +234,7 @@ fn columns_are_typed_new_fields_become_columns_and_checkpoints_are_atomic() {
     let mut t = table();
     t.columns[0].data_type = DataType::Integer;
     keyed.create_tables(&[t]).unwrap();
-    let incsync_host::runtime::bindings::DestinationError::InvalidBatch(e) =
+    let incsync_host::destination::WriteError::InvalidBatch(e) =
         keyed.upsert("kinds", bad).unwrap_err()
     else {
         panic!("an invalid batch")
@@ -742,8 +742,14 @@ fn a_released_postgres_lease_keeps_tokens_growing_and_fences_the_expired_holder(
     c.hold_lease(lease("C", tc, Duration::from_secs(60)));
     let e = a.checkpoint(&state("A late")).unwrap_err();
     assert!(
-        format!("{e:?}").contains("the lease of stream `s` expired and `C` took it over"),
+        matches!(&e, incsync_host::destination::WriteError::LeaseLost(l)
+            if l.stream == "s" && l.holder.as_deref() == Some("C")),
         "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .contains("the lease of stream `s` expired and `C` took it over"),
+        "{e}"
     );
     a.rollback().unwrap();
     c.checkpoint(&state("C")).unwrap();
@@ -806,7 +812,7 @@ fn deletes_and_truncates_are_soft_by_default_or_hard() {
             }
             assert!(matches!(
                 w.truncate("nope"),
-                Err(incsync_host::runtime::bindings::DestinationError::UnknownTable(_))
+                Err(incsync_host::destination::WriteError::UnknownTable(_))
             ));
         }
         if deletes == Deletes::Soft {

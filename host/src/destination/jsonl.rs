@@ -32,10 +32,11 @@
 //! may keep the last checkpoint's state itself).
 
 use super::Batch;
+use super::WriteError;
 use super::lease::{self, StoredLease};
 use super::url::JsonlTarget;
 use super::{Destination, Lease, LeaseHeld, join_state, split_state};
-use crate::runtime::bindings::{DestinationError, Table};
+use crate::runtime::bindings::Table;
 use anyhow::{Context, Result, anyhow};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -150,8 +151,8 @@ pub struct JsonlWarehouse {
     files: HashMap<String, String>,
 }
 
-fn other(e: impl std::fmt::Display) -> DestinationError {
-    DestinationError::Other(e.to_string())
+fn other(e: impl std::fmt::Display) -> WriteError {
+    WriteError::Warehouse(e.to_string())
 }
 
 /// The file of `table` in `dir`: its name made safe for a file name, and if
@@ -297,11 +298,7 @@ impl JsonlWarehouse {
     }
 
     /// Keeps the line `line` of `table` for the next checkpoint.
-    fn write_line(
-        &mut self,
-        table: &str,
-        mut line: serde_json::Value,
-    ) -> Result<(), DestinationError> {
+    fn write_line(&mut self, table: &str, mut line: serde_json::Value) -> Result<(), WriteError> {
         let (pending, text) = match &mut self.sink {
             Sink::Stdout { pending, text } => {
                 line["table"] = table.into();
@@ -394,7 +391,7 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         // A column named twice or a null key, too: the lines are read back
         // as what the warehouses upsert by key.
         super::check_write(&self.tables, table, Some(&batch))?;
@@ -411,7 +408,7 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         super::check_write(&self.tables, table, Some(&keys))?;
         for row in keys.rows() {
             let key: serde_json::Map<String, serde_json::Value> = keys
@@ -425,14 +422,14 @@ impl Destination for JsonlWarehouse {
         Ok(())
     }
 
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         if !self.tables.contains_key(table) {
-            return Err(DestinationError::UnknownTable(table.to_owned()));
+            return Err(WriteError::UnknownTable(table.to_owned()));
         }
         self.write_line(table, serde_json::json!({"op": "truncate"}))
     }
 
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         match &mut self.sink {
             Sink::Stdout { pending, text } => {
                 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -5,8 +5,8 @@
 //! the lease but keeps its token, so that the next holder's is larger than
 //! any a stalled worker may still hold.
 
+use super::WriteError;
 use super::format_utc_micros;
-use crate::runtime::bindings::DestinationError;
 use std::time::Duration;
 
 /// The table (SQL) or file prefix (JSON lines) of leases, one per stream.
@@ -70,13 +70,26 @@ pub(crate) fn decide(
     }
 }
 
+/// A checkpoint found its stream's lease taken by another sync.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the lease of stream `{stream}` expired and {} took it over: this sync stops without committing its last rows",
+    .holder.as_ref().map_or("another sync".to_owned(), |h| format!("`{h}`"))
+)]
+pub struct LeaseLost {
+    /// The stream.
+    pub stream: String,
+    /// Who holds the lease now, if known.
+    pub holder: Option<String>,
+}
+
 /// The error of a checkpoint whose lease another sync took (`holder`, if
 /// known).
-pub(crate) fn lost(stream: &str, holder: Option<String>) -> DestinationError {
-    DestinationError::Other(format!(
-        "the lease of stream `{stream}` expired and {} took it over: this sync stops without committing its last rows",
-        holder.map_or("another sync".to_owned(), |h| format!("`{h}`"))
-    ))
+pub(crate) fn lost(stream: &str, holder: Option<String>) -> WriteError {
+    WriteError::LeaseLost(LeaseLost {
+        stream: stream.to_owned(),
+        holder,
+    })
 }
 
 /// Milliseconds since the epoch, now.

@@ -13,15 +13,35 @@ pub(crate) mod url;
 
 pub use batch::{Batch, BatchError, Cell, Row};
 pub use jsonl::JsonlWarehouse;
-pub use lease::{LEASE_TABLE, Lease, LeaseHeld};
+pub use lease::{LEASE_TABLE, Lease, LeaseHeld, LeaseLost};
 pub use pipelined::Pipelined;
 pub use postgres::PostgresWarehouse;
 pub use sql::SqlWarehouse;
 pub use sqlite::{Durability, SqliteWarehouse, format_utc_micros};
 pub use url::{JsonlTarget, PostgresUrl, Warehouse};
 
-use crate::runtime::bindings::{DestinationError, Table};
+use crate::runtime::bindings::Table;
 use std::time::Duration;
+
+/// Why a write to a warehouse failed. The connector's own mistakes reach it
+/// as its `destination-error`; a lost lease and a failing warehouse are the
+/// host's, and stop the connector instead (see the runtime's imports).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteError {
+    /// The connector named a table it did not declare.
+    #[error("unknown table `{0}`")]
+    UnknownTable(String),
+    /// The connector's batch is malformed (a column twice, a null key, …).
+    #[error("invalid batch: {0}")]
+    InvalidBatch(String),
+    /// Another sync took over the stream's lease: this one stops without
+    /// committing its last rows.
+    #[error(transparent)]
+    LeaseLost(#[from] LeaseLost),
+    /// The warehouse failed.
+    #[error("{0}")]
+    Warehouse(String),
+}
 
 /// A warehouse that upserts rows by primary key and saves the connector's
 /// state atomically with them.
@@ -31,35 +51,35 @@ pub trait Destination: Send {
 
     /// Upserts `batch` into `table`. The rows are durable only after the next
     /// [`checkpoint`](Destination::checkpoint).
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError>;
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError>;
 
     /// Deletes the rows of `table` whose primary keys `keys` holds (softly or
     /// for good, as the warehouse was opened), durably at the next
     /// checkpoint.
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         let _ = keys;
-        Err(DestinationError::Other(format!(
+        Err(WriteError::Warehouse(format!(
             "this warehouse cannot delete rows (table `{table}`)"
         )))
     }
 
     /// Empties `table` (softly or for good), durably at the next checkpoint.
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
-        Err(DestinationError::Other(format!(
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
+        Err(WriteError::Warehouse(format!(
             "this warehouse cannot truncate (table `{table}`)"
         )))
     }
 
     /// Commits every row upserted since the last checkpoint together with
     /// `state`, in one transaction.
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError>;
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError>;
 
     /// Discards every row upserted since the last checkpoint.
     fn rollback(&mut self) -> anyhow::Result<()>;
 
     /// Waits until every write so far is applied, and reports the first that
     /// failed. Called once a sync succeeds, before it is reported done.
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> Result<(), WriteError> {
         Ok(())
     }
 
@@ -130,22 +150,22 @@ impl<D: Destination + ?Sized> Destination for Box<D> {
     fn create_tables(&mut self, tables: &[Table]) -> anyhow::Result<()> {
         (**self).create_tables(tables)
     }
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         (**self).upsert(table, batch)
     }
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         (**self).delete(table, keys)
     }
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         (**self).truncate(table)
     }
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         (**self).checkpoint(state)
     }
     fn rollback(&mut self) -> anyhow::Result<()> {
         (**self).rollback()
     }
-    fn finish(&mut self) -> anyhow::Result<()> {
+    fn finish(&mut self) -> Result<(), WriteError> {
         (**self).finish()
     }
     fn saved_state(&mut self) -> anyhow::Result<Option<String>> {
@@ -225,15 +245,13 @@ impl Destination for NoDestination {
     fn create_tables(&mut self, _: &[Table]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn upsert(&mut self, table: &str, _: Batch) -> Result<(), DestinationError> {
-        Err(DestinationError::Other(format!(
+    fn upsert(&mut self, table: &str, _: Batch) -> Result<(), WriteError> {
+        Err(WriteError::Warehouse(format!(
             "no writes during schema (table `{table}`)"
         )))
     }
-    fn checkpoint(&mut self, _: &str) -> Result<(), DestinationError> {
-        Err(DestinationError::Other(
-            "no checkpoints during schema".into(),
-        ))
+    fn checkpoint(&mut self, _: &str) -> Result<(), WriteError> {
+        Err(WriteError::Warehouse("no checkpoints during schema".into()))
     }
     fn rollback(&mut self) -> anyhow::Result<()> {
         Ok(())
@@ -268,16 +286,16 @@ pub(crate) fn check_write(
     keys: &std::collections::HashMap<String, Vec<String>>,
     table: &str,
     batch: Option<&Batch>,
-) -> Result<(), DestinationError> {
+) -> Result<(), WriteError> {
     let Some(key) = keys.get(table) else {
-        return Err(DestinationError::UnknownTable(table.to_owned()));
+        return Err(WriteError::UnknownTable(table.to_owned()));
     };
     let Some(batch) = batch else {
         return Ok(());
     };
     let mut seen = std::collections::HashSet::with_capacity(batch.columns().len());
     if let Some(twice) = batch.columns().iter().find(|c| !seen.insert(c.as_str())) {
-        return Err(DestinationError::InvalidBatch(format!(
+        return Err(WriteError::InvalidBatch(format!(
             "column `{}` is named twice",
             crate::printable::printable(twice, 200)
         )));
@@ -287,7 +305,7 @@ pub(crate) fn check_write(
         match batch.columns().iter().position(|c| c == k) {
             Some(i) => slots.push(i),
             None => {
-                return Err(DestinationError::InvalidBatch(format!(
+                return Err(WriteError::InvalidBatch(format!(
                     "primary-key column `{k}` is missing"
                 )));
             }
@@ -299,10 +317,10 @@ pub(crate) fn check_write(
 /// Checks that every row of `batch` has a non-null value in each
 /// primary-key slot: what every warehouse refuses as an invalid batch (a
 /// row's width is checked when the batch is made).
-pub(crate) fn check_rows(batch: &Batch, key_slots: &[usize]) -> Result<(), DestinationError> {
+pub(crate) fn check_rows(batch: &Batch, key_slots: &[usize]) -> Result<(), WriteError> {
     for (n, row) in batch.rows().enumerate() {
         if let Some(&slot) = key_slots.iter().find(|&&s| row.get(s).is_null()) {
-            return Err(DestinationError::InvalidBatch(format!(
+            return Err(WriteError::InvalidBatch(format!(
                 "row {n} has a null primary key `{}`",
                 batch.columns()[slot]
             )));

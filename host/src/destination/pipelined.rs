@@ -17,7 +17,8 @@
 
 use super::Batch;
 use super::Destination;
-use crate::runtime::bindings::{DestinationError, Table};
+use super::WriteError;
+use crate::runtime::bindings::Table;
 use anyhow::{Result, anyhow};
 use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
@@ -38,7 +39,7 @@ enum Write {
 }
 
 impl Write {
-    fn apply(self, inner: &mut dyn Destination) -> Result<(), (String, DestinationError)> {
+    fn apply(self, inner: &mut dyn Destination) -> Result<(), (String, WriteError)> {
         match self {
             Write::Upsert(table, batch) => inner.upsert(&table, batch).map_err(|e| (table, e)),
             Write::Delete(table, keys) => inner.delete(&table, keys).map_err(|e| (table, e)),
@@ -51,16 +52,16 @@ enum Op {
     Upsert(Write),
     Checkpoint(String),
     /// Roll back what is not committed; reply with the first failure, if any.
-    Rollback(SyncSender<Option<String>>),
+    Rollback(SyncSender<Option<WriteError>>),
     /// Reply with the first failure, if any, once everything before is applied.
-    Flush(SyncSender<Option<String>>),
+    Flush(SyncSender<Option<WriteError>>),
 }
 
 /// A destination whose writes run on a writer thread.
 pub struct Pipelined {
     ops: Option<SyncSender<Op>>,
     /// The writer's first failure, for the next `upsert` or `checkpoint`.
-    failed: Arc<Mutex<Option<String>>>,
+    failed: Arc<Mutex<Option<WriteError>>>,
     writer: Option<JoinHandle<()>>,
     saved_state: Option<String>,
     /// Each table's primary key, to check the guest's writes before they
@@ -92,37 +93,38 @@ impl Pipelined {
         })
     }
 
-    fn send(&self, op: Op) -> Result<(), DestinationError> {
+    fn send(&self, op: Op) -> Result<(), WriteError> {
         if let Some(e) = self.failed.lock().expect("failure lock").clone() {
-            return Err(DestinationError::Other(e));
+            return Err(e);
         }
         self.ops
             .as_ref()
             .and_then(|o| o.send(op).ok())
-            .ok_or_else(|| DestinationError::Other("the warehouse writer stopped".into()))
+            .ok_or_else(|| WriteError::Warehouse("the warehouse writer stopped".into()))
     }
 
     /// Sends a request that must reach the writer even after a failure, and
     /// waits for its answer.
     fn ask_anyway(
         &self,
-        make: impl FnOnce(SyncSender<Option<String>>) -> Op,
-    ) -> Result<(), String> {
+        make: impl FnOnce(SyncSender<Option<WriteError>>) -> Op,
+    ) -> Result<(), WriteError> {
+        let stopped = || WriteError::Warehouse("the warehouse writer stopped".into());
         let (reply, answer) = sync_channel(1);
         self.ops
             .as_ref()
             .and_then(|o| o.send(make(reply)).ok())
-            .ok_or("the warehouse writer stopped")?;
+            .ok_or_else(stopped)?;
         match answer.recv() {
             Ok(None) => Ok(()),
             Ok(Some(e)) => Err(e),
-            Err(_) => Err("the warehouse writer stopped".into()),
+            Err(_) => Err(stopped()),
         }
     }
 }
 
-fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Option<String>>) {
-    let mut failure: Option<String> = None;
+fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Option<WriteError>>) {
+    let mut failure: Option<WriteError> = None;
     let mut waiting: VecDeque<Op> = VecDeque::new();
     loop {
         if let Some(f) = &failure {
@@ -167,8 +169,7 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Optio
                                     // written half a batch.
                                     committable = matches!(
                                         e,
-                                        DestinationError::UnknownTable(_)
-                                            | DestinationError::InvalidBatch(_)
+                                        WriteError::UnknownTable(_) | WriteError::InvalidBatch(_)
                                     );
                                     failure = Some(describe(&format!("writing {table}"), e));
                                 }
@@ -190,7 +191,7 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Optio
             Op::Upsert(..) | Op::Checkpoint(_) => {}
             Op::Rollback(reply) => {
                 if let Err(e) = inner.rollback() {
-                    failure.get_or_insert(format!("rolling back: {e:#}"));
+                    failure.get_or_insert(WriteError::Warehouse(format!("rolling back: {e:#}")));
                 }
                 let _ = reply.send(failure.clone());
             }
@@ -201,11 +202,13 @@ fn write<D: Destination>(mut inner: D, queue: Receiver<Op>, report: &Mutex<Optio
     }
 }
 
-fn describe(what: &str, e: DestinationError) -> String {
+/// The writer's failure at `what`, for the calls after it: a lost lease as
+/// it is, anything else as the warehouse's failure (a refused batch, found
+/// only here, stops the sync like any other).
+fn describe(what: &str, e: WriteError) -> WriteError {
     match e {
-        DestinationError::UnknownTable(t) => format!("{what}: unknown table `{t}`"),
-        DestinationError::InvalidBatch(m) => format!("{what}: invalid batch: {m}"),
-        DestinationError::Other(m) => format!("{what}: {m}"),
+        WriteError::LeaseLost(lost) => WriteError::LeaseLost(lost),
+        other => WriteError::Warehouse(format!("{what}: {other}")),
     }
 }
 
@@ -219,31 +222,31 @@ impl Destination for Pipelined {
     // The guest's mistakes are found here, in its call, so that they reach
     // it as `unknown-table` or `invalid-batch`: the writer thread's failures
     // can only stop the sync.
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         super::check_write(&self.keys, table, Some(&batch))?;
         self.send(Op::Upsert(Write::Upsert(table.to_owned(), batch)))
     }
 
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         super::check_write(&self.keys, table, Some(&keys))?;
         self.send(Op::Upsert(Write::Delete(table.to_owned(), keys)))
     }
 
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         super::check_write(&self.keys, table, None)?;
         self.send(Op::Upsert(Write::Truncate(table.to_owned())))
     }
 
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.send(Op::Checkpoint(state.to_owned()))
     }
 
     fn rollback(&mut self) -> Result<()> {
-        self.ask_anyway(Op::Rollback).map_err(|e| anyhow!(e))
+        self.ask_anyway(Op::Rollback).map_err(anyhow::Error::new)
     }
 
-    fn finish(&mut self) -> Result<()> {
-        self.ask_anyway(Op::Flush).map_err(|e| anyhow!(e))
+    fn finish(&mut self) -> Result<(), WriteError> {
+        self.ask_anyway(Op::Flush)
     }
 
     fn saved_state(&mut self) -> Result<Option<String>> {
@@ -335,7 +338,7 @@ mod tests {
         // The failure reaches the next calls, once the writer has met it.
         let mut reported = false;
         for _ in 0..200 {
-            if let Err(DestinationError::Other(m)) = p.upsert("t", rows(20..30)) {
+            if let Err(WriteError::Warehouse(m)) = p.upsert("t", rows(20..30)) {
                 reported = m.contains("writing t");
                 break;
             }
@@ -360,21 +363,21 @@ mod tests {
         let (_dir, _path, mut p) = sqlite_behind_a_writer();
         assert!(matches!(
             p.upsert("nope", rows(0..1)),
-            Err(DestinationError::UnknownTable(t)) if t == "nope"
+            Err(WriteError::UnknownTable(t)) if t == "nope"
         ));
         assert!(matches!(
             p.truncate("nope"),
-            Err(DestinationError::UnknownTable(_))
+            Err(WriteError::UnknownTable(_))
         ));
         let no_key = Batch::from_rows(vec!["other".into()], [[Cell::String("x")]]).unwrap();
         assert!(matches!(
             p.upsert("t", no_key),
-            Err(DestinationError::InvalidBatch(m)) if m.contains("`id` is missing")
+            Err(WriteError::InvalidBatch(m)) if m.contains("`id` is missing")
         ));
         let null_key = Batch::from_rows(vec!["id".into()], [[Cell::Null]]).unwrap();
         assert!(matches!(
             p.delete("t", null_key),
-            Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key")
+            Err(WriteError::InvalidBatch(m)) if m.contains("null primary key")
         ));
         let twice = Batch::from_rows(
             vec!["id".into(), "id".into()],
@@ -383,7 +386,7 @@ mod tests {
         .unwrap();
         assert!(matches!(
             p.upsert("t", twice),
-            Err(DestinationError::InvalidBatch(m)) if m.contains("named twice")
+            Err(WriteError::InvalidBatch(m)) if m.contains("named twice")
         ));
         // None of them stopped the writer.
         p.upsert("t", rows(0..3)).unwrap();

@@ -15,12 +15,13 @@
 //! - after a rollback, the catalogue is read again, so columns added in the
 //!   rolled-back transaction are not taken to exist.
 
+use super::WriteError;
 use super::columns::{Naming, OVERFLOW_COLUMN, Slot, TableColumns, derived_name};
 use super::lease;
 use super::{
     Batch, Cell, DELETED_COLUMN, Deletes, Destination, Lease, LeaseHeld, join_state, split_state,
 };
-use crate::runtime::bindings::{DataType, DestinationError, Table};
+use crate::runtime::bindings::{DataType, Table};
 use anyhow::Result;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -205,8 +206,8 @@ pub struct SqlWarehouse<D: Dialect> {
     tables: HashMap<String, TableInfo<D::Kind>>,
 }
 
-fn other(e: anyhow::Error) -> DestinationError {
-    DestinationError::Other(format!("{e:#}"))
+fn other(e: anyhow::Error) -> WriteError {
+    WriteError::Warehouse(format!("{e:#}"))
 }
 
 /// The key under which a field goes into the overflow object: its name, or,
@@ -239,11 +240,11 @@ fn describe(v: Cell<'_>) -> String {
 
 /// The position in `batch` of each of `key`'s fields, or which is missing;
 /// refuses a column named twice.
-fn key_positions(batch: &Batch, key: &[(String, String)]) -> Result<Vec<usize>, DestinationError> {
+fn key_positions(batch: &Batch, key: &[(String, String)]) -> Result<Vec<usize>, WriteError> {
     let mut position = HashMap::with_capacity(batch.columns().len());
     for (i, c) in batch.columns().iter().enumerate() {
         if position.insert(c.as_str(), i).is_some() {
-            return Err(DestinationError::InvalidBatch(format!(
+            return Err(WriteError::InvalidBatch(format!(
                 "column `{}` is named twice",
                 crate::printable::printable(c, 200)
             )));
@@ -252,7 +253,7 @@ fn key_positions(batch: &Batch, key: &[(String, String)]) -> Result<Vec<usize>, 
     key.iter()
         .map(|(k, _)| {
             position.get(k.as_str()).copied().ok_or_else(|| {
-                DestinationError::InvalidBatch(format!("primary-key column `{k}` is missing"))
+                WriteError::InvalidBatch(format!("primary-key column `{k}` is missing"))
             })
         })
         .collect()
@@ -276,7 +277,7 @@ impl<D: Dialect> SqlWarehouse<D> {
         self
     }
 
-    fn begin(&mut self) -> Result<(), DestinationError> {
+    fn begin(&mut self) -> Result<(), WriteError> {
         if !self.in_transaction {
             self.db.begin().map_err(other)?;
             self.in_transaction = true;
@@ -302,10 +303,10 @@ impl<D: Dialect> SqlWarehouse<D> {
         Ok(TableInfo { names, kinds })
     }
 
-    fn table(&self, table: &str) -> Result<&TableInfo<D::Kind>, DestinationError> {
+    fn table(&self, table: &str) -> Result<&TableInfo<D::Kind>, WriteError> {
         self.tables
             .get(table)
-            .ok_or_else(|| DestinationError::UnknownTable(table.to_owned()))
+            .ok_or_else(|| WriteError::UnknownTable(table.to_owned()))
     }
 
     fn info_mut(&mut self, table: &str) -> &mut TableInfo<D::Kind> {
@@ -314,12 +315,7 @@ impl<D: Dialect> SqlWarehouse<D> {
 
     /// Adds `column` of `kind` to `table`, and to what the table is known
     /// to have once that succeeds.
-    fn add_column(
-        &mut self,
-        table: &str,
-        column: &str,
-        kind: D::Kind,
-    ) -> Result<(), DestinationError> {
+    fn add_column(&mut self, table: &str, column: &str, kind: D::Kind) -> Result<(), WriteError> {
         self.db.add_column(table, column, kind).map_err(other)?;
         let info = self.info_mut(table);
         info.kinds.insert(column.to_owned(), kind);
@@ -330,12 +326,7 @@ impl<D: Dialect> SqlWarehouse<D> {
     /// The slot of `field` in `table`, adding a column of `kind` for a new
     /// field while the budget lasts, and the overflow column when it is
     /// first needed.
-    fn slot_for(
-        &mut self,
-        table: &str,
-        field: &str,
-        kind: D::Kind,
-    ) -> Result<Slot, DestinationError> {
+    fn slot_for(&mut self, table: &str, field: &str, kind: D::Kind) -> Result<Slot, WriteError> {
         let names = &self.tables[table].names;
         if let Some(slot) = names.slot(field) {
             return Ok(slot);
@@ -357,7 +348,7 @@ impl<D: Dialect> SqlWarehouse<D> {
     }
 
     /// Adds the overflow column to `table` if it lacks it.
-    fn overflow_column(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn overflow_column(&mut self, table: &str) -> Result<(), WriteError> {
         if self.tables[table].has(OVERFLOW_COLUMN) {
             return Ok(());
         }
@@ -366,7 +357,7 @@ impl<D: Dialect> SqlWarehouse<D> {
     }
 
     /// Adds the soft-delete columns to `table` if it lacks them.
-    fn soft_delete_columns(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn soft_delete_columns(&mut self, table: &str) -> Result<(), WriteError> {
         if self.tables[table].has(DELETED_COLUMN) {
             return Ok(());
         }
@@ -379,11 +370,7 @@ impl<D: Dialect> SqlWarehouse<D> {
 
     /// The key values of each row of `keys`, bound as the key columns are,
     /// one key after another.
-    fn key_params<'b>(
-        &self,
-        table: &str,
-        keys: &'b Batch,
-    ) -> Result<KeyParams<'b, D>, DestinationError> {
+    fn key_params<'b>(&self, table: &str, keys: &'b Batch) -> Result<KeyParams<'b, D>, WriteError> {
         let info = self.table(table)?;
         let positions = key_positions(keys, &info.names.keys)?;
         let key = info.key(D::TEXT);
@@ -392,13 +379,13 @@ impl<D: Dialect> SqlWarehouse<D> {
             for (&i, (_, kind)) in positions.iter().zip(&key) {
                 let v = row.get(i);
                 if v.is_null() {
-                    return Err(DestinationError::InvalidBatch(format!(
+                    return Err(WriteError::InvalidBatch(format!(
                         "row {n} has no primary key `{}`",
                         keys.columns()[i]
                     )));
                 }
                 params.push(D::bind(v, *kind).ok_or_else(|| {
-                    DestinationError::InvalidBatch(format!(
+                    WriteError::InvalidBatch(format!(
                         "row {n}: key `{}` = {} does not fit its column's type {}",
                         keys.columns()[i],
                         describe(v),
@@ -487,7 +474,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
         Ok(())
     }
 
-    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), DestinationError> {
+    fn upsert(&mut self, table: &str, batch: Batch) -> Result<(), WriteError> {
         let key_slots = key_positions(&batch, &self.table(table)?.names.keys)?;
         super::check_rows(&batch, &key_slots)?;
         if batch.is_empty() {
@@ -536,7 +523,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
                 match D::bind(v, *kind) {
                     Some(p) => values.push(p),
                     None if key_slots.contains(i) => {
-                        return Err(DestinationError::InvalidBatch(format!(
+                        return Err(WriteError::InvalidBatch(format!(
                             "row {n}: key `{}` = {} does not fit the column's type {}",
                             batch.columns()[*i],
                             describe(v),
@@ -585,7 +572,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
         self.db.upsert(&rows).map_err(other)
     }
 
-    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), DestinationError> {
+    fn delete(&mut self, table: &str, keys: Batch) -> Result<(), WriteError> {
         let KeyParams {
             columns: key,
             values: params,
@@ -602,7 +589,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
             .map_err(other)
     }
 
-    fn truncate(&mut self, table: &str) -> Result<(), DestinationError> {
+    fn truncate(&mut self, table: &str) -> Result<(), WriteError> {
         self.table(table)?;
         self.begin()?;
         if self.deletes == Deletes::Soft {
@@ -611,7 +598,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
         self.db.truncate(table, self.deletes).map_err(other)
     }
 
-    fn checkpoint(&mut self, state: &str) -> Result<(), DestinationError> {
+    fn checkpoint(&mut self, state: &str) -> Result<(), WriteError> {
         self.begin()?;
         let rows = split_state(state);
         let saved = self

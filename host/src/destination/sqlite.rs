@@ -679,8 +679,9 @@ impl Dialect for Sqlite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::destination::WriteError;
     use crate::destination::{Batch, Destination};
-    use crate::runtime::bindings::{Column, DestinationError, Table};
+    use crate::runtime::bindings::{Column, Table};
     use sha2::Digest;
 
     fn user_table() -> Table {
@@ -901,7 +902,7 @@ mod tests {
         w.create_tables(&[user_table()]).unwrap();
         assert!(matches!(
             w.upsert("nope", batch(&[])),
-            Err(DestinationError::UnknownTable(_))
+            Err(WriteError::UnknownTable(_))
         ));
         let b = Batch::from_rows(
             ["id", "name"].map(String::from).to_vec(),
@@ -912,11 +913,11 @@ mod tests {
         )
         .unwrap();
         assert!(
-            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("null primary key"))
+            matches!(w.upsert("user", b), Err(WriteError::InvalidBatch(m)) if m.contains("null primary key"))
         );
         let b = Batch::from_rows(vec!["name".into()], Vec::<[Cell; 1]>::new()).unwrap();
         assert!(
-            matches!(w.upsert("user", b), Err(DestinationError::InvalidBatch(m)) if m.contains("`id`"))
+            matches!(w.upsert("user", b), Err(WriteError::InvalidBatch(m)) if m.contains("`id`"))
         );
     }
 

@@ -10,7 +10,7 @@ mod guest_output;
 pub use cache::{CacheOutcome, ComponentCache};
 
 use crate::destination::Batch;
-use crate::destination::Destination;
+use crate::destination::{Destination, LeaseLost, WriteError};
 use crate::http::HttpBackend;
 use anyhow::{Context, Result, anyhow};
 use bindings::{
@@ -195,22 +195,21 @@ impl WasiView for HostState {
 
 impl bindings::TypesHost for HostState {}
 
-/// A fault of the host (the warehouse failed), not of the guest: it traps
-/// instead of reaching the guest, so no connector can mistake or swallow it.
+/// A fault of the host (the warehouse failed, or another sync took the
+/// lease), not of the guest: it traps instead of reaching the guest, so no
+/// connector can mistake or swallow it.
 #[derive(Debug, thiserror::Error)]
 #[error("writing to the warehouse: {0}")]
-struct HostFault(String);
+struct HostFault(WriteError);
 
 /// Splits a destination's answer: the guest's mistakes (an unknown table, a
 /// malformed batch) are its to see; anything else is the host's fault.
-fn guest_visible(
-    result: Result<(), DestinationError>,
-) -> wasmtime::Result<Result<(), DestinationError>> {
+fn guest_visible(result: Result<(), WriteError>) -> wasmtime::Result<Result<(), DestinationError>> {
     match result {
-        Err(DestinationError::Other(why)) => {
-            Err(wasmtime::Error::from_anyhow(anyhow!(HostFault(why))))
-        }
-        visible => Ok(visible),
+        Ok(()) => Ok(Ok(())),
+        Err(WriteError::UnknownTable(t)) => Ok(Err(DestinationError::UnknownTable(t))),
+        Err(WriteError::InvalidBatch(m)) => Ok(Err(DestinationError::InvalidBatch(m))),
+        Err(fault) => Err(wasmtime::Error::from_anyhow(anyhow!(HostFault(fault)))),
     }
 }
 
@@ -485,9 +484,23 @@ pub enum RunError {
     /// The guest trapped (a bug in it, or a sandbox limit).
     #[error("{0}")]
     Trap(String),
+    /// Another sync took over the stream's lease.
+    #[error(transparent)]
+    LeaseLost(LeaseLost),
     /// The host failed (the warehouse, the runtime).
     #[error(transparent)]
     Host(#[from] anyhow::Error),
+}
+
+impl RunError {
+    /// A failed write of the host's: a lost lease as itself, anything else
+    /// as the warehouse's failure.
+    fn from_write(e: WriteError) -> RunError {
+        match e {
+            WriteError::LeaseLost(lost) => RunError::LeaseLost(lost),
+            other => RunError::Host(anyhow!("writing to the warehouse: {other}")),
+        }
+    }
 }
 
 fn connector_message(e: &ConnectorError) -> String {
@@ -643,10 +656,7 @@ impl Runtime {
         };
         let data = store.data_mut();
         let result = match result {
-            Ok(()) => data
-                .destination
-                .finish()
-                .map_err(|e| RunError::Host(e.context("writing to the warehouse"))),
+            Ok(()) => data.destination.finish().map_err(RunError::from_write),
             failed => failed,
         };
         let rolled_back = data.destination.rollback();
@@ -679,8 +689,8 @@ struct RunTimeExceeded(Duration);
 impl Runtime {
     fn trap(&self, e: wasmtime::Error, state: &HostState) -> RunError {
         let e: anyhow::Error = e.into();
-        if let Some(fault) = e.chain().find_map(|c| c.downcast_ref::<HostFault>()) {
-            return RunError::Host(anyhow!("{fault}"));
+        if let Some(HostFault(fault)) = e.chain().find_map(|c| c.downcast_ref::<HostFault>()) {
+            return RunError::from_write(fault.clone());
         }
         if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
             return RunError::Trap(d.to_string());

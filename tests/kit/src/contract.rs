@@ -3,8 +3,9 @@
 //! each. `tests/it/warehouse_contract.rs` runs [`every_check`] against each
 //! warehouse; a new warehouse passes it before anything else.
 
+use incsync_host::destination::WriteError;
 use incsync_host::destination::{Batch, Cell, Destination, Lease};
-use incsync_host::runtime::bindings::{Column, DataType, DestinationError, Table};
+use incsync_host::runtime::bindings::{Column, DataType, Table};
 use std::time::Duration;
 
 /// Opens the warehouse under test, anew each call (one connection per
@@ -91,7 +92,7 @@ pub fn the_guests_mistakes_are_refused_as_its_own(open: &Open) {
     w.create_tables(&[table("mistakes")]).unwrap();
     assert!(matches!(
         w.upsert("nowhere", rows(&["1"])),
-        Err(DestinationError::UnknownTable(t)) if t == "nowhere"
+        Err(WriteError::UnknownTable(t)) if t == "nowhere"
     ));
     let twice = Batch::from_rows(
         vec!["id".into(), "id".into()],
@@ -104,14 +105,14 @@ pub fn the_guests_mistakes_are_refused_as_its_own(open: &Open) {
         assert!(
             matches!(
                 w.upsert("mistakes", batch),
-                Err(DestinationError::InvalidBatch(_))
+                Err(WriteError::InvalidBatch(_))
             ),
             "{what}"
         );
     }
     assert!(matches!(
         w.delete("nowhere", rows(&["1"])),
-        Err(DestinationError::UnknownTable(_))
+        Err(WriteError::UnknownTable(_))
     ));
     w.rollback().unwrap();
 }
@@ -197,7 +198,11 @@ pub fn a_stalled_holder_is_fenced_out_after_a_release(open: &Open) {
     assert!(c > b, "tokens only grow: {c} after {b}");
     third.hold_lease(lease("host:3:c", c, long));
     let fenced = first.checkpoint(r#"{"streams":{"s":{"by":"a"}}}"#);
-    assert!(fenced.is_err(), "the stalled holder committed");
+    assert!(
+        matches!(&fenced, Err(WriteError::LeaseLost(l))
+            if l.stream == "s" && l.holder.as_deref() == Some("host:3:c")),
+        "the stalled holder is told its lease was lost, and to whom: {fenced:?}"
+    );
     let _ = first.rollback();
     third.checkpoint(r#"{"streams":{"s":{"by":"c"}}}"#).unwrap();
     assert_eq!(
