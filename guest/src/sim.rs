@@ -10,6 +10,7 @@ use crate::machine::{Output, Sync};
 use crate::rows::Value;
 use chrono::DateTime;
 use serde_json::json;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// One record of the simulated `user` table.
@@ -34,8 +35,12 @@ pub(crate) enum Fault {
 
 type Mutation = Box<dyn FnMut(&mut SimApi, usize)>;
 
-/// The seeds' API over an in-memory table: inclusive `since`, oldest first,
-/// answers capped at `cap` records.
+/// The seeds' API over an in-memory table: the seed endpoints are the seeds'
+/// contract (`incsync_seeds`, which `incsync serve` answers from too), pages
+/// capped at `cap` records; the sim adds faults, mutations between
+/// requests, an exclusive-filter mode and endpoints in the ways of real
+/// APIs (Stripe's lists and events, Zendesk's export, GitHub's `Link`
+/// header, HubSpot's search).
 pub(crate) struct SimApi {
     pub records: Vec<SimRecord>,
     pub cap: usize,
@@ -180,21 +185,22 @@ impl SimApi {
         if path == "/pagination/search" {
             return Ok(self.search(request));
         }
-        let mut answer = self.route(path, &query);
+        let raw_query = request.url.split_once('?').map_or("", |(_, q)| q);
+        let mut answer = self.route(path, raw_query, &query);
         if let Some(date) = self.date {
             answer.headers.push(("date".into(), date.into()));
         }
         Ok(answer)
     }
 
-    fn route(&self, path: &str, query: &BTreeMap<String, String>) -> Response {
+    /// The seeds' endpoints are their contract's (`incsync_seeds`, as
+    /// `incsync serve` answers them); the others are the sim's own
+    /// replicas of real APIs' ways.
+    fn route(&self, path: &str, raw_query: &str, query: &BTreeMap<String, String>) -> Response {
+        if let Some((status, body)) = incsync_seeds::route(self, self.cap, "sim", path, raw_query) {
+            return respond(status, body);
+        }
         let result = match path {
-            "/incremental/timestamp" => self.timestamp(query),
-            "/pagination/keyset" => self.keyset(query),
-            "/pagination/offset" => self.offset(query),
-            "/pagination/page_number" => self.page_number(query),
-            "/pagination/next_page_url" => self.next_page_url(query),
-            "/incremental/step" => self.step(query),
             "/incremental/export" => self.export(query),
             "/pagination/starting_after" => self.starting_after(query, false),
             "/pagination/events" => self.starting_after(query, true),
@@ -334,69 +340,7 @@ impl SimApi {
         hits
     }
 
-    fn check_order(query: &BTreeMap<String, String>) -> Result<(), String> {
-        if query.get("order_by").is_some_and(|o| o != "updatedAt")
-            || query.get("order_type").is_some_and(|o| o != "asc")
-        {
-            return Err("the sim only sorts by updatedAt asc".into());
-        }
-        Ok(())
-    }
-
-    fn timestamp(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        Self::allow(q, &["since"])?;
-        let hits = self.sorted_since(Self::since(q, "since")?);
-        Ok(json!({ "data": render(hits.into_iter().take(self.cap)) }))
-    }
-
-    fn keyset(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        Self::allow(q, &["updated_since", "scroll_param"])?;
-        let all = self.sorted_since(i64::MIN);
-        let start = match (q.get("scroll_param"), q.get("updated_since")) {
-            (Some(_), Some(_)) => return Err("updated_since only in the first request".into()),
-            (Some(token), None) => {
-                let (t, id) = token.split_once('|').ok_or("bad token")?;
-                let key: (i64, u64) = (
-                    t.parse().map_err(|_| "bad token")?,
-                    id.parse().map_err(|_| "bad token")?,
-                );
-                all.iter()
-                    .position(|r| (r.updated, r.id) > key)
-                    .unwrap_or(all.len())
-            }
-            (None, _) => {
-                let since = Self::since(q, "updated_since")?;
-                all.iter()
-                    .position(|r| r.updated >= since)
-                    .unwrap_or(all.len())
-            }
-        };
-        let page: Vec<&SimRecord> = all[start..].iter().take(self.cap).copied().collect();
-        let token = match page.last() {
-            Some(r) if start + page.len() < all.len() => json!(format!("{}|{}", r.updated, r.id)),
-            _ => serde_json::Value::Null,
-        };
-        Ok(json!({ "data": render(page.into_iter()), "scroll_param": token }))
-    }
-
-    fn offset(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        Self::allow(
-            q,
-            &["updated_since", "order_by", "order_type", "limit", "offset"],
-        )?;
-        Self::check_order(q)?;
-        let limit = Self::number(q, "limit", 10)?;
-        if limit == 0 || limit > self.cap {
-            return Err(format!("limit must be 1..={}", self.cap));
-        }
-        let offset = Self::number(q, "offset", 0)?;
-        let hits = self.sorted_since(Self::since(q, "updated_since")?);
-        let total = hits.len();
-        let page = hits.into_iter().skip(offset).take(limit);
-        Ok(json!({ "data": render(page), "offset": offset, "limit": limit, "total": total }))
-    }
-
-    /// The query of a page-numbered endpoint: `per_page`, `page` and the
+    /// The page of the `Link`-header endpoint: `per_page`, `page` and the
     /// records at or after `updated_since`, oldest first.
     fn paged(
         &self,
@@ -412,7 +356,11 @@ impl SimApi {
                 "page",
             ],
         )?;
-        Self::check_order(q)?;
+        if q.get("order_by").is_some_and(|o| o != "updatedAt")
+            || q.get("order_type").is_some_and(|o| o != "asc")
+        {
+            return Err("the sim's Link endpoint sorts by updatedAt asc only".into());
+        }
         let per_page = Self::number(q, "per_page", 10)?;
         if per_page == 0 || per_page > self.cap {
             return Err(format!("per_page must be 1..={}", self.cap));
@@ -426,43 +374,6 @@ impl SimApi {
             page_no,
             self.sorted_since(Self::since(q, "updated_since")?),
         ))
-    }
-
-    fn page_number(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        let (per_page, page_no, hits) = self.paged(q)?;
-        let total = hits.len();
-        let page = hits
-            .into_iter()
-            .skip((page_no - 1) * per_page)
-            .take(per_page);
-        Ok(
-            json!({ "data": render(page), "page": page_no, "page_size": per_page,
-                   "total_pages": total.div_ceil(per_page), "total_items": total }),
-        )
-    }
-
-    fn next_page_url(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        let (per_page, page_no, hits) = self.paged(q)?;
-        let total = hits.len();
-        let next = if page_no * per_page < total {
-            let mut url = format!(
-                "http://sim/pagination/next_page_url?page={}&per_page={per_page}",
-                page_no + 1
-            );
-            if let Some(s) = q.get("updated_since") {
-                url.push_str(&format!("&updated_since={s}"));
-            }
-            json!(url)
-        } else {
-            serde_json::Value::Null
-        };
-        let page = hits
-            .into_iter()
-            .skip((page_no - 1) * per_page)
-            .take(per_page);
-        Ok(
-            json!({ "data": render(page), "total_items": total, "page": page_no, "next_page_url": next }),
-        )
     }
 
     /// Pages as GitHub does: a bare array, the next page in a `Link` header
@@ -566,22 +477,57 @@ impl SimApi {
         }
         respond(200, answer.to_string())
     }
+}
 
-    fn step(&self, q: &BTreeMap<String, String>) -> Result<serde_json::Value, String> {
-        Self::allow(q, &["start_id", "end_id"])?;
-        let start = Self::number(q, "start_id", 0)? as u64;
-        let end = Self::number(q, "end_id", 0)? as u64;
-        if start < 1 || end < start {
-            return Err("bad range".into());
-        }
-        let mut hits: Vec<&SimRecord> = self
+/// The simulated table as the seeds' contract lists it: every record,
+/// soft-deleted ones too (they carry `"deleted": true`), by `updatedAt`.
+impl incsync_seeds::Table for SimApi {
+    fn by_updated(&self) -> Cow<'_, [(i64, u32)]> {
+        let mut all: Vec<(i64, u32)> = self
             .records
             .iter()
-            .filter(|r| (start..=end).contains(&r.id))
+            .map(|r| (r.updated, sim_id(r.id)))
             .collect();
-        hits.sort_by_key(|r| r.id);
-        Ok(json!({ "data": render(hits.into_iter().take(self.cap)) }))
+        all.sort_unstable();
+        Cow::Owned(all)
     }
+
+    /// As the seeds filter, or excluding `since` itself when the test asks
+    /// for an API whose filters are exclusive.
+    fn updated_since(&self, since: i64) -> Cow<'_, [(i64, u32)]> {
+        Cow::Owned(
+            self.sorted_since(since)
+                .into_iter()
+                .map(|r| (r.updated, sim_id(r.id)))
+                .collect(),
+        )
+    }
+
+    fn created(&self, id: u32) -> Option<i64> {
+        self.records
+            .iter()
+            .any(|r| r.id == u64::from(id))
+            .then_some(0)
+    }
+
+    fn max_id(&self) -> u32 {
+        self.records.iter().map(|r| sim_id(r.id)).max().unwrap_or(0)
+    }
+
+    fn render(&self, id: u32, out: &mut Vec<u8>) {
+        let record = self
+            .records
+            .iter()
+            .find(|r| r.id == u64::from(id))
+            .expect("the seeds render only records they listed");
+        serde_json::to_writer(out, &render(std::iter::once(record))[0])
+            .expect("a record serializes");
+    }
+}
+
+/// A simulated record's id as the seeds' contract counts ids.
+fn sim_id(id: u64) -> u32 {
+    u32::try_from(id).expect("simulated ids fit in u32")
 }
 
 fn render<'a>(records: impl Iterator<Item = &'a SimRecord>) -> Vec<serde_json::Value> {

@@ -110,19 +110,8 @@ const JOBS: &[&str] = &[
     "Chemist",
 ];
 
-/// Formats seconds since the epoch as the seeds do: `2024-01-15T10:30:00Z`.
-pub fn format_ts(seconds: i64) -> String {
-    chrono::DateTime::from_timestamp(seconds, 0)
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_default()
-}
-
-/// Reads `YYYY-MM-DDTHH:MM:SSZ` strictly, as the seeds' API does.
-pub fn parse_ts(text: &str) -> Option<i64> {
-    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%SZ")
-        .ok()
-        .map(|t| t.and_utc().timestamp())
-}
+/// The seeds' timestamps (`2024-01-15T10:30:00Z`), from their contract.
+pub use incsync_seeds::{format_ts, parse_ts};
 
 impl Dataset {
     /// `n` records for `seed`: one created about every minute from 2024-01-01,
