@@ -10,7 +10,7 @@
 //! item before `record_path` takes the record out of it.
 
 use crate::error::ConfigError;
-use crate::record::{Record, Val};
+use crate::record::{FieldRef, Record};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -61,8 +61,8 @@ impl DeletedWhen {
     pub(crate) fn matches(&self, item: &Record) -> bool {
         item.at_path(&self.field)
             .is_some_and(|v| match (v, &self.equals) {
-                (Val::Text(s), Value::String(want)) => s == want,
-                (Val::Json(got), want) => got == want,
+                (FieldRef::Text(s), Value::String(want)) => s == want,
+                (FieldRef::Json(got), want) => got == want,
                 _ => false,
             })
     }
@@ -72,8 +72,8 @@ impl DeletedWhen {
 /// a non-empty string (a `deleted_at` time) or a non-zero number.
 pub(crate) fn flagged(record: &Record, field: &str) -> bool {
     match record.at_path(field) {
-        Some(Val::Json(Value::Bool(b))) => *b,
-        Some(Val::Json(Value::Number(n))) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(FieldRef::Json(Value::Bool(b))) => *b,
+        Some(FieldRef::Json(Value::Number(n))) => n.as_f64().is_some_and(|f| f != 0.0),
         Some(v) => v.as_str().is_some_and(|s| !s.is_empty()),
         None => false,
     }

@@ -31,5 +31,5 @@ pub use error::{
 };
 pub use http::{HttpError, Method, Request, Response};
 pub use machine::{Level, Output, Sync, Table, schema};
-pub use rows::{Cell, Kind, RowBatch, Span, Value};
+pub use rows::{Kind, OwnedCell, RowBatch, Span, SpanCell};
 pub use strategy::{STRATEGIES, StrategyInfo};

@@ -4,7 +4,7 @@
 use crate::config::{Column, Config, StreamConfig};
 use crate::error::{ConfigError, PageError, RecordProblem, ResponseError, SyncError};
 use crate::http::{HttpError, Method, Request, Response, json_body, snippet, url_with_query};
-use crate::record::{Answer, Field, Item, Record, Records, Val};
+use crate::record::{Answer, Field, FieldRef, Item, Record, Records};
 use crate::rows::{RowBatch, RowBuilder, RowKey, cursor_of};
 use crate::state::{SavedState, StreamState};
 use crate::strategy::{Next, Page, Running};
@@ -489,7 +489,7 @@ impl Sync {
                 cursors.push(cursor);
             }
             if let Some(field) = &item_field {
-                item_values.push(item.at_path(field).map_or(Value::Null, Val::to_json));
+                item_values.push(item.at_path(field).map_or(Value::Null, FieldRef::to_json));
             }
             let record =
                 record_in(item, &config.record_path).map_err(|e| PageError::record(i, e))?;

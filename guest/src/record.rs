@@ -30,10 +30,10 @@ pub enum Field<'a> {
 
 impl Field<'_> {
     /// A view of the value.
-    pub fn view(&self) -> Val<'_> {
+    pub fn view(&self) -> FieldRef<'_> {
         match self {
-            Field::Text(s) => Val::Text(s),
-            Field::Json(j) => Val::Json(j),
+            Field::Text(s) => FieldRef::Text(s),
+            Field::Json(j) => FieldRef::Json(j),
         }
     }
 }
@@ -47,45 +47,45 @@ impl From<Json> for Field<'static> {
     }
 }
 
-/// A value found in a record: a field's text, or a JSON value (a field's,
-/// or one nested in it).
+/// A view of a value found in a record ([`Field`] borrowed, or a value nested
+/// in one): a field's text, or a JSON value.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Val<'r> {
+pub enum FieldRef<'r> {
     /// A string.
     Text(&'r str),
     /// Any other JSON value (a string only when nested in an object).
     Json(&'r Json),
 }
 
-impl<'r> Val<'r> {
+impl<'r> FieldRef<'r> {
     /// The value as JSON (a copy).
     pub fn to_json(self) -> Json {
         match self {
-            Val::Text(s) => Json::String(s.to_owned()),
-            Val::Json(j) => j.clone(),
+            FieldRef::Text(s) => Json::String(s.to_owned()),
+            FieldRef::Json(j) => j.clone(),
         }
     }
 
     /// The text, if the value is a string.
     pub fn as_str(self) -> Option<&'r str> {
         match self {
-            Val::Text(s) => Some(s),
-            Val::Json(Json::String(s)) => Some(s),
-            Val::Json(_) => None,
+            FieldRef::Text(s) => Some(s),
+            FieldRef::Json(Json::String(s)) => Some(s),
+            FieldRef::Json(_) => None,
         }
     }
 
     /// The JSON value, if it is not a field's text.
     pub fn as_json(self) -> Option<&'r Json> {
         match self {
-            Val::Json(j) => Some(j),
-            Val::Text(_) => None,
+            FieldRef::Json(j) => Some(j),
+            FieldRef::Text(_) => None,
         }
     }
 
     /// Whether the value is null.
     pub fn is_null(self) -> bool {
-        matches!(self, Val::Json(Json::Null))
+        matches!(self, FieldRef::Json(Json::Null))
     }
 }
 
@@ -98,7 +98,7 @@ pub struct Record<'a> {
 
 impl<'a> Record<'a> {
     /// The value of field `key`, if the record has it.
-    pub fn get(&self, key: &str) -> Option<Val<'_>> {
+    pub fn get(&self, key: &str) -> Option<FieldRef<'_>> {
         self.fields
             .iter()
             .rev()
@@ -114,14 +114,14 @@ impl<'a> Record<'a> {
 
     /// The value at the dot path `path` (`properties.updated`). A key that
     /// itself holds a dot is found too, before the path is split.
-    pub fn at_path(&self, path: &str) -> Option<Val<'_>> {
+    pub fn at_path(&self, path: &str) -> Option<FieldRef<'_>> {
         if let Some(v) = self.get(path) {
             return Some(v);
         }
         let (first, rest) = path.split_once('.')?;
         match self.get(first)? {
-            Val::Json(j) => crate::rows::at_path(j, rest).map(Val::Json),
-            Val::Text(_) => None,
+            FieldRef::Json(j) => crate::rows::at_path(j, rest).map(FieldRef::Json),
+            FieldRef::Text(_) => None,
         }
     }
 
@@ -446,8 +446,8 @@ mod tests {
             panic!("a record")
         };
         assert_eq!(r.keys().collect::<Vec<_>>(), ["id", "a\"b", "n"]);
-        assert_eq!(r.at_path("n.x"), Some(Val::Json(&json!([1]))));
-        assert_eq!(r.get("id"), Some(Val::Text("1")));
+        assert_eq!(r.at_path("n.x"), Some(FieldRef::Json(&json!([1]))));
+        assert_eq!(r.get("id"), Some(FieldRef::Text("1")));
         assert!(
             matches!(r.fields[0].1, Field::Text(Cow::Borrowed("1"))),
             "borrowed"
@@ -486,8 +486,8 @@ mod tests {
         let Item::Record(mut r) = items.into_iter().next().unwrap() else {
             panic!()
         };
-        assert_eq!(r.get("id"), Some(Val::Json(&json!(2))));
+        assert_eq!(r.get("id"), Some(FieldRef::Json(&json!(2))));
         assert_eq!(r.remove("id"), Some(Field::Json(json!(2))));
-        assert_eq!(r.get("id"), Some(Val::Json(&json!(1))));
+        assert_eq!(r.get("id"), Some(FieldRef::Json(&json!(1))));
     }
 }

@@ -4,14 +4,16 @@
 use crate::config::{Column, DataType, StreamConfig};
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::error::RecordProblem;
-use crate::record::{Field, Record, Val};
+use crate::record::{Field, FieldRef, Record};
 use serde_json::Value as Json;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-/// One typed value, owned: how tests and the simulator read a batch's cells.
+/// A typed cell, owned: how tests and the simulator read a batch's cells.
+/// (The same kinds as [`SpanCell`], the cell as it crosses the boundary, and
+/// the host's `destination::Cell`, the cell as a warehouse reads it.)
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value {
+pub enum OwnedCell {
     /// No value.
     Null,
     /// A boolean.
@@ -94,10 +96,11 @@ impl Kind {
     }
 }
 
-/// One cell of a batch, its text a span of the batch's; the WIT carries it
-/// as a `cell-kind` code and a word ([`Cell::wire`]).
+/// A typed cell as it crosses the boundary: its text a span of the batch's
+/// text ([`OwnedCell`] is the same cell owned); the WIT carries it
+/// as a `cell-kind` code and a word ([`SpanCell::wire`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Cell {
+pub enum SpanCell {
     /// No value.
     Null,
     /// A boolean.
@@ -114,19 +117,19 @@ pub enum Cell {
     Json(Span),
 }
 
-impl Cell {
+impl SpanCell {
     /// The cell as the WIT's `row-batch` carries it: its `cell-kind` code
     /// and its word.
     #[inline]
     pub fn wire(self) -> (u8, u64) {
         match self {
-            Cell::Null => (Kind::Null as u8, 0),
-            Cell::Boolean(b) => (Kind::Boolean as u8, u64::from(b)),
-            Cell::Integer(i) => (Kind::Integer as u8, i as u64),
-            Cell::Float(f) => (Kind::Float as u8, f.to_bits()),
-            Cell::String(s) => (Kind::String as u8, s.word()),
-            Cell::UtcDateTime(t) => (Kind::UtcDateTime as u8, t as u64),
-            Cell::Json(s) => (Kind::Json as u8, s.word()),
+            SpanCell::Null => (Kind::Null as u8, 0),
+            SpanCell::Boolean(b) => (Kind::Boolean as u8, u64::from(b)),
+            SpanCell::Integer(i) => (Kind::Integer as u8, i as u64),
+            SpanCell::Float(f) => (Kind::Float as u8, f.to_bits()),
+            SpanCell::String(s) => (Kind::String as u8, s.word()),
+            SpanCell::UtcDateTime(t) => (Kind::UtcDateTime as u8, t as u64),
+            SpanCell::Json(s) => (Kind::Json as u8, s.word()),
         }
     }
 }
@@ -139,7 +142,7 @@ pub struct RowBatch {
     /// Column names, declared columns first, then fields the records added.
     pub columns: Vec<String>,
     /// The cells, row after row.
-    pub cells: Vec<Cell>,
+    pub cells: Vec<SpanCell>,
     /// The text the cells' spans point into.
     pub text: String,
 }
@@ -178,20 +181,20 @@ impl RowBatch {
     }
 
     /// `cell` as an owned value.
-    pub fn value(&self, cell: Cell) -> Value {
+    pub fn value(&self, cell: SpanCell) -> OwnedCell {
         match cell {
-            Cell::Null => Value::Null,
-            Cell::Boolean(b) => Value::Boolean(b),
-            Cell::Integer(i) => Value::Integer(i),
-            Cell::Float(f) => Value::Float(f),
-            Cell::String(s) => Value::String(self.text_of(s).to_owned()),
-            Cell::UtcDateTime(t) => Value::UtcDateTime(t),
-            Cell::Json(s) => Value::Json(self.text_of(s).to_owned()),
+            SpanCell::Null => OwnedCell::Null,
+            SpanCell::Boolean(b) => OwnedCell::Boolean(b),
+            SpanCell::Integer(i) => OwnedCell::Integer(i),
+            SpanCell::Float(f) => OwnedCell::Float(f),
+            SpanCell::String(s) => OwnedCell::String(self.text_of(s).to_owned()),
+            SpanCell::UtcDateTime(t) => OwnedCell::UtcDateTime(t),
+            SpanCell::Json(s) => OwnedCell::Json(self.text_of(s).to_owned()),
         }
     }
 
     /// The rows as owned values (for tests and the simulator).
-    pub fn rows(&self) -> Vec<Vec<Value>> {
+    pub fn rows(&self) -> Vec<Vec<OwnedCell>> {
         self.cells
             .chunks(self.columns.len().max(1))
             .map(|row| row.iter().map(|&c| self.value(c)).collect())
@@ -246,12 +249,12 @@ impl RowKey {
                 key.push('\u{1f}');
             }
             match record.get(field) {
-                None | Some(Val::Json(Json::Null)) => {
+                None | Some(FieldRef::Json(Json::Null)) => {
                     return Err(RecordProblem::NoKey(field.clone()));
                 }
-                Some(Val::Text(s)) => key.push_str(s),
-                Some(Val::Json(Json::String(s))) => key.push_str(s),
-                Some(Val::Json(other)) => key.push_str(&other.to_string()),
+                Some(FieldRef::Text(s)) => key.push_str(s),
+                Some(FieldRef::Json(Json::String(s))) => key.push_str(s),
+                Some(FieldRef::Json(other)) => key.push_str(&other.to_string()),
             }
         }
         Ok(RowKey(key))
@@ -364,10 +367,10 @@ impl RowBuilder {
         let mut slots = slots.into_iter();
         for (record, cursor) in records {
             let row = batch.cells.len();
-            batch.cells.resize(row + width, Cell::Null);
+            batch.cells.resize(row + width, SpanCell::Null);
             for ((_, field), i) in record.into_fields().zip(&mut slots) {
                 let cell = match cursor {
-                    Some(c) if Some(i) == self.cursor_column => Cell::UtcDateTime(c.micros()),
+                    Some(c) if Some(i) == self.cursor_column => SpanCell::UtcDateTime(c.micros()),
                     _ => {
                         let declared = self.columns.get(i).map(|c| c.data_type);
                         self.cell(field, declared, &mut batch)
@@ -391,15 +394,15 @@ impl RowBuilder {
     /// Converts one value into a cell of `batch`, honouring the declared
     /// type where the value fits it and keeping the value as it is where it
     /// does not.
-    fn cell(&self, field: Field, declared: Option<DataType>, batch: &mut RowBatch) -> Cell {
+    fn cell(&self, field: Field, declared: Option<DataType>, batch: &mut RowBatch) -> SpanCell {
         let json = match field {
             Field::Text(s) => {
                 if declared == Some(DataType::UtcDateTime)
                     && let Some(c) = self.format.parse(&s)
                 {
-                    return Cell::UtcDateTime(c.micros());
+                    return SpanCell::UtcDateTime(c.micros());
                 }
-                return Cell::String(batch.push(&s));
+                return SpanCell::String(batch.push(&s));
             }
             Field::Json(json) => json,
         };
@@ -407,22 +410,22 @@ impl RowBuilder {
             && json.is_number()
             && let Some(c) = self.format.parse_json(&json)
         {
-            return Cell::UtcDateTime(c.micros());
+            return SpanCell::UtcDateTime(c.micros());
         }
         match (json, declared) {
-            (Json::Null, _) => Cell::Null,
-            (Json::Bool(b), _) => Cell::Boolean(b),
+            (Json::Null, _) => SpanCell::Null,
+            (Json::Bool(b), _) => SpanCell::Boolean(b),
             (Json::Number(n), _) => match (n.as_i64(), declared) {
-                (Some(i), Some(DataType::Float)) => Cell::Float(i as f64),
-                (Some(i), _) => Cell::Integer(i),
+                (Some(i), Some(DataType::Float)) => SpanCell::Float(i as f64),
+                (Some(i), _) => SpanCell::Integer(i),
                 (None, _) => match n.as_f64() {
-                    Some(f) if n.is_f64() => Cell::Float(f),
+                    Some(f) if n.is_f64() => SpanCell::Float(f),
                     // A u64 beyond i64: keep every digit.
-                    _ => Cell::String(batch.push(&n.to_string())),
+                    _ => SpanCell::String(batch.push(&n.to_string())),
                 },
             },
             (Json::String(s), _) => self.cell(Field::Text(s.into()), declared, batch),
-            (other, _) => Cell::Json(batch.push_json(&other)),
+            (other, _) => SpanCell::Json(batch.push_json(&other)),
         }
     }
 }
@@ -464,7 +467,7 @@ pub fn cursor_of(
     format: &TimestampFormat,
 ) -> Result<Cursor, RecordProblem> {
     match record.at_path(field) {
-        None | Some(Val::Json(Json::Null)) => Err(RecordProblem::NoCursor(field.to_owned())),
+        None | Some(FieldRef::Json(Json::Null)) => Err(RecordProblem::NoCursor(field.to_owned())),
         Some(value) => {
             let parsed = match value.as_str() {
                 Some(s) => format.parse(s),
@@ -507,13 +510,13 @@ mod tests {
         let batch = RowBatch {
             columns: vec!["a".into()],
             cells: vec![
-                Cell::Null,
-                Cell::Boolean(true),
-                Cell::Integer(-1),
-                Cell::Float(1.5),
-                Cell::String(span),
-                Cell::UtcDateTime(-2),
-                Cell::Json(span),
+                SpanCell::Null,
+                SpanCell::Boolean(true),
+                SpanCell::Integer(-1),
+                SpanCell::Float(1.5),
+                SpanCell::String(span),
+                SpanCell::UtcDateTime(-2),
+                SpanCell::Json(span),
             ],
             text: String::new(),
         };
@@ -554,7 +557,10 @@ mod tests {
             .unwrap();
         let batch = b.batch_owned(vec![(record, Some(event_time))]);
         let created = batch.columns.iter().position(|c| c == "created").unwrap();
-        assert_eq!(batch.rows()[0][created], Value::UtcDateTime(100_000_000));
+        assert_eq!(
+            batch.rows()[0][created],
+            OwnedCell::UtcDateTime(100_000_000)
+        );
     }
 
     fn builder() -> RowBuilder {
@@ -587,13 +593,13 @@ mod tests {
         assert_eq!(&batch.columns[8..], ["score", "tags", "vip"]);
         let rows = batch.rows();
         let row = &rows[0];
-        assert_eq!(row[0], Value::String("1".into()));
-        assert_eq!(row[1], Value::Null);
-        assert_eq!(row[6], Value::UtcDateTime(1_705_314_600_000_000));
-        assert_eq!(row[8], Value::Integer(7));
-        assert_eq!(row[9], Value::Json("[\"x\"]".into()));
-        assert_eq!(row[10], Value::Null);
-        assert_eq!(rows[1][10], Value::Boolean(true));
+        assert_eq!(row[0], OwnedCell::String("1".into()));
+        assert_eq!(row[1], OwnedCell::Null);
+        assert_eq!(row[6], OwnedCell::UtcDateTime(1_705_314_600_000_000));
+        assert_eq!(row[8], OwnedCell::Integer(7));
+        assert_eq!(row[9], OwnedCell::Json("[\"x\"]".into()));
+        assert_eq!(row[10], OwnedCell::Null);
+        assert_eq!(rows[1][10], OwnedCell::Boolean(true));
     }
 
     #[test]
@@ -602,10 +608,10 @@ mod tests {
             json!({"id": 12, "createdAt": "not a date", "big": 18446744073709551615u64, "f": 1.5});
         let batch = builder().batch([rec(a)].iter());
         let row = &batch.rows()[0];
-        assert_eq!(row[0], Value::Integer(12));
-        assert_eq!(row[7], Value::String("not a date".into()));
-        assert_eq!(row[8], Value::String("18446744073709551615".into()));
-        assert_eq!(row[9], Value::Float(1.5));
+        assert_eq!(row[0], OwnedCell::Integer(12));
+        assert_eq!(row[7], OwnedCell::String("not a date".into()));
+        assert_eq!(row[8], OwnedCell::String("18446744073709551615".into()));
+        assert_eq!(row[9], OwnedCell::Float(1.5));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use crate::SyncError;
 use crate::cursor::{Cursor, TimestampFormat};
 use crate::http::{HttpError, Request, Response};
 use crate::machine::{Output, Sync};
-use crate::rows::Value;
+use crate::rows::OwnedCell;
 use chrono::DateTime;
 use serde_json::json;
 use std::borrow::Cow;
@@ -573,14 +573,14 @@ impl SimWarehouse {
         let col = |name: &str| batch.columns.iter().position(|c| c == name).unwrap();
         let (id, name, updated) = (col("id"), col("name"), col("updatedAt"));
         for row in &batch.rows() {
-            let Value::String(id) = &row[id] else {
+            let OwnedCell::String(id) = &row[id] else {
                 panic!("id is text")
             };
             let name = match &row[name] {
-                Value::String(n) => n.clone(),
+                OwnedCell::String(n) => n.clone(),
                 _ => String::new(),
             };
-            let Value::UtcDateTime(u) = row[updated] else {
+            let OwnedCell::UtcDateTime(u) = row[updated] else {
                 panic!("updatedAt is a datetime")
             };
             self.pending.push((id.clone(), (name, u)));
@@ -590,7 +590,7 @@ impl SimWarehouse {
 
     fn delete(&mut self, keys: &crate::rows::RowBatch) {
         for row in &keys.rows() {
-            let Value::String(id) = &row[0] else {
+            let OwnedCell::String(id) = &row[0] else {
                 panic!("id is text")
             };
             self.pending.retain(|(k, _)| k != id);

@@ -19,7 +19,7 @@
 use super::{Next, Page, Strategy, Verdict};
 use crate::config::StreamConfig;
 use crate::error::{ConfigError, PageError, RecordProblem};
-use crate::record::Val;
+use crate::record::FieldRef;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::num::NonZeroU64;
@@ -165,7 +165,7 @@ impl Strategy for StepSize {
         let mut highest = None::<u64>;
         for (i, record) in page.records.iter().enumerate() {
             let id = match record.get(&self.id_field) {
-                Some(Val::Json(Value::Number(n))) => n.as_u64(),
+                Some(FieldRef::Json(Value::Number(n))) => n.as_u64(),
                 Some(v) => v.as_str().and_then(|s| s.parse().ok()),
                 None => None,
             }

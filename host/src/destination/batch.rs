@@ -11,7 +11,8 @@ use crate::runtime::bindings::RowBatch;
 use incsync_guest::{Kind, Span};
 use std::fmt;
 
-/// One cell of a row, its text borrowed from its batch.
+/// A typed cell as a warehouse reads it, its text borrowed from its batch
+/// (the connector's `SpanCell`, resolved against the batch's text).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Cell<'a> {
     /// No value.
@@ -385,7 +386,7 @@ mod tests {
     use super::*;
 
     use crate::runtime::bindings::CellKind;
-    use incsync_guest::Cell as Value;
+    use incsync_guest::SpanCell as Value;
 
     /// A batch as the guest's glue sends it.
     fn wit(columns: &[&str], values: Vec<Value>, text: &[u8]) -> RowBatch {
