@@ -34,73 +34,45 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
 }
 
-/// One endpoint synced into one table.
+/// One endpoint synced into one table: a stream's keys, parsed, checked and
+/// defaulted. Each field is the config key of the same name; the keys are
+/// documented once, on the serde struct they are read into (`StreamKeys`,
+/// which is also the source of `config.schema.json` and of `incsync
+/// config-schema`'s descriptions). What a field adds to its key is said
+/// here.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamConfig {
-    /// The stream's name, unique in the config; its state is saved under it.
-    /// Defaults to the table's name.
+    /// `name`, or the table's name.
     pub name: String,
-    /// The destination table.
     pub table: String,
-    /// The endpoint's path, appended to `base_url`.
     pub path: String,
-    /// How the stream pages and what it saves.
+    /// `strategy` with its own keys, checked by the strategy's file.
     pub strategy: StrategyConfig,
-    /// The fields that identify a record. Default `["id"]`.
     pub primary_key: Vec<String>,
-    /// The field whose value orders records in time, a dot path into each
-    /// item (`properties.lastmodifieddate`). Default `updatedAt`.
     pub cursor_field: String,
-    /// Where the records sit in a response: a path of object keys. Default `data`.
+    /// `records_path`, split at its dots.
     pub records_path: Vec<String>,
-    /// Where the record sits inside each item of `records_path`: a path of
-    /// object keys (Stripe events: `data.object`). Default: the item itself.
-    /// `cursor_field` is read from the item, `primary_key` from the record.
+    /// `record_path`, split at its dots.
     pub record_path: Vec<String>,
-    /// Query parameters sent with every request the connector builds from
-    /// `path` (not added to URLs an answer hands out), in order; a name may
-    /// repeat (an array parameter, `types[]`).
+    /// `query`, in order, an array value repeating its name.
     pub query: Vec<(String, String)>,
-    /// The declared columns, in order. Default: the seeds' `user` columns.
     pub columns: Vec<Column>,
-    /// How records' cursor values (and UTC_DATETIME columns) are read.
-    /// Default `%Y-%m-%dT%H:%M:%SZ`.
     pub timestamp_format: TimestampFormat,
-    /// How the cursor is written into a request's filter and the saved state.
-    /// Default: `timestamp_format`.
+    /// `filter_format`, or `timestamp_format`.
     pub filter_format: TimestampFormat,
-    /// Whether the API's filter excludes its value (`created[gt]`): the
-    /// filter is then sent one unit of `filter_format` before the cursor.
-    /// Default false (inclusive, as the seeds' `updated_since`).
     pub exclusive_filter: bool,
-    /// Where a first sync starts (`start_timestamp`). Default the Unix epoch.
+    /// `start_timestamp`, read with `timestamp_format`.
     pub start: Cursor,
-    /// Extra headers sent with every request of the stream, to whatever
-    /// origin its links lead (never credentials: [`is_credential_header`]
-    /// names are refused).
+    /// `headers`, none of them a credential ([`is_credential_header`]).
     pub headers: Vec<(String, String)>,
-    /// The method of the requests built from `path`. Default GET.
     pub method: Method,
-    /// How many pages that deliver rows share one checkpoint (at least 1).
-    /// Default 1: a checkpoint after every page.
     pub checkpoint_every_pages: u32,
-    /// Also checkpoint once this many milliseconds have passed since the
-    /// stream's last checkpoint (on the clock the driver feeds in with
-    /// [`crate::Sync::handle_time`]). Default: none.
+    /// On the clock the driver feeds in with [`crate::Sync::handle_time`].
     pub checkpoint_every_ms: Option<u64>,
-    /// A POST's JSON body template, where the request's parameters go (see
-    /// [`crate::http::json_body`]). Default `{}`.
+    /// See [`crate::http::json_body`].
     pub body: Value,
-    /// The record field (a dot path) that marks a record deleted: `true`, a
-    /// non-empty string (a `deleted_at` time) or a non-zero number. Such a
-    /// record is deleted from the table instead of upserted. Default: none.
     pub deleted_field: Option<String>,
-    /// A value of the item around the record that marks the record deleted
-    /// (Stripe's events: `type` = `customer.deleted`). Default: none.
     pub deleted_when: Option<DeletedWhen>,
-    /// Every sync starts from the beginning (no saved cursor) and empties the
-    /// table before its first rows, so rows the API no longer has end
-    /// deleted. Default false.
     pub full_refresh: bool,
 }
 
