@@ -44,7 +44,7 @@ const STATE_TABLE: &str = "_incsync_state";
 
 /// How a column's values are bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub enum PgType {
     Text,
     Int,
     Float,
@@ -53,51 +53,51 @@ pub enum Kind {
     Json,
 }
 
-impl Kind {
-    fn of(t: DataType) -> Kind {
+impl PgType {
+    fn of(t: DataType) -> PgType {
         match t {
-            DataType::String => Kind::Text,
-            DataType::Integer => Kind::Int,
-            DataType::Float => Kind::Float,
-            DataType::Boolean => Kind::Bool,
-            DataType::UtcDatetime => Kind::Timestamp,
-            DataType::Json => Kind::Json,
+            DataType::String => PgType::Text,
+            DataType::Integer => PgType::Int,
+            DataType::Float => PgType::Float,
+            DataType::Boolean => PgType::Bool,
+            DataType::UtcDatetime => PgType::Timestamp,
+            DataType::Json => PgType::Json,
         }
     }
 
     /// The kind of a column as PostgreSQL names its type
     /// (`information_schema.columns.data_type`).
-    fn of_pg(data_type: &str) -> Kind {
+    fn of_pg(data_type: &str) -> PgType {
         match data_type {
-            "bigint" | "integer" | "smallint" => Kind::Int,
-            "double precision" | "real" | "numeric" => Kind::Float,
-            "boolean" => Kind::Bool,
-            "timestamp with time zone" | "timestamp without time zone" => Kind::Timestamp,
-            "json" | "jsonb" => Kind::Json,
-            _ => Kind::Text,
+            "bigint" | "integer" | "smallint" => PgType::Int,
+            "double precision" | "real" | "numeric" => PgType::Float,
+            "boolean" => PgType::Bool,
+            "timestamp with time zone" | "timestamp without time zone" => PgType::Timestamp,
+            "json" | "jsonb" => PgType::Json,
+            _ => PgType::Text,
         }
     }
 
     /// The kind a new column gets from a value.
-    fn of_value(v: Cell<'_>) -> Kind {
+    fn of_value(v: Cell<'_>) -> PgType {
         match v {
-            Cell::Boolean(_) => Kind::Bool,
-            Cell::Integer(_) => Kind::Int,
-            Cell::Float(_) => Kind::Float,
-            Cell::UtcDatetime(_) => Kind::Timestamp,
-            Cell::Json(_) => Kind::Json,
-            Cell::Null | Cell::String(_) => Kind::Text,
+            Cell::Boolean(_) => PgType::Bool,
+            Cell::Integer(_) => PgType::Int,
+            Cell::Float(_) => PgType::Float,
+            Cell::UtcDatetime(_) => PgType::Timestamp,
+            Cell::Json(_) => PgType::Json,
+            Cell::Null | Cell::String(_) => PgType::Text,
         }
     }
 
     fn sql(self) -> &'static str {
         match self {
-            Kind::Text => "text",
-            Kind::Int => "bigint",
-            Kind::Float => "double precision",
-            Kind::Bool => "boolean",
-            Kind::Timestamp => "timestamptz",
-            Kind::Json => "jsonb",
+            PgType::Text => "text",
+            PgType::Int => "bigint",
+            PgType::Float => "double precision",
+            PgType::Bool => "boolean",
+            PgType::Timestamp => "timestamptz",
+            PgType::Json => "jsonb",
         }
     }
 }
@@ -143,36 +143,38 @@ fn micros_to_time(micros: i64) -> Option<chrono::DateTime<chrono::Utc>> {
 }
 
 /// Converts `v` for a column of `kind`; `None` if it does not fit.
-fn cell<'a>(v: Cell<'a>, kind: Kind) -> Option<Param<'a>> {
+fn cell<'a>(v: Cell<'a>, kind: PgType) -> Option<Param<'a>> {
     Some(match (v, kind) {
         (Cell::Null, _) => Param::Null,
-        (Cell::String(s), Kind::Text) | (Cell::Json(s), Kind::Text) => {
+        (Cell::String(s), PgType::Text) | (Cell::Json(s), PgType::Text) => {
             Param::Text(Cow::Borrowed(s))
         }
-        (Cell::Integer(i), Kind::Text) => Param::Text(i.to_string().into()),
-        (Cell::Float(f), Kind::Text) => Param::Text(f.to_string().into()),
-        (Cell::Boolean(b), Kind::Text) => Param::Text(b.to_string().into()),
-        (Cell::UtcDatetime(t), Kind::Text) => Param::Text(super::format_utc_micros(t).into()),
-        (Cell::Integer(i), Kind::Int) => Param::Int(i),
-        (Cell::Float(f), Kind::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => Param::Int(f as i64),
-        (Cell::String(s), Kind::Int) => Param::Int(s.trim().parse().ok()?),
-        (Cell::Integer(i), Kind::Float) => Param::Float(i as f64),
-        (Cell::Float(f), Kind::Float) => Param::Float(f),
-        (Cell::String(s), Kind::Float) => Param::Float(s.trim().parse().ok()?),
-        (Cell::Boolean(b), Kind::Bool) => Param::Bool(b),
-        (Cell::String(s), Kind::Bool) => Param::Bool(s.trim().parse().ok()?),
-        (Cell::UtcDatetime(t), Kind::Timestamp) => Param::Timestamp(micros_to_time(t)?),
-        (Cell::String(s), Kind::Timestamp) => Param::Timestamp(
+        (Cell::Integer(i), PgType::Text) => Param::Text(i.to_string().into()),
+        (Cell::Float(f), PgType::Text) => Param::Text(f.to_string().into()),
+        (Cell::Boolean(b), PgType::Text) => Param::Text(b.to_string().into()),
+        (Cell::UtcDatetime(t), PgType::Text) => Param::Text(super::format_utc_micros(t).into()),
+        (Cell::Integer(i), PgType::Int) => Param::Int(i),
+        (Cell::Float(f), PgType::Int) if f.fract() == 0.0 && f.abs() < 9.2e18 => {
+            Param::Int(f as i64)
+        }
+        (Cell::String(s), PgType::Int) => Param::Int(s.trim().parse().ok()?),
+        (Cell::Integer(i), PgType::Float) => Param::Float(i as f64),
+        (Cell::Float(f), PgType::Float) => Param::Float(f),
+        (Cell::String(s), PgType::Float) => Param::Float(s.trim().parse().ok()?),
+        (Cell::Boolean(b), PgType::Bool) => Param::Bool(b),
+        (Cell::String(s), PgType::Bool) => Param::Bool(s.trim().parse().ok()?),
+        (Cell::UtcDatetime(t), PgType::Timestamp) => Param::Timestamp(micros_to_time(t)?),
+        (Cell::String(s), PgType::Timestamp) => Param::Timestamp(
             chrono::DateTime::parse_from_rfc3339(s.trim())
                 .ok()?
                 .to_utc(),
         ),
-        (Cell::Json(s), Kind::Json) => Param::Json(serde_json::from_str(s).ok()?),
-        (Cell::String(s), Kind::Json) => Param::Json(serde_json::Value::String(s.to_owned())),
-        (Cell::Integer(i), Kind::Json) => Param::Json((i).into()),
-        (Cell::Float(f), Kind::Json) => Param::Json(serde_json::Number::from_f64(f)?.into()),
-        (Cell::Boolean(b), Kind::Json) => Param::Json((b).into()),
-        (Cell::UtcDatetime(t), Kind::Json) => Param::Json(super::format_utc_micros(t).into()),
+        (Cell::Json(s), PgType::Json) => Param::Json(serde_json::from_str(s).ok()?),
+        (Cell::String(s), PgType::Json) => Param::Json(serde_json::Value::String(s.to_owned())),
+        (Cell::Integer(i), PgType::Json) => Param::Json((i).into()),
+        (Cell::Float(f), PgType::Json) => Param::Json(serde_json::Number::from_f64(f)?.into()),
+        (Cell::Boolean(b), PgType::Json) => Param::Json((b).into()),
+        (Cell::UtcDatetime(t), PgType::Json) => Param::Json(super::format_utc_micros(t).into()),
         _ => return None,
     })
 }
@@ -183,7 +185,7 @@ fn cell<'a>(v: Cell<'a>, kind: Kind) -> Option<Param<'a>> {
 fn upsert_sql(
     table: &str,
     columns: &[String],
-    kinds: &[Kind],
+    kinds: &[PgType],
     keys: &[String],
     soft_deletes: bool,
 ) -> String {
@@ -540,27 +542,27 @@ impl Postgres {
 }
 
 impl Dialect for Postgres {
-    type Kind = Kind;
+    type ColumnType = PgType;
     type Param<'a> = Param<'a>;
 
     const NAMING: Naming = Naming::POSTGRES;
-    const TEXT: Kind = Kind::Text;
+    const TEXT: PgType = PgType::Text;
     const ANY_VALUE_FITS: bool = false;
     const ONE_STATEMENT_PER_BATCH: bool = true;
 
-    fn kind_of_type(t: DataType) -> Kind {
-        Kind::of(t)
+    fn kind_of_type(t: DataType) -> PgType {
+        PgType::of(t)
     }
 
-    fn kind_of_value(v: Cell<'_>) -> Kind {
-        Kind::of_value(v)
+    fn kind_of_value(v: Cell<'_>) -> PgType {
+        PgType::of_value(v)
     }
 
-    fn kind_name(kind: Kind) -> &'static str {
+    fn kind_name(kind: PgType) -> &'static str {
         kind.sql()
     }
 
-    fn bind<'a>(v: Cell<'a>, kind: Kind) -> Option<Param<'a>> {
+    fn bind<'a>(v: Cell<'a>, kind: PgType) -> Option<Param<'a>> {
         cell(v, kind)
     }
 
@@ -590,7 +592,7 @@ impl Dialect for Postgres {
             .map_err(|e| self.fail("rollback", &e))
     }
 
-    fn columns(&mut self, table: &str) -> Result<Vec<(String, Kind)>> {
+    fn columns(&mut self, table: &str) -> Result<Vec<(String, PgType)>> {
         // PostgreSQL would cut the name and the table would then not be
         // found under it.
         anyhow::ensure!(
@@ -611,7 +613,7 @@ impl Dialect for Postgres {
             .map_err(|e| self.fail("reading columns", &e))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<_, String>(0), Kind::of_pg(&r.get::<_, String>(1))))
+            .map(|r| (r.get::<_, String>(0), PgType::of_pg(&r.get::<_, String>(1))))
             .collect())
     }
 
@@ -652,7 +654,7 @@ impl Dialect for Postgres {
     fn create_table(
         &mut self,
         table: &str,
-        columns: &[(String, Kind)],
+        columns: &[(String, PgType)],
         key: &[String],
     ) -> Result<()> {
         let defs: Vec<String> = columns
@@ -672,7 +674,7 @@ impl Dialect for Postgres {
         .map_err(|e| self.fail(&format!("creating table `{table}`"), &e))
     }
 
-    fn add_column(&mut self, table: &str, column: &str, kind: Kind) -> Result<()> {
+    fn add_column(&mut self, table: &str, column: &str, kind: PgType) -> Result<()> {
         self.client
             .batch_execute(&format!(
                 "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}",
@@ -734,7 +736,7 @@ impl Dialect for Postgres {
 
     fn upsert(&mut self, rows: &UpsertRows<'_, '_, Self>) -> Result<()> {
         let mut columns: Vec<String> = rows.columns.iter().map(|(c, _)| c.clone()).collect();
-        let mut kinds: Vec<Kind> = rows.columns.iter().map(|(_, k)| *k).collect();
+        let mut kinds: Vec<PgType> = rows.columns.iter().map(|(_, k)| *k).collect();
         // One array per column: the whole batch is one statement with one
         // parameter per column, `unnest`ed into rows, whatever its length.
         let width = rows.columns.len();
@@ -747,7 +749,7 @@ impl Dialect for Postgres {
             .collect();
         if let Some(objects) = &rows.overflow {
             columns.push(OVERFLOW_COLUMN.to_owned());
-            kinds.push(Kind::Json);
+            kinds.push(PgType::Json);
             arrays.push(objects.iter().collect());
         }
         let sql = upsert_sql(rows.table, &columns, &kinds, rows.key, rows.soft_deletes);
@@ -766,7 +768,7 @@ impl Dialect for Postgres {
         &mut self,
         table: &str,
         deletes: Deletes,
-        key: &[(String, Kind)],
+        key: &[(String, PgType)],
         keys: &[Param<'_>],
     ) -> Result<()> {
         let filter: Vec<String> = key

@@ -32,7 +32,7 @@ use std::time::Duration;
 /// dialect's one connection; errors carry what failed, in one line.
 pub trait Dialect: Send + Sized + 'static {
     /// A column's type, as far as binding a value to it goes.
-    type Kind: Copy + PartialEq + std::fmt::Debug + Send;
+    type ColumnType: Copy + PartialEq + std::fmt::Debug + Send;
     /// One value bound to a statement.
     type Param<'a>;
 
@@ -40,7 +40,7 @@ pub trait Dialect: Send + Sized + 'static {
     const NAMING: Naming;
     /// The type of a column of strings (a key column of no declared type,
     /// a field whose values are all null so far).
-    const TEXT: Self::Kind;
+    const TEXT: Self::ColumnType;
     /// Whether every value fits every column (SQLite's dynamic typing): then
     /// only the column budget sends a field to the overflow object.
     const ANY_VALUE_FITS: bool;
@@ -50,13 +50,13 @@ pub trait Dialect: Send + Sized + 'static {
     const ONE_STATEMENT_PER_BATCH: bool;
 
     /// The column type of a declared column.
-    fn kind_of_type(t: DataType) -> Self::Kind;
+    fn kind_of_type(t: DataType) -> Self::ColumnType;
     /// The column type a new field gets from its first non-null value.
-    fn kind_of_value(v: Cell<'_>) -> Self::Kind;
+    fn kind_of_value(v: Cell<'_>) -> Self::ColumnType;
     /// The type's name, for messages.
-    fn kind_name(kind: Self::Kind) -> &'static str;
+    fn kind_name(kind: Self::ColumnType) -> &'static str;
     /// `v` bound for a column of `kind`; `None` if it does not fit.
-    fn bind<'a>(v: Cell<'a>, kind: Self::Kind) -> Option<Self::Param<'a>>;
+    fn bind<'a>(v: Cell<'a>, kind: Self::ColumnType) -> Option<Self::Param<'a>>;
     /// A NULL.
     fn null<'a>() -> Self::Param<'a>;
     /// A row's overflow object.
@@ -70,7 +70,7 @@ pub trait Dialect: Send + Sized + 'static {
     fn rollback(&mut self) -> Result<()>;
 
     /// The columns of `table` and their types; empty if it does not exist.
-    fn columns(&mut self, table: &str) -> Result<Vec<(String, Self::Kind)>>;
+    fn columns(&mut self, table: &str) -> Result<Vec<(String, Self::ColumnType)>>;
     /// The fields of `table` stored under another column's name.
     fn renamed_fields(&mut self, table: &str) -> Result<Vec<(String, String)>>;
     /// Records that `field` of `table` lives in `column`.
@@ -79,12 +79,12 @@ pub trait Dialect: Send + Sized + 'static {
     fn create_table(
         &mut self,
         table: &str,
-        columns: &[(String, Self::Kind)],
+        columns: &[(String, Self::ColumnType)],
         key: &[String],
     ) -> Result<()>;
     /// Adds `column` to `table` (it may have just been added by another
     /// connection: that is no error).
-    fn add_column(&mut self, table: &str, column: &str, kind: Self::Kind) -> Result<()>;
+    fn add_column(&mut self, table: &str, column: &str, kind: Self::ColumnType) -> Result<()>;
     /// Adds `_incsync_deleted` (never NULL, false by default) and
     /// `_incsync_deleted_at`.
     fn add_soft_delete_columns(&mut self, table: &str) -> Result<()>;
@@ -101,7 +101,7 @@ pub trait Dialect: Send + Sized + 'static {
         &mut self,
         table: &str,
         deletes: Deletes,
-        key: &[(String, Self::Kind)],
+        key: &[(String, Self::ColumnType)],
         keys: &[Self::Param<'_>],
     ) -> Result<()>;
     /// Deletes (softly or for good) every row of `table`.
@@ -140,7 +140,7 @@ pub struct UpsertRows<'p, 'b, D: Dialect> {
     /// The table.
     pub table: &'p str,
     /// The columns written, in the order of each row's values.
-    pub columns: &'p [(String, D::Kind)],
+    pub columns: &'p [(String, D::ColumnType)],
     /// The primary key's columns.
     pub key: &'p [String],
     /// Whether the table has soft-delete marks to clear.
@@ -166,7 +166,7 @@ impl<'b, D: Dialect> UpsertRows<'_, 'b, D> {
 /// The keys of a batch of deletes, bound.
 struct KeyParams<'b, D: Dialect> {
     /// The key's columns and their types.
-    columns: Vec<(String, D::Kind)>,
+    columns: Vec<(String, D::ColumnType)>,
     /// `columns.len()` values per key, key after key.
     values: Vec<D::Param<'b>>,
 }
@@ -203,7 +203,7 @@ pub struct SqlWarehouse<D: Dialect> {
     lease: Option<Lease>,
     /// How deletes and truncates apply.
     deletes: Deletes,
-    tables: HashMap<String, TableInfo<D::Kind>>,
+    tables: HashMap<String, TableInfo<D::ColumnType>>,
 }
 
 fn other(e: anyhow::Error) -> WriteError {
@@ -290,8 +290,8 @@ impl<D: Dialect> SqlWarehouse<D> {
         &mut self,
         table: &str,
         keys: Vec<(String, String)>,
-    ) -> Result<TableInfo<D::Kind>> {
-        let kinds: HashMap<String, D::Kind> = self.db.columns(table)?.into_iter().collect();
+    ) -> Result<TableInfo<D::ColumnType>> {
+        let kinds: HashMap<String, D::ColumnType> = self.db.columns(table)?.into_iter().collect();
         let mut names = TableColumns::new(D::NAMING);
         names.keys = keys;
         for column in kinds.keys() {
@@ -303,19 +303,24 @@ impl<D: Dialect> SqlWarehouse<D> {
         Ok(TableInfo { names, kinds })
     }
 
-    fn table(&self, table: &str) -> Result<&TableInfo<D::Kind>, WriteError> {
+    fn table(&self, table: &str) -> Result<&TableInfo<D::ColumnType>, WriteError> {
         self.tables
             .get(table)
             .ok_or_else(|| WriteError::UnknownTable(table.to_owned()))
     }
 
-    fn info_mut(&mut self, table: &str) -> &mut TableInfo<D::Kind> {
+    fn info_mut(&mut self, table: &str) -> &mut TableInfo<D::ColumnType> {
         self.tables.get_mut(table).expect("a known table")
     }
 
     /// Adds `column` of `kind` to `table`, and to what the table is known
     /// to have once that succeeds.
-    fn add_column(&mut self, table: &str, column: &str, kind: D::Kind) -> Result<(), WriteError> {
+    fn add_column(
+        &mut self,
+        table: &str,
+        column: &str,
+        kind: D::ColumnType,
+    ) -> Result<(), WriteError> {
         self.db.add_column(table, column, kind).map_err(other)?;
         let info = self.info_mut(table);
         info.kinds.insert(column.to_owned(), kind);
@@ -326,7 +331,12 @@ impl<D: Dialect> SqlWarehouse<D> {
     /// The slot of `field` in `table`, adding a column of `kind` for a new
     /// field while the budget lasts, and the overflow column when it is
     /// first needed.
-    fn slot_for(&mut self, table: &str, field: &str, kind: D::Kind) -> Result<Slot, WriteError> {
+    fn slot_for(
+        &mut self,
+        table: &str,
+        field: &str,
+        kind: D::ColumnType,
+    ) -> Result<Slot, WriteError> {
         let names = &self.tables[table].names;
         if let Some(slot) = names.slot(field) {
             return Ok(slot);
@@ -492,7 +502,7 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
         }
         let info = &self.tables[table];
         // The batch's fields that have a column, and their columns' types.
-        let placed: Vec<(usize, String, D::Kind)> = slots
+        let placed: Vec<(usize, String, D::ColumnType)> = slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| match s {
@@ -556,7 +566,8 @@ impl<D: Dialect> Destination for SqlWarehouse<D> {
             self.overflow_column(table)?;
         }
         let info = &self.tables[table];
-        let columns: Vec<(String, D::Kind)> = placed.into_iter().map(|(_, c, k)| (c, k)).collect();
+        let columns: Vec<(String, D::ColumnType)> =
+            placed.into_iter().map(|(_, c, k)| (c, k)).collect();
         let overflow = info
             .has(OVERFLOW_COLUMN)
             .then(|| overflow.into_iter().map(D::overflow).collect());

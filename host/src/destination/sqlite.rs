@@ -300,7 +300,7 @@ fn now_text() -> String {
 }
 
 impl Dialect for Sqlite {
-    type Kind = Affinity;
+    type ColumnType = Affinity;
     type Param<'a> = Bind<'a>;
 
     const NAMING: Naming = Naming::SQLITE;
