@@ -6,8 +6,12 @@ pub mod bindings;
 mod cache;
 mod clock;
 mod guest_output;
+mod limiter;
+mod trap;
 
 pub use cache::{CacheOutcome, ComponentCache};
+use limiter::{MemoryPool, RecordingLimits};
+use trap::{BatchOverLimit, CheckpointsOverLimit, DeadlineExceeded, HostFault, RunTimeExceeded};
 
 use crate::destination::Batch;
 use crate::destination::{Destination, LeaseLost, WriteError};
@@ -22,7 +26,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// The connector component bundled into this binary.
@@ -195,13 +199,6 @@ impl WasiView for HostState {
 
 impl bindings::TypesHost for HostState {}
 
-/// A fault of the host (the warehouse failed, or another sync took the
-/// lease), not of the guest: it traps instead of reaching the guest, so no
-/// connector can mistake or swallow it.
-#[derive(Debug, thiserror::Error)]
-#[error("writing to the warehouse: {0}")]
-struct HostFault(WriteError);
-
 /// Splits a destination's answer: the guest's mistakes (an unknown table, a
 /// malformed batch) are its to see; anything else is the host's fault.
 fn guest_visible(result: Result<(), WriteError>) -> wasmtime::Result<Result<(), DestinationError>> {
@@ -212,12 +209,6 @@ fn guest_visible(result: Result<(), WriteError>) -> wasmtime::Result<Result<(), 
         Err(fault) => Err(wasmtime::Error::from_anyhow(anyhow!(HostFault(fault)))),
     }
 }
-
-/// A batch whose spans point at more text than one host call may carry:
-/// the hostcall limit, stated in the bytes the batch stands for.
-#[derive(Debug, thiserror::Error)]
-#[error("a batch pointing at {0} bytes of text")]
-struct BatchOverLimit(u64);
 
 impl HostState {
     /// Checks a batch from the guest: `Ok(Err)` for a malformed one (the
@@ -331,147 +322,6 @@ impl bindings::HostImports for HostState {
             LogLevel::Error => tracing::error!(target: "connector", "{message}"),
         }
         Ok(())
-    }
-}
-
-/// A limit the guest ran into, as the limiter saw it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LimitHit {
-    /// Linear memory would have grown past the cap.
-    Memory,
-    /// Linear memory would have grown past what the run's guests may hold
-    /// together.
-    TotalMemory,
-    /// A table would have grown past the cap.
-    Table,
-}
-
-/// The store's limits, remembering the first one the guest hit, so a trap is
-/// explained from what happened rather than from wasmtime's wording.
-struct RecordingLimits {
-    inner: StoreLimits,
-    hit: Option<LimitHit>,
-    /// The runtime's memory left for all its guests together.
-    pool: Arc<MemoryPool>,
-    /// What this store took from it.
-    taken: usize,
-}
-
-/// Linear memory shared by every guest of a runtime: each growth takes from
-/// it, and a store gives back what it took when dropped.
-#[derive(Debug)]
-pub(crate) struct MemoryPool {
-    left: std::sync::atomic::AtomicUsize,
-}
-
-impl MemoryPool {
-    fn new(bytes: usize) -> Arc<MemoryPool> {
-        Arc::new(MemoryPool {
-            left: std::sync::atomic::AtomicUsize::new(bytes),
-        })
-    }
-
-    /// Takes `bytes` if that many are left.
-    fn take(&self, bytes: usize) -> bool {
-        use std::sync::atomic::Ordering;
-        self.left
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-                left.checked_sub(bytes)
-            })
-            .is_ok()
-    }
-
-    fn give_back(&self, bytes: usize) {
-        self.left
-            .fetch_add(bytes, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-impl Drop for RecordingLimits {
-    fn drop(&mut self) {
-        self.pool.give_back(self.taken);
-    }
-}
-
-/// The most elements one table may grow to, and the most tables.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
-const MAX_TABLES: usize = 64;
-
-impl RecordingLimits {
-    /// The sandbox's limits: `memory_bytes` of linear memory in one memory,
-    /// [`MAX_TABLES`] tables of at most [`MAX_TABLE_ELEMENTS`], 16
-    /// instances; growing past any traps.
-    fn new(memory_bytes: usize, pool: Arc<MemoryPool>) -> RecordingLimits {
-        let inner = StoreLimitsBuilder::new()
-            .memory_size(memory_bytes)
-            .trap_on_grow_failure(true)
-            .table_elements(MAX_TABLE_ELEMENTS)
-            .tables(MAX_TABLES)
-            .instances(16)
-            // The cap is per memory: allow only one, so it caps the guest.
-            .memories(1)
-            .build();
-        RecordingLimits {
-            inner,
-            hit: None,
-            pool,
-            taken: 0,
-        }
-    }
-
-    fn record(&mut self, hit: LimitHit, allowed: &wasmtime::Result<bool>) {
-        if !matches!(allowed, Ok(true)) && self.hit.is_none() {
-            self.hit = Some(hit);
-        }
-    }
-}
-
-impl wasmtime::ResourceLimiter for RecordingLimits {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.memory_growing(current, desired, maximum);
-        self.record(LimitHit::Memory, &allowed);
-        if !matches!(allowed, Ok(true)) {
-            return allowed;
-        }
-        let more = desired.saturating_sub(current);
-        if self.pool.take(more) {
-            self.taken += more;
-            Ok(true)
-        } else {
-            self.hit.get_or_insert(LimitHit::TotalMemory);
-            // As the per-guest cap does (`trap_on_grow_failure`).
-            Err(wasmtime::Error::msg(
-                "the run's guests would grow past their memory together",
-            ))
-        }
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.inner.table_growing(current, desired, maximum);
-        self.record(LimitHit::Table, &allowed);
-        allowed
-    }
-
-    fn instances(&self) -> usize {
-        self.inner.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.inner.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.inner.memories()
     }
 }
 
@@ -666,147 +516,5 @@ impl Runtime {
             (result, _) => result,
         };
         (result, stats)
-    }
-}
-
-/// The guest computed for longer than its deadline without progress.
-#[derive(Debug, thiserror::Error)]
-#[error("the connector computed for more than {} s without calling the host (an endless loop?) and was stopped; raise sandbox.deadline_seconds if it needs longer", .0.as_secs_f64())]
-struct DeadlineExceeded(Duration);
-
-/// The guest checkpointed more often than `sandbox.max_checkpoints`.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "the connector made more than {0} checkpoints in one run and was stopped (sandbox.max_checkpoints); the warehouse keeps its last checkpoint"
-)]
-struct CheckpointsOverLimit(u64);
-
-/// The run took longer than `sandbox.max_run_seconds`.
-#[derive(Debug, thiserror::Error)]
-#[error("the sync ran for more than {} s and was stopped (sandbox.max_run_seconds); the warehouse keeps its last checkpoint", .0.as_secs_f64())]
-struct RunTimeExceeded(Duration);
-
-impl Runtime {
-    fn trap(&self, e: wasmtime::Error, state: &HostState) -> RunError {
-        let e: anyhow::Error = e.into();
-        if let Some(HostFault(fault)) = e.chain().find_map(|c| c.downcast_ref::<HostFault>()) {
-            return RunError::from_write(fault.clone());
-        }
-        if let Some(d) = e.chain().find_map(|c| c.downcast_ref::<DeadlineExceeded>()) {
-            return RunError::Trap(d.to_string());
-        }
-        if let Some(r) = e.chain().find_map(|c| c.downcast_ref::<RunTimeExceeded>()) {
-            return RunError::Trap(r.to_string());
-        }
-        if let Some(c) = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<CheckpointsOverLimit>())
-        {
-            return RunError::Trap(c.to_string());
-        }
-        let text = format!("{e:#}");
-        // wasmtime's error type for this is private: its message is all
-        // there is to recognise.
-        if text.contains("fuel allocated for hostcalls has been exhausted")
-            || e.chain().any(|c| c.is::<BatchOverLimit>())
-        {
-            return RunError::Trap(format!(
-                "the connector passed more than {} MiB to one host call (an upsert batch, a checkpoint or a request) and was stopped; raise http.max_response_bytes if its pages are that large",
-                self.limits.hostcall_bytes >> 20
-            ));
-        }
-        match state.limits.hit {
-            Some(LimitHit::Memory) => {
-                return RunError::Trap(format!(
-                    "the connector tried to grow its memory past the limit of {} MiB and was stopped; raise sandbox.memory_mb if it needs more",
-                    self.limits.memory_bytes >> 20
-                ));
-            }
-            Some(LimitHit::TotalMemory) => {
-                return RunError::Trap(format!(
-                    "the connectors of this run tried to hold more than {} MiB of memory together and one was stopped; raise sandbox.total_memory_mb, or lower --parallel",
-                    self.limits.total_memory_bytes >> 20
-                ));
-            }
-            Some(LimitHit::Table) => {
-                return RunError::Trap(
-                    "the connector tried to grow a table past the sandbox's limit and was stopped"
-                        .into(),
-                );
-            }
-            None => {}
-        }
-        // The trap's own words (not wasmtime's "error while executing at
-        // wasm backtrace:" heading), and what the guest said last, which for
-        // a Rust guest is its panic message.
-        let cause = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<wasmtime::Trap>())
-            .map(ToString::to_string)
-            .unwrap_or_else(|| {
-                e.chain()
-                    .last()
-                    .map(ToString::to_string)
-                    .unwrap_or_default()
-                    .lines()
-                    .next()
-                    .unwrap_or("")
-                    .to_owned()
-            });
-        let said = state
-            .stderr
-            .last_words()
-            .map(|l| format!("; it said: {l}"))
-            .unwrap_or_default();
-        RunError::Trap(format!("the connector crashed ({cause}){said}"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use wasmtime::ResourceLimiter;
-
-    #[test]
-    fn the_guests_of_a_runtime_share_one_memory_budget() {
-        let pool = MemoryPool::new(100 << 20);
-        let mut a = RecordingLimits::new(64 << 20, pool.clone());
-        let mut b = RecordingLimits::new(64 << 20, pool.clone());
-        assert!(a.memory_growing(0, 60 << 20, None).unwrap());
-        assert!(b.memory_growing(0, 30 << 20, None).unwrap());
-        assert!(b.memory_growing(30 << 20, 50 << 20, None).is_err());
-        assert_eq!(b.hit, Some(LimitHit::TotalMemory));
-        assert_eq!(a.hit, None);
-        // A guest's own cap is still its own.
-        assert!(a.memory_growing(60 << 20, 65 << 20, None).is_err());
-        assert_eq!(a.hit, Some(LimitHit::Memory));
-        drop(a);
-        let mut c = RecordingLimits::new(64 << 20, pool);
-        assert!(
-            c.memory_growing(0, 64 << 20, None).unwrap(),
-            "a's memory came back"
-        );
-    }
-
-    #[test]
-    fn the_limiter_caps_tables_and_memory_and_remembers_which_was_hit() {
-        let mut limits = RecordingLimits::new(64 << 20, MemoryPool::new(1 << 30));
-        assert_eq!((limits.tables(), limits.memories()), (MAX_TABLES, 1));
-        assert!(limits.table_growing(0, 1024, None).unwrap());
-        assert!(limits.memory_growing(0, 1 << 20, None).unwrap());
-        assert_eq!(limits.hit, None);
-        // Past the cap: a trap (not a quiet -1 the guest might ignore),
-        // remembered as the table's.
-        assert!(
-            limits
-                .table_growing(1024, MAX_TABLE_ELEMENTS + 1, None)
-                .is_err()
-        );
-        assert_eq!(limits.hit, Some(LimitHit::Table));
-        assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
-        assert_eq!(limits.hit, Some(LimitHit::Table), "the first hit stays");
-        let mut limits = RecordingLimits::new(64 << 20, MemoryPool::new(1 << 30));
-        assert!(limits.memory_growing(1 << 20, 65 << 20, None).is_err());
-        assert_eq!(limits.hit, Some(LimitHit::Memory));
     }
 }
