@@ -1,12 +1,18 @@
 //! Outbound HTTP for the `http-fetch` import: a keep-alive client behind the
 //! sandbox's allow-list, wrapped in retries.
 
+mod allow;
 mod blank;
+mod credentials;
 mod resolve;
 mod retry;
+mod rules;
 mod warnings;
 
+pub use allow::{AllowList, BadOrigin};
 pub use blank::{BLANK, Blanker};
+pub use credentials::Credentials;
+use rules::{check_guest_headers, follow_redirect};
 
 pub use resolve::{AddressPolicy, Lookup, SystemLookup, is_non_public};
 pub use retry::{Pacer, Pause, RetryPolicy, Retrying, Sleep, retry_after};
@@ -14,9 +20,7 @@ pub use warnings::{HostWarnings, MAX_HOST_WARNINGS, Severity};
 
 use crate::printable::printable;
 use crate::runtime::bindings::{HttpError, Method, Request, Response};
-use std::collections::HashSet;
 use std::io::Read;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -36,218 +40,6 @@ impl HttpBackend for NoHttp {
             "no requests during schema: {}",
             request.url
         )))
-    }
-}
-
-/// A `base_url` or `allowed_hosts` entry that names no origin.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {problem}")]
-pub struct BadOrigin {
-    /// The config key (`base_url`, `allowed_hosts[2]`).
-    pub key: String,
-    /// What is wrong with it.
-    pub problem: String,
-}
-
-/// The origins (scheme, host, port) a connector may reach.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowList {
-    origins: Vec<(String, String, u16)>,
-}
-
-impl AllowList {
-    /// Allows the origin of `base_url` and each of `extra` (URLs, or bare
-    /// `host` / `host:port`, which allow http and https on that host).
-    pub fn new(base_url: &str, extra: &[String]) -> Result<AllowList, BadOrigin> {
-        let bad = |key: String, problem: String| BadOrigin { key, problem };
-        let mut origins = Vec::new();
-        let base = Url::parse(base_url)
-            .map_err(|e| bad("base_url".into(), format!("`{base_url}` is not a URL: {e}")))?;
-        origins.push(origin(&base).ok_or_else(|| {
-            bad(
-                "base_url".into(),
-                format!("`{base_url}` must be http or https with a host"),
-            )
-        })?);
-        for (i, entry) in extra.iter().enumerate() {
-            let key = || format!("allowed_hosts[{i}]");
-            if entry.contains("://") {
-                let url = Url::parse(entry)
-                    .map_err(|e| bad(key(), format!("`{entry}` is not a URL: {e}")))?;
-                origins.push(origin(&url).ok_or_else(|| {
-                    bad(
-                        key(),
-                        format!("`{entry}` must be http or https with a host"),
-                    )
-                })?);
-            } else {
-                for scheme in ["http", "https"] {
-                    let url = Url::parse(&format!("{scheme}://{entry}"))
-                        .map_err(|e| bad(key(), format!("`{entry}` is not a host: {e}")))?;
-                    origins.push(
-                        origin(&url)
-                            .ok_or_else(|| bad(key(), format!("`{entry}` is not a host")))?,
-                    );
-                }
-            }
-        }
-        Ok(AllowList { origins })
-    }
-
-    /// The IP addresses the config names literally (`http://127.0.0.1:5001`):
-    /// these may be reached even when they are loopback or private.
-    pub fn literal_ips(&self) -> HashSet<IpAddr> {
-        self.origins
-            .iter()
-            .filter_map(|(_, host, _)| {
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .parse()
-                    .ok()
-            })
-            .collect()
-    }
-
-    /// Checks `url`; `Err` says why it is refused.
-    pub fn check(&self, url: &Url) -> Result<(), String> {
-        let Some(o) = origin(url) else {
-            return Err(format!(
-                "{url}: only http and https URLs with a host are allowed"
-            ));
-        };
-        if self.origins.contains(&o) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}://{}:{} is not an allowed host (add it to allowed_hosts)",
-                o.0, o.1, o.2
-            ))
-        }
-    }
-}
-
-fn origin(url: &Url) -> Option<(String, String, u16)> {
-    match url.scheme() {
-        "http" | "https" => Some((
-            url.scheme().to_owned(),
-            url.host_str()?.to_ascii_lowercase(),
-            url.port_or_known_default()?,
-        )),
-        _ => None,
-    }
-}
-
-/// What the host attaches to requests to the `base_url` origin: the config's
-/// `auth` and `headers`, with their secrets resolved. The guest never sees
-/// them, and no request to another origin carries them (a redirect or a next
-/// URL to another allowed host goes without).
-#[derive(Clone, Default)]
-pub struct Credentials {
-    origin: Option<(String, String, u16)>,
-    headers: Vec<(String, String)>,
-    query: Vec<(String, String)>,
-    /// The secret values among them, blanked in answers.
-    secrets: Vec<String>,
-    /// Blanks them.
-    blanker: Blanker,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names = |pairs: &[(String, String)]| -> Vec<String> {
-            pairs
-                .iter()
-                .map(|(k, _)| format!("{k}: <redacted>"))
-                .collect()
-        };
-        f.debug_struct("Credentials")
-            .field("origin", &self.origin)
-            .field("headers", &names(&self.headers))
-            .field("query", &names(&self.query))
-            .finish()
-    }
-}
-
-impl Credentials {
-    /// No credentials yet, for the origin of `base_url`.
-    pub fn for_base(base_url: &str) -> Self {
-        Credentials {
-            origin: Url::parse(base_url).ok().as_ref().and_then(origin),
-            ..Credentials::default()
-        }
-    }
-
-    /// Sends header `name` with `value` (replacing a header of the guest's
-    /// with the same name).
-    pub fn header(&mut self, name: &str, value: String) {
-        self.headers.push((name.to_ascii_lowercase(), value));
-    }
-
-    /// Adds query parameter `name` = `value`.
-    pub fn query(&mut self, name: &str, value: String) {
-        self.query.push((name.to_owned(), value));
-    }
-
-    /// Marks `value` secret: [`hide_in`](Self::hide_in) blanks it in
-    /// answers (an `auth` token or password, the value of a header whose
-    /// config holds a `${…}` reference). Other header values (an API
-    /// version, an `Accept`) are data an answer may well repeat.
-    pub fn secret(&mut self, value: &str) {
-        // Too short a value would blank innocent text.
-        if value.len() >= 4 && !self.secrets.iter().any(|s| s == value) {
-            self.secrets.push(value.to_owned());
-            self.blanker = Blanker::new(&self.secrets);
-        }
-    }
-
-    /// The headers attached.
-    pub fn headers(&self) -> &[(String, String)] {
-        &self.headers
-    }
-
-    /// Attaches the credentials to a request for `url`, if it goes to the
-    /// base origin.
-    fn apply(&self, url: &mut Url, headers: &mut Vec<(String, String)>) {
-        if self.origin.is_none() || origin(url) != self.origin {
-            return;
-        }
-        headers.retain(|(k, _)| !self.headers.iter().any(|(c, _)| k.eq_ignore_ascii_case(c)));
-        headers.extend(self.headers.iter().cloned());
-        if !self.query.is_empty() {
-            // A next link may carry the parameter over (with the value the
-            // guest saw hidden): the host's value replaces it. Only then is
-            // the query rebuilt; otherwise it goes as the guest wrote it.
-            let carried = url
-                .query_pairs()
-                .any(|(k, _)| self.query.iter().any(|(q, _)| *q == k));
-            if carried {
-                let kept: Vec<(String, String)> = url
-                    .query_pairs()
-                    .filter(|(k, _)| !self.query.iter().any(|(q, _)| q == k))
-                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                    .collect();
-                url.query_pairs_mut().clear().extend_pairs(kept);
-            }
-            let mut pairs = url.query_pairs_mut();
-            for (k, v) in &self.query {
-                pairs.append_pair(k, v);
-            }
-        }
-    }
-
-    /// Blanks every secret value in an answer before the guest sees it:
-    /// an API may echo a request (its URL with a query key, a header) in a
-    /// next link, a header or an error body, and what the guest sees may end
-    /// up in the state, the warehouse or a message. Values are matched in
-    /// every spelling [`Blanker`] knows.
-    fn hide_in(&self, response: &mut Response) {
-        if self.blanker.is_empty() {
-            return;
-        }
-        for (_, value) in &mut response.headers {
-            *value = self.blanker.text(value);
-        }
-        self.blanker.bytes(&mut response.body);
     }
 }
 
@@ -478,98 +270,6 @@ fn method_name(m: Method) -> &'static str {
         Method::Delete => "DELETE",
         Method::Head => "HEAD",
     }
-}
-
-/// The guest's headers that a redirect carries to another origin; any other
-/// (`authorization`, `cookie`, an API key under any name) stays behind.
-const SAFE_ACROSS_ORIGINS: &[&str] = &["accept", "accept-language", "content-type"];
-
-/// Where a redirect `status` with `location` from `from` leads, and what the
-/// next hop sends: never from https down to http; a 303, or a 301 or 302 to
-/// another origin, becomes a GET without a body; a hop to another origin
-/// keeps only the guest's [`SAFE_ACROSS_ORIGINS`] headers (the config's
-/// credentials are attached per hop, to the `base_url` origin only).
-fn follow_redirect(
-    from: &Url,
-    status: u16,
-    location: &str,
-    hop: &mut Request,
-    warnings: &HostWarnings,
-) -> Result<Url, HttpError> {
-    let next = from.join(location).map_err(|e| {
-        HttpError::Other(format!(
-            "redirect to a bad location `{}`: {e}",
-            printable(location, 1024)
-        ))
-    })?;
-    if from.scheme() == "https" && next.scheme() == "http" {
-        warnings.log(Severity::Warn, || {
-            format!(
-                "sandbox: refused a redirect from {} down to {}",
-                printable(from.as_str(), 1024),
-                printable(next.as_str(), 1024)
-            )
-        });
-        return Err(HttpError::Denied(format!(
-            "redirect from https down to http ({})",
-            printable(next.as_str(), 1024)
-        )));
-    }
-    let cross_origin = origin(&next) != origin(from);
-    let to_get = status == 303 || (cross_origin && matches!(status, 301 | 302));
-    if to_get && hop.method != Method::Head {
-        hop.method = Method::Get;
-        hop.body = None;
-        hop.headers
-            .retain(|(k, _)| !k.eq_ignore_ascii_case("content-type"));
-    }
-    if cross_origin {
-        hop.headers.retain(|(k, _)| {
-            SAFE_ACROSS_ORIGINS
-                .iter()
-                .any(|safe| k.eq_ignore_ascii_case(safe))
-        });
-    }
-    Ok(next)
-}
-
-/// Headers the guest may not set: they pick the virtual host (`host`), frame
-/// the body (`content-length`, `transfer-encoding`, `te`, `trailer`,
-/// `expect`), choose how the answer is compressed (`accept-encoding`: the
-/// host asks for gzip alone, the one encoding it decodes before it blanks
-/// secrets), or govern the connection and proxies (`connection`,
-/// `keep-alive`, `upgrade`, `proxy-*`), all of which are the host's to
-/// decide.
-const HOST_ONLY_HEADERS: &[&str] = &[
-    "host",
-    "accept-encoding",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "te",
-    "upgrade",
-    "keep-alive",
-    "trailer",
-    "expect",
-];
-
-/// Refuses a guest header the host alone may set.
-fn check_guest_headers(headers: &[(String, String)]) -> Result<(), HttpError> {
-    for (name, _) in headers {
-        let host_only = HOST_ONLY_HEADERS
-            .iter()
-            .any(|h| name.eq_ignore_ascii_case(h))
-            || name
-                .get(..6)
-                .is_some_and(|p| p.eq_ignore_ascii_case("proxy-"));
-        if host_only {
-            return Err(HttpError::InvalidRequest(format!(
-                "header `{}` is set by the host, not the connector",
-                printable(name, 200)
-            )));
-        }
-    }
-    Ok(())
 }
 
 impl HttpBackend for Client {
@@ -972,7 +672,7 @@ mod credential_tests {
 mod address_tests {
     use super::tests_support::one_shot;
     use super::*;
-    use std::net::SocketAddr;
+    use std::net::{IpAddr, SocketAddr};
 
     /// A resolver whose every name resolves to `to`.
     struct FakeDns(Vec<IpAddr>);
