@@ -28,7 +28,7 @@ use crate::destination::WriteError;
 use crate::destination::{Batch, Destination};
 use crate::http::{Blanker, HttpBackend};
 use crate::printable::printable;
-use crate::runtime::bindings::{HttpError, Method, Request, Response, Table};
+use crate::runtime::bindings::{HttpError, Request, Response, Table};
 use crate::secrets::{self, Environment};
 use anyhow::{Context, Result};
 use base64::Engine;
@@ -52,17 +52,7 @@ pub use replay::{
 
 pub(super) const REDACTED: &str = "<redacted>";
 
-/// A method's name on the wire.
-pub fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Get => "GET",
-        Method::Post => "POST",
-        Method::Put => "PUT",
-        Method::Patch => "PATCH",
-        Method::Delete => "DELETE",
-        Method::Head => "HEAD",
-    }
-}
+pub use crate::http::method_name;
 
 /// An `http-error` in one line.
 pub fn describe_http_error(e: &HttpError) -> String {
@@ -152,6 +142,7 @@ pub fn offline_config(config: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::bindings::Method;
     use std::collections::HashMap;
 
     struct Env(HashMap<&'static str, &'static str>);

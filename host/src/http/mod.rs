@@ -261,7 +261,8 @@ impl Client {
     }
 }
 
-fn method_name(m: Method) -> &'static str {
+/// A method's name on the wire.
+pub fn method_name(m: Method) -> &'static str {
     match m {
         Method::Get => "GET",
         Method::Post => "POST",
