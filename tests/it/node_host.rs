@@ -56,17 +56,21 @@ fn install_now() {
     );
 }
 
-fn node(component: &Path, config: &Path, warehouse: &Path) -> std::process::Output {
-    Command::new("node")
-        .arg(node_host_dir().join("host.mjs"))
+/// `node host.mjs --component COMPONENT --config CONFIG --warehouse WAREHOUSE`.
+fn node_command(component: &Path, config: &Path, warehouse: &Path) -> Command {
+    let mut cmd = Command::new("node");
+    cmd.arg(node_host_dir().join("host.mjs"))
         .arg("--component")
         .arg(component)
         .arg("--config")
         .arg(config)
         .arg("--warehouse")
-        .arg(warehouse)
-        .output()
-        .unwrap()
+        .arg(warehouse);
+    cmd
+}
+
+fn node(component: &Path, config: &Path, warehouse: &Path) -> std::process::Output {
+    node_command(component, config, warehouse).output().unwrap()
 }
 
 fn node_sync(component: &Path, w: &World, warehouse: &Path) -> Value {
@@ -205,15 +209,8 @@ fn node_run(
     std::fs::write(&config_file, config.to_string()).unwrap();
     let warehouse = dir.join(format!("warehouse-{n}.json"));
     let (out_file, err_file) = (dir.join(format!("out-{n}")), dir.join(format!("err-{n}")));
-    let mut cmd = Command::new("node");
-    cmd.arg(node_host_dir().join("host.mjs"))
-        .arg("--component")
-        .arg(component)
-        .arg("--config")
-        .arg(&config_file)
-        .arg("--warehouse")
-        .arg(&warehouse)
-        .stdout(std::fs::File::create(&out_file).unwrap())
+    let mut cmd = node_command(component, &config_file, &warehouse);
+    cmd.stdout(std::fs::File::create(&out_file).unwrap())
         .stderr(std::fs::File::create(&err_file).unwrap());
     for (k, v) in env {
         cmd.env(k, v);
